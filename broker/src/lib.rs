@@ -1,1 +1,41 @@
-//! placeholder
+//! Brooklet: a single-binary message broker on sled with a gRPC API.
+//!
+//! # Code map
+//!
+//! A request flows `server` → `grpc` → `log` / `group` → `storage`; nothing
+//! below calls up.
+//!
+//! - [`server`]: binds nothing itself; [`run`] serves a bound listener until a
+//!   shutdown future resolves, then drains and flushes. [`EmbeddedBroker`]
+//!   starts one in-process for tests.
+//! - `grpc`: tonic services, proto ⇄ domain conversion, `Error` → `Status`.
+//! - [`log`]: topics and partitions; offsets, reads, waiting for data.
+//! - [`group`]: consumer-group committed offsets.
+//! - [`storage`]: the only module that names sled: keys, batch layout, trees.
+//! - [`record`]: records and batches as appended, stored and served.
+//! - [`config`], [`error`]: validated configuration; the typed error.
+//!
+//! # Embedding a broker in a test
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let broker = brooklet_broker::EmbeddedBroker::start().await?;
+//! println!("broker listening at {}", broker.endpoint());
+//! broker.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod group;
+mod grpc;
+pub mod log;
+pub mod record;
+pub mod server;
+pub mod storage;
+
+pub use config::{Config, Limits};
+pub use error::{Error, Result};
+pub use server::{EmbeddedBroker, run};

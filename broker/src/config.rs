@@ -1,0 +1,91 @@
+//! Broker configuration, already validated: everything the library needs to
+//! open storage and serve. The binary parses flags and environment into it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::storage::{HEADER_LEN, MAX_STORED_BATCH_BYTES};
+
+/// The largest `max_record_bytes` the storage layout allows: one record must
+/// fit in one stored batch, with room for its encoding overhead.
+pub const MAX_RECORD_BYTES_LIMIT: usize = MAX_STORED_BATCH_BYTES - HEADER_LEN - (64 << 10);
+
+/// The most partitions `max_partitions` may allow.
+pub const MAX_PARTITIONS_LIMIT: u32 = 1 << 20;
+
+/// How a broker runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the data lives.
+    pub data_dir: PathBuf,
+    /// Request limits.
+    pub limits: Limits,
+    /// sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+}
+
+/// Limits applied to every request.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most partitions a topic may have.
+    pub max_partitions: u32,
+    /// Largest record (key + value + headers), in bytes.
+    pub max_record_bytes: usize,
+    /// Largest gRPC request message, in bytes.
+    pub max_request_bytes: usize,
+    /// Longest a fetch may wait for data.
+    pub max_fetch_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_partitions: 1024,
+            max_record_bytes: 1 << 20,
+            max_request_bytes: 64 << 20,
+            max_fetch_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with default limits storing its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+            cache_capacity_bytes: 256 << 20,
+        }
+    }
+
+    /// Checks every value against its accepted range.
+    pub fn validate(&self) -> Result<()> {
+        let l = &self.limits;
+        if !(1..=MAX_PARTITIONS_LIMIT).contains(&l.max_partitions) {
+            return Err(Error::invalid(
+                "max_partitions",
+                format!("{} is not in 1..={MAX_PARTITIONS_LIMIT}", l.max_partitions),
+            ));
+        }
+        if !(1..=MAX_RECORD_BYTES_LIMIT).contains(&l.max_record_bytes) {
+            return Err(Error::invalid(
+                "max_record_bytes",
+                format!(
+                    "{} is not in 1..={MAX_RECORD_BYTES_LIMIT}",
+                    l.max_record_bytes
+                ),
+            ));
+        }
+        if l.max_request_bytes < l.max_record_bytes + (64 << 10) {
+            return Err(Error::invalid(
+                "max_request_bytes",
+                format!(
+                    "{} must exceed max_record_bytes ({}) by at least 65536",
+                    l.max_request_bytes, l.max_record_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! The broker library's error type. It says what went wrong in terms a client
+//! can act on; `grpc::status` turns it into a gRPC status in one place.
+
+use crate::storage::StorageError;
+
+/// Result with the broker's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a broker operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid; `field` names it (e.g. `records[3].partition`).
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The offending field.
+        field: String,
+        /// Why, naming the limit.
+        reason: String,
+    },
+    /// The topic does not exist.
+    #[error("topic `{topic}` does not exist")]
+    TopicNotFound {
+        /// Topic name.
+        topic: String,
+    },
+    /// A topic of that name exists already.
+    #[error("topic `{topic}` already exists")]
+    TopicExists {
+        /// Topic name.
+        topic: String,
+    },
+    /// An offset outside the partition's log.
+    #[error(
+        "offset {offset} is out of range for {topic}/{partition}: \
+         log start offset is {log_start}, high watermark is {high_watermark}"
+    )]
+    OffsetOutOfRange {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The requested offset.
+        offset: u64,
+        /// First offset in the log.
+        log_start: u64,
+        /// Next offset to be written.
+        high_watermark: u64,
+    },
+    /// The broker is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

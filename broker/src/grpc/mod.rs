@@ -1,0 +1,263 @@
+//! gRPC services: `brooklet.v1` requests in, log and group calls, responses
+//! out. Owns proto ⇄ domain conversion (`convert`) and the mapping of errors
+//! to statuses (`status`). Holds no state of its own beyond handles.
+
+mod convert;
+mod status;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brooklet_proto::v1 as pb;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::group::Groups;
+use crate::log::{FetchOpts, Log};
+
+/// Default and maximum of `max_bytes` in fetch and subscribe requests.
+const DEFAULT_FETCH_BYTES: usize = 1 << 20;
+const MAX_FETCH_BYTES: usize = 32 << 20;
+/// How many responses a subscription buffers before it waits for its reader.
+const SUBSCRIBE_BUFFER: usize = 4;
+/// How long one subscription read waits for data before checking again that
+/// its reader is still there.
+const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
+
+/// Shared by every service.
+#[derive(Clone, Debug)]
+pub struct Services {
+    log: Arc<Log>,
+    groups: Groups,
+    /// Cancelled when shutdown begins: ends waiting fetches and streams.
+    shutdown: CancellationToken,
+}
+
+impl Services {
+    /// Services over `log`, stopped by `shutdown`.
+    pub fn new(log: Arc<Log>, shutdown: CancellationToken) -> Services {
+        let groups = Groups::new(log.clone());
+        Services {
+            log,
+            groups,
+            shutdown,
+        }
+    }
+
+    fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
+        let max_bytes = match max_bytes as usize {
+            0 => DEFAULT_FETCH_BYTES,
+            n => n.min(MAX_FETCH_BYTES),
+        };
+        let max_wait = Duration::from_millis(u64::from(max_wait_ms));
+        let limit = self.log.limits().max_fetch_wait;
+        if max_wait > limit {
+            return Err(Error::invalid(
+                "max_wait_ms",
+                format!("{max_wait_ms} exceeds the maximum of {}", limit.as_millis()),
+            ));
+        }
+        Ok(FetchOpts {
+            max_bytes,
+            max_wait,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for Services {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let req = request.into_inner();
+        let info =
+            self.log
+                .create_topic(&req.name, req.partitions, req.config.into_iter().collect())?;
+        Ok(Response::new(pb::CreateTopicResponse {
+            topic: Some(convert::topic_info(info)),
+        }))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.log.delete_topic(&request.into_inner().name)?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let topics = self
+            .log
+            .list_topics()
+            .into_iter()
+            .map(convert::topic_info)
+            .collect();
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        let (info, partitions) = self.log.describe_topic(&request.into_inner().name)?;
+        Ok(Response::new(pb::DescribeTopicResponse {
+            topic: Some(convert::topic_info(info)),
+            partitions: partitions
+                .into_iter()
+                .map(convert::partition_info)
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::producer_service_server::ProducerService for Services {
+    async fn produce(
+        &self,
+        request: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let req = request.into_inner();
+        let records = req.records.into_iter().map(convert::new_record).collect();
+        let appended = self.log.produce(&req.topic, records)?;
+        let acks = appended
+            .into_iter()
+            .map(|a| pb::PartitionAck {
+                partition: a.partition,
+                base_offset: a.base_offset,
+                record_count: a.record_count,
+            })
+            .collect();
+        Ok(Response::new(pb::ProduceResponse {
+            acks,
+            durability: pb::Durability::Written.into(),
+        }))
+    }
+}
+
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::consumer_service_server::ConsumerService for Services {
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        let req = request.into_inner();
+        let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms)?;
+        let fetched = self
+            .log
+            .fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown)
+            .await?;
+        Ok(Response::new(pb::FetchResponse {
+            batches: fetched
+                .batches
+                .into_iter()
+                .map(|b| convert::batch(req.partition, b))
+                .collect(),
+            high_watermark: fetched.high_watermark,
+            log_start_offset: fetched.log_start,
+        }))
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<SubscribeStream>, Status> {
+        let req = request.into_inner();
+        let opts = FetchOpts {
+            max_wait: SUBSCRIBE_POLL,
+            ..self.fetch_opts(req.max_bytes, 0)?
+        };
+        // Validate the start before the stream opens, so a bad request fails
+        // the call itself rather than its first message.
+        let state = self.log.partition_state(&req.topic, req.partition)?;
+        if req.offset < state.log_start || req.offset > state.high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                topic: req.topic,
+                partition: req.partition,
+                offset: req.offset,
+                log_start: state.log_start,
+                high_watermark: state.high_watermark,
+            }
+            .into());
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIBE_BUFFER);
+        let log = self.log.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut offset = req.offset;
+            loop {
+                let fetched = tokio::select! {
+                    // The reader went away: stop reading for it.
+                    _ = tx.closed() => return,
+                    fetched = log.fetch(&req.topic, req.partition, offset, opts, &shutdown) => fetched,
+                };
+                let response = match fetched {
+                    Ok(f) if f.batches.is_empty() => continue,
+                    Ok(f) => {
+                        offset = f.batches.last().map_or(offset, |b| b.next_offset());
+                        Ok(pb::SubscribeResponse {
+                            batches: f
+                                .batches
+                                .into_iter()
+                                .map(|b| convert::batch(req.partition, b))
+                                .collect(),
+                            high_watermark: f.high_watermark,
+                        })
+                    }
+                    // Shutdown ends the stream cleanly.
+                    Err(Error::ShuttingDown) => return,
+                    Err(e) => Err(Status::from(e)),
+                };
+                let failed = response.is_err();
+                // A bounded channel: a slow reader makes this send wait, so
+                // the broker never buffers more than a few responses.
+                if tx.send(response).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::group_service_server::GroupService for Services {
+    async fn commit_offsets(
+        &self,
+        request: Request<pb::CommitOffsetsRequest>,
+    ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let offsets: Vec<_> = req
+            .offsets
+            .into_iter()
+            .map(convert::committed_offset)
+            .collect();
+        self.groups.commit(&req.group, &offsets)?;
+        Ok(Response::new(pb::CommitOffsetsResponse {}))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<pb::FetchOffsetsRequest>,
+    ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let topic = (!req.topic.is_empty()).then_some(req.topic.as_str());
+        let offsets = self.groups.committed(&req.group, topic)?;
+        Ok(Response::new(pb::FetchOffsetsResponse {
+            offsets: offsets.into_iter().map(convert::partition_offset).collect(),
+        }))
+    }
+}

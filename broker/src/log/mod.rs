@@ -1,0 +1,534 @@
+//! Partition logs: topics and their partitions, offset assignment on append,
+//! reads of offset ranges, and waiting for new data.
+//!
+//! Appends to one partition are serialised by that partition's lock, so
+//! offsets never collide; different partitions append in parallel. Each
+//! partition publishes its high watermark on a `watch` channel, which wakes
+//! waiting fetches and subscriptions without polling.
+//!
+//! The log never encodes sled keys or batch bytes: see `storage`.
+
+mod topic_config;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::record::{Batch, Header, Record};
+use crate::storage::{
+    EncodedBatch, HEADER_LEN, MAX_STORED_BATCH_BYTES, Storage, TopicMeta, TopicStore,
+};
+
+pub use topic_config::TopicConfig;
+
+/// A record as a producer sends it, before the broker gives it an offset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewRecord {
+    /// Target partition; `None` lets the broker pick.
+    pub partition: Option<u32>,
+    /// Producer timestamp; `None` takes the broker's append time.
+    pub timestamp_ms: Option<i64>,
+    /// Optional key.
+    pub key: Option<Bytes>,
+    /// Payload.
+    pub value: Bytes,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// The outcome of appending one partition's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Partition.
+    pub partition: u32,
+    /// Offset of the batch's first record.
+    pub base_offset: u64,
+    /// Number of records.
+    pub record_count: u32,
+}
+
+/// What a fetch may return and how long it may wait.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchOpts {
+    /// Upper bound on returned stored bytes (one batch is always returned).
+    pub max_bytes: usize,
+    /// How long to wait when the offset is the high watermark.
+    pub max_wait: Duration,
+}
+
+/// Records read from a partition, with its bounds at the time of the read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fetched {
+    /// Batches in offset order; the first starts at the requested offset.
+    pub batches: Vec<Batch>,
+    /// Next offset to be written.
+    pub high_watermark: u64,
+    /// First offset in the log.
+    pub log_start: u64,
+}
+
+/// A partition's offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Partition.
+    pub partition: u32,
+    /// First offset in the log.
+    pub log_start: u64,
+    /// Next offset to be written.
+    pub high_watermark: u64,
+}
+
+/// A topic's description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// UUID fixed at creation.
+    pub id: String,
+    /// Partition count.
+    pub partitions: u32,
+    /// Configuration.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Every topic of the broker.
+#[derive(Debug)]
+pub struct Log {
+    storage: Storage,
+    limits: Limits,
+    /// Read on every request, written only by create and delete; a lock and
+    /// not an actor because lookups must not wait on a queue.
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+#[derive(Debug)]
+struct Topic {
+    meta: TopicMeta,
+    config: TopicConfig,
+    store: TopicStore,
+    partitions: Vec<Partition>,
+    /// Rotates the partition that a request's keyless records go to.
+    next_keyless: AtomicU32,
+    /// Cancelled when the topic is deleted, to end waiting reads.
+    deleted: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Partition {
+    /// The next offset to assign. The lock serialises appends to the
+    /// partition; it is held across the (synchronous) storage write so that
+    /// batches are stored in offset order, and never across an `.await`.
+    next_offset: Mutex<u64>,
+    /// Published after each append; readers never read past it.
+    high_watermark: watch::Sender<u64>,
+    log_start: AtomicU64,
+}
+
+impl Log {
+    /// Opens every stored topic and recovers each partition's bounds.
+    pub fn open(storage: Storage, limits: Limits) -> Result<Log> {
+        let mut topics = BTreeMap::new();
+        for meta in storage.load_topics()? {
+            let store = storage.topic_store(&meta)?;
+            let mut partitions = Vec::with_capacity(meta.partitions as usize);
+            for p in 0..meta.partitions {
+                let bounds = store.bounds(p)?;
+                partitions.push(Partition::new(bounds.log_start, bounds.next_offset));
+            }
+            let config = TopicConfig::parse(&meta.config, &limits)?;
+            tracing::debug!(topic = %meta.name, partitions = meta.partitions, "opened topic");
+            topics.insert(
+                meta.name.clone(),
+                Arc::new(Topic::new(meta, config, store, partitions)),
+            );
+        }
+        Ok(Log {
+            storage,
+            limits,
+            topics: RwLock::new(topics),
+        })
+    }
+
+    /// The storage beneath the log.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The limits every request is held to.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
+        let partitions = partitions.max(1);
+        if partitions > self.limits.max_partitions {
+            return Err(Error::invalid(
+                "partitions",
+                format!(
+                    "{partitions} exceeds the broker's maximum of {}",
+                    self.limits.max_partitions
+                ),
+            ));
+        }
+        let parsed = TopicConfig::parse(&config, &self.limits)?;
+        let mut topics = self.topics.write();
+        if topics.contains_key(name) {
+            return Err(Error::TopicExists {
+                topic: name.to_owned(),
+            });
+        }
+        let meta = TopicMeta {
+            name: name.to_owned(),
+            id: uuid::Uuid::new_v4().to_string(),
+            partitions,
+            config,
+        };
+        let store = self.storage.create_topic(&meta)?;
+        let parts = (0..partitions).map(|_| Partition::new(0, 0)).collect();
+        let topic = Arc::new(Topic::new(meta, parsed, store, parts));
+        let info = topic.info();
+        topics.insert(name.to_owned(), topic);
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(info)
+    }
+
+    /// Deletes a topic with its records and committed offsets.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut topics = self.topics.write();
+        let topic = topics.get(name).ok_or_else(|| Error::TopicNotFound {
+            topic: name.to_owned(),
+        })?;
+        self.storage.delete_topic(&topic.meta)?;
+        topic.deleted.cancel();
+        topics.remove(name);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Every topic, ordered by name.
+    pub fn list_topics(&self) -> Vec<TopicInfo> {
+        self.topics.read().values().map(|t| t.info()).collect()
+    }
+
+    /// A topic and its partitions' offsets.
+    pub fn describe_topic(&self, name: &str) -> Result<(TopicInfo, Vec<PartitionState>)> {
+        let topic = self.topic(name)?;
+        let states = (0..topic.meta.partitions)
+            .map(|p| topic.partitions[p as usize].state(p))
+            .collect();
+        Ok((topic.info(), states))
+    }
+
+    /// A partition's offsets.
+    pub fn partition_state(&self, topic: &str, partition: u32) -> Result<PartitionState> {
+        let t = self.topic(topic)?;
+        Ok(t.partition(partition, "partition")?.state(partition))
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::TopicNotFound {
+                topic: name.to_owned(),
+            })
+    }
+
+    /// Appends records to a topic: each partition's records as one batch, in
+    /// request order. Every record is validated before anything is written,
+    /// so a rejected request appends nothing.
+    pub fn produce(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<Appended>> {
+        let topic = self.topic(topic)?;
+        if records.is_empty() {
+            return Err(Error::invalid("records", "at least one record is required"));
+        }
+        let max_record = topic.config.max_message_bytes;
+        let n = topic.meta.partitions;
+        for (i, r) in records.iter().enumerate() {
+            if let Some(p) = r.partition {
+                if p >= n {
+                    return Err(Error::invalid(
+                        format!("records[{i}].partition"),
+                        format!("{p} is not below the topic's partition count {n}"),
+                    ));
+                }
+            }
+            let size = r.key.as_ref().map_or(0, Bytes::len)
+                + r.value.len()
+                + r.headers
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len())
+                    .sum::<usize>();
+            if size > max_record {
+                return Err(Error::invalid(
+                    format!("records[{i}]"),
+                    format!(
+                        "{size} bytes (key + value + headers) exceeds the maximum record size of {max_record} bytes"
+                    ),
+                ));
+            }
+            if r.headers.len() > MAX_HEADERS {
+                return Err(Error::invalid(
+                    format!("records[{i}].headers"),
+                    format!(
+                        "{} headers exceed the maximum of {MAX_HEADERS}",
+                        r.headers.len()
+                    ),
+                ));
+            }
+            if r.timestamp_ms.is_some_and(|ts| ts < 0) {
+                return Err(Error::invalid(
+                    format!("records[{i}].timestamp_ms"),
+                    "must not be negative",
+                ));
+            }
+        }
+
+        // Keyless records of one request share a partition, so they form one
+        // batch; the next request's go to the next partition.
+        let keyless = topic.next_keyless.fetch_add(1, Ordering::Relaxed) % n;
+        let now = now_ms();
+        let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        for r in records {
+            let partition = match (r.partition, &r.key) {
+                (Some(p), _) => p,
+                (None, Some(key)) => brooklet_proto::partitioner::partition_for_key(key, n),
+                (None, None) => keyless,
+            };
+            by_partition.entry(partition).or_default().push(Record {
+                offset_delta: 0,
+                timestamp_ms: r.timestamp_ms.unwrap_or(now),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+
+        let mut acks = Vec::with_capacity(by_partition.len());
+        for (partition, records) in by_partition {
+            let record_count = records.len() as u32;
+            let parts = encode_parts(records);
+            let base_offset =
+                topic.partitions[partition as usize].append(&topic.store, partition, parts)?;
+            acks.push(Appended {
+                partition,
+                base_offset,
+                record_count,
+            });
+        }
+        Ok(acks)
+    }
+
+    /// Reads records of a partition from `offset`. At the high watermark it
+    /// waits up to `opts.max_wait` for data; `cancel` ends the wait early.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        opts: FetchOpts,
+        cancel: &CancellationToken,
+    ) -> Result<Fetched> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition, "partition")?;
+        let mut hw_rx = p.high_watermark.subscribe();
+        let hw = *hw_rx.borrow_and_update();
+        let log_start = p.log_start.load(Ordering::Acquire);
+        if offset < log_start || offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                log_start,
+                high_watermark: hw,
+            });
+        }
+        if offset == hw && !opts.max_wait.is_zero() {
+            tokio::select! {
+                _ = hw_rx.wait_for(|hw| *hw > offset) => {}
+                _ = tokio::time::sleep(opts.max_wait) => {}
+                _ = cancel.cancelled() => return Err(Error::ShuttingDown),
+                _ = t.deleted.cancelled() => return Err(Error::TopicNotFound { topic: topic.to_owned() }),
+            }
+        }
+        let high_watermark = *p.high_watermark.borrow();
+        let batches = t
+            .store
+            .read(partition, offset, high_watermark, opts.max_bytes)?;
+        Ok(Fetched {
+            batches,
+            high_watermark,
+            log_start: p.log_start.load(Ordering::Acquire),
+        })
+    }
+}
+
+/// Most headers one record may carry.
+pub const MAX_HEADERS: usize = 1024;
+
+/// Splits a partition's records into stored batches no larger than storage
+/// allows, numbering each part's records from 0.
+fn encode_parts(mut records: Vec<Record>) -> Vec<EncodedBatch> {
+    let limit = MAX_STORED_BATCH_BYTES - HEADER_LEN;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for i in 0..records.len() {
+        let len = records[i].encoded_len() + prost::length_delimiter_len(records[i].encoded_len());
+        if i > start && bytes + len > limit {
+            parts.push(EncodedBatch::encode(&records[start..i]));
+            start = i;
+            bytes = 0;
+        }
+        records[i].offset_delta = (i - start) as u32;
+        bytes += len;
+    }
+    parts.push(EncodedBatch::encode(&records[start..]));
+    parts
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Topic names are `[A-Za-z0-9._-]{1,249}`, except `.` and `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(Error::invalid(
+            "name",
+            format!("topic names are 1 to 249 characters, got {}", name.len()),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::invalid(
+            "name",
+            format!("`{name}` is not a valid topic name"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Error::invalid(
+            "name",
+            format!("character {c:?} is not allowed: use [A-Za-z0-9._-]"),
+        ));
+    }
+    Ok(())
+}
+
+impl Topic {
+    fn new(
+        meta: TopicMeta,
+        config: TopicConfig,
+        store: TopicStore,
+        partitions: Vec<Partition>,
+    ) -> Topic {
+        Topic {
+            meta,
+            config,
+            store,
+            partitions,
+            next_keyless: AtomicU32::new(0),
+            deleted: CancellationToken::new(),
+        }
+    }
+
+    fn info(&self) -> TopicInfo {
+        TopicInfo {
+            name: self.meta.name.clone(),
+            id: self.meta.id.clone(),
+            partitions: self.meta.partitions,
+            config: self.meta.config.clone(),
+        }
+    }
+
+    fn partition(&self, partition: u32, field: &str) -> Result<&Partition> {
+        self.partitions.get(partition as usize).ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!(
+                    "{partition} is not below topic `{}`'s partition count {}",
+                    self.meta.name, self.meta.partitions
+                ),
+            )
+        })
+    }
+}
+
+impl Partition {
+    fn new(log_start: u64, next_offset: u64) -> Partition {
+        Partition {
+            next_offset: Mutex::new(next_offset),
+            high_watermark: watch::Sender::new(next_offset),
+            log_start: AtomicU64::new(log_start),
+        }
+    }
+
+    fn state(&self, partition: u32) -> PartitionState {
+        PartitionState {
+            partition,
+            log_start: self.log_start.load(Ordering::Acquire),
+            high_watermark: *self.high_watermark.borrow(),
+        }
+    }
+
+    fn append(&self, store: &TopicStore, partition: u32, parts: Vec<EncodedBatch>) -> Result<u64> {
+        let count: u64 = parts.iter().map(|p| u64::from(p.record_count())).sum();
+        let mut next = self.next_offset.lock();
+        let base = *next;
+        store.append(partition, base, parts)?;
+        *next = base + count;
+        self.high_watermark.send_replace(*next);
+        Ok(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        for ok in ["a", "orders.v1", "A_b-9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "ü", "a/b", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn large_batches_split_and_renumber() {
+        let value = Bytes::from(vec![7u8; 700 << 10]);
+        let records: Vec<Record> = (0..7)
+            .map(|_| Record {
+                value: value.clone(),
+                ..Record::default()
+            })
+            .collect();
+        let parts = encode_parts(records);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.len() <= MAX_STORED_BATCH_BYTES));
+        assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
+    }
+}

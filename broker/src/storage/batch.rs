@@ -1,0 +1,235 @@
+//! The stored batch: one sled value per appended batch.
+//!
+//! ```text
+//! offset size field
+//!      0    1 format version (1)
+//!      1    8 base offset            (big-endian, as all header integers)
+//!      9    4 record count
+//!     13    8 first timestamp (ms)
+//!     21    8 max timestamp (ms)
+//!     29    4 payload length
+//!     33    4 CRC32C of the payload
+//!     37    … payload: the records, each a length-delimited protobuf message
+//! ```
+//!
+//! The payload is encoded before the partition's append lock is taken; only
+//! the base offset is written under it.
+
+use bytes::{Buf, Bytes};
+use prost::Message;
+
+use crate::record::Record;
+
+const VERSION: u8 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 37;
+
+/// Why a stored value is not a valid batch.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The value is shorter than its header says.
+    #[error("batch is truncated: {len} bytes, header needs {needed}")]
+    Truncated {
+        /// Stored length.
+        len: usize,
+        /// Length the header announces.
+        needed: usize,
+    },
+    /// Unknown format version.
+    #[error("batch format version {0} is not supported")]
+    Version(u8),
+    /// The payload does not match its checksum.
+    #[error("batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the payload as read.
+        computed: u32,
+    },
+    /// The payload's records do not decode.
+    #[error("batch records do not decode")]
+    Decode(#[from] prost::DecodeError),
+}
+
+/// A batch encoded for storage, waiting for its base offset.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    buf: Vec<u8>,
+    record_count: u32,
+}
+
+impl EncodedBatch {
+    /// Encodes `records` (whose `offset_delta`s must be 0, 1, 2, …).
+    pub fn encode(records: &[Record]) -> EncodedBatch {
+        let payload_len: usize = records
+            .iter()
+            .map(Message::encoded_len)
+            .map(|l| l + prost::length_delimiter_len(l))
+            .sum();
+        let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
+        buf.resize(HEADER_LEN, 0);
+        for record in records {
+            // Encoding into a Vec with enough capacity cannot fail.
+            record
+                .encode_length_delimited(&mut buf)
+                .expect("Vec<u8> grows to fit");
+        }
+        let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
+        let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
+        let crc = crc32c::crc32c(&buf[HEADER_LEN..]);
+        let record_count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        buf[0] = VERSION;
+        buf[9..13].copy_from_slice(&record_count.to_be_bytes());
+        buf[13..21].copy_from_slice(&first_ts.to_be_bytes());
+        buf[21..29].copy_from_slice(&max_ts.to_be_bytes());
+        buf[29..33].copy_from_slice(&(payload_len as u32).to_be_bytes());
+        buf[33..37].copy_from_slice(&crc.to_be_bytes());
+        EncodedBatch { buf, record_count }
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
+    /// Stored size in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Sets the base offset and hands over the stored value.
+    pub(super) fn into_value(mut self, base_offset: u64) -> Vec<u8> {
+        self.buf[1..9].copy_from_slice(&base_offset.to_be_bytes());
+        self.buf
+    }
+}
+
+/// The header of a stored batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Number of records.
+    pub record_count: u32,
+    /// Timestamp of the first record.
+    pub first_timestamp_ms: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp_ms: i64,
+    /// Payload length.
+    pub payload_len: u32,
+    /// CRC32C of the payload.
+    pub crc: u32,
+}
+
+impl BatchHeader {
+    /// The offset after the batch.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record_count)
+    }
+}
+
+/// Reads a stored value's header, checking only its length and version.
+pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
+    if value.len() < HEADER_LEN {
+        return Err(BatchError::Truncated {
+            len: value.len(),
+            needed: HEADER_LEN,
+        });
+    }
+    let mut h = &value[..HEADER_LEN];
+    let version = h.get_u8();
+    if version != VERSION {
+        return Err(BatchError::Version(version));
+    }
+    let header = BatchHeader {
+        base_offset: h.get_u64(),
+        record_count: h.get_u32(),
+        first_timestamp_ms: h.get_i64(),
+        max_timestamp_ms: h.get_i64(),
+        payload_len: h.get_u32(),
+        crc: h.get_u32(),
+    };
+    let needed = HEADER_LEN + header.payload_len as usize;
+    if value.len() != needed {
+        return Err(BatchError::Truncated {
+            len: value.len(),
+            needed,
+        });
+    }
+    Ok(header)
+}
+
+/// Verifies a stored value's checksum and decodes its records. Keys, values
+/// and header values are slices of `value`, not copies.
+pub fn decode(value: Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
+    let header = read_header(&value)?;
+    let mut payload = value.slice(HEADER_LEN..);
+    let computed = crc32c::crc32c(&payload);
+    if computed != header.crc {
+        return Err(BatchError::Checksum {
+            stored: header.crc,
+            computed,
+        });
+    }
+    let mut records = Vec::with_capacity(header.record_count as usize);
+    while payload.has_remaining() {
+        records.push(Record::decode_length_delimited(&mut payload)?);
+    }
+    Ok((header, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Header;
+
+    fn record(delta: u32, ts: i64, value: &'static [u8]) -> Record {
+        Record {
+            offset_delta: delta,
+            timestamp_ms: ts,
+            key: Some(Bytes::from_static(b"k")),
+            value: Bytes::from_static(value),
+            headers: vec![Header {
+                name: "h".into(),
+                value: Bytes::from_static(b"v"),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let records = vec![
+            record(0, 20, b"a"),
+            record(1, 10, b""),
+            record(2, 30, b"ccc"),
+        ];
+        let value = EncodedBatch::encode(&records).into_value(42);
+        let (header, decoded) = decode(Bytes::from(value)).unwrap();
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.first_timestamp_ms, 20);
+        assert_eq!(header.max_timestamp_ms, 30);
+        assert_eq!(header.next_offset(), 45);
+        assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut value = EncodedBatch::encode(&[record(0, 1, b"payload")]).into_value(0);
+        let last = value.len() - 1;
+        value[last] ^= 0xff;
+        assert!(matches!(
+            decode(Bytes::from(value.clone())),
+            Err(BatchError::Checksum { .. })
+        ));
+        value.truncate(last);
+        assert!(matches!(
+            decode(Bytes::from(value)),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(Bytes::from_static(&[1, 2, 3])),
+            Err(BatchError::Truncated { .. })
+        ));
+    }
+}

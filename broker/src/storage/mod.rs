@@ -1,0 +1,416 @@
+//! Storage: the only module that names sled. It owns key encoding (`keys`),
+//! the stored batch layout (`batch`), and the trees: `topics` (topic
+//! metadata), `offsets` (committed group offsets) and one tree per topic
+//! holding its batches.
+//!
+//! Storage knows nothing of offsets assignment, waiting readers or gRPC: the
+//! log module decides what to append where; storage writes and reads it.
+
+mod batch;
+mod keys;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message;
+
+pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN};
+
+use crate::record::Batch;
+
+/// sled writes a value larger than a quarter of its segment into a separate
+/// blob file. Brooklet keeps every batch inline: segments of 8 MiB put the
+/// limit near 2 MiB, and batches are split below `MAX_STORED_BATCH_BYTES`.
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// The largest stored batch value. Larger produce batches are split into
+/// several values written together.
+pub const MAX_STORED_BATCH_BYTES: usize = SEGMENT_SIZE / 4 - (64 << 10);
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// sled failed.
+    #[error("storage {op} failed")]
+    Sled {
+        /// What was being done.
+        op: &'static str,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A stored batch is damaged.
+    #[error("stored batch {topic}/{partition}@{base_offset} is damaged")]
+    Corrupt {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The batch key's base offset.
+        base_offset: u64,
+        /// What is wrong.
+        #[source]
+        source: BatchError,
+    },
+    /// Stored metadata does not decode.
+    #[error("stored {what} does not decode")]
+    Metadata {
+        /// Which metadata.
+        what: &'static str,
+        /// The decode error.
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StorageError {
+    move |source| StorageError::Sled { op, source }
+}
+
+/// Storage tuning.
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Directory holding sled's files.
+    pub path: PathBuf,
+    /// sled's page cache capacity in bytes.
+    pub cache_capacity: u64,
+    /// How often sled's background thread flushes, in ms.
+    pub flush_every_ms: Option<u64>,
+}
+
+/// Topic metadata as stored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopicMeta {
+    /// Topic name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Topic id (UUID).
+    #[prost(string, tag = "2")]
+    pub id: String,
+    /// Partition count.
+    #[prost(uint32, tag = "3")]
+    pub partitions: u32,
+    /// Validated configuration.
+    #[prost(btree_map = "string, string", tag = "4")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A committed offset as stored.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredOffset {
+    #[prost(uint64, tag = "1")]
+    offset: u64,
+    #[prost(string, optional, tag = "2")]
+    metadata: Option<String>,
+}
+
+/// A group's committed offset for one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The next offset the group reads.
+    pub offset: u64,
+    /// Free-form metadata from the committer.
+    pub metadata: Option<String>,
+}
+
+/// The first and next offsets of a partition as found on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionBounds {
+    /// Base offset of the first stored batch.
+    pub log_start: u64,
+    /// Offset after the last stored batch.
+    pub next_offset: u64,
+}
+
+/// The open database.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    db: sled::Db,
+    topics: sled::Tree,
+    offsets: sled::Tree,
+    path: PathBuf,
+}
+
+/// One topic's batches.
+#[derive(Clone, Debug)]
+pub struct TopicStore {
+    name: String,
+    tree: sled::Tree,
+}
+
+impl Storage {
+    /// Opens (or creates) the database and drops the trees of topics whose
+    /// deletion a crash interrupted.
+    pub fn open(config: &StorageConfig) -> Result<Storage, StorageError> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .segment_size(SEGMENT_SIZE)
+            .cache_capacity(config.cache_capacity)
+            .flush_every_ms(config.flush_every_ms)
+            .open()
+            .map_err(sled_err("open"))?;
+        let topics = db.open_tree("topics").map_err(sled_err("open topics"))?;
+        let offsets = db.open_tree("offsets").map_err(sled_err("open offsets"))?;
+        let storage = Storage {
+            db,
+            topics,
+            offsets,
+            path: config.path.clone(),
+        };
+        storage.drop_orphan_trees()?;
+        Ok(storage)
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn drop_orphan_trees(&self) -> Result<(), StorageError> {
+        let live: Vec<String> = self.load_topics()?.into_iter().map(|t| t.id).collect();
+        for name in self.db.tree_names() {
+            if let Some(id) = keys::parse_topic_tree(&name) {
+                if !live.iter().any(|l| l == id) {
+                    tracing::warn!(
+                        topic_id = id,
+                        "dropping the data of a topic whose deletion was interrupted"
+                    );
+                    self.db
+                        .drop_tree(&name)
+                        .map_err(sled_err("drop orphan topic tree"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored topic.
+    pub fn load_topics(&self) -> Result<Vec<TopicMeta>, StorageError> {
+        self.topics
+            .iter()
+            .map(|entry| {
+                let (_, value) = entry.map_err(sled_err("read topics"))?;
+                TopicMeta::decode(&*value).map_err(|source| StorageError::Metadata {
+                    what: "topic",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens the batch tree of a topic (created empty if new).
+    pub fn topic_store(&self, meta: &TopicMeta) -> Result<TopicStore, StorageError> {
+        let tree = self
+            .db
+            .open_tree(keys::topic_tree(&meta.id))
+            .map_err(sled_err("open topic tree"))?;
+        Ok(TopicStore {
+            name: meta.name.clone(),
+            tree,
+        })
+    }
+
+    /// Creates a topic: its tree first, then its metadata, so a crash between
+    /// the two leaves only an orphan tree that the next open drops.
+    pub fn create_topic(&self, meta: &TopicMeta) -> Result<TopicStore, StorageError> {
+        let store = self.topic_store(meta)?;
+        self.topics
+            .insert(meta.name.as_bytes(), meta.encode_to_vec())
+            .map_err(sled_err("write topic metadata"))?;
+        Ok(store)
+    }
+
+    /// Deletes a topic's metadata, its batches and every committed offset for it.
+    pub fn delete_topic(&self, meta: &TopicMeta) -> Result<(), StorageError> {
+        self.topics
+            .remove(meta.name.as_bytes())
+            .map_err(sled_err("remove topic metadata"))?;
+        self.db
+            .drop_tree(keys::topic_tree(&meta.id))
+            .map_err(sled_err("drop topic tree"))?;
+        let mut batch = sled::Batch::default();
+        for entry in self.offsets.iter() {
+            let (key, _) = entry.map_err(sled_err("read offsets"))?;
+            if keys::parse_committed_offset(&key).is_some_and(|(_, topic, _)| topic == meta.name) {
+                batch.remove(key);
+            }
+        }
+        self.offsets
+            .apply_batch(batch)
+            .map_err(sled_err("remove committed offsets"))
+    }
+
+    /// Stores committed offsets for a group, all of them or none.
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for o in offsets {
+            let value = StoredOffset {
+                offset: o.offset,
+                metadata: o.metadata.clone(),
+            };
+            batch.insert(
+                keys::committed_offset(group, &o.topic, o.partition),
+                value.encode_to_vec(),
+            );
+        }
+        self.offsets
+            .apply_batch(batch)
+            .map_err(sled_err("write committed offsets"))
+    }
+
+    /// A group's committed offsets, for one topic or all.
+    pub fn committed_offsets(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<Vec<CommittedOffset>, StorageError> {
+        let prefix = match topic {
+            Some(topic) => keys::group_topic_prefix(group, topic),
+            None => keys::group_prefix(group),
+        };
+        let mut out = Vec::new();
+        for entry in self.offsets.scan_prefix(prefix) {
+            let (key, value) = entry.map_err(sled_err("read committed offsets"))?;
+            let Some((_, topic, partition)) = keys::parse_committed_offset(&key) else {
+                continue;
+            };
+            let stored =
+                StoredOffset::decode(&*value).map_err(|source| StorageError::Metadata {
+                    what: "committed offset",
+                    source,
+                })?;
+            out.push(CommittedOffset {
+                topic,
+                partition,
+                offset: stored.offset,
+                metadata: stored.metadata,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes every dirty buffer to the database files.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().map(drop).map_err(sled_err("flush"))
+    }
+}
+
+impl TopicStore {
+    /// Stores one batch (one or more values) of `partition` at `base_offset`.
+    /// Batches over `MAX_STORED_BATCH_BYTES` arrive as several parts; they are
+    /// written in one atomic sled batch so a crash keeps all or none.
+    pub fn append(
+        &self,
+        partition: u32,
+        base_offset: u64,
+        parts: Vec<EncodedBatch>,
+    ) -> Result<(), StorageError> {
+        let mut base = base_offset;
+        if parts.len() == 1 {
+            let part = parts.into_iter().next().expect("one part");
+            return self
+                .tree
+                .insert(keys::batch(partition, base), part.into_value(base))
+                .map(drop)
+                .map_err(sled_err("append batch"));
+        }
+        let mut batch = sled::Batch::default();
+        for part in parts {
+            let next = base + u64::from(part.record_count());
+            batch.insert(&keys::batch(partition, base), part.into_value(base));
+            base = next;
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(sled_err("append split batch"))
+    }
+
+    /// Reads the partition's bounds from its first and last stored batches.
+    pub fn bounds(&self, partition: u32) -> Result<PartitionBounds, StorageError> {
+        let range = || {
+            self.tree
+                .range(keys::batch(partition, 0).to_vec()..keys::partition_end(partition))
+        };
+        let (Some(first), Some(last)) = (range().next(), range().next_back()) else {
+            return Ok(PartitionBounds::default());
+        };
+        let (first_key, _) = first.map_err(sled_err("read first batch"))?;
+        let last = last.map_err(sled_err("read last batch"))?;
+        let (_, log_start) = keys::parse_batch(&first_key).unwrap_or_default();
+        let (_, last_base) = keys::parse_batch(&last.0).unwrap_or_default();
+        let header = batch::read_header(&last.1)
+            .map_err(|source| self.corrupt(partition, last_base, source))?;
+        Ok(PartitionBounds {
+            log_start,
+            next_offset: header.next_offset(),
+        })
+    }
+
+    /// Reads batches of `partition` holding offsets in `[from, until)`, up to
+    /// `max_bytes` of stored values (always at least one batch). The first
+    /// returned batch starts exactly at `from`.
+    pub fn read(
+        &self,
+        partition: u32,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Batch>, StorageError> {
+        let mut out = Vec::new();
+        if from >= until {
+            return Ok(out);
+        }
+        // The batch holding `from` is the last one whose base is <= `from`.
+        let start = match self
+            .tree
+            .range(keys::batch(partition, 0)..=keys::batch(partition, from))
+            .next_back()
+        {
+            Some(entry) => entry.map_err(sled_err("read batch"))?.0,
+            None => keys::batch(partition, from).to_vec().into(),
+        };
+        let mut bytes = 0usize;
+        let end = sled::IVec::from(&keys::batch(partition, until)[..]);
+        for entry in self.tree.range(start..end) {
+            let (key, value) = entry.map_err(sled_err("read batch"))?;
+            let (_, base) = keys::parse_batch(&key).unwrap_or_default();
+            if !out.is_empty() && bytes + value.len() > max_bytes {
+                break;
+            }
+            bytes += value.len();
+            let (header, mut records) = batch::decode(Bytes::copy_from_slice(&value))
+                .map_err(|source| self.corrupt(partition, base, source))?;
+            // Trim records before `from` (in the first batch) and at or after
+            // `until` (a batch appended while this read ran).
+            records.retain(|r| {
+                let offset = header.base_offset + u64::from(r.offset_delta);
+                offset >= from && offset < until
+            });
+            if !records.is_empty() {
+                out.push(Batch {
+                    base_offset: header.base_offset,
+                    records,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn corrupt(&self, partition: u32, base_offset: u64, source: BatchError) -> StorageError {
+        StorageError::Corrupt {
+            topic: self.name.clone(),
+            partition,
+            base_offset,
+            source,
+        }
+    }
+}
