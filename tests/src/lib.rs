@@ -1,1 +1,168 @@
-//! placeholder
+//! The one harness every Brooklet integration test goes through: a real
+//! broker started in-process on 127.0.0.1 port 0 with its own data directory,
+//! plus gRPC clients for it and a way to wait for a condition with a deadline.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brooklet_broker::{Config, EmbeddedBroker};
+use brooklet_proto::v1 as pb;
+use pb::admin_service_client::AdminServiceClient;
+use pb::consumer_service_client::ConsumerServiceClient;
+use pb::group_service_client::GroupServiceClient;
+use pb::producer_service_client::ProducerServiceClient;
+use tonic::transport::Channel;
+
+/// Generous: the deadline only matters when a test is about to fail, and the
+/// test machine may be loaded.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running broker and a channel to it.
+#[derive(Debug)]
+pub struct TestBroker {
+    broker: EmbeddedBroker,
+    channel: Channel,
+    /// Kept so that a restart can reopen the same data.
+    dir: Option<PathBuf>,
+}
+
+impl TestBroker {
+    /// A broker in a fresh temporary directory, removed on shutdown.
+    pub async fn start() -> TestBroker {
+        let broker = EmbeddedBroker::start()
+            .await
+            .expect("embedded broker starts");
+        TestBroker::connect(broker, None).await
+    }
+
+    /// A broker storing its data in `dir`, which outlives it.
+    pub async fn start_in(dir: &Path) -> TestBroker {
+        TestBroker::start_with(Config::new(dir)).await
+    }
+
+    /// A broker with a custom configuration.
+    pub async fn start_with(config: Config) -> TestBroker {
+        let dir = config.data_dir.clone();
+        let broker = EmbeddedBroker::start_with(config)
+            .await
+            .expect("embedded broker starts");
+        TestBroker::connect(broker, Some(dir)).await
+    }
+
+    async fn connect(broker: EmbeddedBroker, dir: Option<PathBuf>) -> TestBroker {
+        let channel = Channel::from_shared(broker.endpoint())
+            .expect("valid endpoint")
+            .connect()
+            .await
+            .expect("broker accepts connections");
+        TestBroker {
+            broker,
+            channel,
+            dir,
+        }
+    }
+
+    /// Shuts the broker down gracefully and starts a new one on the same data.
+    pub async fn restart(self) -> TestBroker {
+        let dir = self
+            .dir
+            .clone()
+            .expect("restart needs a broker started with start_in");
+        self.broker.shutdown().await.expect("clean shutdown");
+        TestBroker::start_in(&dir).await
+    }
+
+    /// Stops the broker and waits for storage to close.
+    pub async fn shutdown(self) {
+        self.broker.shutdown().await.expect("clean shutdown");
+    }
+
+    /// The gRPC endpoint.
+    pub fn endpoint(&self) -> String {
+        self.broker.endpoint()
+    }
+
+    /// A raw channel to the broker.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The admin service.
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    /// The producer service.
+    pub fn producer(&self) -> ProducerServiceClient<Channel> {
+        ProducerServiceClient::new(self.channel.clone())
+    }
+
+    /// The consumer service.
+    pub fn consumer(&self) -> ConsumerServiceClient<Channel> {
+        ConsumerServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// The group service.
+    pub fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone())
+    }
+
+    /// Creates a topic, panicking on failure.
+    pub async fn create_topic(&self, name: &str, partitions: u32) {
+        self.admin()
+            .create_topic(pb::CreateTopicRequest {
+                name: name.into(),
+                partitions,
+                config: Default::default(),
+            })
+            .await
+            .expect("topic created");
+    }
+}
+
+/// A produce record with a value and optional partition.
+pub fn record(value: &str, partition: Option<u32>) -> pb::ProduceRecord {
+    pb::ProduceRecord {
+        partition,
+        value: value.to_owned().into(),
+        ..Default::default()
+    }
+}
+
+/// Every (offset, value) in a fetch response, offsets computed from the batch.
+pub fn offsets_and_values(batches: &[pb::RecordBatch]) -> Vec<(u64, String)> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.records.iter().map(move |r| {
+                (
+                    b.base_offset + u64::from(r.offset_delta),
+                    String::from_utf8_lossy(&r.value).into_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Runs `check` until it returns `Some`, or panics with `what` once the
+/// deadline passes. It re-checks every 10 ms: for conditions that no
+/// notification announces, such as a child process starting to listen.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut retry = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        retry.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+    }
+}

@@ -531,4 +531,74 @@ mod tests {
         assert!(parts.iter().all(|p| p.len() <= MAX_STORED_BATCH_BYTES));
         assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
     }
+
+    fn open_log(dir: &std::path::Path) -> Log {
+        let storage = Storage::open(&crate::storage::StorageConfig {
+            path: dir.to_path_buf(),
+            cache_capacity: 16 << 20,
+            flush_every_ms: None,
+        })
+        .unwrap();
+        Log::open(storage, Limits::default()).unwrap()
+    }
+
+    fn value(v: &'static str) -> NewRecord {
+        NewRecord {
+            partition: Some(0),
+            value: Bytes::from_static(v.as_bytes()),
+            ..NewRecord::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_fetch_wakes_on_append_and_on_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        log.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let cancel = CancellationToken::new();
+        let opts = FetchOpts {
+            max_bytes: 1 << 20,
+            max_wait: Duration::from_secs(3600),
+        };
+
+        let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
+        assert!(
+            futures::poll!(fetch.as_mut()).is_pending(),
+            "nothing to read yet: the fetch waits"
+        );
+        log.produce("t", vec![value("a")]).unwrap();
+        let fetched = fetch.await.unwrap();
+        assert_eq!(fetched.batches.len(), 1);
+        assert_eq!(fetched.high_watermark, 1);
+
+        let mut fetch = std::pin::pin!(log.fetch("t", 0, 1, opts, &cancel));
+        assert!(futures::poll!(fetch.as_mut()).is_pending());
+        log.delete_topic("t").unwrap();
+        assert!(matches!(fetch.await, Err(Error::TopicNotFound { .. })));
+
+        log.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
+        assert!(futures::poll!(fetch.as_mut()).is_pending());
+        cancel.cancel();
+        assert!(matches!(fetch.await, Err(Error::ShuttingDown)));
+    }
+
+    #[test]
+    fn reopening_recovers_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = open_log(dir.path());
+            log.create_topic("t", 1, BTreeMap::new()).unwrap();
+            log.produce("t", vec![value("a"), value("b")]).unwrap();
+            log.produce("t", vec![value("c")]).unwrap();
+            log.storage().flush().unwrap();
+        }
+        let log = open_log(dir.path());
+        let (_, states) = log.describe_topic("t").unwrap();
+        assert_eq!(states[0].high_watermark, 3);
+        assert_eq!(
+            log.produce("t", vec![value("d")]).unwrap()[0].base_offset,
+            3
+        );
+    }
 }

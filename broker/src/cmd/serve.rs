@@ -1,0 +1,54 @@
+//! `brooklet serve`: bind, run until SIGINT or SIGTERM, shut down gracefully.
+
+use anyhow::Context;
+use brooklet_broker::{Config, Limits};
+use tokio::net::TcpListener;
+
+use super::ServeArgs;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config {
+        data_dir: args.data_dir,
+        limits: Limits {
+            max_partitions: args.max_partitions,
+            max_record_bytes: args.max_record_bytes,
+            ..Limits::default()
+        },
+        cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),
+    };
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    brooklet_broker::run(config, listener, shutdown_signal()).await
+}
+
+/// Resolves on the first SIGINT (ctrl-c) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT"),
+        _ = term => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,3 @@
+//! Brooklet's integration tests: one binary, one harness (`brooklet_tests`).
+
+mod api;
