@@ -52,11 +52,7 @@ impl Default for Limits {
 impl Config {
     /// A configuration with default limits storing its data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config {
-            data_dir: data_dir.into(),
-            limits: Limits::default(),
-            cache_capacity_bytes: 256 << 20,
-        }
+        Config { data_dir: data_dir.into(), limits: Limits::default(), cache_capacity_bytes: 256 << 20 }
     }
 
     /// Checks every value against its accepted range.
@@ -71,10 +67,7 @@ impl Config {
         if !(1..=MAX_RECORD_BYTES_LIMIT).contains(&l.max_record_bytes) {
             return Err(Error::invalid(
                 "max_record_bytes",
-                format!(
-                    "{} is not in 1..={MAX_RECORD_BYTES_LIMIT}",
-                    l.max_record_bytes
-                ),
+                format!("{} is not in 1..={MAX_RECORD_BYTES_LIMIT}", l.max_record_bytes),
             ));
         }
         if l.max_request_bytes < l.max_record_bytes + (64 << 10) {

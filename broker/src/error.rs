@@ -57,9 +57,6 @@ pub enum Error {
 impl Error {
     /// An [`Error::InvalidArgument`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
-        Error::InvalidArgument {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidArgument { field: field.into(), reason: reason.into() }
     }
 }

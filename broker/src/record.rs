@@ -45,11 +45,7 @@ impl Record {
     pub fn size(&self) -> usize {
         self.key.as_ref().map_or(0, Bytes::len)
             + self.value.len()
-            + self
-                .headers
-                .iter()
-                .map(|h| h.name.len() + h.value.len())
-                .sum::<usize>()
+            + self.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
     }
 }
 
@@ -65,8 +61,6 @@ pub struct Batch {
 impl Batch {
     /// The offset after the batch's last record.
     pub fn next_offset(&self) -> u64 {
-        self.records.last().map_or(self.base_offset, |r| {
-            self.base_offset + u64::from(r.offset_delta) + 1
-        })
+        self.records.last().map_or(self.base_offset, |r| self.base_offset + u64::from(r.offset_delta) + 1)
     }
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -32,18 +33,19 @@ pub async fn run(
         cache_capacity: config.cache_capacity_bytes,
         flush_every_ms: Some(500),
     })?;
-    let log = Arc::new(Log::open(storage, config.limits.clone())?);
+    // Every task that holds the database open runs on `tasks`, so that
+    // shutdown can wait for the last of them before the directory is reused.
+    let tasks = TaskTracker::new();
+    let log = Arc::new(Log::open(storage, config.limits.clone(), &tasks)?);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
 
     let stop = CancellationToken::new();
-    let services = Services::new(log.clone(), stop.clone());
+    let services = Services::new(log.clone(), stop.clone(), tasks.clone());
     let max_msg = config.limits.max_request_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(brooklet_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -59,9 +61,7 @@ pub async fn run(
         async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests");
-            health_reporter
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
+            health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             stop.cancel();
         }
     };
@@ -83,14 +83,16 @@ pub async fn run(
                 .max_decoding_message_size(max_msg),
         )
         .add_service(
-            pb::group_service_server::GroupServiceServer::new(services)
-                .max_decoding_message_size(max_msg),
+            pb::group_service_server::GroupServiceServer::new(services).max_decoding_message_size(max_msg),
         )
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
 
-    log.storage().flush()?;
-    tracing::info!("brooklet stopped; storage flushed");
+    log.storage().sync()?;
+    drop(log);
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("brooklet stopped; storage flushed and closed");
     Ok(())
 }
 
@@ -119,10 +121,7 @@ impl EmbeddedBroker {
         Self::start_in(config, None).await
     }
 
-    async fn start_in(
-        config: Config,
-        dir: Option<tempfile::TempDir>,
-    ) -> anyhow::Result<EmbeddedBroker> {
+    async fn start_in(config: Config, dir: Option<tempfile::TempDir>) -> anyhow::Result<EmbeddedBroker> {
         config.validate()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -134,11 +133,7 @@ impl EmbeddedBroker {
             drop(dir);
             result
         });
-        Ok(EmbeddedBroker {
-            addr,
-            stop,
-            task: Some(task),
-        })
+        Ok(EmbeddedBroker { addr, stop, task: Some(task) })
     }
 
     /// The gRPC endpoint, e.g. `http://127.0.0.1:41234`.

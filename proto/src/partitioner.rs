@@ -59,19 +59,11 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
             (b"abc", 479_470_107),
         ];
         for (key, expected) in cases {
-            assert_eq!(
-                murmur2(key) as i32,
-                expected,
-                "key {:?}",
-                String::from_utf8_lossy(key)
-            );
+            assert_eq!(murmur2(key) as i32, expected, "key {:?}", String::from_utf8_lossy(key));
         }
     }
 

@@ -30,9 +30,7 @@ pub struct TestBroker {
 impl TestBroker {
     /// A broker in a fresh temporary directory, removed on shutdown.
     pub async fn start() -> TestBroker {
-        let broker = EmbeddedBroker::start()
-            .await
-            .expect("embedded broker starts");
+        let broker = EmbeddedBroker::start().await.expect("embedded broker starts");
         TestBroker::connect(broker, None).await
     }
 
@@ -44,9 +42,7 @@ impl TestBroker {
     /// A broker with a custom configuration.
     pub async fn start_with(config: Config) -> TestBroker {
         let dir = config.data_dir.clone();
-        let broker = EmbeddedBroker::start_with(config)
-            .await
-            .expect("embedded broker starts");
+        let broker = EmbeddedBroker::start_with(config).await.expect("embedded broker starts");
         TestBroker::connect(broker, Some(dir)).await
     }
 
@@ -56,19 +52,12 @@ impl TestBroker {
             .connect()
             .await
             .expect("broker accepts connections");
-        TestBroker {
-            broker,
-            channel,
-            dir,
-        }
+        TestBroker { broker, channel, dir }
     }
 
     /// Shuts the broker down gracefully and starts a new one on the same data.
     pub async fn restart(self) -> TestBroker {
-        let dir = self
-            .dir
-            .clone()
-            .expect("restart needs a broker started with start_in");
+        let dir = self.dir.clone().expect("restart needs a broker started with start_in");
         self.broker.shutdown().await.expect("clean shutdown");
         TestBroker::start_in(&dir).await
     }
@@ -123,11 +112,7 @@ impl TestBroker {
 
 /// A produce record with a value and optional partition.
 pub fn record(value: &str, partition: Option<u32>) -> pb::ProduceRecord {
-    pb::ProduceRecord {
-        partition,
-        value: value.to_owned().into(),
-        ..Default::default()
-    }
+    pb::ProduceRecord { partition, value: value.to_owned().into(), ..Default::default() }
 }
 
 /// Every (offset, value) in a fetch response, offsets computed from the batch.
@@ -136,10 +121,7 @@ pub fn offsets_and_values(batches: &[pb::RecordBatch]) -> Vec<(u64, String)> {
         .iter()
         .flat_map(|b| {
             b.records.iter().map(move |r| {
-                (
-                    b.base_offset + u64::from(r.offset_delta),
-                    String::from_utf8_lossy(&r.value).into_owned(),
-                )
+                (b.base_offset + u64::from(r.offset_delta), String::from_utf8_lossy(&r.value).into_owned())
             })
         })
         .collect()
@@ -160,9 +142,6 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
     }
 }

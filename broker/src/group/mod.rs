@@ -27,19 +27,17 @@ impl Groups {
         Groups { log }
     }
 
-    /// Stores `offsets` for `group`, all or none.
-    pub fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
+    /// Stores `offsets` for `group`, all or none; they are on disk when this
+    /// returns.
+    pub async fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
         validate_group(group)?;
         for (i, o) in offsets.iter().enumerate() {
-            let state = self
-                .log
-                .partition_state(&o.topic, o.partition)
-                .map_err(|e| match e {
-                    Error::InvalidArgument { reason, .. } => {
-                        Error::invalid(format!("offsets[{i}].partition"), reason)
-                    }
-                    other => other,
-                })?;
+            let state = self.log.partition_state(&o.topic, o.partition).map_err(|e| match e {
+                Error::InvalidArgument { reason, .. } => {
+                    Error::invalid(format!("offsets[{i}].partition"), reason)
+                }
+                other => other,
+            })?;
             if o.offset > state.high_watermark {
                 return Err(Error::OffsetOutOfRange {
                     topic: o.topic.clone(),
@@ -53,16 +51,13 @@ impl Groups {
                 if m.len() > MAX_METADATA_BYTES {
                     return Err(Error::invalid(
                         format!("offsets[{i}].metadata"),
-                        format!(
-                            "{} bytes exceed the maximum of {MAX_METADATA_BYTES}",
-                            m.len()
-                        ),
+                        format!("{} bytes exceed the maximum of {MAX_METADATA_BYTES}", m.len()),
                     ));
                 }
             }
         }
         self.log.storage().commit_offsets(group, offsets)?;
-        Ok(())
+        self.log.sync().await
     }
 
     /// A group's committed offsets, for one topic or every topic.
@@ -76,10 +71,7 @@ fn validate_group(group: &str) -> Result<()> {
     if group.is_empty() || group.len() > MAX_GROUP_ID_BYTES {
         return Err(Error::invalid(
             "group",
-            format!(
-                "group ids are 1 to {MAX_GROUP_ID_BYTES} bytes, got {}",
-                group.len()
-            ),
+            format!("group ids are 1 to {MAX_GROUP_ID_BYTES} bytes, got {}", group.len()),
         ));
     }
     Ok(())

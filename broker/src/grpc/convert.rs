@@ -29,14 +29,7 @@ pub(super) fn new_record(r: pb::ProduceRecord) -> NewRecord {
         timestamp_ms: r.timestamp_ms,
         key: r.key,
         value: r.value,
-        headers: r
-            .headers
-            .into_iter()
-            .map(|h| Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
+        headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
     }
 }
 
@@ -54,33 +47,16 @@ fn record(r: Record) -> pb::Record {
         timestamp_ms: r.timestamp_ms,
         key: r.key,
         value: r.value,
-        headers: r
-            .headers
-            .into_iter()
-            .map(|h| pb::Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
+        headers: r.headers.into_iter().map(|h| pb::Header { name: h.name, value: h.value }).collect(),
     }
 }
 
 pub(super) fn committed_offset(o: pb::PartitionOffset) -> CommittedOffset {
-    CommittedOffset {
-        topic: o.topic,
-        partition: o.partition,
-        offset: o.offset,
-        metadata: o.metadata,
-    }
+    CommittedOffset { topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata }
 }
 
 pub(super) fn partition_offset(o: CommittedOffset) -> pb::PartitionOffset {
-    pb::PartitionOffset {
-        topic: o.topic,
-        partition: o.partition,
-        offset: o.offset,
-        metadata: o.metadata,
-    }
+    pb::PartitionOffset { topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata }
 }
 
 #[cfg(test)]
@@ -99,10 +75,7 @@ mod tests {
             timestamp_ms: 1_700_000_000_000,
             key: Some(Bytes::from_static(b"k")),
             value: Bytes::from_static(b"value"),
-            headers: vec![Header {
-                name: "n".into(),
-                value: Bytes::from_static(b"v"),
-            }],
+            headers: vec![Header { name: "n".into(), value: Bytes::from_static(b"v") }],
         };
         let wire = pb::Record::decode(stored.encode_to_vec().as_slice()).unwrap();
         assert_eq!(wire, record(stored.clone()));

@@ -14,11 +14,12 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::group::Groups;
-use crate::log::{FetchOpts, Log};
+use crate::log::{Acks, FetchOpts, Log};
 
 /// Default and maximum of `max_bytes` in fetch and subscribe requests.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -36,17 +37,15 @@ pub struct Services {
     groups: Groups,
     /// Cancelled when shutdown begins: ends waiting fetches and streams.
     shutdown: CancellationToken,
+    /// Where subscription tasks run, so shutdown can wait for them.
+    tasks: TaskTracker,
 }
 
 impl Services {
     /// Services over `log`, stopped by `shutdown`.
-    pub fn new(log: Arc<Log>, shutdown: CancellationToken) -> Services {
+    pub fn new(log: Arc<Log>, shutdown: CancellationToken, tasks: TaskTracker) -> Services {
         let groups = Groups::new(log.clone());
-        Services {
-            log,
-            groups,
-            shutdown,
-        }
+        Services { log, groups, shutdown, tasks }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -62,10 +61,7 @@ impl Services {
                 format!("{max_wait_ms} exceeds the maximum of {}", limit.as_millis()),
             ));
         }
-        Ok(FetchOpts {
-            max_bytes,
-            max_wait,
-        })
+        Ok(FetchOpts { max_bytes, max_wait })
     }
 }
 
@@ -76,19 +72,15 @@ impl pb::admin_service_server::AdminService for Services {
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
         let req = request.into_inner();
-        let info =
-            self.log
-                .create_topic(&req.name, req.partitions, req.config.into_iter().collect())?;
-        Ok(Response::new(pb::CreateTopicResponse {
-            topic: Some(convert::topic_info(info)),
-        }))
+        let info = self.log.create_topic(&req.name, req.partitions, req.config.into_iter().collect()).await?;
+        Ok(Response::new(pb::CreateTopicResponse { topic: Some(convert::topic_info(info)) }))
     }
 
     async fn delete_topic(
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        self.log.delete_topic(&request.into_inner().name)?;
+        self.log.delete_topic(&request.into_inner().name).await?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
@@ -96,12 +88,7 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         _request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
-        let topics = self
-            .log
-            .list_topics()
-            .into_iter()
-            .map(convert::topic_info)
-            .collect();
+        let topics = self.log.list_topics().into_iter().map(convert::topic_info).collect();
         Ok(Response::new(pb::ListTopicsResponse { topics }))
     }
 
@@ -112,10 +99,7 @@ impl pb::admin_service_server::AdminService for Services {
         let (info, partitions) = self.log.describe_topic(&request.into_inner().name)?;
         Ok(Response::new(pb::DescribeTopicResponse {
             topic: Some(convert::topic_info(info)),
-            partitions: partitions
-                .into_iter()
-                .map(convert::partition_info)
-                .collect(),
+            partitions: partitions.into_iter().map(convert::partition_info).collect(),
         }))
     }
 }
@@ -127,8 +111,12 @@ impl pb::producer_service_server::ProducerService for Services {
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
+        let (acks, durability) = match req.acks() {
+            pb::Durability::Written => (Acks::Written, pb::Durability::Written),
+            pb::Durability::Unspecified | pb::Durability::Durable => (Acks::Durable, pb::Durability::Durable),
+        };
         let records = req.records.into_iter().map(convert::new_record).collect();
-        let appended = self.log.produce(&req.topic, records)?;
+        let appended = self.log.produce(&req.topic, records, acks).await?;
         let acks = appended
             .into_iter()
             .map(|a| pb::PartitionAck {
@@ -137,10 +125,7 @@ impl pb::producer_service_server::ProducerService for Services {
                 record_count: a.record_count,
             })
             .collect();
-        Ok(Response::new(pb::ProduceResponse {
-            acks,
-            durability: pb::Durability::Written.into(),
-        }))
+        Ok(Response::new(pb::ProduceResponse { acks, durability: durability.into() }))
     }
 }
 
@@ -148,22 +133,12 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 
 #[tonic::async_trait]
 impl pb::consumer_service_server::ConsumerService for Services {
-    async fn fetch(
-        &self,
-        request: Request<pb::FetchRequest>,
-    ) -> Result<Response<pb::FetchResponse>, Status> {
+    async fn fetch(&self, request: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
         let req = request.into_inner();
         let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms)?;
-        let fetched = self
-            .log
-            .fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown)
-            .await?;
+        let fetched = self.log.fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown).await?;
         Ok(Response::new(pb::FetchResponse {
-            batches: fetched
-                .batches
-                .into_iter()
-                .map(|b| convert::batch(req.partition, b))
-                .collect(),
+            batches: fetched.batches.into_iter().map(|b| convert::batch(req.partition, b)).collect(),
             high_watermark: fetched.high_watermark,
             log_start_offset: fetched.log_start,
         }))
@@ -176,10 +151,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
         let req = request.into_inner();
-        let opts = FetchOpts {
-            max_wait: SUBSCRIBE_POLL,
-            ..self.fetch_opts(req.max_bytes, 0)?
-        };
+        let opts = FetchOpts { max_wait: SUBSCRIBE_POLL, ..self.fetch_opts(req.max_bytes, 0)? };
         // Validate the start before the stream opens, so a bad request fails
         // the call itself rather than its first message.
         let state = self.log.partition_state(&req.topic, req.partition)?;
@@ -196,7 +168,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
         let (tx, rx) = mpsc::channel(SUBSCRIBE_BUFFER);
         let log = self.log.clone();
         let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut offset = req.offset;
             loop {
                 let fetched = tokio::select! {
@@ -240,12 +212,8 @@ impl pb::group_service_server::GroupService for Services {
         request: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
         let req = request.into_inner();
-        let offsets: Vec<_> = req
-            .offsets
-            .into_iter()
-            .map(convert::committed_offset)
-            .collect();
-        self.groups.commit(&req.group, &offsets)?;
+        let offsets: Vec<_> = req.offsets.into_iter().map(convert::committed_offset).collect();
+        self.groups.commit(&req.group, &offsets).await?;
         Ok(Response::new(pb::CommitOffsetsResponse {}))
     }
 

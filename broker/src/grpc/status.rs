@@ -14,9 +14,7 @@ impl From<Error> for Status {
             Error::TopicExists { .. } => Code::AlreadyExists,
             Error::OffsetOutOfRange { .. } => Code::OutOfRange,
             Error::ShuttingDown => Code::Unavailable,
-            Error::Storage(StorageError::Corrupt { .. } | StorageError::Metadata { .. }) => {
-                Code::DataLoss
-            }
+            Error::Storage(StorageError::Corrupt { .. } | StorageError::Metadata { .. }) => Code::DataLoss,
             Error::Storage(StorageError::Sled { .. }) => Code::Unavailable,
         };
         if matches!(err, Error::Storage(_)) {

@@ -20,12 +20,13 @@ use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::record::{Batch, Header, Record};
 use crate::storage::{
-    EncodedBatch, HEADER_LEN, MAX_STORED_BATCH_BYTES, Storage, TopicMeta, TopicStore,
+    EncodedBatch, GroupCommit, HEADER_LEN, MAX_STORED_BATCH_BYTES, Storage, TopicMeta, TopicStore,
 };
 
 pub use topic_config::TopicConfig;
@@ -43,6 +44,17 @@ pub struct NewRecord {
     pub value: Bytes,
     /// Headers.
     pub headers: Vec<Header>,
+}
+
+/// What an append waits for before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Acks {
+    /// Flushed and fdatasync'd (by group commit): survives a crash or power loss.
+    #[default]
+    Durable,
+    /// In the storage engine: readable at once, flushed within sled's flush
+    /// interval (500 ms). A crash can lose it.
+    Written,
 }
 
 /// The outcome of appending one partition's batch.
@@ -104,6 +116,7 @@ pub struct TopicInfo {
 #[derive(Debug)]
 pub struct Log {
     storage: Storage,
+    commit: GroupCommit,
     limits: Limits,
     /// Read on every request, written only by create and delete; a lock and
     /// not an actor because lookups must not wait on a queue.
@@ -134,8 +147,10 @@ struct Partition {
 }
 
 impl Log {
-    /// Opens every stored topic and recovers each partition's bounds.
-    pub fn open(storage: Storage, limits: Limits) -> Result<Log> {
+    /// Opens every stored topic and recovers each partition's bounds. Starts
+    /// the group-commit flusher on `tasks`; it ends when the log is dropped,
+    /// and the database closes with it.
+    pub fn open(storage: Storage, limits: Limits, tasks: &TaskTracker) -> Result<Log> {
         let mut topics = BTreeMap::new();
         for meta in storage.load_topics()? {
             let store = storage.topic_store(&meta)?;
@@ -146,16 +161,10 @@ impl Log {
             }
             let config = TopicConfig::parse(&meta.config, &limits)?;
             tracing::debug!(topic = %meta.name, partitions = meta.partitions, "opened topic");
-            topics.insert(
-                meta.name.clone(),
-                Arc::new(Topic::new(meta, config, store, partitions)),
-            );
+            topics.insert(meta.name.clone(), Arc::new(Topic::new(meta, config, store, partitions)));
         }
-        Ok(Log {
-            storage,
-            limits,
-            topics: RwLock::new(topics),
-        })
+        let commit = storage.group_commit(tasks);
+        Ok(Log { storage, commit, limits, topics: RwLock::new(topics) })
     }
 
     /// The storage beneath the log.
@@ -168,8 +177,19 @@ impl Log {
         &self.limits
     }
 
-    /// Creates a topic.
-    pub fn create_topic(
+    /// Creates a topic; it is on disk when this returns.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
+        let info = self.create_topic_written(name, partitions, config)?;
+        self.sync().await?;
+        Ok(info)
+    }
+
+    fn create_topic_written(
         &self,
         name: &str,
         partitions: u32,
@@ -180,25 +200,16 @@ impl Log {
         if partitions > self.limits.max_partitions {
             return Err(Error::invalid(
                 "partitions",
-                format!(
-                    "{partitions} exceeds the broker's maximum of {}",
-                    self.limits.max_partitions
-                ),
+                format!("{partitions} exceeds the broker's maximum of {}", self.limits.max_partitions),
             ));
         }
         let parsed = TopicConfig::parse(&config, &self.limits)?;
         let mut topics = self.topics.write();
         if topics.contains_key(name) {
-            return Err(Error::TopicExists {
-                topic: name.to_owned(),
-            });
+            return Err(Error::TopicExists { topic: name.to_owned() });
         }
-        let meta = TopicMeta {
-            name: name.to_owned(),
-            id: uuid::Uuid::new_v4().to_string(),
-            partitions,
-            config,
-        };
+        let meta =
+            TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4().to_string(), partitions, config };
         let store = self.storage.create_topic(&meta)?;
         let parts = (0..partitions).map(|_| Partition::new(0, 0)).collect();
         let topic = Arc::new(Topic::new(meta, parsed, store, parts));
@@ -208,17 +219,24 @@ impl Log {
         Ok(info)
     }
 
-    /// Deletes a topic with its records and committed offsets.
-    pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let mut topics = self.topics.write();
-        let topic = topics.get(name).ok_or_else(|| Error::TopicNotFound {
-            topic: name.to_owned(),
-        })?;
-        self.storage.delete_topic(&topic.meta)?;
-        topic.deleted.cancel();
-        topics.remove(name);
+    /// Deletes a topic with its records and committed offsets; the deletion
+    /// is on disk when this returns.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        {
+            let mut topics = self.topics.write();
+            let topic = topics.get(name).ok_or_else(|| Error::TopicNotFound { topic: name.to_owned() })?;
+            self.storage.delete_topic(&topic.meta)?;
+            topic.deleted.cancel();
+            topics.remove(name);
+        }
         tracing::info!(topic = name, "deleted topic");
-        Ok(())
+        self.sync().await
+    }
+
+    /// Waits until everything written so far is on disk; concurrent callers
+    /// share one flush.
+    pub async fn sync(&self) -> Result<()> {
+        Ok(self.commit.sync().await?)
     }
 
     /// Every topic, ordered by name.
@@ -229,9 +247,7 @@ impl Log {
     /// A topic and its partitions' offsets.
     pub fn describe_topic(&self, name: &str) -> Result<(TopicInfo, Vec<PartitionState>)> {
         let topic = self.topic(name)?;
-        let states = (0..topic.meta.partitions)
-            .map(|p| topic.partitions[p as usize].state(p))
-            .collect();
+        let states = (0..topic.meta.partitions).map(|p| topic.partitions[p as usize].state(p)).collect();
         Ok((topic.info(), states))
     }
 
@@ -242,19 +258,22 @@ impl Log {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.topics
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::TopicNotFound {
-                topic: name.to_owned(),
-            })
+        self.topics.read().get(name).cloned().ok_or_else(|| Error::TopicNotFound { topic: name.to_owned() })
     }
 
     /// Appends records to a topic: each partition's records as one batch, in
     /// request order. Every record is validated before anything is written,
-    /// so a rejected request appends nothing.
-    pub fn produce(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<Appended>> {
+    /// so a rejected request appends nothing. Returns once the records meet
+    /// `acks`.
+    pub async fn produce(&self, topic: &str, records: Vec<NewRecord>, acks: Acks) -> Result<Vec<Appended>> {
+        let appended = self.append(topic, records)?;
+        if acks == Acks::Durable {
+            self.sync().await?;
+        }
+        Ok(appended)
+    }
+
+    fn append(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<Appended>> {
         let topic = self.topic(topic)?;
         if records.is_empty() {
             return Err(Error::invalid("records", "at least one record is required"));
@@ -272,10 +291,7 @@ impl Log {
             }
             let size = r.key.as_ref().map_or(0, Bytes::len)
                 + r.value.len()
-                + r.headers
-                    .iter()
-                    .map(|h| h.name.len() + h.value.len())
-                    .sum::<usize>();
+                + r.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
             if size > max_record {
                 return Err(Error::invalid(
                     format!("records[{i}]"),
@@ -287,17 +303,11 @@ impl Log {
             if r.headers.len() > MAX_HEADERS {
                 return Err(Error::invalid(
                     format!("records[{i}].headers"),
-                    format!(
-                        "{} headers exceed the maximum of {MAX_HEADERS}",
-                        r.headers.len()
-                    ),
+                    format!("{} headers exceed the maximum of {MAX_HEADERS}", r.headers.len()),
                 ));
             }
             if r.timestamp_ms.is_some_and(|ts| ts < 0) {
-                return Err(Error::invalid(
-                    format!("records[{i}].timestamp_ms"),
-                    "must not be negative",
-                ));
+                return Err(Error::invalid(format!("records[{i}].timestamp_ms"), "must not be negative"));
             }
         }
 
@@ -325,13 +335,8 @@ impl Log {
         for (partition, records) in by_partition {
             let record_count = records.len() as u32;
             let parts = encode_parts(records);
-            let base_offset =
-                topic.partitions[partition as usize].append(&topic.store, partition, parts)?;
-            acks.push(Appended {
-                partition,
-                base_offset,
-                record_count,
-            });
+            let base_offset = topic.partitions[partition as usize].append(&topic.store, partition, parts)?;
+            acks.push(Appended { partition, base_offset, record_count });
         }
         Ok(acks)
     }
@@ -369,14 +374,8 @@ impl Log {
             }
         }
         let high_watermark = *p.high_watermark.borrow();
-        let batches = t
-            .store
-            .read(partition, offset, high_watermark, opts.max_bytes)?;
-        Ok(Fetched {
-            batches,
-            high_watermark,
-            log_start: p.log_start.load(Ordering::Acquire),
-        })
+        let batches = t.store.read(partition, offset, high_watermark, opts.max_bytes)?;
+        Ok(Fetched { batches, high_watermark, log_start: p.log_start.load(Ordering::Acquire) })
     }
 }
 
@@ -405,9 +404,7 @@ fn encode_parts(mut records: Vec<Record>) -> Vec<EncodedBatch> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Topic names are `[A-Za-z0-9._-]{1,249}`, except `.` and `..`.
@@ -419,30 +416,16 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         ));
     }
     if name == "." || name == ".." {
-        return Err(Error::invalid(
-            "name",
-            format!("`{name}` is not a valid topic name"),
-        ));
+        return Err(Error::invalid("name", format!("`{name}` is not a valid topic name")));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(Error::invalid(
-            "name",
-            format!("character {c:?} is not allowed: use [A-Za-z0-9._-]"),
-        ));
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(Error::invalid("name", format!("character {c:?} is not allowed: use [A-Za-z0-9._-]")));
     }
     Ok(())
 }
 
 impl Topic {
-    fn new(
-        meta: TopicMeta,
-        config: TopicConfig,
-        store: TopicStore,
-        partitions: Vec<Partition>,
-    ) -> Topic {
+    fn new(meta: TopicMeta, config: TopicConfig, store: TopicStore, partitions: Vec<Partition>) -> Topic {
         Topic {
             meta,
             config,
@@ -520,85 +503,70 @@ mod tests {
     #[test]
     fn large_batches_split_and_renumber() {
         let value = Bytes::from(vec![7u8; 700 << 10]);
-        let records: Vec<Record> = (0..7)
-            .map(|_| Record {
-                value: value.clone(),
-                ..Record::default()
-            })
-            .collect();
+        let records: Vec<Record> =
+            (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
         let parts = encode_parts(records);
         assert!(parts.len() > 1);
         assert!(parts.iter().all(|p| p.len() <= MAX_STORED_BATCH_BYTES));
         assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
     }
 
-    fn open_log(dir: &std::path::Path) -> Log {
+    fn open_log(dir: &std::path::Path, tasks: &TaskTracker) -> Log {
         let storage = Storage::open(&crate::storage::StorageConfig {
             path: dir.to_path_buf(),
             cache_capacity: 16 << 20,
             flush_every_ms: None,
         })
         .unwrap();
-        Log::open(storage, Limits::default()).unwrap()
+        Log::open(storage, Limits::default(), tasks).unwrap()
     }
 
     fn value(v: &'static str) -> NewRecord {
-        NewRecord {
-            partition: Some(0),
-            value: Bytes::from_static(v.as_bytes()),
-            ..NewRecord::default()
-        }
+        NewRecord { partition: Some(0), value: Bytes::from_static(v.as_bytes()), ..NewRecord::default() }
     }
 
     #[tokio::test]
     async fn a_waiting_fetch_wakes_on_append_and_on_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let log = open_log(dir.path());
-        log.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let log = open_log(dir.path(), &TaskTracker::new());
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
         let cancel = CancellationToken::new();
-        let opts = FetchOpts {
-            max_bytes: 1 << 20,
-            max_wait: Duration::from_secs(3600),
-        };
+        let opts = FetchOpts { max_bytes: 1 << 20, max_wait: Duration::from_secs(3600) };
 
         let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
-        assert!(
-            futures::poll!(fetch.as_mut()).is_pending(),
-            "nothing to read yet: the fetch waits"
-        );
-        log.produce("t", vec![value("a")]).unwrap();
+        assert!(futures::poll!(fetch.as_mut()).is_pending(), "nothing to read yet: the fetch waits");
+        log.produce("t", vec![value("a")], Acks::Written).await.unwrap();
         let fetched = fetch.await.unwrap();
         assert_eq!(fetched.batches.len(), 1);
         assert_eq!(fetched.high_watermark, 1);
 
         let mut fetch = std::pin::pin!(log.fetch("t", 0, 1, opts, &cancel));
         assert!(futures::poll!(fetch.as_mut()).is_pending());
-        log.delete_topic("t").unwrap();
+        log.delete_topic("t").await.unwrap();
         assert!(matches!(fetch.await, Err(Error::TopicNotFound { .. })));
 
-        log.create_topic("t", 1, BTreeMap::new()).unwrap();
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
         let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
         assert!(futures::poll!(fetch.as_mut()).is_pending());
         cancel.cancel();
         assert!(matches!(fetch.await, Err(Error::ShuttingDown)));
     }
 
-    #[test]
-    fn reopening_recovers_offsets() {
+    #[tokio::test]
+    async fn reopening_recovers_offsets() {
         let dir = tempfile::tempdir().unwrap();
+        let tasks = TaskTracker::new();
         {
-            let log = open_log(dir.path());
-            log.create_topic("t", 1, BTreeMap::new()).unwrap();
-            log.produce("t", vec![value("a"), value("b")]).unwrap();
-            log.produce("t", vec![value("c")]).unwrap();
-            log.storage().flush().unwrap();
+            let log = open_log(dir.path(), &tasks);
+            log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+            log.produce("t", vec![value("a"), value("b")], Acks::Durable).await.unwrap();
+            log.produce("t", vec![value("c")], Acks::Durable).await.unwrap();
         }
-        let log = open_log(dir.path());
+        tasks.close();
+        tasks.wait().await;
+        let log = open_log(dir.path(), &tasks);
         let (_, states) = log.describe_topic("t").unwrap();
         assert_eq!(states[0].high_watermark, 3);
-        assert_eq!(
-            log.produce("t", vec![value("d")]).unwrap()[0].base_offset,
-            3
-        );
+        assert_eq!(log.produce("t", vec![value("d")], Acks::Written).await.unwrap()[0].base_offset, 3);
     }
 }

@@ -19,9 +19,7 @@ impl TopicConfig {
     /// Validates every entry; unknown keys and bad values are rejected with
     /// the accepted keys or range.
     pub fn parse(entries: &BTreeMap<String, String>, limits: &Limits) -> Result<TopicConfig> {
-        let mut config = TopicConfig {
-            max_message_bytes: limits.max_record_bytes,
-        };
+        let mut config = TopicConfig { max_message_bytes: limits.max_record_bytes };
         for (key, value) in entries {
             match key.as_str() {
                 "max.message.bytes" => {
@@ -32,10 +30,7 @@ impl TopicConfig {
                         .ok_or_else(|| {
                             Error::invalid(
                                 "config[max.message.bytes]",
-                                format!(
-                                    "`{value}` is not a whole number in 1..={}",
-                                    limits.max_record_bytes
-                                ),
+                                format!("`{value}` is not a whole number in 1..={}", limits.max_record_bytes),
                             )
                         })?;
                 }

@@ -61,18 +61,13 @@ pub struct EncodedBatch {
 impl EncodedBatch {
     /// Encodes `records` (whose `offset_delta`s must be 0, 1, 2, …).
     pub fn encode(records: &[Record]) -> EncodedBatch {
-        let payload_len: usize = records
-            .iter()
-            .map(Message::encoded_len)
-            .map(|l| l + prost::length_delimiter_len(l))
-            .sum();
+        let payload_len: usize =
+            records.iter().map(Message::encoded_len).map(|l| l + prost::length_delimiter_len(l)).sum();
         let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
         buf.resize(HEADER_LEN, 0);
         for record in records {
             // Encoding into a Vec with enough capacity cannot fail.
-            record
-                .encode_length_delimited(&mut buf)
-                .expect("Vec<u8> grows to fit");
+            record.encode_length_delimited(&mut buf).expect("Vec<u8> grows to fit");
         }
         let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
         let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
@@ -131,10 +126,7 @@ impl BatchHeader {
 /// Reads a stored value's header, checking only its length and version.
 pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
     if value.len() < HEADER_LEN {
-        return Err(BatchError::Truncated {
-            len: value.len(),
-            needed: HEADER_LEN,
-        });
+        return Err(BatchError::Truncated { len: value.len(), needed: HEADER_LEN });
     }
     let mut h = &value[..HEADER_LEN];
     let version = h.get_u8();
@@ -151,10 +143,7 @@ pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
     };
     let needed = HEADER_LEN + header.payload_len as usize;
     if value.len() != needed {
-        return Err(BatchError::Truncated {
-            len: value.len(),
-            needed,
-        });
+        return Err(BatchError::Truncated { len: value.len(), needed });
     }
     Ok(header)
 }
@@ -166,10 +155,7 @@ pub fn decode(value: Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let mut payload = value.slice(HEADER_LEN..);
     let computed = crc32c::crc32c(&payload);
     if computed != header.crc {
-        return Err(BatchError::Checksum {
-            stored: header.crc,
-            computed,
-        });
+        return Err(BatchError::Checksum { stored: header.crc, computed });
     }
     let mut records = Vec::with_capacity(header.record_count as usize);
     while payload.has_remaining() {
@@ -189,20 +175,13 @@ mod tests {
             timestamp_ms: ts,
             key: Some(Bytes::from_static(b"k")),
             value: Bytes::from_static(value),
-            headers: vec![Header {
-                name: "h".into(),
-                value: Bytes::from_static(b"v"),
-            }],
+            headers: vec![Header { name: "h".into(), value: Bytes::from_static(b"v") }],
         }
     }
 
     #[test]
     fn round_trip() {
-        let records = vec![
-            record(0, 20, b"a"),
-            record(1, 10, b""),
-            record(2, 30, b"ccc"),
-        ];
+        let records = vec![record(0, 20, b"a"), record(1, 10, b""), record(2, 30, b"ccc")];
         let value = EncodedBatch::encode(&records).into_value(42);
         let (header, decoded) = decode(Bytes::from(value)).unwrap();
         assert_eq!(header.base_offset, 42);
@@ -218,18 +197,9 @@ mod tests {
         let mut value = EncodedBatch::encode(&[record(0, 1, b"payload")]).into_value(0);
         let last = value.len() - 1;
         value[last] ^= 0xff;
-        assert!(matches!(
-            decode(Bytes::from(value.clone())),
-            Err(BatchError::Checksum { .. })
-        ));
+        assert!(matches!(decode(Bytes::from(value.clone())), Err(BatchError::Checksum { .. })));
         value.truncate(last);
-        assert!(matches!(
-            decode(Bytes::from(value)),
-            Err(BatchError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode(Bytes::from_static(&[1, 2, 3])),
-            Err(BatchError::Truncated { .. })
-        ));
+        assert!(matches!(decode(Bytes::from(value)), Err(BatchError::Truncated { .. })));
+        assert!(matches!(decode(Bytes::from_static(&[1, 2, 3])), Err(BatchError::Truncated { .. })));
     }
 }

@@ -96,10 +96,7 @@ mod tests {
     #[test]
     fn committed_offset_keys_round_trip_and_do_not_alias() {
         let key = committed_offset("g", "orders", 7);
-        assert_eq!(
-            parse_committed_offset(&key),
-            Some(("g".into(), "orders".into(), 7))
-        );
+        assert_eq!(parse_committed_offset(&key), Some(("g".into(), "orders".into(), 7)));
         assert!(!key.starts_with(&group_prefix("g2")));
         assert!(key.starts_with(&group_topic_prefix("g", "orders")));
         assert!(!key.starts_with(&group_topic_prefix("g", "order")));

@@ -7,15 +7,19 @@
 //! log module decides what to append where; storage writes and reads it.
 
 mod batch;
+mod commit;
 mod keys;
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
 
 pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN};
+pub use commit::GroupCommit;
 
 use crate::record::Batch;
 
@@ -134,6 +138,8 @@ pub struct Storage {
     topics: sled::Tree,
     offsets: sled::Tree,
     path: PathBuf,
+    /// sled's log file, kept open so that group commit can `fdatasync` it.
+    log_file: Arc<File>,
 }
 
 /// One topic's batches.
@@ -156,12 +162,10 @@ impl Storage {
             .map_err(sled_err("open"))?;
         let topics = db.open_tree("topics").map_err(sled_err("open topics"))?;
         let offsets = db.open_tree("offsets").map_err(sled_err("open offsets"))?;
-        let storage = Storage {
-            db,
-            topics,
-            offsets,
-            path: config.path.clone(),
-        };
+        let log_file = File::open(config.path.join("db"))
+            .map_err(|e| StorageError::Sled { op: "open the database file", source: sled::Error::Io(e) })?;
+        let storage =
+            Storage { db, topics, offsets, path: config.path.clone(), log_file: Arc::new(log_file) };
         storage.drop_orphan_trees()?;
         Ok(storage)
     }
@@ -180,9 +184,7 @@ impl Storage {
                         topic_id = id,
                         "dropping the data of a topic whose deletion was interrupted"
                     );
-                    self.db
-                        .drop_tree(&name)
-                        .map_err(sled_err("drop orphan topic tree"))?;
+                    self.db.drop_tree(&name).map_err(sled_err("drop orphan topic tree"))?;
                 }
             }
         }
@@ -195,24 +197,15 @@ impl Storage {
             .iter()
             .map(|entry| {
                 let (_, value) = entry.map_err(sled_err("read topics"))?;
-                TopicMeta::decode(&*value).map_err(|source| StorageError::Metadata {
-                    what: "topic",
-                    source,
-                })
+                TopicMeta::decode(&*value).map_err(|source| StorageError::Metadata { what: "topic", source })
             })
             .collect()
     }
 
     /// Opens the batch tree of a topic (created empty if new).
     pub fn topic_store(&self, meta: &TopicMeta) -> Result<TopicStore, StorageError> {
-        let tree = self
-            .db
-            .open_tree(keys::topic_tree(&meta.id))
-            .map_err(sled_err("open topic tree"))?;
-        Ok(TopicStore {
-            name: meta.name.clone(),
-            tree,
-        })
+        let tree = self.db.open_tree(keys::topic_tree(&meta.id)).map_err(sled_err("open topic tree"))?;
+        Ok(TopicStore { name: meta.name.clone(), tree })
     }
 
     /// Creates a topic: its tree first, then its metadata, so a crash between
@@ -227,12 +220,8 @@ impl Storage {
 
     /// Deletes a topic's metadata, its batches and every committed offset for it.
     pub fn delete_topic(&self, meta: &TopicMeta) -> Result<(), StorageError> {
-        self.topics
-            .remove(meta.name.as_bytes())
-            .map_err(sled_err("remove topic metadata"))?;
-        self.db
-            .drop_tree(keys::topic_tree(&meta.id))
-            .map_err(sled_err("drop topic tree"))?;
+        self.topics.remove(meta.name.as_bytes()).map_err(sled_err("remove topic metadata"))?;
+        self.db.drop_tree(keys::topic_tree(&meta.id)).map_err(sled_err("drop topic tree"))?;
         let mut batch = sled::Batch::default();
         for entry in self.offsets.iter() {
             let (key, _) = entry.map_err(sled_err("read offsets"))?;
@@ -240,31 +229,17 @@ impl Storage {
                 batch.remove(key);
             }
         }
-        self.offsets
-            .apply_batch(batch)
-            .map_err(sled_err("remove committed offsets"))
+        self.offsets.apply_batch(batch).map_err(sled_err("remove committed offsets"))
     }
 
     /// Stores committed offsets for a group, all of them or none.
-    pub fn commit_offsets(
-        &self,
-        group: &str,
-        offsets: &[CommittedOffset],
-    ) -> Result<(), StorageError> {
+    pub fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
         for o in offsets {
-            let value = StoredOffset {
-                offset: o.offset,
-                metadata: o.metadata.clone(),
-            };
-            batch.insert(
-                keys::committed_offset(group, &o.topic, o.partition),
-                value.encode_to_vec(),
-            );
+            let value = StoredOffset { offset: o.offset, metadata: o.metadata.clone() };
+            batch.insert(keys::committed_offset(group, &o.topic, o.partition), value.encode_to_vec());
         }
-        self.offsets
-            .apply_batch(batch)
-            .map_err(sled_err("write committed offsets"))
+        self.offsets.apply_batch(batch).map_err(sled_err("write committed offsets"))
     }
 
     /// A group's committed offsets, for one topic or all.
@@ -283,24 +258,24 @@ impl Storage {
             let Some((_, topic, partition)) = keys::parse_committed_offset(&key) else {
                 continue;
             };
-            let stored =
-                StoredOffset::decode(&*value).map_err(|source| StorageError::Metadata {
-                    what: "committed offset",
-                    source,
-                })?;
-            out.push(CommittedOffset {
-                topic,
-                partition,
-                offset: stored.offset,
-                metadata: stored.metadata,
-            });
+            let stored = StoredOffset::decode(&*value)
+                .map_err(|source| StorageError::Metadata { what: "committed offset", source })?;
+            out.push(CommittedOffset { topic, partition, offset: stored.offset, metadata: stored.metadata });
         }
         Ok(out)
     }
 
-    /// Writes every dirty buffer to the database files.
-    pub fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush().map(drop).map_err(sled_err("flush"))
+    /// Writes every dirty buffer to the database file and `fdatasync`s it.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.db.flush().map_err(sled_err("flush"))?;
+        self.log_file
+            .sync_data()
+            .map_err(|e| StorageError::Sled { op: "fdatasync", source: sled::Error::Io(e) })
+    }
+
+    /// Starts a group-commit flusher for this database on `tasks`.
+    pub fn group_commit(&self, tasks: &tokio_util::task::TaskTracker) -> GroupCommit {
+        GroupCommit::start(self.db.clone(), self.log_file.clone(), tasks)
     }
 }
 
@@ -329,17 +304,12 @@ impl TopicStore {
             batch.insert(&keys::batch(partition, base), part.into_value(base));
             base = next;
         }
-        self.tree
-            .apply_batch(batch)
-            .map_err(sled_err("append split batch"))
+        self.tree.apply_batch(batch).map_err(sled_err("append split batch"))
     }
 
     /// Reads the partition's bounds from its first and last stored batches.
     pub fn bounds(&self, partition: u32) -> Result<PartitionBounds, StorageError> {
-        let range = || {
-            self.tree
-                .range(keys::batch(partition, 0).to_vec()..keys::partition_end(partition))
-        };
+        let range = || self.tree.range(keys::batch(partition, 0).to_vec()..keys::partition_end(partition));
         let (Some(first), Some(last)) = (range().next(), range().next_back()) else {
             return Ok(PartitionBounds::default());
         };
@@ -347,12 +317,9 @@ impl TopicStore {
         let last = last.map_err(sled_err("read last batch"))?;
         let (_, log_start) = keys::parse_batch(&first_key).unwrap_or_default();
         let (_, last_base) = keys::parse_batch(&last.0).unwrap_or_default();
-        let header = batch::read_header(&last.1)
-            .map_err(|source| self.corrupt(partition, last_base, source))?;
-        Ok(PartitionBounds {
-            log_start,
-            next_offset: header.next_offset(),
-        })
+        let header =
+            batch::read_header(&last.1).map_err(|source| self.corrupt(partition, last_base, source))?;
+        Ok(PartitionBounds { log_start, next_offset: header.next_offset() })
     }
 
     /// Reads batches of `partition` holding offsets in `[from, until)`, up to
@@ -370,14 +337,11 @@ impl TopicStore {
             return Ok(out);
         }
         // The batch holding `from` is the last one whose base is <= `from`.
-        let start = match self
-            .tree
-            .range(keys::batch(partition, 0)..=keys::batch(partition, from))
-            .next_back()
-        {
-            Some(entry) => entry.map_err(sled_err("read batch"))?.0,
-            None => keys::batch(partition, from).to_vec().into(),
-        };
+        let start =
+            match self.tree.range(keys::batch(partition, 0)..=keys::batch(partition, from)).next_back() {
+                Some(entry) => entry.map_err(sled_err("read batch"))?.0,
+                None => keys::batch(partition, from).to_vec().into(),
+            };
         let mut bytes = 0usize;
         let end = sled::IVec::from(&keys::batch(partition, until)[..]);
         for entry in self.tree.range(start..end) {
@@ -396,21 +360,13 @@ impl TopicStore {
                 offset >= from && offset < until
             });
             if !records.is_empty() {
-                out.push(Batch {
-                    base_offset: header.base_offset,
-                    records,
-                });
+                out.push(Batch { base_offset: header.base_offset, records });
             }
         }
         Ok(out)
     }
 
     fn corrupt(&self, partition: u32, base_offset: u64, source: BatchError) -> StorageError {
-        StorageError::Corrupt {
-            topic: self.name.clone(),
-            partition,
-            base_offset,
-            source,
-        }
+        StorageError::Corrupt { topic: self.name.clone(), partition, base_offset, source }
     }
 }

@@ -9,13 +9,7 @@ use futures::StreamExt;
 use tonic::Code;
 
 fn fetch(topic: &str, partition: u32, offset: u64) -> pb::FetchRequest {
-    pb::FetchRequest {
-        topic: topic.into(),
-        partition,
-        offset,
-        max_bytes: 0,
-        max_wait_ms: 0,
-    }
+    pb::FetchRequest { topic: topic.into(), partition, offset, max_bytes: 0, max_wait_ms: 0 }
 }
 
 #[tokio::test]
@@ -28,54 +22,39 @@ async fn produce_and_fetch_round_trip_with_keys_headers_and_timestamps() {
             key: Some("k1".into()),
             value: "v1".into(),
             headers: vec![
-                pb::Header {
-                    name: "h".into(),
-                    value: "1".into(),
-                },
-                pb::Header {
-                    name: "h".into(),
-                    value: "2".into(),
-                },
+                pb::Header { name: "h".into(), value: "1".into() },
+                pb::Header { name: "h".into(), value: "2".into() },
             ],
             timestamp_ms: Some(1_234),
         },
-        pb::ProduceRecord {
-            partition: Some(2),
-            value: "".into(),
-            ..Default::default()
-        },
-        pb::ProduceRecord {
-            partition: Some(0),
-            value: "v3".into(),
-            ..Default::default()
-        },
+        pb::ProduceRecord { partition: Some(2), value: "".into(), ..Default::default() },
+        pb::ProduceRecord { partition: Some(0), value: "v3".into(), ..Default::default() },
     ];
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let before =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let resp = broker
+        .producer()
+        .produce(pb::ProduceRequest { acks: 0, topic: "events".into(), records })
+        .await
+        .unwrap()
+        .into_inner();
+    let acks: Vec<_> = resp.acks.iter().map(|a| (a.partition, a.base_offset, a.record_count)).collect();
+    assert_eq!(acks, vec![(0, 0, 1), (2, 0, 2)]);
+    assert_eq!(resp.durability(), pb::Durability::Durable, "acks are durable by default");
+
+    let written = broker
         .producer()
         .produce(pb::ProduceRequest {
             topic: "events".into(),
-            records,
+            records: vec![record("w", Some(1))],
+            acks: pb::Durability::Written.into(),
         })
         .await
         .unwrap()
         .into_inner();
-    let acks: Vec<_> = resp
-        .acks
-        .iter()
-        .map(|a| (a.partition, a.base_offset, a.record_count))
-        .collect();
-    assert_eq!(acks, vec![(0, 0, 1), (2, 0, 2)]);
+    assert_eq!(written.durability(), pb::Durability::Written, "the response says which guarantee it carries");
 
-    let got = broker
-        .consumer()
-        .fetch(fetch("events", 2, 0))
-        .await
-        .unwrap()
-        .into_inner();
+    let got = broker.consumer().fetch(fetch("events", 2, 0)).await.unwrap().into_inner();
     assert_eq!(got.high_watermark, 2);
     assert_eq!(got.log_start_offset, 0);
     let records: Vec<_> = got.batches.iter().flat_map(|b| b.records.clone()).collect();
@@ -83,18 +62,11 @@ async fn produce_and_fetch_round_trip_with_keys_headers_and_timestamps() {
     assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(records[0].value, "v1");
     assert_eq!(records[0].timestamp_ms, 1_234);
-    let headers: Vec<_> = records[0]
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), &h.value[..]))
-        .collect();
+    let headers: Vec<_> = records[0].headers.iter().map(|h| (h.name.as_str(), &h.value[..])).collect();
     assert_eq!(headers, vec![("h", &b"1"[..]), ("h", &b"2"[..])]);
     assert_eq!(records[1].key, None);
     assert!(records[1].value.is_empty());
-    assert!(
-        records[1].timestamp_ms >= before,
-        "absent timestamps take the append time"
-    );
+    assert!(records[1].timestamp_ms >= before, "absent timestamps take the append time");
     broker.shutdown().await;
 }
 
@@ -108,6 +80,7 @@ async fn keyed_records_land_on_the_kafka_partition_and_keyless_spread() {
             let resp = broker
                 .producer()
                 .produce(pb::ProduceRequest {
+                    acks: 0,
                     topic: "keys".into(),
                     records: vec![pb::ProduceRecord {
                         key: Some(key.to_owned().into()),
@@ -125,24 +98,17 @@ async fn keyed_records_land_on_the_kafka_partition_and_keyless_spread() {
         let resp = broker
             .producer()
             .produce(pb::ProduceRequest {
+                acks: 0,
                 topic: "keys".into(),
                 records: vec![record("x", None), record("y", None)],
             })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(
-            resp.acks.len(),
-            1,
-            "a request's keyless records form one batch"
-        );
+        assert_eq!(resp.acks.len(), 1, "a request's keyless records form one batch");
         used.insert(resp.acks[0].partition);
     }
-    assert_eq!(
-        used.len(),
-        8,
-        "keyless requests rotate over every partition"
-    );
+    assert_eq!(used.len(), 8, "keyless requests rotate over every partition");
     broker.shutdown().await;
 }
 
@@ -156,14 +122,9 @@ async fn concurrent_producers_get_unique_contiguous_offsets() {
         tasks.push(tokio::spawn(async move {
             let mut offsets = Vec::new();
             for i in 0..25 {
-                let records = (0..3)
-                    .map(|j| record(&format!("{producer}-{i}-{j}"), Some(0)))
-                    .collect();
+                let records = (0..3).map(|j| record(&format!("{producer}-{i}-{j}"), Some(0))).collect();
                 let ack = client
-                    .produce(pb::ProduceRequest {
-                        topic: "busy".into(),
-                        records,
-                    })
+                    .produce(pb::ProduceRequest { acks: 0, topic: "busy".into(), records })
                     .await
                     .unwrap()
                     .into_inner()
@@ -185,11 +146,7 @@ async fn concurrent_producers_get_unique_contiguous_offsets() {
     let mut offset = 0;
     let mut values = BTreeSet::new();
     while offset < 600 {
-        let got = consumer
-            .fetch(fetch("busy", 0, offset))
-            .await
-            .unwrap()
-            .into_inner();
+        let got = consumer.fetch(fetch("busy", 0, offset)).await.unwrap().into_inner();
         for (o, v) in offsets_and_values(&got.batches) {
             assert_eq!(o, offset);
             assert!(values.insert(v));
@@ -205,38 +162,16 @@ async fn fetch_from_the_middle_of_a_batch_starts_at_that_offset() {
     let broker = TestBroker::start().await;
     broker.create_topic("mid", 1).await;
     let records = (0..10).map(|i| record(&i.to_string(), Some(0))).collect();
-    broker
-        .producer()
-        .produce(pb::ProduceRequest {
-            topic: "mid".into(),
-            records,
-        })
-        .await
-        .unwrap();
+    broker.producer().produce(pb::ProduceRequest { acks: 0, topic: "mid".into(), records }).await.unwrap();
     let records = (10..15).map(|i| record(&i.to_string(), Some(0))).collect();
-    broker
-        .producer()
-        .produce(pb::ProduceRequest {
-            topic: "mid".into(),
-            records,
-        })
-        .await
-        .unwrap();
+    broker.producer().produce(pb::ProduceRequest { acks: 0, topic: "mid".into(), records }).await.unwrap();
 
-    let got = broker
-        .consumer()
-        .fetch(fetch("mid", 0, 7))
-        .await
-        .unwrap()
-        .into_inner();
+    let got = broker.consumer().fetch(fetch("mid", 0, 7)).await.unwrap().into_inner();
     let expected: Vec<_> = (7..15).map(|i| (i, i.to_string())).collect();
     assert_eq!(offsets_and_values(&got.batches), expected);
 
     // max_bytes bounds the response but never below one batch.
-    let small = pb::FetchRequest {
-        max_bytes: 1,
-        ..fetch("mid", 0, 3)
-    };
+    let small = pb::FetchRequest { max_bytes: 1, ..fetch("mid", 0, 3) };
     let got = broker.consumer().fetch(small).await.unwrap().into_inner();
     let expected: Vec<_> = (3..10).map(|i| (i, i.to_string())).collect();
     assert_eq!(offsets_and_values(&got.batches), expected);
@@ -250,18 +185,14 @@ async fn long_poll_fetch_wakes_when_data_arrives() {
     let mut consumer = broker.consumer();
     // A wait far longer than the test: only the append can end it.
     let waiting = tokio::spawn(async move {
-        consumer
-            .fetch(pb::FetchRequest {
-                max_wait_ms: 60_000,
-                ..fetch("wait", 0, 0)
-            })
-            .await
+        consumer.fetch(pb::FetchRequest { max_wait_ms: 60_000, ..fetch("wait", 0, 0) }).await
     });
     // If the fetch reaches the broker after the append it returns at once;
     // the log's own tests pin down the waiting case deterministically.
     let mut producer = broker.producer();
     producer
         .produce(pb::ProduceRequest {
+            acks: 0,
             topic: "wait".into(),
             records: vec![record("hello", Some(0))],
         })
@@ -275,18 +206,10 @@ async fn long_poll_fetch_wakes_when_data_arrives() {
         .unwrap()
         .unwrap()
         .into_inner();
-    assert_eq!(
-        offsets_and_values(&got.batches),
-        vec![(0, "hello".to_owned())]
-    );
+    assert_eq!(offsets_and_values(&got.batches), vec![(0, "hello".to_owned())]);
 
     // A fetch at the high watermark with no wait returns empty at once.
-    let empty = broker
-        .consumer()
-        .fetch(fetch("wait", 0, 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let empty = broker.consumer().fetch(fetch("wait", 0, 1)).await.unwrap().into_inner();
     assert!(empty.batches.is_empty());
     assert_eq!(empty.high_watermark, 1);
     broker.shutdown().await;
@@ -298,20 +221,12 @@ async fn subscribe_streams_existing_then_live_records() {
     broker.create_topic("live", 2).await;
     let mut producer = broker.producer();
     producer
-        .produce(pb::ProduceRequest {
-            topic: "live".into(),
-            records: vec![record("old", Some(1))],
-        })
+        .produce(pb::ProduceRequest { acks: 0, topic: "live".into(), records: vec![record("old", Some(1))] })
         .await
         .unwrap();
     let mut stream = broker
         .consumer()
-        .subscribe(pb::SubscribeRequest {
-            topic: "live".into(),
-            partition: 1,
-            offset: 0,
-            max_bytes: 0,
-        })
+        .subscribe(pb::SubscribeRequest { topic: "live".into(), partition: 1, offset: 0, max_bytes: 0 })
         .await
         .unwrap()
         .into_inner();
@@ -319,6 +234,7 @@ async fn subscribe_streams_existing_then_live_records() {
     for i in 0..5 {
         producer
             .produce(pb::ProduceRequest {
+                acks: 0,
                 topic: "live".into(),
                 records: vec![record(&format!("new{i}"), Some(1))],
             })
@@ -326,11 +242,7 @@ async fn subscribe_streams_existing_then_live_records() {
             .unwrap();
     }
     while seen.len() < 6 {
-        let msg = stream
-            .next()
-            .await
-            .expect("stream stays open")
-            .expect("no error");
+        let msg = stream.next().await.expect("stream stays open").expect("no error");
         seen.extend(offsets_and_values(&msg.batches));
     }
     let expected: Vec<_> = std::iter::once("old".to_owned())
@@ -349,15 +261,10 @@ async fn restart_keeps_records_topics_and_committed_offsets() {
     let broker = TestBroker::start_in(dir.path()).await;
     broker.create_topic("durable", 2).await;
     for i in 0..3 {
-        let records = (0..4)
-            .map(|j| record(&format!("{i}.{j}"), Some(i % 2)))
-            .collect();
+        let records = (0..4).map(|j| record(&format!("{i}.{j}"), Some(i % 2))).collect();
         broker
             .producer()
-            .produce(pb::ProduceRequest {
-                topic: "durable".into(),
-                records,
-            })
+            .produce(pb::ProduceRequest { acks: 0, topic: "durable".into(), records })
             .await
             .unwrap();
     }
@@ -374,69 +281,39 @@ async fn restart_keeps_records_topics_and_committed_offsets() {
         })
         .await
         .unwrap();
-    let topic_id = broker
-        .admin()
-        .describe_topic(pb::DescribeTopicRequest {
-            name: "durable".into(),
-        })
-        .await
-        .unwrap();
+    let topic_id =
+        broker.admin().describe_topic(pb::DescribeTopicRequest { name: "durable".into() }).await.unwrap();
     let topic_id = topic_id.into_inner().topic.unwrap().topic_id;
 
     let broker = broker.restart().await;
     let described = broker
         .admin()
-        .describe_topic(pb::DescribeTopicRequest {
-            name: "durable".into(),
-        })
+        .describe_topic(pb::DescribeTopicRequest { name: "durable".into() })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(described.topic.unwrap().topic_id, topic_id);
-    let hws: Vec<_> = described
-        .partitions
-        .iter()
-        .map(|p| (p.partition, p.log_start_offset, p.high_watermark))
-        .collect();
+    let hws: Vec<_> =
+        described.partitions.iter().map(|p| (p.partition, p.log_start_offset, p.high_watermark)).collect();
     assert_eq!(hws, vec![(0, 0, 8), (1, 0, 4)]);
-    let got = broker
-        .consumer()
-        .fetch(fetch("durable", 0, 0))
-        .await
-        .unwrap()
-        .into_inner();
-    let values: Vec<_> = offsets_and_values(&got.batches)
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    assert_eq!(
-        values,
-        vec!["0.0", "0.1", "0.2", "0.3", "2.0", "2.1", "2.2", "2.3"]
-    );
+    let got = broker.consumer().fetch(fetch("durable", 0, 0)).await.unwrap().into_inner();
+    let values: Vec<_> = offsets_and_values(&got.batches).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec!["0.0", "0.1", "0.2", "0.3", "2.0", "2.1", "2.2", "2.3"]);
     let offsets = broker
         .groups()
-        .fetch_offsets(pb::FetchOffsetsRequest {
-            group: "g".into(),
-            topic: String::new(),
-        })
+        .fetch_offsets(pb::FetchOffsetsRequest { group: "g".into(), topic: String::new() })
         .await
         .unwrap()
         .into_inner()
         .offsets;
     assert_eq!(offsets.len(), 1);
-    assert_eq!(
-        (
-            offsets[0].partition,
-            offsets[0].offset,
-            offsets[0].metadata.as_deref()
-        ),
-        (0, 5, Some("m"))
-    );
+    assert_eq!((offsets[0].partition, offsets[0].offset, offsets[0].metadata.as_deref()), (0, 5, Some("m")));
 
     // New appends continue from the recovered high watermark.
     let ack = broker
         .producer()
         .produce(pb::ProduceRequest {
+            acks: 0,
             topic: "durable".into(),
             records: vec![record("after", Some(1))],
         })
@@ -463,10 +340,7 @@ async fn large_produce_batches_are_split_in_storage_but_served_whole() {
         .collect();
     let ack = broker
         .producer()
-        .produce(pb::ProduceRequest {
-            topic: "big".into(),
-            records,
-        })
+        .produce(pb::ProduceRequest { acks: 0, topic: "big".into(), records })
         .await
         .unwrap()
         .into_inner();
@@ -474,11 +348,7 @@ async fn large_produce_batches_are_split_in_storage_but_served_whole() {
     let mut offset = 0;
     let mut consumer = broker.consumer();
     while offset < 6 {
-        let got = consumer
-            .fetch(fetch("big", 0, offset))
-            .await
-            .unwrap()
-            .into_inner();
+        let got = consumer.fetch(fetch("big", 0, offset)).await.unwrap().into_inner();
         for b in &got.batches {
             for r in &b.records {
                 assert_eq!(b.base_offset + u64::from(r.offset_delta), offset);
@@ -499,11 +369,7 @@ async fn expect_code<T: std::fmt::Debug>(
     let status = result.expect_err("request must be rejected");
     assert_eq!(status.code(), code, "{status:?}");
     for needle in needles {
-        assert!(
-            status.message().contains(needle),
-            "`{}` should mention `{needle}`",
-            status.message()
-        );
+        assert!(status.message().contains(needle), "`{}` should mention `{needle}`", status.message());
     }
 }
 
@@ -517,12 +383,7 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
         config: Default::default(),
     };
     for name in ["", ".", "..", "has space", "slash/no", &"x".repeat(250)] {
-        expect_code(
-            admin.create_topic(create(name, 1)).await,
-            Code::InvalidArgument,
-            &["name"],
-        )
-        .await;
+        expect_code(admin.create_topic(create(name, 1)).await, Code::InvalidArgument, &["name"]).await;
     }
     expect_code(
         admin.create_topic(create("many", 1025)).await,
@@ -544,61 +405,29 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
         config: [("max.message.bytes".to_owned(), "-1".to_owned())].into(),
         ..create("cfg", 1)
     };
-    expect_code(
-        admin.create_topic(bad_value).await,
-        Code::InvalidArgument,
-        &["max.message.bytes"],
-    )
-    .await;
-    assert!(
-        admin
-            .list_topics(pb::ListTopicsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .topics
-            .is_empty()
-    );
+    expect_code(admin.create_topic(bad_value).await, Code::InvalidArgument, &["max.message.bytes"]).await;
+    assert!(admin.list_topics(pb::ListTopicsRequest {}).await.unwrap().into_inner().topics.is_empty());
 
     broker.create_topic("t", 2).await;
+    expect_code(admin.create_topic(create("t", 1)).await, Code::AlreadyExists, &["t"]).await;
     expect_code(
-        admin.create_topic(create("t", 1)).await,
-        Code::AlreadyExists,
-        &["t"],
-    )
-    .await;
-    expect_code(
-        admin
-            .describe_topic(pb::DescribeTopicRequest {
-                name: "nope".into(),
-            })
-            .await,
+        admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into() }).await,
         Code::NotFound,
         &["nope"],
     )
     .await;
     expect_code(
-        admin
-            .delete_topic(pb::DeleteTopicRequest {
-                name: "nope".into(),
-            })
-            .await,
+        admin.delete_topic(pb::DeleteTopicRequest { name: "nope".into() }).await,
         Code::NotFound,
         &["nope"],
     )
     .await;
 
     let mut producer = broker.producer();
-    let produce = |records| pb::ProduceRequest {
-        topic: "t".into(),
-        records,
-    };
+    let produce = |records| pb::ProduceRequest { acks: 0, topic: "t".into(), records };
     expect_code(
         producer
-            .produce(pb::ProduceRequest {
-                topic: "nope".into(),
-                records: vec![record("a", None)],
-            })
+            .produce(pb::ProduceRequest { acks: 0, topic: "nope".into(), records: vec![record("a", None)] })
             .await,
         Code::NotFound,
         &["nope"],
@@ -606,47 +435,25 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
     .await;
     // A valid record before an invalid one: nothing of the request is appended.
     expect_code(
-        producer
-            .produce(produce(vec![record("ok", Some(0)), record("bad", Some(2))]))
-            .await,
+        producer.produce(produce(vec![record("ok", Some(0)), record("bad", Some(2))])).await,
         Code::InvalidArgument,
         &["records[1].partition", "2"],
     )
     .await;
-    let huge = pb::ProduceRecord {
-        partition: Some(1),
-        value: vec![0; (1 << 20) + 1].into(),
-        ..Default::default()
-    };
+    let huge =
+        pb::ProduceRecord { partition: Some(1), value: vec![0; (1 << 20) + 1].into(), ..Default::default() };
     expect_code(
-        producer
-            .produce(produce(vec![record("ok", Some(1)), huge]))
-            .await,
+        producer.produce(produce(vec![record("ok", Some(1)), huge])).await,
         Code::InvalidArgument,
         &["records[1]", "1048576"],
     )
     .await;
-    expect_code(
-        producer.produce(produce(vec![])).await,
-        Code::InvalidArgument,
-        &["records"],
-    )
-    .await;
-    let described = admin
-        .describe_topic(pb::DescribeTopicRequest { name: "t".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        described.partitions.iter().all(|p| p.high_watermark == 0),
-        "rejected requests appended nothing"
-    );
+    expect_code(producer.produce(produce(vec![])).await, Code::InvalidArgument, &["records"]).await;
+    let described =
+        admin.describe_topic(pb::DescribeTopicRequest { name: "t".into() }).await.unwrap().into_inner();
+    assert!(described.partitions.iter().all(|p| p.high_watermark == 0), "rejected requests appended nothing");
 
-    broker
-        .producer()
-        .produce(produce(vec![record("a", Some(0)), record("b", Some(0))]))
-        .await
-        .unwrap();
+    broker.producer().produce(produce(vec![record("a", Some(0)), record("b", Some(0))])).await.unwrap();
     let mut consumer = broker.consumer();
     expect_code(
         consumer.fetch(fetch("t", 0, 3)).await,
@@ -654,55 +461,25 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
         &["offset 3", "log start offset is 0", "high watermark is 2"],
     )
     .await;
+    expect_code(consumer.fetch(fetch("t", 5, 0)).await, Code::InvalidArgument, &["partition", "5"]).await;
+    expect_code(consumer.fetch(fetch("nope", 0, 0)).await, Code::NotFound, &["nope"]).await;
     expect_code(
-        consumer.fetch(fetch("t", 5, 0)).await,
-        Code::InvalidArgument,
-        &["partition", "5"],
-    )
-    .await;
-    expect_code(
-        consumer.fetch(fetch("nope", 0, 0)).await,
-        Code::NotFound,
-        &["nope"],
-    )
-    .await;
-    expect_code(
-        consumer
-            .fetch(pb::FetchRequest {
-                max_wait_ms: 600_000,
-                ..fetch("t", 0, 0)
-            })
-            .await,
+        consumer.fetch(pb::FetchRequest { max_wait_ms: 600_000, ..fetch("t", 0, 0) }).await,
         Code::InvalidArgument,
         &["max_wait_ms", "60000"],
     )
     .await;
     let sub = consumer
-        .subscribe(pb::SubscribeRequest {
-            topic: "t".into(),
-            partition: 0,
-            offset: 9,
-            max_bytes: 0,
-        })
+        .subscribe(pb::SubscribeRequest { topic: "t".into(), partition: 0, offset: 9, max_bytes: 0 })
         .await;
     expect_code(sub, Code::OutOfRange, &["offset 9"]).await;
 
     let mut groups = broker.groups();
     let commit = |group: &str, partition, offset| pb::CommitOffsetsRequest {
         group: group.into(),
-        offsets: vec![pb::PartitionOffset {
-            topic: "t".into(),
-            partition,
-            offset,
-            metadata: None,
-        }],
+        offsets: vec![pb::PartitionOffset { topic: "t".into(), partition, offset, metadata: None }],
     };
-    expect_code(
-        groups.commit_offsets(commit("", 0, 1)).await,
-        Code::InvalidArgument,
-        &["group"],
-    )
-    .await;
+    expect_code(groups.commit_offsets(commit("", 0, 1)).await, Code::InvalidArgument, &["group"]).await;
     expect_code(
         groups.commit_offsets(commit(&"g".repeat(256), 0, 1)).await,
         Code::InvalidArgument,
@@ -715,23 +492,13 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
         &["offsets[0].partition"],
     )
     .await;
-    expect_code(
-        groups.commit_offsets(commit("g", 0, 3)).await,
-        Code::OutOfRange,
-        &["high watermark is 2"],
-    )
-    .await;
+    expect_code(groups.commit_offsets(commit("g", 0, 3)).await, Code::OutOfRange, &["high watermark is 2"])
+        .await;
     let fetched = groups
-        .fetch_offsets(pb::FetchOffsetsRequest {
-            group: "g".into(),
-            topic: String::new(),
-        })
+        .fetch_offsets(pb::FetchOffsetsRequest { group: "g".into(), topic: String::new() })
         .await
         .unwrap();
-    assert!(
-        fetched.into_inner().offsets.is_empty(),
-        "rejected commits stored nothing"
-    );
+    assert!(fetched.into_inner().offsets.is_empty(), "rejected commits stored nothing");
     broker.shutdown().await;
 }
 
@@ -741,10 +508,7 @@ async fn deleting_a_topic_removes_its_data_and_offsets_and_ends_waiting_reads() 
     broker.create_topic("gone", 1).await;
     broker
         .producer()
-        .produce(pb::ProduceRequest {
-            topic: "gone".into(),
-            records: vec![record("x", Some(0))],
-        })
+        .produce(pb::ProduceRequest { acks: 0, topic: "gone".into(), records: vec![record("x", Some(0))] })
         .await
         .unwrap();
     broker
@@ -762,22 +526,11 @@ async fn deleting_a_topic_removes_its_data_and_offsets_and_ends_waiting_reads() 
         .unwrap();
     let mut consumer = broker.consumer();
     let waiting = tokio::spawn(async move {
-        consumer
-            .fetch(pb::FetchRequest {
-                max_wait_ms: 60_000,
-                ..fetch("gone", 0, 1)
-            })
-            .await
+        consumer.fetch(pb::FetchRequest { max_wait_ms: 60_000, ..fetch("gone", 0, 1) }).await
     });
     // The fetch may reach the broker after the delete; it then fails at once
     // with the same code.
-    broker
-        .admin()
-        .delete_topic(pb::DeleteTopicRequest {
-            name: "gone".into(),
-        })
-        .await
-        .unwrap();
+    broker.admin().delete_topic(pb::DeleteTopicRequest { name: "gone".into() }).await.unwrap();
     let status = tokio::time::timeout(DEADLINE, waiting)
         .await
         .expect("ended by the delete")
@@ -786,24 +539,12 @@ async fn deleting_a_topic_removes_its_data_and_offsets_and_ends_waiting_reads() 
     assert_eq!(status.code(), Code::NotFound);
 
     broker.create_topic("gone", 1).await;
-    let described = broker
-        .admin()
-        .describe_topic(pb::DescribeTopicRequest {
-            name: "gone".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        described.into_inner().partitions[0].high_watermark,
-        0,
-        "a re-created topic starts empty"
-    );
+    let described =
+        broker.admin().describe_topic(pb::DescribeTopicRequest { name: "gone".into() }).await.unwrap();
+    assert_eq!(described.into_inner().partitions[0].high_watermark, 0, "a re-created topic starts empty");
     let offsets = broker
         .groups()
-        .fetch_offsets(pb::FetchOffsetsRequest {
-            group: "g".into(),
-            topic: "gone".into(),
-        })
+        .fetch_offsets(pb::FetchOffsetsRequest { group: "g".into(), topic: "gone".into() })
         .await
         .unwrap()
         .into_inner();
@@ -815,15 +556,7 @@ async fn deleting_a_topic_removes_its_data_and_offsets_and_ends_waiting_reads() 
 async fn health_reports_serving() {
     let broker = TestBroker::start().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(broker.channel());
-    let resp = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.into_inner().status(),
-        tonic_health::pb::health_check_response::ServingStatus::Serving
-    );
+    let resp = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+    assert_eq!(resp.into_inner().status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
     broker.shutdown().await;
 }
