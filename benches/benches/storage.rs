@@ -1,0 +1,96 @@
+//! The log and storage layers alone, in-process, no network: appending a
+//! batch (as a produce request does) and reading it back, at several batch
+//! sizes of 100-byte records. `written` isolates the encode + sled insert
+//! path; `durable` adds the group-commit flush and fdatasync, so it measures
+//! the disk as much as Brooklet.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use brooklet_benches::random_values;
+use brooklet_broker::Limits;
+use brooklet_broker::log::{Acks, FetchOpts, Log, NewRecord};
+use brooklet_broker::storage::{Storage, StorageConfig};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const RECORD_BYTES: usize = 100;
+const BATCH_SIZES: [usize; 3] = [1, 64, 1024];
+
+fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Log {
+    let _guard = rt.enter();
+    let storage = Storage::open(&StorageConfig {
+        path: dir.to_path_buf(),
+        cache_capacity: 256 << 20,
+        flush_every_ms: Some(500),
+    })
+    .expect("storage opens");
+    Log::open(storage, Limits::default(), &TaskTracker::new()).expect("log opens")
+}
+
+fn batch(n: usize) -> Vec<NewRecord> {
+    random_values(n, RECORD_BYTES)
+        .into_iter()
+        .map(|value| NewRecord { partition: Some(0), value, ..NewRecord::default() })
+        .collect()
+}
+
+fn append(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&rt, dir.path());
+    rt.block_on(log.create_topic("bench", 1, BTreeMap::new())).expect("topic");
+    let mut group = c.benchmark_group("storage/append");
+    for n in BATCH_SIZES {
+        let records = batch(n);
+        group.throughput(Throughput::Bytes((n * RECORD_BYTES) as u64));
+        for (name, acks) in [("written", Acks::Written), ("durable", Acks::Durable)] {
+            group.bench_with_input(BenchmarkId::new(name, n), &records, |b, records| {
+                b.to_async(&rt).iter(|| async {
+                    log.produce("bench", records.clone(), acks).await.expect("append");
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn read(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&rt, dir.path());
+    rt.block_on(log.create_topic("bench", 1, BTreeMap::new())).expect("topic");
+    let mut group = c.benchmark_group("storage/read");
+    let cancel = CancellationToken::new();
+    for n in BATCH_SIZES {
+        // 64 batches of n records; each iteration reads one batch from the middle.
+        let mut bases = Vec::new();
+        for _ in 0..64 {
+            let acked = rt.block_on(log.produce("bench", batch(n), Acks::Written)).expect("append");
+            bases.push(acked[0].base_offset);
+        }
+        let opts = FetchOpts { max_bytes: n * RECORD_BYTES, max_wait: Duration::ZERO };
+        group.throughput(Throughput::Bytes((n * RECORD_BYTES) as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0;
+            b.to_async(&rt).iter(|| {
+                i = (i + 1) % bases.len();
+                let offset = bases[i];
+                let (log, cancel) = (&log, &cancel);
+                async move {
+                    let fetched = log.fetch("bench", 0, offset, opts, cancel).await.expect("fetch");
+                    assert!(!fetched.batches.is_empty());
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = append, read
+}
+criterion_main!(benches);
