@@ -560,3 +560,55 @@ async fn health_reports_serving() {
     assert_eq!(resp.into_inner().status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
     broker.shutdown().await;
 }
+
+/// grpcurl and `buf curl` find the API through reflection, whichever version
+/// they speak.
+#[tokio::test]
+async fn reflection_lists_every_service_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let broker = TestBroker::start().await;
+    let expected = [
+        "brooklet.v1.AdminService",
+        "brooklet.v1.ConsumerService",
+        "brooklet.v1.GroupService",
+        "brooklet.v1.ProducerService",
+        "grpc.health.v1.Health",
+    ];
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(broker.channel());
+    let mut responses =
+        client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1 reflection answered something else");
+    };
+    let names: BTreeSet<_> = list.service.into_iter().map(|s| s.name).collect();
+    for name in expected {
+        assert!(names.contains(name), "v1 reflection lists {name}: {names:?}");
+    }
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(broker.channel());
+    let mut responses =
+        client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha reflection answered something else");
+    };
+    let names: BTreeSet<_> = list.service.into_iter().map(|s| s.name).collect();
+    for name in expected {
+        assert!(names.contains(name), "v1alpha reflection lists {name}: {names:?}");
+    }
+    broker.shutdown().await;
+}
