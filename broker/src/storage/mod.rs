@@ -218,10 +218,10 @@ impl Storage {
         Ok(store)
     }
 
-    /// Deletes a topic's metadata, its batches and every committed offset for it.
+    /// Deletes a topic's committed offsets, its metadata and its batches, in
+    /// that order: a crash part-way leaves either a topic the user can delete
+    /// again, or an orphan tree that the next open drops.
     pub fn delete_topic(&self, meta: &TopicMeta) -> Result<(), StorageError> {
-        self.topics.remove(meta.name.as_bytes()).map_err(sled_err("remove topic metadata"))?;
-        self.db.drop_tree(keys::topic_tree(&meta.id)).map_err(sled_err("drop topic tree"))?;
         let mut batch = sled::Batch::default();
         for entry in self.offsets.iter() {
             let (key, _) = entry.map_err(sled_err("read offsets"))?;
@@ -229,7 +229,10 @@ impl Storage {
                 batch.remove(key);
             }
         }
-        self.offsets.apply_batch(batch).map_err(sled_err("remove committed offsets"))
+        self.offsets.apply_batch(batch).map_err(sled_err("remove committed offsets"))?;
+        self.topics.remove(meta.name.as_bytes()).map_err(sled_err("remove topic metadata"))?;
+        self.db.drop_tree(keys::topic_tree(&meta.id)).map_err(sled_err("drop topic tree"))?;
+        Ok(())
     }
 
     /// Stores committed offsets for a group, all of them or none.
