@@ -1,0 +1,349 @@
+//! Topic administration and consumer-group offsets: [`Admin`]. The producer and
+//! consumer reuse it for partition metadata and committed offsets, so every
+//! admin RPC and its conversion from the wire types is written once, here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use brooklet_proto::v1;
+
+use crate::connection::{CallOptions, Connection, ConnectionConfig};
+use crate::error::{Error, Op, Result};
+
+/// A client for topic administration and committed offsets.
+///
+/// Cheap to clone; clones share one connection. Reads and offset commits are
+/// retried while the broker is unreachable, up to the request timeout;
+/// creating and deleting topics are not, because a repeated attempt could
+/// report `TopicExists` or `TopicNotFound` for work the first one did.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub(crate) conn: Connection,
+}
+
+/// Configures an [`Admin`] before connecting.
+#[derive(Debug, Clone)]
+pub struct AdminBuilder {
+    conn: ConnectionConfig,
+}
+
+impl AdminBuilder {
+    /// Time allowed for one call, retries included (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.request_timeout = timeout;
+        self
+    }
+
+    /// Time allowed to open the TCP connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.connect_timeout = timeout;
+        self
+    }
+
+    /// Builds the client. It connects on its first call, so this succeeds
+    /// while the broker is down.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] for an unusable endpoint,
+    /// [`Error::InvalidArgument`] for a zero timeout.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn build(self) -> Result<Admin> {
+        Ok(Admin { conn: self.conn.connect()? })
+    }
+}
+
+/// A topic to create: its partition count and configuration.
+///
+/// ```
+/// use brooklet_client::NewTopic;
+///
+/// let topic = NewTopic::new(8).config("max.message.bytes", "1048576");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The number of partitions; 0 means the broker's default of 1.
+    pub partitions: u32,
+    /// Configuration entries; see `docs/api.md` for the accepted keys.
+    pub config: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and no configuration.
+    pub fn new(partitions: u32) -> Self {
+        Self { partitions, config: BTreeMap::new() }
+    }
+
+    /// Adds a configuration entry.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A topic as the broker knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub name: String,
+    /// A UUID fixed at creation: a re-created topic of the same name gets a
+    /// new one.
+    pub topic_id: String,
+    /// The number of partitions.
+    pub partitions: u32,
+    /// The topic's configuration.
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicInfo {
+    fn from_proto(topic: v1::TopicInfo) -> Self {
+        Self {
+            name: topic.name,
+            topic_id: topic.topic_id,
+            partitions: topic.partitions,
+            config: topic.config.into_iter().collect(),
+        }
+    }
+}
+
+/// A topic with the offsets of each of its partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicDescription {
+    /// The topic itself.
+    pub info: TopicInfo,
+    /// Its partitions, in partition order.
+    pub partitions: Vec<PartitionOffsets>,
+}
+
+impl TopicDescription {
+    /// The offsets of `partition`, if the topic has it.
+    pub fn partition(&self, partition: u32) -> Option<&PartitionOffsets> {
+        self.partitions.iter().find(|p| p.partition == partition)
+    }
+}
+
+/// The bounds of one partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionOffsets {
+    /// The partition.
+    pub partition: u32,
+    /// The first offset still in the log.
+    pub log_start_offset: u64,
+    /// The offset the next appended record will get.
+    pub high_watermark: u64,
+}
+
+/// A consumer group's position in one partition: the next offset the group
+/// will read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The next offset to read.
+    pub offset: u64,
+    /// Free-form text stored with the offset.
+    pub metadata: Option<String>,
+}
+
+impl CommittedOffset {
+    /// The offset `offset` for `topic`/`partition`, without metadata.
+    pub fn new(topic: impl Into<String>, partition: u32, offset: u64) -> Self {
+        Self { topic: topic.into(), partition, offset, metadata: None }
+    }
+
+    /// Attaches free-form metadata.
+    pub fn metadata(mut self, metadata: impl Into<String>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
+    }
+}
+
+impl Admin {
+    /// An admin client for the broker at `endpoint` (`http://host:port`, or
+    /// just `host:port`), with default timeouts. See [`Admin::builder`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] for an unusable endpoint.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn connect(endpoint: impl Into<String>) -> Result<Admin> {
+        Admin::builder(endpoint).build()
+    }
+
+    /// Configures an admin client for the broker at `endpoint`.
+    pub fn builder(endpoint: impl Into<String>) -> AdminBuilder {
+        AdminBuilder { conn: ConnectionConfig::new(endpoint.into()) }
+    }
+
+    /// Creates a topic.
+    ///
+    /// # Errors
+    /// [`Error::TopicExists`] if the name is taken; [`Error::InvalidArgument`]
+    /// for a bad name, partition count or config entry.
+    pub async fn create_topic(&self, name: &str, topic: NewTopic) -> Result<TopicInfo> {
+        let opts = CallOptions { topic: Some(name), ..CallOptions::new(Op::CreateTopic) };
+        let request = v1::CreateTopicRequest {
+            name: name.to_owned(),
+            partitions: topic.partitions,
+            config: topic.config.into_iter().collect(),
+        };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.create_topic(req).await }
+            })
+            .await?;
+        let topic = response.topic.ok_or_else(|| Error::protocol(Op::CreateTopic, "no topic"))?;
+        Ok(TopicInfo::from_proto(topic))
+    }
+
+    /// Deletes a topic with its records and committed offsets.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`] if there is no such topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let opts = CallOptions { topic: Some(name), ..CallOptions::new(Op::DeleteTopic) };
+        let request = v1::DeleteTopicRequest { name: name.to_owned() };
+        self.conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.delete_topic(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Lists every topic, ordered by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) };
+        let response = self
+            .conn
+            .call(opts, v1::ListTopicsRequest {}, |req| {
+                let mut client = self.conn.admin();
+                async move { client.list_topics(req).await }
+            })
+            .await?;
+        Ok(response.topics.into_iter().map(TopicInfo::from_proto).collect())
+    }
+
+    /// Describes a topic and the offsets of its partitions.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`] if there is no such topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let opts = CallOptions { topic: Some(name), retry: true, ..CallOptions::new(Op::DescribeTopic) };
+        let request = v1::DescribeTopicRequest { name: name.to_owned() };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.describe_topic(req).await }
+            })
+            .await?;
+        let info = response.topic.ok_or_else(|| Error::protocol(Op::DescribeTopic, "no topic"))?;
+        let mut partitions: Vec<_> = response
+            .partitions
+            .into_iter()
+            .map(|p| PartitionOffsets {
+                partition: p.partition,
+                log_start_offset: p.log_start_offset,
+                high_watermark: p.high_watermark,
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        Ok(TopicDescription { info: TopicInfo::from_proto(info), partitions })
+    }
+
+    /// Stores `offsets` for `group`, all or none. Retried while the broker is
+    /// unreachable, since committing the same offsets twice is harmless.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`] for an unknown topic (when all offsets name
+    /// one topic; across topics, an [`Error::Broker`] with code `NotFound`);
+    /// [`Error::InvalidArgument`] for a bad partition, group id or metadata;
+    /// [`Error::OffsetOutOfRange`] for an offset above the high watermark.
+    pub async fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        let topic = single_topic(offsets);
+        let opts = CallOptions { topic, retry: true, ..CallOptions::new(Op::CommitOffsets) };
+        let request = v1::CommitOffsetsRequest {
+            group: group.to_owned(),
+            offsets: offsets
+                .iter()
+                .map(|o| v1::PartitionOffset {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                    metadata: o.metadata.clone(),
+                })
+                .collect(),
+        };
+        self.conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.group();
+                async move { client.commit_offsets(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The offsets `group` committed, for `topic` or (with `None`) for every
+    /// topic. Partitions without a commit are left out.
+    pub async fn fetch_offsets(&self, group: &str, topic: Option<&str>) -> Result<Vec<CommittedOffset>> {
+        let opts = CallOptions { topic, retry: true, ..CallOptions::new(Op::FetchOffsets) };
+        let request =
+            v1::FetchOffsetsRequest { group: group.to_owned(), topic: topic.unwrap_or_default().to_owned() };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.group();
+                async move { client.fetch_offsets(req).await }
+            })
+            .await?;
+        Ok(response
+            .offsets
+            .into_iter()
+            .map(|o| CommittedOffset {
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                metadata: o.metadata,
+            })
+            .collect())
+    }
+}
+
+/// The topic every offset names, if they all name the same one.
+fn single_topic(offsets: &[CommittedOffset]) -> Option<&str> {
+    let first = offsets.first()?.topic.as_str();
+    offsets.iter().all(|o| o.topic == first).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_topic_builder_collects_config() {
+        let topic = NewTopic::new(3).config("a", "1").config("b", "2").config("a", "3");
+        assert_eq!(topic.partitions, 3);
+        assert_eq!(topic.config.get("a").map(String::as_str), Some("3"));
+        assert_eq!(topic.config.len(), 2);
+    }
+
+    #[test]
+    fn a_commit_names_its_topic_only_when_there_is_one() {
+        assert_eq!(single_topic(&[]), None);
+        let one = [CommittedOffset::new("a", 0, 1), CommittedOffset::new("a", 1, 5)];
+        assert_eq!(single_topic(&one), Some("a"));
+        let two = [CommittedOffset::new("a", 0, 1), CommittedOffset::new("b", 0, 1)];
+        assert_eq!(single_topic(&two), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! The client's error type, and the one place where a gRPC `Status` becomes an
+//! [`Error`]. Every other module returns these errors and never inspects a
+//! status code itself.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+/// What can go wrong talking to a Brooklet broker.
+///
+/// Each variant is something a caller can act on; the message says what to do.
+/// Errors are `Clone` because one failed produce request fails every record
+/// of its batches, and each record's future gets its own copy.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The topic does not exist (or was deleted).
+    #[error("topic {topic:?} does not exist: create it first (Admin::create_topic)")]
+    TopicNotFound {
+        /// The topic that was named.
+        topic: String,
+    },
+
+    /// A topic of that name already exists.
+    #[error("topic {topic:?} already exists: pick another name or delete the topic first")]
+    TopicExists {
+        /// The topic that was named.
+        topic: String,
+    },
+
+    /// The broker (or the client, before sending) rejected an argument: a bad
+    /// topic name, partition, config entry, group id or an oversized record.
+    /// Retrying the same call will fail the same way.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What was wrong, naming the field and the limit.
+        message: String,
+    },
+
+    /// An offset lies outside a partition's log: above the high watermark, or
+    /// (for a commit) beyond what exists.
+    #[error("offset out of range: {message}; seek to an offset between the log start and the high watermark")]
+    OffsetOutOfRange {
+        /// The broker's message, which names the partition's bounds.
+        message: String,
+    },
+
+    /// The broker could not be reached, or the connection broke, and retries
+    /// did not help before the request timeout ran out.
+    #[error("broker at {endpoint} unreachable: is `brooklet serve` running there?")]
+    Unavailable {
+        /// The endpoint the client was built with.
+        endpoint: String,
+        /// The last transport or `UNAVAILABLE` error seen.
+        #[source]
+        source: Arc<dyn StdError + Send + Sync>,
+    },
+
+    /// The broker did not answer within the request timeout.
+    #[error(
+        "broker at {endpoint} did not answer {operation} within {timeout:?}: it may be overloaded; \
+         raise the request timeout if calls are expected to take longer"
+    )]
+    Timeout {
+        /// The endpoint the client was built with.
+        endpoint: String,
+        /// The gRPC method, e.g. `Produce`.
+        operation: &'static str,
+        /// How long the client waited, retries included.
+        timeout: Duration,
+    },
+
+    /// The endpoint string is not a usable broker address.
+    #[error("invalid broker endpoint {endpoint:?}: {reason}; expected an address like http://127.0.0.1:7070")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// Any other answer from the broker, with its gRPC code.
+    #[error("the broker answered {code:?}: {message}")]
+    Broker {
+        /// The gRPC status code.
+        code: Code,
+        /// The broker's message.
+        message: String,
+    },
+
+    /// The producer or consumer was closed, or its runtime is shutting down;
+    /// build a new one to continue.
+    #[error("the client is closed: build a new producer or consumer")]
+    Closed,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The broker RPCs, named in errors and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    CreateTopic,
+    DeleteTopic,
+    ListTopics,
+    DescribeTopic,
+    Produce,
+    Fetch,
+    CommitOffsets,
+    FetchOffsets,
+}
+
+impl Op {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Op::CreateTopic => "CreateTopic",
+            Op::DeleteTopic => "DeleteTopic",
+            Op::ListTopics => "ListTopics",
+            Op::DescribeTopic => "DescribeTopic",
+            Op::Produce => "Produce",
+            Op::Fetch => "Fetch",
+            Op::CommitOffsets => "CommitOffsets",
+            Op::FetchOffsets => "FetchOffsets",
+        }
+    }
+}
+
+/// What the client knew about a call when it failed: enough to turn a bare
+/// status code into an error that names the topic or endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallContext<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) op: Op,
+    /// The one topic the call concerns, if there is exactly one. A commit that
+    /// spans topics has none, so its NOT_FOUND stays a [`Error::Broker`].
+    pub(crate) topic: Option<&'a str>,
+    pub(crate) timeout: Duration,
+}
+
+/// Whether `status` reports a failure to reach the broker rather than an
+/// answer from it. Statuses the client builds from transport errors carry
+/// a source; statuses decoded from a broker's answer never do.
+pub(crate) fn is_connection_failure(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Cancelled | Code::Internal => status.source().is_some(),
+        _ => false,
+    }
+}
+
+impl Error {
+    /// Maps a failed call's status to the error a caller can act on.
+    pub(crate) fn from_status(status: Status, call: &CallContext<'_>) -> Error {
+        if is_connection_failure(&status) {
+            return Error::Unavailable { endpoint: call.endpoint.to_owned(), source: Arc::new(status) };
+        }
+        let message = status.message().to_owned();
+        match (status.code(), call.topic) {
+            (Code::NotFound, Some(topic)) => Error::TopicNotFound { topic: topic.to_owned() },
+            (Code::AlreadyExists, Some(topic)) if call.op == Op::CreateTopic => {
+                Error::TopicExists { topic: topic.to_owned() }
+            }
+            (Code::InvalidArgument, _) => Error::InvalidArgument { message },
+            // Only reads and commits carry offsets; elsewhere OUT_OF_RANGE is
+            // tonic's message-size limit and must not pass for an offset error.
+            (Code::OutOfRange, _) if matches!(call.op, Op::Fetch | Op::CommitOffsets) => {
+                Error::OffsetOutOfRange { message }
+            }
+            (Code::DeadlineExceeded, _) => Error::Timeout {
+                endpoint: call.endpoint.to_owned(),
+                operation: call.op.name(),
+                timeout: call.timeout,
+            },
+            (code, _) => Error::Broker { code, message },
+        }
+    }
+
+    /// An answer that breaks the protocol's promises (a missing field, an
+    /// acknowledgement that does not match the request).
+    pub(crate) fn protocol(op: Op, what: impl std::fmt::Display) -> Error {
+        Error::Broker { code: Code::Internal, message: format!("malformed {} answer: {what}", op.name()) }
+    }
+
+    /// Whether the failure may be caused by stale partition metadata, so the
+    /// producer should describe the topic again before its next send.
+    pub(crate) fn invalidates_metadata(&self) -> bool {
+        matches!(self, Error::TopicNotFound { .. } | Error::InvalidArgument { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(op: Op, topic: Option<&'static str>) -> CallContext<'static> {
+        CallContext { endpoint: "http://127.0.0.1:7070", op, topic, timeout: Duration::from_secs(30) }
+    }
+
+    #[test]
+    fn not_found_names_the_topic() {
+        let err = Error::from_status(Status::not_found("no such topic"), &call(Op::Produce, Some("orders")));
+        assert!(matches!(&err, Error::TopicNotFound { topic } if topic == "orders"), "{err:?}");
+    }
+
+    #[test]
+    fn not_found_without_a_single_topic_stays_a_broker_error() {
+        let err = Error::from_status(Status::not_found("topic x"), &call(Op::CommitOffsets, None));
+        assert!(matches!(err, Error::Broker { code: Code::NotFound, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn already_exists_is_topic_exists() {
+        let err = Error::from_status(Status::already_exists("taken"), &call(Op::CreateTopic, Some("t")));
+        assert!(matches!(&err, Error::TopicExists { topic } if topic == "t"), "{err:?}");
+    }
+
+    #[test]
+    fn invalid_argument_keeps_the_broker_message() {
+        let err = Error::from_status(
+            Status::invalid_argument("partitions: 5000 exceeds the maximum 1024"),
+            &call(Op::CreateTopic, Some("t")),
+        );
+        assert!(matches!(&err, Error::InvalidArgument { message } if message.contains("1024")), "{err:?}");
+    }
+
+    #[test]
+    fn out_of_range_is_an_offset_error_only_for_offset_calls() {
+        let status = || Status::out_of_range("offset 99 outside [0, 10]");
+        let fetch = Error::from_status(status(), &call(Op::Fetch, Some("t")));
+        assert!(matches!(fetch, Error::OffsetOutOfRange { .. }), "{fetch:?}");
+        let produce = Error::from_status(status(), &call(Op::Produce, Some("t")));
+        assert!(matches!(produce, Error::Broker { code: Code::OutOfRange, .. }), "{produce:?}");
+    }
+
+    #[test]
+    fn unavailable_names_the_endpoint_and_keeps_the_source() {
+        let err = Error::from_status(Status::unavailable("tcp connect error"), &call(Op::ListTopics, None));
+        let Error::Unavailable { endpoint, source } = &err else {
+            panic!("expected Unavailable, got {err:?}");
+        };
+        assert_eq!(endpoint, "http://127.0.0.1:7070");
+        assert!(source.to_string().contains("tcp connect error"));
+        assert!(err.to_string().contains("brooklet serve"));
+        assert!(StdError::source(&err).is_some());
+    }
+
+    #[test]
+    fn a_transport_failure_is_unavailable_but_a_broker_internal_error_is_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let transport = Status::from_error(Box::new(io));
+        assert_eq!(transport.code(), Code::Unknown);
+        assert!(is_connection_failure(&transport));
+        let from_broker = Status::internal("storage failed");
+        assert!(!is_connection_failure(&from_broker));
+        let err = Error::from_status(from_broker, &call(Op::Fetch, Some("t")));
+        assert!(matches!(err, Error::Broker { code: Code::Internal, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn deadline_exceeded_is_a_timeout() {
+        let err = Error::from_status(Status::deadline_exceeded("late"), &call(Op::Fetch, Some("t")));
+        assert!(
+            matches!(err, Error::Timeout { operation: "Fetch", timeout, .. } if timeout == Duration::from_secs(30)),
+            "{err:?}"
+        );
+    }
+}

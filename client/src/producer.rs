@@ -1,0 +1,635 @@
+//! The batching [`Producer`]: `send` picks a partition and adds the record to
+//! a batch in the [`accumulator`]; one background task per producer sends
+//! ready batches and hands each record its acknowledgement. Partition counts
+//! come from `DescribeTopic` through [`Admin`], cached per topic.
+
+mod accumulator;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brooklet_proto::v1;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, OnceCell, Semaphore, TryAcquireError, oneshot, watch};
+use tokio::time::Instant;
+
+use self::accumulator::{Accumulator, Limits, Request};
+use crate::admin::Admin;
+use crate::connection::{CallOptions, Connection, ConnectionConfig};
+use crate::error::{Error, Op, Result};
+use crate::record::{Durability, ProducerRecord, RecordMetadata};
+
+/// Default time a batch waits for more records.
+const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+/// Default size at which a batch is sent without waiting.
+const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Default bound on the bytes of records buffered and in flight.
+const DEFAULT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Produce requests in flight at once, across all partitions. Each partition
+/// has at most one, so this bounds concurrency without reordering.
+const MAX_IN_FLIGHT_REQUESTS: usize = 8;
+
+/// A record's acknowledgement, returned by [`Producer::send`]: resolves with
+/// where the record was written once the broker acknowledged its batch.
+#[derive(Debug)]
+#[must_use = "a delivery tells whether the record was written"]
+pub struct Delivery {
+    reply: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // The task dropping the reply means it was stopped with the runtime,
+        // before the batch was done.
+        std::pin::Pin::new(&mut self.reply).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// Configures a [`Producer`].
+#[derive(Debug, Clone)]
+pub struct ProducerBuilder {
+    conn: ConnectionConfig,
+    linger: Duration,
+    max_batch_bytes: usize,
+    buffer_bytes: usize,
+    acks: Durability,
+}
+
+impl ProducerBuilder {
+    /// What the broker must guarantee before it acknowledges a batch
+    /// (default [`Durability::Durable`]: on disk). [`Durability::Written`]
+    /// answers sooner, but a broker crash can lose acknowledged records.
+    pub fn acks(mut self, acks: Durability) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// How long a batch waits for more records before it is sent (default
+    /// 5 ms). Zero sends each batch as soon as the sender gets to it.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// A batch is sent as soon as it holds this many bytes (default 256 KiB);
+    /// it also bounds how many bytes one request carries. A record larger
+    /// than this is sent in a request of its own.
+    ///
+    /// Keep it below the broker's record size limit: the broker refuses a
+    /// whole request for one oversized record, so such a record should
+    /// travel, and fail, alone.
+    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
+    /// Bound on the bytes of records buffered or in flight (default 32 MiB).
+    /// When it is reached, `send` waits for space.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
+        self
+    }
+
+    /// Time allowed for one produce request or metadata lookup, retries
+    /// included (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.request_timeout = timeout;
+        self
+    }
+
+    /// Time allowed to open the TCP connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.connect_timeout = timeout;
+        self
+    }
+
+    /// Builds the producer and starts its background task. It connects on
+    /// its first request, so this succeeds while the broker is down.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] for an unusable endpoint;
+    /// [`Error::InvalidArgument`] for a zero size limit or timeout.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn build(self) -> Result<Producer> {
+        if self.max_batch_bytes == 0 || self.buffer_bytes == 0 {
+            return Err(Error::InvalidArgument {
+                message: "max_batch_bytes and buffer_bytes must be greater than zero".to_owned(),
+            });
+        }
+        let conn = self.conn.connect()?;
+        let buffer_bytes = self.buffer_bytes.min(Semaphore::MAX_PERMITS);
+        let (acked, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            admin: Admin { conn: conn.clone() },
+            conn,
+            acks: self.acks,
+            buffer: Arc::new(Semaphore::new(buffer_bytes)),
+            buffer_bytes,
+            state: Mutex::new(Accumulator::new(Limits {
+                linger: self.linger,
+                max_batch_bytes: self.max_batch_bytes,
+            })),
+            acked,
+            wake: Notify::new(),
+            partition_counts: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(run(Arc::clone(&shared)));
+        Ok(Producer { handle: Arc::new(Handle { shared }) })
+    }
+}
+
+/// Sends records to a broker in batches.
+///
+/// [`send`](Producer::send) adds a record to a per-partition batch and
+/// returns a future that resolves once the broker has acknowledged that
+/// batch. A batch is sent when it reaches `max_batch_bytes` or when its
+/// `linger` expires; a request may carry batches of several partitions of
+/// one topic, and up to 8 requests are in flight, at most one per partition.
+///
+/// # Partitions
+/// A record goes to its explicit partition if it has one, else to
+/// `partition_for_key(key)` (Kafka's murmur2 mapping, the one the broker
+/// uses), else to the topic's *sticky* partition: keyless records fill one
+/// batch, and the next batch goes to another partition chosen at random.
+/// Partition counts are looked up with `DescribeTopic` on a topic's first
+/// send and cached; a send or batch failing with `TopicNotFound` or
+/// `InvalidArgument` drops the cached count so the next send looks again.
+///
+/// # Ordering and delivery
+/// A record joins the buffer when its `send` completes, and records of a
+/// partition are appended in the order they joined. `send` returns a
+/// [`Delivery`] to await later, so a loop of `send(..).await?` keeps order
+/// and still batches; awaiting each delivery before the next send waits a
+/// linger per record.
+///
+/// Delivery is *at least once*: a produce request that fails with a
+/// connection error is retried until the request timeout runs out, and if
+/// the broker appended the first attempt before the connection broke, the
+/// records are appended twice. Likewise a request that times out may have
+/// been appended although its records report [`Error::Timeout`]. An
+/// idempotent producer will close this gap.
+///
+/// # Closing
+/// Clones share one producer. [`close`](Producer::close) (on any clone)
+/// refuses further records and waits for the buffered ones. Dropping the
+/// last clone does the same in the background without waiting: buffered
+/// records are still sent and their futures still resolve, then the task
+/// ends. If the runtime shuts down first, pending futures fail with
+/// [`Error::Closed`].
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer").field("conn", &self.handle.shared.conn).finish_non_exhaustive()
+    }
+}
+
+/// Closes the producer when the last clone (or send future) is dropped.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// What `send`, `flush` and the background task share.
+struct Shared {
+    conn: Connection,
+    admin: Admin,
+    acks: Durability,
+    /// Buffer space in bytes: `send` takes a record's size before joining a
+    /// batch, and the space returns when the batch is done. This is what
+    /// bounds the producer's memory.
+    buffer: Arc<Semaphore>,
+    buffer_bytes: usize,
+    /// A lock rather than a channel to the task, because `send` must pick a
+    /// partition and join a batch in one step, and the task must see every
+    /// partition's queue at once to build requests. Held only for
+    /// bookkeeping, never across an await.
+    state: Mutex<Accumulator>,
+    /// The accumulator's low watermark, published after each completion so
+    /// `flush` can wait for it.
+    acked: watch::Sender<u64>,
+    /// Wakes the task: a batch was started or filled, a flush was asked, or
+    /// the producer closed.
+    wake: Notify,
+    /// Partition counts by topic. A cell per topic lets one lookup serve all
+    /// the sends that need it at once; the lock only guards the map.
+    partition_counts: Mutex<HashMap<String, Arc<OnceCell<u32>>>>,
+}
+
+impl Producer {
+    /// Configures a producer for the broker at `endpoint` (`http://host:port`,
+    /// or just `host:port`).
+    pub fn builder(endpoint: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder {
+            conn: ConnectionConfig::new(endpoint.into()),
+            linger: DEFAULT_LINGER,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+            acks: Durability::Durable,
+        }
+    }
+
+    /// Adds `record` to a batch for `topic` and returns its [`Delivery`]: a
+    /// future that resolves once the broker has acknowledged the batch, with
+    /// where the record was written.
+    ///
+    /// Records join their partition's batch in the order their `send` calls
+    /// complete, so awaiting `send` record by record keeps their order while
+    /// the deliveries are awaited later, together. `send` waits only for the
+    /// topic's partition count (on its first record for a topic) and for
+    /// buffer space when the buffer is full.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: brooklet_client::Producer) -> brooklet_client::Result<()> {
+    /// use brooklet_client::ProducerRecord;
+    /// let mut deliveries = Vec::new();
+    /// for i in 0..100 {
+    ///     deliveries.push(producer.send("orders", ProducerRecord::new(format!("order {i}"))).await?);
+    /// }
+    /// for delivery in deliveries {
+    ///     let written = delivery.await?;
+    ///     println!("partition {} offset {}", written.partition, written.offset);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// From `send`: [`Error::TopicNotFound`]; [`Error::InvalidArgument`] for
+    /// a partition the topic does not have; [`Error::Unavailable`] or
+    /// [`Error::Timeout`] when the partition count could not be looked up;
+    /// [`Error::Closed`] after [`close`](Producer::close). From the
+    /// delivery: the broker's refusal of the batch ([`Error::InvalidArgument`]
+    /// for an oversized record, …), [`Error::Unavailable`] or
+    /// [`Error::Timeout`].
+    pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<Delivery> {
+        let reply = self.handle.shared.enqueue(topic, record).await?;
+        Ok(Delivery { reply })
+    }
+
+    /// Waits until every record that joined the buffer before this call is
+    /// acknowledged or has failed, sending their batches without waiting for
+    /// the linger. Per-record failures go to the records' own futures.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the producer's task stopped with its runtime.
+    pub async fn flush(&self) -> Result<()> {
+        let shared = &self.handle.shared;
+        let target = shared.state.lock().request_flush();
+        shared.wake.notify_one();
+        let mut acked = shared.acked.subscribe();
+        acked.wait_for(|&low| low >= target).await.map(|_| ()).map_err(|_| Error::Closed)
+    }
+
+    /// Refuses further records (on every clone) and waits until the buffered
+    /// ones are acknowledged or have failed. Sends still waiting for buffer
+    /// space fail with [`Error::Closed`].
+    ///
+    /// # Errors
+    /// As [`flush`](Producer::flush).
+    pub async fn close(self) -> Result<()> {
+        self.handle.shared.close();
+        self.flush().await
+    }
+}
+
+impl Shared {
+    /// Puts `record` in a batch, waiting for buffer space if need be, and
+    /// returns where its acknowledgement will arrive.
+    async fn enqueue(
+        &self,
+        topic: &str,
+        record: ProducerRecord,
+    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+        // Checked first so a closed producer answers at once, without a
+        // metadata lookup that may wait for an unreachable broker.
+        if self.buffer.is_closed() {
+            return Err(Error::Closed);
+        }
+        let partitions = self.partitions_for(topic, record.partition).await?;
+        // A record larger than the whole buffer takes all of it rather than
+        // waiting forever.
+        let size = record.size().min(self.buffer_bytes);
+        let permits = u32::try_from(size).unwrap_or(u32::MAX);
+        // Trying first keeps the common case free of awaits, so records
+        // polled in order join in order.
+        let permit = match Arc::clone(&self.buffer).try_acquire_many_owned(permits) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(Error::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                Arc::clone(&self.buffer).acquire_many_owned(permits).await.map_err(|_| Error::Closed)?
+            }
+        };
+        let (reply, receiver) = oneshot::channel();
+        let wake = self.state.lock().append(topic, partitions, record, reply, permit, Instant::now())?;
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(receiver)
+    }
+
+    /// The partition count of `topic`, checked against the record's explicit
+    /// partition. A partition beyond the cached count looks the topic up
+    /// again before failing, in case it was re-created larger.
+    async fn partitions_for(&self, topic: &str, explicit: Option<u32>) -> Result<u32> {
+        let count = self.partition_count(topic).await?;
+        let Some(partition) = explicit.filter(|&p| p >= count) else {
+            return Ok(count);
+        };
+        self.forget_partitions(topic);
+        let count = self.partition_count(topic).await?;
+        if partition >= count {
+            return Err(Error::InvalidArgument {
+                message: format!(
+                    "partition {partition} does not exist: topic {topic:?} has {count} partitions (0 to {})",
+                    count - 1
+                ),
+            });
+        }
+        Ok(count)
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let cell = {
+            let mut counts = self.partition_counts.lock();
+            // Looking up before inserting spares a String allocation per send.
+            match counts.get(topic) {
+                Some(cell) => Arc::clone(cell),
+                None => Arc::clone(counts.entry(topic.to_owned()).or_default()),
+            }
+        };
+        let count = cell
+            .get_or_try_init(|| async {
+                let description = self.admin.describe_topic(topic).await?;
+                match description.info.partitions {
+                    0 => {
+                        Err(Error::protocol(Op::DescribeTopic, format!("topic {topic:?} has no partitions")))
+                    }
+                    n => Ok(n),
+                }
+            })
+            .await
+            // An empty cell left for a topic that does not exist would stay
+            // in the map forever.
+            .inspect_err(|_| self.forget_partitions(topic))?;
+        Ok(*count)
+    }
+
+    fn forget_partitions(&self, topic: &str) {
+        self.partition_counts.lock().remove(topic);
+    }
+
+    fn close(&self) {
+        self.state.lock().close();
+        self.buffer.close();
+        self.wake.notify_one();
+    }
+
+    /// Hands out the outcome of a request, then frees its partitions. Replies
+    /// go first so a record's future resolves before `flush` returns.
+    fn finish(&self, request: Request, outcome: Result<v1::ProduceResponse>) {
+        if let Err(err) = &outcome
+            && err.invalidates_metadata()
+        {
+            self.forget_partitions(&request.topic);
+        }
+        let keys: Vec<_> = request.batches.iter().map(|b| b.key()).collect();
+        let topic = request.topic.clone();
+        deliver(request, outcome);
+        let mut state = self.state.lock();
+        state.complete(&topic, &keys);
+        self.acked.send_replace(state.low_watermark());
+    }
+}
+
+/// Sends each record of `request` its metadata or error. Dropping the batches
+/// afterwards returns their buffer space.
+fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(err) => {
+            for batch in request.batches {
+                for (reply, _) in batch.replies {
+                    // A dropped send future no longer wants its answer.
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+            return;
+        }
+    };
+    let durability = Durability::from_proto(response.durability);
+    for batch in request.batches {
+        let ack = response.acks.iter().find(|a| a.partition == batch.partition);
+        let base_offset = match ack {
+            Some(ack) if ack.record_count as usize == batch.replies.len() => ack.base_offset,
+            _ => {
+                let err = Error::protocol(
+                    Op::Produce,
+                    format!(
+                        "{} records sent to partition {}, acknowledged {:?}",
+                        batch.replies.len(),
+                        batch.partition,
+                        ack.map(|a| a.record_count)
+                    ),
+                );
+                for (reply, _) in batch.replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                continue;
+            }
+        };
+        for (offset, (reply, timestamp_ms)) in (base_offset..).zip(batch.replies) {
+            let _ = reply.send(Ok(RecordMetadata {
+                topic: request.topic.clone(),
+                partition: batch.partition,
+                offset,
+                timestamp_ms,
+                durability,
+            }));
+        }
+    }
+}
+
+/// Sends one request, retrying while the broker is unreachable.
+async fn produce(
+    conn: Connection,
+    acks: Durability,
+    mut request: Request,
+) -> (Request, Result<v1::ProduceResponse>) {
+    let records = request.batches.iter_mut().flat_map(|batch| std::mem::take(&mut batch.records)).collect();
+    let message = v1::ProduceRequest { topic: request.topic.clone(), records, acks: acks.into_proto() };
+    let opts = CallOptions { topic: Some(&request.topic), retry: true, ..CallOptions::new(Op::Produce) };
+    let outcome = conn
+        .call(opts, message, |req| {
+            let mut client = conn.producer();
+            async move { client.produce(req).await }
+        })
+        .await;
+    (request, outcome)
+}
+
+/// The producer's background task: sends ready batches, at most
+/// [`MAX_IN_FLIGHT_REQUESTS`] requests at a time, until the producer is
+/// closed and everything is done.
+async fn run(shared: Arc<Shared>) {
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        let drained = {
+            let mut state = shared.state.lock();
+            let drained = state.drain(Instant::now(), MAX_IN_FLIGHT_REQUESTS - in_flight.len());
+            if state.is_finished() {
+                break;
+            }
+            drained
+        };
+        let next_deadline = drained.next_deadline;
+        for request in drained.requests {
+            in_flight.push(produce(shared.conn.clone(), shared.acks, request));
+        }
+        let linger = async {
+            match next_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some((request, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                shared.finish(request, outcome);
+            }
+            () = shared.wake.notified() => {}
+            () = linger => {}
+        }
+    }
+    tracing::debug!(conn = ?shared.conn, "producer closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn zero_limits_are_refused() {
+        let err = Producer::builder("127.0.0.1:1").max_batch_bytes(0).build().err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+        let err = Producer::builder("127.0.0.1:1").buffer_bytes(0).build().err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_producer_flushes_and_closes_at_once() {
+        let producer = Producer::builder("127.0.0.1:1").build().expect("valid config");
+        producer.flush().await.expect("nothing to flush");
+        let clone = producer.clone();
+        producer.close().await.expect("nothing to wait for");
+        let err = clone.send("t", ProducerRecord::new("v")).await.err();
+        assert!(matches!(err, Some(Error::Closed)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_producer_refuses_records_even_with_cached_metadata() {
+        let producer = Producer::builder("127.0.0.1:1").build().expect("valid config");
+        let shared = Arc::clone(&producer.handle.shared);
+        let cell = Arc::new(OnceCell::new_with(Some(3)));
+        shared.partition_counts.lock().insert("t".to_owned(), cell);
+        shared.close();
+        let err = producer.send("t", ProducerRecord::new("v")).await.err();
+        assert!(matches!(err, Some(Error::Closed)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_fails_the_send() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        let producer = Producer::builder(addr.to_string())
+            .request_timeout(Duration::from_millis(200))
+            .build()
+            .expect("valid config");
+        let err = producer.send("t", ProducerRecord::new("v")).await.err();
+        assert!(matches!(err, Some(Error::Unavailable { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn acks_are_matched_to_batches_by_partition() {
+        let buffer = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(Limits { linger: Duration::ZERO, max_batch_bytes: 1 << 20 });
+        let now = Instant::now();
+        let mut replies = Vec::new();
+        for p in [0, 1, 1] {
+            let (tx, rx) = oneshot::channel();
+            let permit = Arc::clone(&buffer).try_acquire_many_owned(64).expect("room");
+            let record = ProducerRecord::new("v").partition(p).timestamp_ms(5);
+            acc.append("t", 2, record, tx, permit, now).expect("open");
+            replies.push(rx);
+        }
+        let mut drained = acc.drain(now, 8);
+        let request = drained.requests.remove(0);
+        let response = v1::ProduceResponse {
+            acks: vec![
+                v1::PartitionAck { partition: 0, base_offset: 10, record_count: 1 },
+                v1::PartitionAck { partition: 1, base_offset: 20, record_count: 2 },
+            ],
+            durability: v1::Durability::Durable as i32,
+        };
+        deliver(request, Ok(response));
+        let got: Vec<_> = replies
+            .into_iter()
+            .map(|mut rx| {
+                let meta = rx.try_recv().expect("replied").expect("acknowledged");
+                (meta.partition, meta.offset, meta.timestamp_ms, meta.durability)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 10, Some(5), Durability::Durable),
+                (1, 20, Some(5), Durability::Durable),
+                (1, 21, Some(5), Durability::Durable),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_short_ack_fails_its_batch_and_an_error_reaches_every_record() {
+        let buffer = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(Limits { linger: Duration::ZERO, max_batch_bytes: 1 << 20 });
+        let now = Instant::now();
+        let mut replies = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = oneshot::channel();
+            let permit = Arc::clone(&buffer).try_acquire_many_owned(64).expect("room");
+            acc.append("t", 1, ProducerRecord::new("v"), tx, permit, now).expect("open");
+            replies.push(rx);
+        }
+        let request = acc.drain(now, 8).requests.remove(0);
+        let response = v1::ProduceResponse {
+            acks: vec![v1::PartitionAck { partition: 0, base_offset: 0, record_count: 1 }],
+            durability: 0,
+        };
+        deliver(request, Ok(response));
+        for mut rx in replies {
+            let outcome = rx.try_recv().expect("replied");
+            assert!(matches!(outcome, Err(Error::Broker { .. })), "{outcome:?}");
+        }
+    }
+}

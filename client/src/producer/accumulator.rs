@@ -1,0 +1,602 @@
+//! The producer's batching bookkeeping: picks each record's partition, groups
+//! records into per-partition batches, and decides which batches are ready to
+//! send and how they pack into requests. Pure state: no I/O, no clock of its
+//! own (callers pass `now`), so it is tested without a broker or a runtime.
+//!
+//! Invariant: a partition has at most one batch in flight, and only the
+//! oldest unsent batch of a partition is ever taken, so a partition's batches
+//! reach the broker in the order their records were appended.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use brooklet_proto::partitioner::partition_for_key;
+use brooklet_proto::v1;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::record::{ProducerRecord, RecordMetadata};
+
+/// Where a record's acknowledgement (or error) goes.
+pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata>>;
+
+/// When a batch is complete.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How long a batch waits for more records before it is sent.
+    pub(crate) linger: Duration,
+    /// A batch (and a request) is sent once it holds this many bytes.
+    pub(crate) max_batch_bytes: usize,
+}
+
+/// Records bound for one partition, sent as one unit.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) partition: u32,
+    /// The sequence number of its first record, which identifies the batch
+    /// and orders it for `flush`.
+    first_seq: u64,
+    created: Instant,
+    bytes: usize,
+    pub(crate) records: Vec<v1::ProduceRecord>,
+    /// One per record, in record order, with the timestamp the producer set.
+    pub(crate) replies: Vec<(Reply, Option<i64>)>,
+    /// The buffer space the records hold; released when the batch is dropped,
+    /// which is after its replies are sent.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Batch {
+    /// The key [`Accumulator::complete`] needs once the batch is done.
+    pub(crate) fn key(&self) -> (u32, u64) {
+        (self.partition, self.first_seq)
+    }
+}
+
+/// Batches of one topic, taken together so they go out as one request.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) topic: String,
+    pub(crate) batches: Vec<Batch>,
+}
+
+/// What the sender should do now.
+#[derive(Debug)]
+pub(crate) struct Drained {
+    /// Requests to send.
+    pub(crate) requests: Vec<Request>,
+    /// When the next unsent batch's linger expires, if one is waiting for it.
+    pub(crate) next_deadline: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionQueue {
+    /// Full batches waiting to be sent, oldest first.
+    sealed: VecDeque<Batch>,
+    /// The batch records join; younger than every sealed one.
+    open: Option<Batch>,
+    in_flight: bool,
+}
+
+impl PartitionQueue {
+    /// The batch that goes next, if any.
+    fn front(&self) -> Option<&Batch> {
+        self.sealed.front().or(self.open.as_ref())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.open.is_none()
+    }
+}
+
+#[derive(Debug, Default)]
+struct TopicQueues {
+    /// The topic's partition count as of the latest append.
+    partition_count: u32,
+    /// The partition keyless records currently go to (Kafka's sticky
+    /// partitioner): filling one batch at a time makes bigger batches than
+    /// spreading records round-robin.
+    sticky: Option<u32>,
+    partitions: BTreeMap<u32, PartitionQueue>,
+}
+
+impl TopicQueues {
+    /// The sticky partition, choosing one if there is none or the topic
+    /// shrank below it.
+    fn sticky(&mut self) -> u32 {
+        match self.sticky {
+            Some(p) if p < self.partition_count => p,
+            _ => {
+                let p = fastrand::u32(0..self.partition_count);
+                self.sticky = Some(p);
+                p
+            }
+        }
+    }
+}
+
+/// A random partition other than `current`, when there is another.
+fn other_partition(current: u32, partitions: u32) -> u32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    let p = fastrand::u32(0..partitions - 1);
+    if p >= current { p + 1 } else { p }
+}
+
+/// Every unsent and in-flight batch of a producer.
+#[derive(Debug)]
+pub(crate) struct Accumulator {
+    limits: Limits,
+    topics: BTreeMap<String, TopicQueues>,
+    /// The sequence number the next appended record gets.
+    next_seq: u64,
+    /// The first sequence number of every batch not yet completed.
+    outstanding: BTreeSet<u64>,
+    /// Batches starting below this sequence number go out without waiting
+    /// for their linger: a flush asked for them.
+    flush_until: u64,
+    closed: bool,
+}
+
+impl Accumulator {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            topics: BTreeMap::new(),
+            next_seq: 0,
+            outstanding: BTreeSet::new(),
+            flush_until: 0,
+            closed: false,
+        }
+    }
+
+    /// Adds `record` to its partition's open batch, or to a new one.
+    ///
+    /// `partitions` is the topic's partition count (at least 1); an explicit
+    /// partition must already be checked against it. Returns whether the
+    /// sender should look again: a batch was started (it has a new deadline)
+    /// or filled.
+    pub(crate) fn append(
+        &mut self,
+        topic: &str,
+        partitions: u32,
+        record: ProducerRecord,
+        reply: Reply,
+        permit: OwnedSemaphorePermit,
+        now: Instant,
+    ) -> Result<bool> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let max = self.limits.max_batch_bytes;
+        let size = record.size();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // Looking up before inserting spares a String allocation per record.
+        let queues = match self.topics.get_mut(topic) {
+            Some(queues) => queues,
+            None => self.topics.entry(topic.to_owned()).or_default(),
+        };
+        queues.partition_count = partitions;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => {
+                let p = queues.sticky();
+                let open = queues.partitions.get(&p).and_then(|q| q.open.as_ref());
+                if open.is_some_and(|b| b.bytes + size > max) {
+                    // Kafka's rule: a keyless record that would start a new
+                    // batch on the sticky partition moves to another one.
+                    let next = other_partition(p, partitions);
+                    queues.sticky = Some(next);
+                    next
+                } else {
+                    p
+                }
+            }
+        };
+        let queue = queues.partitions.entry(partition).or_default();
+        if queue.open.as_ref().is_some_and(|b| b.bytes + size > max) {
+            queue.sealed.extend(queue.open.take());
+        }
+        let mut started = false;
+        let outstanding = &mut self.outstanding;
+        let batch = queue.open.get_or_insert_with(|| {
+            started = true;
+            outstanding.insert(seq);
+            Batch {
+                partition,
+                first_seq: seq,
+                created: now,
+                bytes: 0,
+                records: Vec::new(),
+                replies: Vec::new(),
+                permit: None,
+            }
+        });
+        batch.bytes += size;
+        let timestamp = record.timestamp_ms;
+        batch.records.push(record.into_proto(partition));
+        batch.replies.push((reply, timestamp));
+        match &mut batch.permit {
+            Some(held) => held.merge(permit),
+            None => batch.permit = Some(permit),
+        }
+        let full = batch.bytes >= max;
+        if full {
+            queue.sealed.extend(queue.open.take());
+            if queues.sticky == Some(partition) {
+                queues.sticky = Some(other_partition(partition, partitions));
+            }
+        }
+        Ok(started || full)
+    }
+
+    /// Takes the batches ready to send, packed into at most `capacity`
+    /// requests of one topic each and about `max_batch_bytes` each (a larger
+    /// batch goes alone).
+    ///
+    /// A batch is ready when it is full, its linger has passed, a flush asked
+    /// for it, or the producer is closing; and only if its partition has
+    /// nothing in flight.
+    pub(crate) fn drain(&mut self, now: Instant, mut capacity: usize) -> Drained {
+        let Limits { linger, max_batch_bytes } = self.limits;
+        let mut requests = Vec::new();
+        let mut next_deadline: Option<Instant> = None;
+        'topics: for (topic, queues) in &mut self.topics {
+            let mut request: Option<(Request, usize)> = None;
+            for (&partition, queue) in &mut queues.partitions {
+                if queue.in_flight {
+                    continue;
+                }
+                let Some(front) = queue.front() else {
+                    continue;
+                };
+                let deadline = front.created + linger;
+                let ready = self.closed
+                    || !queue.sealed.is_empty()
+                    || front.first_seq < self.flush_until
+                    || now >= deadline;
+                if !ready {
+                    next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
+                    continue;
+                }
+                let front_bytes = front.bytes;
+                if request.as_ref().is_some_and(|(_, bytes)| bytes + front_bytes > max_batch_bytes) {
+                    requests.extend(request.take().map(|(r, _)| r));
+                }
+                if request.is_none() {
+                    if capacity == 0 {
+                        break 'topics;
+                    }
+                    capacity -= 1;
+                }
+                let (request, bytes) = request.get_or_insert_with(|| {
+                    let request = Request { topic: topic.clone(), batches: Vec::new() };
+                    (request, 0)
+                });
+                let Some(batch) = queue.sealed.pop_front().or_else(|| queue.open.take()) else {
+                    continue;
+                };
+                queue.in_flight = true;
+                *bytes += batch.bytes;
+                request.batches.push(batch);
+                if queues.sticky == Some(partition) {
+                    // The sticky batch is leaving: the next keyless record
+                    // starts a batch elsewhere.
+                    queues.sticky = Some(other_partition(partition, queues.partition_count));
+                }
+            }
+            requests.extend(request.map(|(r, _)| r));
+        }
+        // Once out of capacity, the next completion wakes the sender; a
+        // deadline that has already passed would only make it spin.
+        if capacity == 0 {
+            next_deadline = None;
+        }
+        Drained { requests, next_deadline }
+    }
+
+    /// Records that the batches identified by `keys` (from [`Batch::key`])
+    /// of `topic` were acknowledged or failed, so their partitions may send
+    /// again.
+    pub(crate) fn complete(&mut self, topic: &str, keys: &[(u32, u64)]) {
+        for &(_, first_seq) in keys {
+            self.outstanding.remove(&first_seq);
+        }
+        let Some(queues) = self.topics.get_mut(topic) else {
+            return;
+        };
+        for &(partition, _) in keys {
+            if let Some(queue) = queues.partitions.get_mut(&partition) {
+                queue.in_flight = false;
+                if queue.is_empty() {
+                    queues.partitions.remove(&partition);
+                }
+            }
+        }
+    }
+
+    /// Makes every batch appended so far ready, and returns the sequence
+    /// number [`low_watermark`](Self::low_watermark) must reach for all of
+    /// them to be done.
+    pub(crate) fn request_flush(&mut self) -> u64 {
+        self.flush_until = self.next_seq;
+        self.next_seq
+    }
+
+    /// Every record with a lower sequence number is done (acknowledged or
+    /// failed).
+    pub(crate) fn low_watermark(&self) -> u64 {
+        self.outstanding.first().copied().unwrap_or(self.next_seq)
+    }
+
+    /// Refuses further records and makes every batch ready.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether the producer is closed and has nothing left to send or await.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.closed && self.outstanding.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    const LINGER: Duration = Duration::from_millis(5);
+
+    struct Fixture {
+        acc: Accumulator,
+        buffer: Arc<Semaphore>,
+        now: Instant,
+        replies: Vec<oneshot::Receiver<Result<RecordMetadata>>>,
+    }
+
+    impl Fixture {
+        fn new(max_batch_bytes: usize) -> Self {
+            Self {
+                acc: Accumulator::new(Limits { linger: LINGER, max_batch_bytes }),
+                buffer: Arc::new(Semaphore::new(1 << 20)),
+                now: Instant::now(),
+                replies: Vec::new(),
+            }
+        }
+
+        fn append(&mut self, topic: &str, partitions: u32, record: ProducerRecord) -> Result<bool> {
+            let permits = u32::try_from(record.size()).expect("small record");
+            let permit =
+                Arc::clone(&self.buffer).try_acquire_many_owned(permits).expect("the test buffer has room");
+            let (tx, rx) = oneshot::channel();
+            self.replies.push(rx);
+            self.acc.append(topic, partitions, record, tx, permit, self.now)
+        }
+
+        fn drain(&mut self) -> Drained {
+            self.acc.drain(self.now, 8)
+        }
+    }
+
+    /// Partition and record count of each batch in each request.
+    fn shape(drained: &Drained) -> Vec<(String, Vec<(u32, usize)>)> {
+        drained
+            .requests
+            .iter()
+            .map(|r| {
+                let batches = r.batches.iter().map(|b| (b.partition, b.records.len())).collect();
+                (r.topic.clone(), batches)
+            })
+            .collect()
+    }
+
+    fn complete(acc: &mut Accumulator, drained: &Drained) {
+        for request in &drained.requests {
+            let keys: Vec<_> = request.batches.iter().map(Batch::key).collect();
+            acc.complete(&request.topic, &keys);
+        }
+    }
+
+    fn keyed(key: &'static str) -> ProducerRecord {
+        ProducerRecord::new("v").key(key)
+    }
+
+    #[test]
+    fn explicit_partition_wins_then_key_hash() {
+        let mut f = Fixture::new(1 << 20);
+        f.append("t", 8, keyed("order-42").partition(5)).expect("append");
+        f.append("t", 8, keyed("order-42")).expect("append");
+        f.now += LINGER;
+        let drained = f.drain();
+        let expected_key_partition = partition_for_key(b"order-42", 8);
+        let mut partitions: Vec<_> = drained.requests[0].batches.iter().map(|b| b.partition).collect();
+        partitions.sort_unstable();
+        let mut expected = vec![5, expected_key_partition];
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(partitions, expected);
+        assert!(
+            drained.requests[0].batches.iter().flat_map(|b| &b.records).all(|r| r.partition.is_some()),
+            "requests always name the partition"
+        );
+    }
+
+    #[test]
+    fn a_batch_waits_for_its_linger_then_goes() {
+        let mut f = Fixture::new(1 << 20);
+        assert!(f.append("t", 1, keyed("a")).expect("append"), "a new batch wakes the sender");
+        assert!(!f.append("t", 1, keyed("b")).expect("append"), "joining a batch does not");
+        let drained = f.drain();
+        assert!(drained.requests.is_empty());
+        assert_eq!(drained.next_deadline, Some(f.now + LINGER));
+        f.now += LINGER;
+        let drained = f.drain();
+        assert_eq!(shape(&drained), [("t".to_owned(), vec![(0, 2)])]);
+        assert_eq!(drained.next_deadline, None);
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_and_the_next_record_starts_another() {
+        let size = ProducerRecord::new("v").key("a").size();
+        let mut f = Fixture::new(size * 3);
+        for _ in 0..3 {
+            f.append("t", 1, keyed("a")).expect("append");
+        }
+        f.append("t", 1, keyed("a")).expect("append");
+        let drained = f.drain();
+        assert_eq!(shape(&drained), [("t".to_owned(), vec![(0, 3)])]);
+        assert_eq!(drained.next_deadline, None, "the second batch waits for the first, not for a timer");
+        complete(&mut f.acc, &drained);
+        f.now += LINGER;
+        assert_eq!(shape(&f.drain()), [("t".to_owned(), vec![(0, 1)])]);
+    }
+
+    #[test]
+    fn a_record_larger_than_a_batch_goes_alone() {
+        let mut f = Fixture::new(64);
+        f.append("t", 1, keyed("a")).expect("append");
+        f.append("t", 1, ProducerRecord::new(vec![0u8; 500]).partition(0)).expect("append");
+        let drained = f.drain();
+        assert_eq!(shape(&drained), [("t".to_owned(), vec![(0, 1)])]);
+        complete(&mut f.acc, &drained);
+        assert_eq!(shape(&f.drain()), [("t".to_owned(), vec![(0, 1)])]);
+    }
+
+    #[test]
+    fn one_batch_in_flight_per_partition_keeps_order() {
+        let size = ProducerRecord::new("v").partition(0).size();
+        let mut f = Fixture::new(size);
+        for _ in 0..3 {
+            f.append("t", 1, ProducerRecord::new("v").partition(0)).expect("append");
+        }
+        let first = f.drain();
+        assert_eq!(shape(&first), [("t".to_owned(), vec![(0, 1)])]);
+        assert!(f.drain().requests.is_empty(), "partition 0 is busy");
+        complete(&mut f.acc, &first);
+        let second = f.drain();
+        assert_eq!(shape(&second), [("t".to_owned(), vec![(0, 1)])]);
+        assert!(second.requests[0].batches[0].first_seq > first.requests[0].batches[0].first_seq);
+    }
+
+    #[test]
+    fn ready_batches_of_a_topic_share_a_request_up_to_the_size_limit() {
+        let size = ProducerRecord::new("v").partition(0).size();
+        let mut f = Fixture::new(size * 2);
+        for p in 0..4 {
+            f.append("t", 4, ProducerRecord::new("v").partition(p)).expect("append");
+        }
+        f.append("u", 1, ProducerRecord::new("v").partition(0)).expect("append");
+        f.now += LINGER;
+        let drained = f.drain();
+        assert_eq!(
+            shape(&drained),
+            [
+                ("t".to_owned(), vec![(0, 1), (1, 1)]),
+                ("t".to_owned(), vec![(2, 1), (3, 1)]),
+                ("u".to_owned(), vec![(0, 1)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn capacity_bounds_the_requests_taken() {
+        let size = ProducerRecord::new("v").partition(0).size();
+        let mut f = Fixture::new(size);
+        for p in 0..4 {
+            f.append("t", 4, ProducerRecord::new("v").partition(p)).expect("append");
+        }
+        let drained = f.acc.drain(f.now, 3);
+        assert_eq!(drained.requests.len(), 3);
+        assert_eq!(drained.next_deadline, None);
+        let rest = f.acc.drain(f.now, 3);
+        assert_eq!(shape(&rest), [("t".to_owned(), vec![(3, 1)])]);
+    }
+
+    #[test]
+    fn keyless_records_stick_to_one_partition_until_its_batch_leaves() {
+        let size = ProducerRecord::new("v").size();
+        let mut f = Fixture::new(size * 10);
+        for _ in 0..5 {
+            f.append("t", 4, ProducerRecord::new("v")).expect("append");
+        }
+        f.now += LINGER;
+        let drained = f.drain();
+        let batches = &drained.requests[0].batches;
+        assert_eq!(batches.len(), 1, "all keyless records share one batch");
+        assert_eq!(batches[0].records.len(), 5);
+        let first = batches[0].partition;
+        f.append("t", 4, ProducerRecord::new("v")).expect("append");
+        let next = f.acc.topics["t"].sticky;
+        assert!(next.is_some_and(|p| p != first && p < 4), "{next:?} after {first}");
+    }
+
+    #[test]
+    fn a_full_sticky_batch_moves_keyless_records_elsewhere() {
+        let size = ProducerRecord::new("v").size();
+        let mut f = Fixture::new(size * 2);
+        for _ in 0..4 {
+            f.append("t", 2, ProducerRecord::new("v")).expect("append");
+        }
+        let drained = f.drain();
+        let partitions: Vec<_> =
+            drained.requests.iter().flat_map(|r| &r.batches).map(|b| b.partition).collect();
+        assert_eq!(partitions.len(), 2, "two full batches: {:?}", shape(&drained));
+        assert_ne!(partitions[0], partitions[1]);
+    }
+
+    #[test]
+    fn flush_readies_everything_appended_before_it() {
+        let mut f = Fixture::new(1 << 20);
+        f.append("t", 2, ProducerRecord::new("v").partition(0)).expect("append");
+        let target = f.acc.request_flush();
+        f.append("t", 2, ProducerRecord::new("v").partition(1)).expect("append");
+        let drained = f.drain();
+        assert_eq!(shape(&drained), [("t".to_owned(), vec![(0, 1)])]);
+        assert!(f.acc.low_watermark() < target);
+        complete(&mut f.acc, &drained);
+        assert!(f.acc.low_watermark() >= target);
+    }
+
+    #[test]
+    fn closing_readies_everything_and_refuses_new_records() {
+        let mut f = Fixture::new(1 << 20);
+        f.append("t", 1, keyed("a")).expect("append");
+        f.acc.close();
+        assert!(matches!(f.append("t", 1, keyed("b")), Err(Error::Closed)));
+        assert!(!f.acc.is_finished());
+        let drained = f.drain();
+        assert_eq!(shape(&drained), [("t".to_owned(), vec![(0, 1)])]);
+        complete(&mut f.acc, &drained);
+        assert!(f.acc.is_finished());
+    }
+
+    #[test]
+    fn buffer_space_returns_when_a_batch_is_dropped() {
+        let mut f = Fixture::new(1 << 20);
+        let before = f.buffer.available_permits();
+        f.append("t", 1, keyed("a")).expect("append");
+        f.append("t", 1, keyed("b")).expect("append");
+        assert_eq!(before - f.buffer.available_permits(), 2 * keyed("a").size());
+        f.acc.close();
+        let drained = f.drain();
+        complete(&mut f.acc, &drained);
+        drop(drained);
+        assert_eq!(f.buffer.available_permits(), before);
+    }
+
+    #[test]
+    fn other_partition_is_in_range_and_different() {
+        assert_eq!(other_partition(0, 1), 0);
+        for _ in 0..200 {
+            let p = other_partition(2, 5);
+            assert!(p < 5 && p != 2, "{p}");
+        }
+    }
+}
