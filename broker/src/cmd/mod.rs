@@ -1,9 +1,13 @@
 //! Command-line parsing and dispatch for the `brooklet` binary.
 
+mod consume;
+mod produce;
 mod serve;
+mod topic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -22,6 +26,154 @@ pub struct Cli {
 pub enum Command {
     /// Run a broker.
     Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Append one record per line of standard input.
+    Produce(ProduceArgs),
+    /// Print records, one per line.
+    Consume(ConsumeArgs),
+}
+
+/// How client commands reach the broker.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The broker's gRPC endpoint.
+    #[arg(long = "broker", env = "BROOKLET_BROKER", default_value = "http://127.0.0.1:7070")]
+    pub url: String,
+    /// Give up on a request (retries included) after this many seconds.
+    #[arg(long = "timeout", value_name = "SECS", env = "BROOKLET_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_secs: u64,
+}
+
+impl BrokerArgs {
+    /// The request timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// `brooklet topic …`.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name: [A-Za-z0-9._-]{1,249}.
+        name: String,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// A config entry `key=value`; repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// List topics.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Show a topic's partitions and offsets.
+    Describe {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Delete a topic with its records and committed offsets.
+    Delete {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+/// `brooklet produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic to append to.
+    pub topic: String,
+    /// Append every record to this partition (default: by key, or spread).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Give every record this key.
+    #[arg(long, conflicts_with = "key_separator")]
+    pub key: Option<String>,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    pub key_separator: Option<String>,
+    /// The guarantee to wait for: `durable` (on disk) or `written`.
+    #[arg(long, default_value = "durable", value_parser = ["durable", "written"])]
+    pub acks: String,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// Where `consume` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// The first record in the log.
+    Earliest,
+    /// The end of the log: only new records.
+    Latest,
+    /// This offset.
+    Offset(u64),
+}
+
+/// Output format of `consume`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The value, as UTF-8.
+    Text,
+    /// One JSON object per record.
+    Json,
+}
+
+/// `brooklet consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    pub topic: String,
+    /// Read with this consumer group: start from its committed offsets and
+    /// commit what was printed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Where to start: earliest, latest or an offset. Default: the group's
+    /// committed offsets with --group, else earliest.
+    #[arg(long, value_parser = parse_from)]
+    pub from: Option<From>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Keep waiting for new records instead of stopping at the end of the log.
+    #[arg(long)]
+    pub follow: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_from(s: &str) -> Result<From, String> {
+    match s {
+        "earliest" => Ok(From::Earliest),
+        "latest" => Ok(From::Latest),
+        other => other
+            .parse()
+            .map(From::Offset)
+            .map_err(|_| format!("`{other}` is not earliest, latest or a whole number")),
+    }
 }
 
 /// `brooklet serve`.
@@ -55,5 +207,8 @@ pub fn init_tracing(cli: &Cli) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Topic(command) => topic::run(command).await,
+        Command::Produce(args) => produce::run(args).await,
+        Command::Consume(args) => consume::run(args).await,
     }
 }

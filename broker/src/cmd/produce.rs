@@ -1,0 +1,65 @@
+//! `brooklet produce`: one record per line of standard input. Exits 0 only
+//! when every line was acknowledged with the requested guarantee.
+
+use std::collections::VecDeque;
+
+use anyhow::bail;
+use brooklet_client::{Delivery, Durability, Producer, ProducerRecord};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::ProduceArgs;
+
+/// Deliveries awaited at once; older ones are awaited as new lines arrive, so
+/// memory stays bounded whatever the input's length.
+const MAX_PENDING: usize = 10_000;
+
+pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
+    let acks = if args.acks == "written" { Durability::Written } else { Durability::Durable };
+    let producer = Producer::builder(&args.broker.url).request_timeout(args.broker.timeout()).acks(acks).build()?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut pending: VecDeque<Delivery> = VecDeque::new();
+    let (mut read, mut acked) = (0u64, 0u64);
+    let mut failure = None;
+    while let Some(line) = lines.next_line().await? {
+        read += 1;
+        let mut record = match (&args.key, &args.key_separator) {
+            (Some(key), _) => ProducerRecord::new(line).key(key.clone()),
+            (None, Some(sep)) => match line.split_once(sep.as_str()) {
+                Some((key, value)) => ProducerRecord::new(value.to_owned()).key(key.to_owned()),
+                None => ProducerRecord::new(line),
+            },
+            (None, None) => ProducerRecord::new(line),
+        };
+        if let Some(p) = args.partition {
+            record = record.partition(p);
+        }
+        match producer.send(&args.topic, record).await {
+            Ok(delivery) => pending.push_back(delivery),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        if pending.len() >= MAX_PENDING {
+            let delivery = pending.pop_front().expect("pending is not empty");
+            match delivery.await {
+                Ok(_) => acked += 1,
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+    }
+    for delivery in pending {
+        match delivery.await {
+            Ok(_) => acked += 1,
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    let guarantee = if acks == Durability::Written { "written" } else { "durable" };
+    match failure {
+        None => {
+            println!("{acked} records acknowledged ({guarantee})");
+            Ok(())
+        }
+        Some(e) => bail!("{acked} of {read} records acknowledged ({guarantee}); first failure: {e}"),
+    }
+}

@@ -1,0 +1,48 @@
+//! `brooklet topic create|list|describe|delete`.
+
+use brooklet_client::{Admin, NewTopic};
+
+use super::{BrokerArgs, TopicCommand};
+
+fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
+    Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
+}
+
+pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
+    match command {
+        TopicCommand::Create { name, partitions, config, broker } => {
+            let topic = config.into_iter().fold(NewTopic::new(partitions), |t, (k, v)| t.config(k, v));
+            let info = admin(&broker)?.create_topic(&name, topic).await?;
+            println!("created topic {} with {} partitions (id {})", info.name, info.partitions, info.topic_id);
+        }
+        TopicCommand::List { broker } => {
+            let topics = admin(&broker)?.list_topics().await?;
+            println!("{:<40} {:>10}  ID", "TOPIC", "PARTITIONS");
+            for t in topics {
+                println!("{:<40} {:>10}  {}", t.name, t.partitions, t.topic_id);
+            }
+        }
+        TopicCommand::Describe { name, broker } => {
+            let d = admin(&broker)?.describe_topic(&name).await?;
+            println!("topic {} (id {}), {} partitions", d.info.name, d.info.topic_id, d.info.partitions);
+            for (k, v) in &d.info.config {
+                println!("config {k}={v}");
+            }
+            println!("{:>9} {:>16} {:>16} {:>12}", "PARTITION", "LOG-START", "HIGH-WATERMARK", "RECORDS");
+            for p in &d.partitions {
+                println!(
+                    "{:>9} {:>16} {:>16} {:>12}",
+                    p.partition,
+                    p.log_start_offset,
+                    p.high_watermark,
+                    p.high_watermark - p.log_start_offset
+                );
+            }
+        }
+        TopicCommand::Delete { name, broker } => {
+            admin(&broker)?.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
