@@ -145,3 +145,24 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
     }
 }
+
+/// The `brooklet` binary of this build, built (or found up to date) once per
+/// test process so a test never runs a stale binary.
+pub fn brooklet_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        // The test binary is target/<profile>/deps/it-<hash>.
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "brooklet-broker", "--bin", "brooklet"]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building the brooklet binary failed");
+        profile_dir.join(format!("brooklet{}", std::env::consts::EXE_SUFFIX))
+    })
+    .clone()
+}

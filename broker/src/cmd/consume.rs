@@ -76,7 +76,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
 }
 
 /// Commits what was printed for `group`, if there is one.
-async fn commit(admin: &Admin, group: Option<&str>, topic: &str, next: &BTreeMap<u32, u64>) -> anyhow::Result<()> {
+async fn commit(
+    admin: &Admin,
+    group: Option<&str>,
+    topic: &str,
+    next: &BTreeMap<u32, u64>,
+) -> anyhow::Result<()> {
     let Some(group) = group else { return Ok(()) };
     if next.is_empty() {
         return Ok(());

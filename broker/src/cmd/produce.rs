@@ -15,7 +15,8 @@ const MAX_PENDING: usize = 10_000;
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let acks = if args.acks == "written" { Durability::Written } else { Durability::Durable };
-    let producer = Producer::builder(&args.broker.url).request_timeout(args.broker.timeout()).acks(acks).build()?;
+    let producer =
+        Producer::builder(&args.broker.url).request_timeout(args.broker.timeout()).acks(acks).build()?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let (mut read, mut acked) = (0u64, 0u64);

@@ -13,7 +13,10 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Create { name, partitions, config, broker } => {
             let topic = config.into_iter().fold(NewTopic::new(partitions), |t, (k, v)| t.config(k, v));
             let info = admin(&broker)?.create_topic(&name, topic).await?;
-            println!("created topic {} with {} partitions (id {})", info.name, info.partitions, info.topic_id);
+            println!(
+                "created topic {} with {} partitions (id {})",
+                info.name, info.partitions, info.topic_id
+            );
         }
         TopicCommand::List { broker } => {
             let topics = admin(&broker)?.list_topics().await?;

@@ -47,13 +47,11 @@ impl Groups {
                     high_watermark: state.high_watermark,
                 });
             }
-            if let Some(m) = &o.metadata {
-                if m.len() > MAX_METADATA_BYTES {
-                    return Err(Error::invalid(
-                        format!("offsets[{i}].metadata"),
-                        format!("{} bytes exceed the maximum of {MAX_METADATA_BYTES}", m.len()),
-                    ));
-                }
+            if let Some(m) = o.metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES) {
+                return Err(Error::invalid(
+                    format!("offsets[{i}].metadata"),
+                    format!("{} bytes exceed the maximum of {MAX_METADATA_BYTES}", m.len()),
+                ));
             }
         }
         self.log.storage().commit_offsets(group, offsets)?;

@@ -281,13 +281,11 @@ impl Log {
         let max_record = topic.config.max_message_bytes;
         let n = topic.meta.partitions;
         for (i, r) in records.iter().enumerate() {
-            if let Some(p) = r.partition {
-                if p >= n {
-                    return Err(Error::invalid(
-                        format!("records[{i}].partition"),
-                        format!("{p} is not below the topic's partition count {n}"),
-                    ));
-                }
+            if let Some(p) = r.partition.filter(|p| *p >= n) {
+                return Err(Error::invalid(
+                    format!("records[{i}].partition"),
+                    format!("{p} is not below the topic's partition count {n}"),
+                ));
             }
             let size = r.key.as_ref().map_or(0, Bytes::len)
                 + r.value.len()
@@ -507,7 +505,7 @@ mod tests {
             (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
         let parts = encode_parts(records);
         assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| p.len() <= MAX_STORED_BATCH_BYTES));
+        assert!(parts.iter().all(|p| p.stored_len() <= MAX_STORED_BATCH_BYTES));
         assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
     }
 

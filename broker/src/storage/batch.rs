@@ -88,7 +88,7 @@ impl EncodedBatch {
     }
 
     /// Stored size in bytes.
-    pub fn len(&self) -> usize {
+    pub fn stored_len(&self) -> usize {
         self.buf.len()
     }
 

@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn batch_keys_sort_by_partition_then_offset() {
-        let mut keys = vec![batch(1, 5), batch(0, 300), batch(1, 2), batch(0, 1 << 40)];
+        let mut keys = [batch(1, 5), batch(0, 300), batch(1, 2), batch(0, 1 << 40)];
         keys.sort();
         let parsed: Vec<_> = keys.iter().map(|k| parse_batch(k).unwrap()).collect();
         assert_eq!(parsed, vec![(0, 300), (0, 1 << 40), (1, 2), (1, 5)]);

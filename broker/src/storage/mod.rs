@@ -178,14 +178,9 @@ impl Storage {
     fn drop_orphan_trees(&self) -> Result<(), StorageError> {
         let live: Vec<String> = self.load_topics()?.into_iter().map(|t| t.id).collect();
         for name in self.db.tree_names() {
-            if let Some(id) = keys::parse_topic_tree(&name) {
-                if !live.iter().any(|l| l == id) {
-                    tracing::warn!(
-                        topic_id = id,
-                        "dropping the data of a topic whose deletion was interrupted"
-                    );
-                    self.db.drop_tree(&name).map_err(sled_err("drop orphan topic tree"))?;
-                }
+            if let Some(id) = keys::parse_topic_tree(&name).filter(|id| !live.iter().any(|l| l == id)) {
+                tracing::warn!(topic_id = id, "dropping the data of a topic whose deletion was interrupted");
+                self.db.drop_tree(&name).map_err(sled_err("drop orphan topic tree"))?;
             }
         }
         Ok(())

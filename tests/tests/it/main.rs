@@ -1,3 +1,4 @@
 //! Brooklet's integration tests: one binary, one harness (`brooklet_tests`).
 
 mod api;
+mod cli;

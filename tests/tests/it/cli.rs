@@ -1,0 +1,173 @@
+//! The `brooklet` binary end to end: a real `serve` child process and the
+//! client commands against it, through a restart.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use brooklet_tests::{DEADLINE, brooklet_bin};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A `brooklet serve` child process on 127.0.0.1, port chosen by the OS.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Server {
+    async fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(brooklet_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("BROOKLET_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("serve starts");
+        // The broker logs the address it bound; wait for that line.
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+        let endpoint = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().expect("an address");
+                    return format!("http://{addr}");
+                }
+            }
+            panic!("serve exited before listening");
+        })
+        .await
+        .expect("serve listens in time");
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { child, endpoint }
+    }
+
+    /// SIGTERM, then wait: a graceful shutdown exits 0.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(status.success());
+        let exit = tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exits in time").unwrap();
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    }
+}
+
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(brooklet_bin())
+        .args(args)
+        .args(["--broker", endpoint, "--timeout", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let mut input = child.stdin.take().expect("stdin piped");
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out =
+        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn ok(endpoint: &str, args: &[&str], stdin: &str) -> String {
+    let out = brooklet(endpoint, args, stdin).await;
+    assert!(out.success, "brooklet {args:?} failed: {}", out.stderr);
+    out.stdout
+}
+
+async fn fails(endpoint: &str, args: &[&str], needle: &str) {
+    let out = brooklet(endpoint, args, "").await;
+    assert!(!out.success, "brooklet {args:?} should fail");
+    let stderr = out.stderr.trim();
+    assert_eq!(stderr.lines().count(), 1, "one line of error: {stderr}");
+    assert!(stderr.contains(needle), "`{stderr}` should mention `{needle}`");
+}
+
+#[tokio::test]
+async fn serve_create_produce_consume_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let ep = server.endpoint.clone();
+
+    let created = ok(&ep, &["topic", "create", "orders", "--partitions", "2"], "").await;
+    assert!(created.contains("created topic orders with 2 partitions"), "{created}");
+    let produced = ok(&ep, &["produce", "orders", "--partition", "1"], "first\nsecond\nthird\n").await;
+    assert_eq!(produced.trim(), "3 records acknowledged (durable)");
+    let keyed = ok(&ep, &["produce", "orders", "--key-separator", "=", "--acks", "written"], "k=v\n").await;
+    assert_eq!(keyed.trim(), "1 records acknowledged (written)");
+    let key_partition = brooklet_proto::partitioner::partition_for_key(b"k", 2);
+
+    let text = ok(&ep, &["consume", "orders", "--partition", "1"], "").await;
+    let expected: &[&str] =
+        if key_partition == 1 { &["first", "second", "third", "v"] } else { &["first", "second", "third"] };
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+
+    let json = ok(&ep, &["consume", "orders", "--format", "json"], "").await;
+    let records: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 4);
+    let keyed: Vec<_> = records.iter().filter(|r| r["key"] == "k").collect();
+    assert_eq!(keyed.len(), 1);
+    assert_eq!(keyed[0]["value"], "v");
+    assert_eq!(keyed[0]["partition"], key_partition);
+    assert!(keyed[0]["timestamp"].as_i64().unwrap() > 0);
+    assert!(keyed[0]["headers"].as_array().unwrap().is_empty());
+    let first = records.iter().find(|r| r["value"] == "first").unwrap();
+    assert_eq!((first["partition"].as_u64(), first["offset"].as_u64()), (Some(1), Some(0)));
+
+    // A group reads two records, commits them, and resumes after them.
+    let part = ok(&ep, &["consume", "orders", "--partition", "1", "--group", "g", "--count", "2"], "").await;
+    assert_eq!(part.lines().collect::<Vec<_>>(), ["first", "second"]);
+    let rest = ok(&ep, &["consume", "orders", "--partition", "1", "--group", "g"], "").await;
+    assert_eq!(rest.lines().next(), Some("third"));
+    let from = ok(&ep, &["consume", "orders", "--partition", "1", "--from", "1", "--count", "1"], "").await;
+    assert_eq!(from.trim(), "second");
+
+    server.terminate().await;
+    let server = Server::start(dir.path()).await;
+    let ep = server.endpoint.clone();
+    let listed = ok(&ep, &["topic", "list"], "").await;
+    assert!(listed.contains("orders"), "{listed}");
+    let described = ok(&ep, &["topic", "describe", "orders"], "").await;
+    assert!(described.contains("2 partitions"), "{described}");
+    let text = ok(&ep, &["consume", "orders", "--partition", "1"], "").await;
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected, "records survive a restart");
+    let rest = ok(&ep, &["consume", "orders", "--partition", "1", "--group", "g"], "").await;
+    assert!(rest.is_empty(), "the group's committed offset survives a restart: {rest}");
+
+    let deleted = ok(&ep, &["topic", "delete", "orders"], "").await;
+    assert!(deleted.contains("deleted topic orders"));
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn client_commands_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let ep = server.endpoint.clone();
+    fails(&ep, &["consume", "missing"], "\"missing\" does not exist").await;
+    fails(&ep, &["topic", "create", "bad name"], "name").await;
+    fails(&ep, &["topic", "create", "t", "--config", "retention=1"], "retention").await;
+    ok(&ep, &["topic", "create", "t"], "").await;
+    fails(&ep, &["topic", "create", "t"], "already exists").await;
+    fails(&ep, &["consume", "t", "--partition", "3"], "partition 3").await;
+    let out = brooklet(&ep, &["produce", "t", "--partition", "4"], "a\nb\n").await;
+    assert!(!out.success);
+    assert!(out.stderr.contains("0 of 1 records acknowledged"), "{}", out.stderr);
+    server.terminate().await;
+
+    // Nothing listens there any more.
+    fails(&ep, &["topic", "list"], "unreachable").await;
+}
