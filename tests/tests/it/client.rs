@@ -1,0 +1,181 @@
+//! The Rust client crate against a real broker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use brooklet_client::{
+    Admin, CommittedOffset, Consumer, Durability, Error, NewTopic, Offset, Producer, ProducerRecord,
+};
+use brooklet_tests::TestBroker;
+use futures::StreamExt;
+
+#[tokio::test]
+async fn producer_batches_keyed_records_and_consumer_reads_them_in_order() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    admin.create_topic("orders", NewTopic::new(4)).await.unwrap();
+    let producer = Producer::builder(broker.endpoint()).linger(Duration::from_millis(2)).build().unwrap();
+
+    let mut deliveries = Vec::new();
+    for i in 0..400u32 {
+        let key = format!("customer-{}", i % 13);
+        let record = ProducerRecord::new(format!("{i}"))
+            .key(key.clone())
+            .header("seq", i.to_be_bytes().to_vec())
+            .timestamp_ms(1_000 + i64::from(i));
+        deliveries.push((key, producer.send("orders", record).await.unwrap()));
+    }
+    let mut written = BTreeMap::new();
+    for (key, delivery) in deliveries {
+        let meta = delivery.await.unwrap();
+        assert_eq!(meta.durability, Durability::Durable);
+        assert_eq!(meta.partition, brooklet_proto::partitioner::partition_for_key(key.as_bytes(), 4));
+        assert!(written.insert((meta.partition, meta.offset), key).is_none(), "offsets are unique");
+    }
+    producer.close().await.unwrap();
+
+    let mut consumer =
+        Consumer::builder(broker.endpoint()).max_wait(Duration::from_millis(100)).build().unwrap();
+    consumer.assign_all("orders").await.unwrap();
+    let mut read = Vec::new();
+    while read.len() < 400 {
+        read.extend(consumer.poll().await.unwrap());
+    }
+    assert_eq!(read.len(), 400);
+    // Per key, records come back in the order they were sent.
+    let mut last_by_key: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+    for r in &read {
+        let seq = u32::from_be_bytes(r.headers[0].value[..].try_into().unwrap());
+        assert_eq!(r.value, seq.to_string());
+        assert_eq!(r.timestamp_ms, 1_000 + i64::from(seq));
+        assert_eq!(written[&(r.partition, r.offset)].as_bytes(), &r.key.as_ref().unwrap()[..]);
+        let key = r.key.clone().unwrap().to_vec();
+        if let Some(prev) = last_by_key.insert(key, seq) {
+            assert!(prev < seq, "per-key order kept");
+        }
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_group_resumes_from_its_committed_offsets() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    admin.create_topic("jobs", NewTopic::new(2)).await.unwrap();
+    let producer = Producer::builder(broker.endpoint()).build().unwrap();
+    for i in 0..10u32 {
+        let d = producer.send("jobs", ProducerRecord::new(i.to_string()).partition(i % 2)).await.unwrap();
+        d.await.unwrap();
+    }
+
+    let consumer =
+        || Consumer::builder(broker.endpoint()).group("workers").max_wait(Duration::ZERO).build().unwrap();
+    let mut first = consumer();
+    first.assign("jobs", &[0, 1]);
+    let mut seen = 0;
+    while seen < 10 {
+        seen += first.poll().await.unwrap().len();
+    }
+    first.commit().await.unwrap();
+    let committed = admin.fetch_offsets("workers", Some("jobs")).await.unwrap();
+    let mut offsets: Vec<_> = committed.iter().map(|c| (c.partition, c.offset)).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, vec![(0, 5), (1, 5)]);
+
+    for i in 10..14u32 {
+        producer
+            .send("jobs", ProducerRecord::new(i.to_string()).partition(i % 2))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut second = consumer();
+    second.assign("jobs", &[0, 1]);
+    let mut values = Vec::new();
+    while values.len() < 4 {
+        values.extend(
+            second.poll().await.unwrap().into_iter().map(|r| String::from_utf8(r.value.to_vec()).unwrap()),
+        );
+    }
+    values.sort();
+    assert_eq!(values, ["10", "11", "12", "13"], "only what the group had not committed");
+
+    // Seeking overrides the committed position.
+    second.seek("jobs", 1, Offset::At(3)).unwrap();
+    second.assign("jobs", &[1]);
+    let again = second.poll().await.unwrap();
+    assert_eq!(again.first().map(|r| r.offset), Some(3));
+
+    // Admin commits are validated like any other.
+    let err = admin.commit_offsets("workers", &[CommittedOffset::new("jobs", 0, 99)]).await.unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn consumer_stream_follows_live_records() {
+    let broker = TestBroker::start().await;
+    Admin::connect(broker.endpoint()).unwrap().create_topic("feed", NewTopic::new(1)).await.unwrap();
+    let mut consumer =
+        Consumer::builder(broker.endpoint()).max_wait(Duration::from_millis(100)).build().unwrap();
+    consumer.assign("feed", &[0]);
+    consumer.seek("feed", 0, Offset::Latest).unwrap();
+    // `Latest` is resolved by the first poll.
+    assert!(consumer.poll().await.unwrap().is_empty());
+    assert_eq!(consumer.position("feed", 0), Some(0));
+    let mut stream = consumer.into_stream();
+    let producer = Producer::builder(broker.endpoint()).build().unwrap();
+    let reader = tokio::spawn(async move {
+        let mut values = Vec::new();
+        while values.len() < 3 {
+            let r = stream.next().await.expect("stream continues").expect("no error");
+            values.push(String::from_utf8(r.value.to_vec()).unwrap());
+        }
+        values
+    });
+    for v in ["x", "y", "z"] {
+        producer.send("feed", ProducerRecord::new(v)).await.unwrap().await.unwrap();
+    }
+    let values = tokio::time::timeout(brooklet_tests::DEADLINE, reader).await.expect("streamed").unwrap();
+    assert_eq!(values, ["x", "y", "z"]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_errors_are_typed() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    admin.create_topic("t", NewTopic::new(1)).await.unwrap();
+    assert!(matches!(admin.create_topic("t", NewTopic::new(1)).await, Err(Error::TopicExists { .. })));
+    assert!(matches!(admin.describe_topic("nope").await, Err(Error::TopicNotFound { .. })));
+    assert!(matches!(
+        admin.create_topic("bad/name", NewTopic::new(1)).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+
+    let producer = Producer::builder(broker.endpoint()).build().unwrap();
+    let err = producer.send("nope", ProducerRecord::new("v")).await.unwrap_err();
+    assert!(matches!(err, Error::TopicNotFound { .. }), "{err}");
+    let oversized = ProducerRecord::new(vec![0u8; (1 << 20) + 1]);
+    let err = producer.send("t", oversized).await.unwrap().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert!(err.to_string().contains("1048576"), "{err}");
+    broker.shutdown().await;
+
+    // A stopped broker: calls fail as unavailable within their deadline.
+    let admin = Admin::builder(broker_endpoint_gone().await)
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let err = admin.list_topics().await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. } | Error::Timeout { .. }), "{err}");
+}
+
+/// An endpoint where nothing listens: a broker that was started and stopped.
+async fn broker_endpoint_gone() -> String {
+    let broker = TestBroker::start().await;
+    let endpoint = broker.endpoint();
+    broker.shutdown().await;
+    endpoint
+}
