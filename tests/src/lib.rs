@@ -166,3 +166,9 @@ pub fn brooklet_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// The README's Rust snippets, compiled as doc-tests so they cannot drift
+/// from the crates' APIs.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
