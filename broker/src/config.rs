@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::group::GroupConfig;
 use crate::storage::{HEADER_LEN, MAX_STORED_BATCH_BYTES};
 
 /// The largest `max_record_bytes` the storage layout allows: one record must
@@ -23,6 +24,8 @@ pub struct Config {
     pub limits: Limits,
     /// sled's page cache, in bytes.
     pub cache_capacity_bytes: u64,
+    /// Consumer-group heartbeats and sessions.
+    pub groups: GroupConfig,
 }
 
 /// Limits applied to every request.
@@ -52,7 +55,12 @@ impl Default for Limits {
 impl Config {
     /// A configuration with default limits storing its data in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config { data_dir: data_dir.into(), limits: Limits::default(), cache_capacity_bytes: 256 << 20 }
+        Config {
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+            cache_capacity_bytes: 256 << 20,
+            groups: GroupConfig::default(),
+        }
     }
 
     /// Checks every value against its accepted range.
@@ -78,6 +86,24 @@ impl Config {
                     l.max_request_bytes, l.max_record_bytes
                 ),
             ));
+        }
+        let g = &self.groups;
+        if g.min_session_timeout.is_zero()
+            || g.min_session_timeout > g.default_session_timeout
+            || g.default_session_timeout > g.max_session_timeout
+        {
+            return Err(Error::invalid(
+                "group session timeouts",
+                format!(
+                    "need 0 < min ({} ms) <= default ({} ms) <= max ({} ms)",
+                    g.min_session_timeout.as_millis(),
+                    g.default_session_timeout.as_millis(),
+                    g.max_session_timeout.as_millis()
+                ),
+            ));
+        }
+        if g.heartbeat_interval.is_zero() {
+            return Err(Error::invalid("group heartbeat interval", "must be above 0"));
         }
         Ok(())
     }

@@ -46,6 +46,20 @@ pub enum Error {
         /// Next offset to be written.
         high_watermark: u64,
     },
+    /// The group has neither live members nor committed offsets.
+    #[error("group `{group}` does not exist")]
+    GroupNotFound {
+        /// Group id.
+        group: String,
+    },
+    /// The request is valid but the system is not in a state to accept it
+    /// (a fenced member, a partition the member does not own, a group with
+    /// live members).
+    #[error("{reason}")]
+    FailedPrecondition {
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,

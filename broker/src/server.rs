@@ -7,14 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use brooklet_proto::v1 as pb;
-use tokio::net::TcpListener;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 
 use crate::config::Config;
+use crate::group::Groups;
 use crate::grpc::Services;
 use crate::log::Log;
 use crate::storage::{Storage, StorageConfig};
@@ -41,7 +43,12 @@ pub async fn run(
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
 
     let stop = CancellationToken::new();
-    let services = Services::new(log.clone(), stop.clone(), tasks.clone());
+    let groups = Groups::new(log.clone(), config.groups.clone());
+    // Sessions are checked often enough that a member is removed within a
+    // quarter of the shortest session timeout after it ends.
+    let expiry_every = (config.groups.min_session_timeout / 4).min(Duration::from_millis(250));
+    groups.spawn_expiry(expiry_every, stop.clone(), &tasks);
+    let services = Services::new(log.clone(), groups, stop.clone(), tasks.clone());
     let max_msg = config.limits.max_request_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -55,7 +62,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let incoming = TcpListenerStream::new(listener);
+    let incoming = Box::pin(accept_loop(listener));
     let signal = {
         let stop = stop.clone();
         async move {
@@ -66,7 +73,6 @@ pub async fn run(
         }
     };
     Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -94,6 +100,31 @@ pub async fn run(
     tasks.wait().await;
     tracing::info!("brooklet stopped; storage flushed and closed");
     Ok(())
+}
+
+/// Accepted connections. An accept error (such as running out of file
+/// descriptors) is logged and retried shortly instead of ending the server.
+///
+/// Responses are small writes; without TCP_NODELAY on accepted sockets,
+/// Nagle's algorithm meets the peer's delayed ACK and a response can sit for
+/// 40 ms. (`Server::tcp_nodelay` covers only listeners tonic binds itself.)
+fn accept_loop(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((conn, peer)) => {
+                    if let Err(e) = conn.set_nodelay(true) {
+                        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+                    }
+                    return Some((Ok(conn), listener));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
 }
 
 /// A real broker running inside this process on 127.0.0.1, port 0, with a

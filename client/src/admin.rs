@@ -284,6 +284,10 @@ impl Admin {
                     metadata: o.metadata.clone(),
                 })
                 .collect(),
+            // An outside commit: the broker accepts it only while the group
+            // has no live members.
+            member_id: String::new(),
+            member_epoch: 0,
         };
         self.conn
             .call(opts, request, |req| {

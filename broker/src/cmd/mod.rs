@@ -194,6 +194,18 @@ pub struct ServeArgs {
     /// Storage cache size in MiB.
     #[arg(long, env = "BROOKLET_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
+    /// How often settled consumer-group members heartbeat, in ms.
+    #[arg(long, env = "BROOKLET_GROUP_HEARTBEAT_MS", default_value_t = 3000)]
+    pub group_heartbeat_ms: u64,
+    /// Session timeout of a group member that asks for none, in ms.
+    #[arg(long, env = "BROOKLET_GROUP_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub group_session_timeout_ms: u64,
+    /// Shortest session timeout a member may ask for, in ms.
+    #[arg(long, env = "BROOKLET_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 1000)]
+    pub group_min_session_timeout_ms: u64,
+    /// Longest session timeout a member may ask for, in ms.
+    #[arg(long, env = "BROOKLET_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 300_000)]
+    pub group_max_session_timeout_ms: u64,
 }
 
 /// Logs go to stderr so that `consume` can print records on stdout.

@@ -1,6 +1,9 @@
 //! `brooklet serve`: bind, run until SIGINT or SIGTERM, shut down gracefully.
 
 use anyhow::Context;
+use std::time::Duration;
+
+use brooklet_broker::group::GroupConfig;
 use brooklet_broker::{Config, Limits};
 use tokio::net::TcpListener;
 
@@ -15,6 +18,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),
+        groups: GroupConfig {
+            heartbeat_interval: Duration::from_millis(args.group_heartbeat_ms),
+            default_session_timeout: Duration::from_millis(args.group_session_timeout_ms),
+            min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
+        },
     };
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)

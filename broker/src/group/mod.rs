@@ -1,10 +1,27 @@
-//! Consumer groups: committed offsets per (group, topic, partition).
+//! Consumer groups: membership and assignment by the broker (`coordinator`,
+//! `assignor`), and committed offsets per (group, topic, partition).
 //!
+//! Membership lives in memory and is rebuilt by heartbeats after a restart;
+//! committed offsets are stored and synced before a commit is answered.
 //! Commits are validated against the log (the topic exists, the partition is
-//! in range, the offset is not past the high watermark) and stored all or
-//! none. Never touches sled directly: see `storage`.
+//! in range, the offset is not past the high watermark) and against the
+//! membership (a member commits only what it owns). Never touches sled
+//! directly: see `storage`.
 
+mod assignor;
+mod coordinator;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use assignor::TopicPartition;
+use coordinator::Coordinator;
+pub use coordinator::{GroupConfig, GroupInfo, GroupState, Heartbeat, HeartbeatReply, MemberInfo};
 
 use crate::error::{Error, Result};
 use crate::log::Log;
@@ -15,21 +32,105 @@ pub const MAX_GROUP_ID_BYTES: usize = 255;
 /// Longest commit metadata, in bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
-/// Committed offsets of every group.
+/// A committing member: its id and epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Committer<'a> {
+    /// Member id.
+    pub member_id: &'a str,
+    /// The epoch the member last received.
+    pub member_epoch: i32,
+}
+
+/// Where `reset_offsets` moves a group's offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetTo {
+    /// Each partition's log start.
+    Earliest,
+    /// Each partition's high watermark.
+    Latest,
+    /// This offset on every partition.
+    Offset(u64),
+    /// The first offset at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// One partition's position and lag for a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The committed offset, if any.
+    pub committed: Option<u64>,
+    /// The partition's high watermark.
+    pub high_watermark: u64,
+    /// Records between the committed offset (or the log start) and the high
+    /// watermark.
+    pub lag: u64,
+    /// The member that owns the partition, if any.
+    pub owner: Option<String>,
+}
+
+/// A group as DescribeGroup shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Membership.
+    pub info: GroupInfo,
+    /// Positions and lag, by topic and partition.
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// Consumer groups over a log.
 #[derive(Debug, Clone)]
 pub struct Groups {
     log: Arc<Log>,
+    /// In-memory membership. A lock, not an actor: every operation on it is
+    /// short and synchronous, and it is never held across an `.await`.
+    coordinator: Arc<Mutex<Coordinator>>,
 }
 
 impl Groups {
     /// Groups over `log`.
-    pub fn new(log: Arc<Log>) -> Groups {
-        Groups { log }
+    pub fn new(log: Arc<Log>, config: GroupConfig) -> Groups {
+        Groups { log, coordinator: Arc::new(Mutex::new(Coordinator::new(config))) }
+    }
+
+    /// Removes members whose session timed out, every `every`, on `tasks`
+    /// until `stop` is cancelled.
+    pub fn spawn_expiry(&self, every: Duration, stop: CancellationToken, tasks: &TaskTracker) {
+        let groups = self.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        let log = &groups.log;
+                        groups.coordinator.lock().expire(Instant::now(), |t| log.partition_count(t));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Handles a member's heartbeat.
+    pub fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
+        validate_group(&hb.group)?;
+        let log = &self.log;
+        self.coordinator.lock().heartbeat(hb, Instant::now(), |t| log.partition_count(t))
     }
 
     /// Stores `offsets` for `group`, all or none; they are on disk when this
-    /// returns.
-    pub async fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
+    /// returns. With a `committer`, it must be a current member owning every
+    /// partition; without, the group must have no live members.
+    pub async fn commit(
+        &self,
+        group: &str,
+        committer: Option<Committer<'_>>,
+        offsets: &[CommittedOffset],
+    ) -> Result<()> {
         validate_group(group)?;
         for (i, o) in offsets.iter().enumerate() {
             let state = self.log.partition_state(&o.topic, o.partition).map_err(|e| match e {
@@ -54,6 +155,11 @@ impl Groups {
                 ));
             }
         }
+        self.coordinator.lock().check_commit(
+            group,
+            committer.map(|c| (c.member_id, c.member_epoch)),
+            offsets.iter().map(|o| (o.topic.as_str(), o.partition)),
+        )?;
         self.log.storage().commit_offsets(group, offsets)?;
         self.log.sync().await
     }
@@ -62,6 +168,123 @@ impl Groups {
     pub fn committed(&self, group: &str, topic: Option<&str>) -> Result<Vec<CommittedOffset>> {
         validate_group(group)?;
         Ok(self.log.storage().committed_offsets(group, topic)?)
+    }
+
+    /// Every group with live members or committed offsets: its state and
+    /// member count.
+    pub fn list(&self) -> Result<Vec<(String, GroupState, usize)>> {
+        let mut groups: BTreeMap<String, (GroupState, usize)> = self
+            .coordinator
+            .lock()
+            .list()
+            .into_iter()
+            .map(|(name, state, members)| (name, (state, members)))
+            .collect();
+        for name in self.log.storage().groups_with_offsets()? {
+            groups.entry(name).or_insert((GroupState::Empty, 0));
+        }
+        Ok(groups.into_iter().map(|(name, (state, members))| (name, state, members)).collect())
+    }
+
+    /// A group's members and, per partition it subscribes to or committed
+    /// for, its committed offset, the high watermark and the lag.
+    pub fn describe(&self, group: &str) -> Result<GroupDescription> {
+        validate_group(group)?;
+        let info = self.coordinator.lock().describe(group);
+        let committed = self.log.storage().committed_offsets(group, None)?;
+        if info.members.is_empty() && committed.is_empty() {
+            return Err(Error::GroupNotFound { group: group.to_owned() });
+        }
+        let mut committed_at: BTreeMap<TopicPartition, u64> =
+            committed.into_iter().map(|c| ((c.topic, c.partition), c.offset)).collect();
+        let mut owners: BTreeMap<TopicPartition, String> = BTreeMap::new();
+        let mut topics: BTreeSet<String> = committed_at.keys().map(|(t, _)| t.clone()).collect();
+        for m in &info.members {
+            topics.extend(m.topics.iter().cloned());
+            for tp in &m.assignment {
+                owners.insert(tp.clone(), m.member_id.clone());
+            }
+        }
+        let mut partitions = Vec::new();
+        for topic in topics {
+            // A topic deleted since the group used it has nothing to show.
+            let Ok((_, states)) = self.log.describe_topic(&topic) else { continue };
+            for s in states {
+                let tp = (topic.clone(), s.partition);
+                let committed = committed_at.remove(&tp);
+                let from = committed.unwrap_or(s.log_start).max(s.log_start);
+                partitions.push(PartitionLag {
+                    owner: owners.remove(&tp),
+                    topic: topic.clone(),
+                    partition: s.partition,
+                    committed,
+                    high_watermark: s.high_watermark,
+                    lag: s.high_watermark.saturating_sub(from),
+                });
+            }
+        }
+        Ok(GroupDescription { info, partitions })
+    }
+
+    /// Deletes a group's committed offsets. Refused while it has members.
+    pub async fn delete(&self, group: &str) -> Result<()> {
+        validate_group(group)?;
+        self.require_empty(group, "deleted")?;
+        if !self.log.storage().delete_group(group)? {
+            return Err(Error::GroupNotFound { group: group.to_owned() });
+        }
+        self.log.sync().await
+    }
+
+    /// Moves a group's committed offsets for every partition of `topic`.
+    /// Refused while the group has members.
+    pub async fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<CommittedOffset>> {
+        validate_group(group)?;
+        self.require_empty(group, "reset")?;
+        let (_, states) = self.log.describe_topic(topic)?;
+        let by_time = match to {
+            ResetTo::Timestamp(ts) => self.log.offsets_for_time(topic, &[], ts)?,
+            _ => Vec::new(),
+        };
+        let mut offsets = Vec::with_capacity(states.len());
+        for s in &states {
+            let offset = match to {
+                ResetTo::Earliest => s.log_start,
+                ResetTo::Latest => s.high_watermark,
+                ResetTo::Offset(o) if o < s.log_start || o > s.high_watermark => {
+                    return Err(Error::OffsetOutOfRange {
+                        topic: topic.to_owned(),
+                        partition: s.partition,
+                        offset: o,
+                        log_start: s.log_start,
+                        high_watermark: s.high_watermark,
+                    });
+                }
+                ResetTo::Offset(o) => o,
+                ResetTo::Timestamp(_) => by_time[s.partition as usize].offset,
+            };
+            offsets.push(CommittedOffset {
+                topic: topic.to_owned(),
+                partition: s.partition,
+                offset,
+                metadata: None,
+            });
+        }
+        self.commit(group, None, &offsets).await?;
+        Ok(offsets)
+    }
+
+    fn require_empty(&self, group: &str, what: &str) -> Result<()> {
+        let info = self.coordinator.lock().describe(group);
+        if info.members.is_empty() {
+            return Ok(());
+        }
+        Err(Error::FailedPrecondition {
+            reason: format!(
+                "group `{group}` has {} live members; it can be {what} only when they have left",
+                info.members.len()
+            ),
+        })
     }
 }
 

@@ -2,7 +2,9 @@
 
 use brooklet_proto::v1 as pb;
 
-use crate::group::CommittedOffset;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::group::{CommittedOffset, GroupDescription, GroupState, TopicPartition};
 use crate::log::{NewRecord, PartitionState, TopicInfo};
 use crate::record::{Batch, Header, Record};
 
@@ -57,6 +59,64 @@ pub(super) fn committed_offset(o: pb::PartitionOffset) -> CommittedOffset {
 
 pub(super) fn partition_offset(o: CommittedOffset) -> pb::PartitionOffset {
     pb::PartitionOffset { topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata }
+}
+
+pub(super) fn topic_partitions_in(tps: Vec<pb::TopicPartitions>) -> BTreeSet<TopicPartition> {
+    tps.into_iter().flat_map(|tp| tp.partitions.into_iter().map(move |p| (tp.topic.clone(), p))).collect()
+}
+
+pub(super) fn topic_partitions_out<'a>(
+    tps: impl IntoIterator<Item = &'a TopicPartition>,
+) -> Vec<pb::TopicPartitions> {
+    let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (topic, partition) in tps {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    by_topic
+        .into_iter()
+        .map(|(topic, partitions)| pb::TopicPartitions { topic: topic.to_owned(), partitions })
+        .collect()
+}
+
+pub(super) fn group_state(state: GroupState) -> pb::GroupState {
+    match state {
+        GroupState::Empty => pb::GroupState::Empty,
+        GroupState::Stable => pb::GroupState::Stable,
+        GroupState::Reconciling => pb::GroupState::Reconciling,
+    }
+}
+
+pub(super) fn group_description(group: String, d: GroupDescription) -> pb::DescribeGroupResponse {
+    pb::DescribeGroupResponse {
+        group,
+        state: group_state(d.info.state).into(),
+        group_epoch: d.info.epoch,
+        members: d
+            .info
+            .members
+            .into_iter()
+            .map(|m| pb::GroupMember {
+                assignment: topic_partitions_out(&m.assignment),
+                member_id: m.member_id,
+                client_id: m.client_id,
+                host: m.host,
+                member_epoch: m.member_epoch,
+                topics: m.topics.into_iter().collect(),
+            })
+            .collect(),
+        partitions: d
+            .partitions
+            .into_iter()
+            .map(|p| pb::PartitionLag {
+                topic: p.topic,
+                partition: p.partition,
+                committed_offset: p.committed,
+                high_watermark: p.high_watermark,
+                lag: p.lag,
+                member_id: p.owner.unwrap_or_default(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

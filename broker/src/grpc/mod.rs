@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::group::Groups;
+use crate::group::{Committer, Groups, Heartbeat, ResetTo};
 use crate::log::{Acks, FetchOpts, Log};
 
 /// Default and maximum of `max_bytes` in fetch and subscribe requests.
@@ -42,9 +42,8 @@ pub struct Services {
 }
 
 impl Services {
-    /// Services over `log`, stopped by `shutdown`.
-    pub fn new(log: Arc<Log>, shutdown: CancellationToken, tasks: TaskTracker) -> Services {
-        let groups = Groups::new(log.clone());
+    /// Services over `log` and `groups`, stopped by `shutdown`.
+    pub fn new(log: Arc<Log>, groups: Groups, shutdown: CancellationToken, tasks: TaskTracker) -> Services {
         Services { log, groups, shutdown, tasks }
     }
 
@@ -146,6 +145,23 @@ impl pb::consumer_service_server::ConsumerService for Services {
 
     type SubscribeStream = SubscribeStream;
 
+    async fn list_offsets(
+        &self,
+        request: Request<pb::ListOffsetsRequest>,
+    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        let req = request.into_inner();
+        let found = self.log.offsets_for_time(&req.topic, &req.partitions, req.timestamp_ms)?;
+        let offsets = found
+            .into_iter()
+            .map(|f| pb::PartitionTimestampOffset {
+                partition: f.partition,
+                offset: f.offset,
+                timestamp_ms: f.timestamp_ms,
+            })
+            .collect();
+        Ok(Response::new(pb::ListOffsetsResponse { offsets }))
+    }
+
     async fn subscribe(
         &self,
         request: Request<pb::SubscribeRequest>,
@@ -207,13 +223,100 @@ impl pb::consumer_service_server::ConsumerService for Services {
 
 #[tonic::async_trait]
 impl pb::group_service_server::GroupService for Services {
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let host = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let req = request.into_inner();
+        let hb = Heartbeat {
+            group: req.group,
+            member_id: req.member_id,
+            member_epoch: req.member_epoch,
+            topics: req.topics,
+            owned: convert::topic_partitions_in(req.owned),
+            client_id: req.client_id,
+            host,
+            session_timeout: (req.session_timeout_ms > 0)
+                .then(|| Duration::from_millis(u64::from(req.session_timeout_ms))),
+        };
+        let reply = self.groups.heartbeat(hb)?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            member_id: reply.member_id,
+            member_epoch: reply.member_epoch,
+            heartbeat_interval_ms: reply.heartbeat_interval.as_millis().min(u128::from(u32::MAX)) as u32,
+            assignment: convert::topic_partitions_out(&reply.assignment),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let groups = self
+            .groups
+            .list()?
+            .into_iter()
+            .map(|(group, state, members)| pb::GroupSummary {
+                group,
+                state: convert::group_state(state).into(),
+                members: members as u32,
+            })
+            .collect();
+        Ok(Response::new(pb::ListGroupsResponse { groups }))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<pb::DescribeGroupRequest>,
+    ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        let group = request.into_inner().group;
+        let d = self.groups.describe(&group)?;
+        Ok(Response::new(convert::group_description(group, d)))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        self.groups.delete(&request.into_inner().group).await?;
+        Ok(Response::new(pb::DeleteGroupResponse {}))
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<pb::ResetOffsetsRequest>,
+    ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
+        use pb::reset_offsets_request::To;
+        let req = request.into_inner();
+        let to = match req.to {
+            Some(To::Earliest(_)) => ResetTo::Earliest,
+            Some(To::Latest(_)) => ResetTo::Latest,
+            Some(To::Offset(o)) => ResetTo::Offset(o),
+            Some(To::TimestampMs(ts)) => ResetTo::Timestamp(ts),
+            None => {
+                return Err(Error::invalid(
+                    "to",
+                    "one of earliest, latest, offset or timestamp_ms is required",
+                )
+                .into());
+            }
+        };
+        let offsets = self.groups.reset_offsets(&req.group, &req.topic, to).await?;
+        Ok(Response::new(pb::ResetOffsetsResponse {
+            offsets: offsets.into_iter().map(convert::partition_offset).collect(),
+        }))
+    }
+
     async fn commit_offsets(
         &self,
         request: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
         let req = request.into_inner();
         let offsets: Vec<_> = req.offsets.into_iter().map(convert::committed_offset).collect();
-        self.groups.commit(&req.group, &offsets).await?;
+        let committer = (!req.member_id.is_empty())
+            .then_some(Committer { member_id: &req.member_id, member_epoch: req.member_epoch });
+        self.groups.commit(&req.group, committer, &offsets).await?;
         Ok(Response::new(pb::CommitOffsetsResponse {}))
     }
 

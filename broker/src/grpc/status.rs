@@ -10,7 +10,8 @@ impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let code = match &err {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::TopicNotFound { .. } => Code::NotFound,
+            Error::TopicNotFound { .. } | Error::GroupNotFound { .. } => Code::NotFound,
+            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::TopicExists { .. } => Code::AlreadyExists,
             Error::OffsetOutOfRange { .. } => Code::OutOfRange,
             Error::ShuttingDown => Code::Unavailable,

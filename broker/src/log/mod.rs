@@ -26,7 +26,8 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::record::{Batch, Header, Record};
 use crate::storage::{
-    EncodedBatch, GroupCommit, HEADER_LEN, MAX_STORED_BATCH_BYTES, Storage, TopicMeta, TopicStore,
+    EncodedBatch, GroupCommit, HEADER_LEN, MAX_STORED_BATCH_BYTES, Storage, TIME_INDEX_INTERVAL,
+    TimeIndexEntry, TopicMeta, TopicStore,
 };
 
 pub use topic_config::TopicConfig;
@@ -137,10 +138,10 @@ struct Topic {
 
 #[derive(Debug)]
 struct Partition {
-    /// The next offset to assign. The lock serialises appends to the
-    /// partition; it is held across the (synchronous) storage write so that
-    /// batches are stored in offset order, and never across an `.await`.
-    next_offset: Mutex<u64>,
+    /// The lock serialises appends to the partition; it is held across the
+    /// (synchronous) storage write so that batches are stored in offset
+    /// order, and never across an `.await`.
+    writer: Mutex<Writer>,
     /// Published after each append; readers never read past it.
     high_watermark: watch::Sender<u64>,
     log_start: AtomicU64,
@@ -157,7 +158,8 @@ impl Log {
             let mut partitions = Vec::with_capacity(meta.partitions as usize);
             for p in 0..meta.partitions {
                 let bounds = store.bounds(p)?;
-                partitions.push(Partition::new(bounds.log_start, bounds.next_offset));
+                let writer = recover_time_index(&store, p, bounds.next_offset)?;
+                partitions.push(Partition::new(bounds.log_start, writer));
             }
             let config = TopicConfig::parse(&meta.config, &limits)?;
             tracing::debug!(topic = %meta.name, partitions = meta.partitions, "opened topic");
@@ -211,7 +213,7 @@ impl Log {
         let meta =
             TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4().to_string(), partitions, config };
         let store = self.storage.create_topic(&meta)?;
-        let parts = (0..partitions).map(|_| Partition::new(0, 0)).collect();
+        let parts = (0..partitions).map(|_| Partition::new(0, Writer::default())).collect();
         let topic = Arc::new(Topic::new(meta, parsed, store, parts));
         let info = topic.info();
         topics.insert(name.to_owned(), topic);
@@ -255,6 +257,11 @@ impl Log {
     pub fn partition_state(&self, topic: &str, partition: u32) -> Result<PartitionState> {
         let t = self.topic(topic)?;
         Ok(t.partition(partition, "partition")?.state(partition))
+    }
+
+    /// A topic's partition count, or `None` if it does not exist.
+    pub fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.topics.read().get(topic).map(|t| t.meta.partitions)
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
@@ -377,6 +384,52 @@ impl Log {
     }
 }
 
+/// The answer to a lookup by time for one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeOffset {
+    /// Partition.
+    pub partition: u32,
+    /// The earliest offset whose timestamp is at or after the time, or the
+    /// high watermark when there is none.
+    pub offset: u64,
+    /// That record's timestamp, when there is one.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Log {
+    /// For each partition (all when `partitions` is empty), the earliest
+    /// offset whose record timestamp is at least `timestamp_ms`. Reads one
+    /// time-index entry and at most an index interval of batches.
+    pub fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+        timestamp_ms: i64,
+    ) -> Result<Vec<TimeOffset>> {
+        let t = self.topic(topic)?;
+        let all: Vec<u32>;
+        let partitions = if partitions.is_empty() {
+            all = (0..t.meta.partitions).collect();
+            &all
+        } else {
+            partitions
+        };
+        let mut out = Vec::with_capacity(partitions.len());
+        for (i, &p) in partitions.iter().enumerate() {
+            let state = t.partition(p, &format!("partitions[{i}]"))?.state(p);
+            let floor = t.store.time_index_floor(p, timestamp_ms)?.map_or(0, |e| e.next_offset);
+            let from = floor.max(state.log_start);
+            let found = t.store.find_by_time(p, from, state.high_watermark, timestamp_ms)?;
+            out.push(TimeOffset {
+                partition: p,
+                offset: found.map_or(state.high_watermark, |(o, _)| o),
+                timestamp_ms: found.map(|(_, ts)| ts),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// Most headers one record may carry.
 pub const MAX_HEADERS: usize = 1024;
 
@@ -456,10 +509,38 @@ impl Topic {
     }
 }
 
+/// What appending to a partition needs to know.
+#[derive(Debug, Default)]
+struct Writer {
+    /// The next offset to assign.
+    next_offset: u64,
+    /// The largest record timestamp in the partition.
+    max_timestamp_ms: i64,
+    /// Batch bytes written since the last time-index entry.
+    unindexed_bytes: u64,
+}
+
+/// Where the time index left off for a partition: its running maximum and
+/// the bytes written since its last entry.
+fn recover_time_index(store: &TopicStore, partition: u32, next_offset: u64) -> Result<Writer> {
+    let last = store.last_time_index(partition)?;
+    let (mut max_timestamp_ms, from) = last.map_or((0, 0), |e| (e.max_timestamp_ms, e.next_offset));
+    let mut unindexed_bytes = 0;
+    // At most one index interval of batches follows the last entry.
+    for (header, len) in store.headers(partition, from, next_offset)? {
+        if header.next_offset() > from {
+            max_timestamp_ms = max_timestamp_ms.max(header.max_timestamp_ms);
+            unindexed_bytes += len as u64;
+        }
+    }
+    Ok(Writer { next_offset, max_timestamp_ms, unindexed_bytes })
+}
+
 impl Partition {
-    fn new(log_start: u64, next_offset: u64) -> Partition {
+    fn new(log_start: u64, writer: Writer) -> Partition {
+        let next_offset = writer.next_offset;
         Partition {
-            next_offset: Mutex::new(next_offset),
+            writer: Mutex::new(writer),
             high_watermark: watch::Sender::new(next_offset),
             log_start: AtomicU64::new(log_start),
         }
@@ -475,11 +556,22 @@ impl Partition {
 
     fn append(&self, store: &TopicStore, partition: u32, parts: Vec<EncodedBatch>) -> Result<u64> {
         let count: u64 = parts.iter().map(|p| u64::from(p.record_count())).sum();
-        let mut next = self.next_offset.lock();
-        let base = *next;
-        store.append(partition, base, parts)?;
-        *next = base + count;
-        self.high_watermark.send_replace(*next);
+        let bytes: u64 = parts.iter().map(|p| p.stored_len() as u64).sum();
+        let max_ts = parts.iter().map(EncodedBatch::max_timestamp_ms).max().unwrap_or(0);
+        let mut w = self.writer.lock();
+        let base = w.next_offset;
+        let next = base + count;
+        // Index the batch if it raises the running maximum and an interval
+        // of bytes has passed since the last entry (or there is none yet).
+        let raises = max_ts > w.max_timestamp_ms || base == 0;
+        let due = w.unindexed_bytes + bytes >= TIME_INDEX_INTERVAL || base == 0;
+        let max_timestamp_ms = w.max_timestamp_ms.max(max_ts);
+        let index = (raises && due).then_some(TimeIndexEntry { max_timestamp_ms, next_offset: next });
+        store.append(partition, base, parts, index)?;
+        w.next_offset = next;
+        w.max_timestamp_ms = max_timestamp_ms;
+        w.unindexed_bytes = if index.is_some() { 0 } else { w.unindexed_bytes + bytes };
+        self.high_watermark.send_replace(next);
         Ok(base)
     }
 }

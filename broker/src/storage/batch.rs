@@ -87,6 +87,11 @@ impl EncodedBatch {
         self.record_count
     }
 
+    /// The largest record timestamp.
+    pub fn max_timestamp_ms(&self) -> i64 {
+        i64::from_be_bytes(self.buf[21..29].try_into().expect("eight header bytes"))
+    }
+
     /// Stored size in bytes.
     pub fn stored_len(&self) -> usize {
         self.buf.len()

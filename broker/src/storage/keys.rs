@@ -24,15 +24,34 @@ pub(super) fn parse_batch(key: &[u8]) -> Option<(u32, u64)> {
     Some((partition, base))
 }
 
+/// Key of a time-index entry: partition, then the running maximum
+/// timestamp (never negative, so its unsigned big-endian bytes sort as
+/// numbers).
+pub(super) fn time_index(partition: u32, max_timestamp_ms: i64) -> [u8; 12] {
+    batch(partition, max_timestamp_ms.max(0) as u64)
+}
+
+/// Decodes a time-index key into (partition, running max timestamp).
+pub(super) fn parse_time_index(key: &[u8]) -> Option<(u32, i64)> {
+    parse_batch(key).map(|(p, ts)| (p, i64::try_from(ts).unwrap_or(i64::MAX)))
+}
+
+/// Name of the sled tree holding one topic's sparse time index.
+pub(super) fn time_index_tree(topic_id: &str) -> Vec<u8> {
+    format!("tindex/{topic_id}").into_bytes()
+}
+
 /// Name of the sled tree holding one topic's batches: by topic id, so a topic
 /// re-created under the same name starts from an empty tree.
 pub(super) fn topic_tree(topic_id: &str) -> Vec<u8> {
     format!("topic/{topic_id}").into_bytes()
 }
 
-/// The topic id of a topic tree's name, or `None` for other trees.
+/// The topic id of a topic's batch or time-index tree name, or `None` for
+/// other trees.
 pub(super) fn parse_topic_tree(name: &[u8]) -> Option<&str> {
-    std::str::from_utf8(name).ok()?.strip_prefix("topic/")
+    let name = std::str::from_utf8(name).ok()?;
+    name.strip_prefix("topic/").or_else(|| name.strip_prefix("tindex/"))
 }
 
 /// Prefix of all committed offsets of `group` (length-prefixed, so group

@@ -68,6 +68,16 @@ pub enum StorageError {
     },
 }
 
+fn index_entry((key, value): (sled::IVec, sled::IVec)) -> Result<TimeIndexEntry, StorageError> {
+    let bad = || StorageError::Sled {
+        op: "read time index",
+        source: sled::Error::Unsupported("malformed time-index entry".into()),
+    };
+    let (_, max_timestamp_ms) = keys::parse_time_index(&key).ok_or_else(bad)?;
+    let next_offset = u64::from_be_bytes(value.as_ref().try_into().map_err(|_| bad())?);
+    Ok(TimeIndexEntry { max_timestamp_ms, next_offset })
+}
+
 fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StorageError {
     move |source| StorageError::Sled { op, source }
 }
@@ -142,11 +152,31 @@ pub struct Storage {
     log_file: Arc<File>,
 }
 
-/// One topic's batches.
+/// One topic's batches and its sparse time index.
+///
+/// The time index maps, per partition, a running maximum record timestamp to
+/// the offset after the batch that reached it: every record before that
+/// offset is no newer than the timestamp. Entries are written at most every
+/// `TIME_INDEX_INTERVAL` bytes of batches, so a lookup reads one entry and
+/// then at most that many bytes.
 #[derive(Clone, Debug)]
 pub struct TopicStore {
     name: String,
     tree: sled::Tree,
+    index: sled::Tree,
+}
+
+/// Bytes of batches between two time-index entries of a partition.
+pub const TIME_INDEX_INTERVAL: u64 = 256 << 10;
+
+/// A time-index entry: every record before `next_offset` has a timestamp of
+/// at most `max_timestamp_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeIndexEntry {
+    /// Running maximum timestamp.
+    pub max_timestamp_ms: i64,
+    /// The offset after the batch that the entry was written for.
+    pub next_offset: u64,
 }
 
 impl Storage {
@@ -197,10 +227,12 @@ impl Storage {
             .collect()
     }
 
-    /// Opens the batch tree of a topic (created empty if new).
+    /// Opens the batch and time-index trees of a topic (created empty if new).
     pub fn topic_store(&self, meta: &TopicMeta) -> Result<TopicStore, StorageError> {
         let tree = self.db.open_tree(keys::topic_tree(&meta.id)).map_err(sled_err("open topic tree"))?;
-        Ok(TopicStore { name: meta.name.clone(), tree })
+        let index =
+            self.db.open_tree(keys::time_index_tree(&meta.id)).map_err(sled_err("open time index tree"))?;
+        Ok(TopicStore { name: meta.name.clone(), tree, index })
     }
 
     /// Creates a topic: its tree first, then its metadata, so a crash between
@@ -227,6 +259,7 @@ impl Storage {
         self.offsets.apply_batch(batch).map_err(sled_err("remove committed offsets"))?;
         self.topics.remove(meta.name.as_bytes()).map_err(sled_err("remove topic metadata"))?;
         self.db.drop_tree(keys::topic_tree(&meta.id)).map_err(sled_err("drop topic tree"))?;
+        self.db.drop_tree(keys::time_index_tree(&meta.id)).map_err(sled_err("drop time index tree"))?;
         Ok(())
     }
 
@@ -263,6 +296,32 @@ impl Storage {
         Ok(out)
     }
 
+    /// Every group with at least one committed offset.
+    pub fn groups_with_offsets(&self) -> Result<Vec<String>, StorageError> {
+        let mut groups: Vec<String> = Vec::new();
+        for entry in self.offsets.iter().keys() {
+            let key = entry.map_err(sled_err("read offsets"))?;
+            if let Some((group, _, _)) =
+                keys::parse_committed_offset(&key).filter(|(g, _, _)| groups.last() != Some(g))
+            {
+                groups.push(group);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Deletes every committed offset of `group`; false if it had none.
+    pub fn delete_group(&self, group: &str) -> Result<bool, StorageError> {
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for entry in self.offsets.scan_prefix(keys::group_prefix(group)).keys() {
+            batch.remove(entry.map_err(sled_err("read offsets"))?);
+            any = true;
+        }
+        self.offsets.apply_batch(batch).map_err(sled_err("delete group offsets"))?;
+        Ok(any)
+    }
+
     /// Writes every dirty buffer to the database file and `fdatasync`s it.
     pub fn sync(&self) -> Result<(), StorageError> {
         self.db.flush().map_err(sled_err("flush"))?;
@@ -281,28 +340,121 @@ impl TopicStore {
     /// Stores one batch (one or more values) of `partition` at `base_offset`.
     /// Batches over `MAX_STORED_BATCH_BYTES` arrive as several parts; they are
     /// written in one atomic sled batch so a crash keeps all or none.
+    ///
+    /// `index` is a time-index entry to write after the batch. Written after
+    /// it and not atomically with it: a crash in between only loses an
+    /// entry, which makes a later lookup scan a little further.
     pub fn append(
         &self,
         partition: u32,
         base_offset: u64,
         parts: Vec<EncodedBatch>,
+        index: Option<TimeIndexEntry>,
     ) -> Result<(), StorageError> {
         let mut base = base_offset;
         if parts.len() == 1 {
             let part = parts.into_iter().next().expect("one part");
-            return self
-                .tree
+            self.tree
                 .insert(keys::batch(partition, base), part.into_value(base))
-                .map(drop)
-                .map_err(sled_err("append batch"));
+                .map_err(sled_err("append batch"))?;
+        } else {
+            let mut batch = sled::Batch::default();
+            for part in parts {
+                let next = base + u64::from(part.record_count());
+                batch.insert(&keys::batch(partition, base), part.into_value(base));
+                base = next;
+            }
+            self.tree.apply_batch(batch).map_err(sled_err("append split batch"))?;
         }
-        let mut batch = sled::Batch::default();
-        for part in parts {
-            let next = base + u64::from(part.record_count());
-            batch.insert(&keys::batch(partition, base), part.into_value(base));
-            base = next;
+        if let Some(entry) = index {
+            self.index
+                .insert(keys::time_index(partition, entry.max_timestamp_ms), &entry.next_offset.to_be_bytes())
+                .map_err(sled_err("write time index"))?;
         }
-        self.tree.apply_batch(batch).map_err(sled_err("append split batch"))
+        Ok(())
+    }
+
+    /// The partition's last time-index entry.
+    pub fn last_time_index(&self, partition: u32) -> Result<Option<TimeIndexEntry>, StorageError> {
+        let range = keys::time_index(partition, 0).to_vec()..keys::partition_end(partition);
+        let last = self.index.range(range).next_back().transpose().map_err(sled_err("read time index"))?;
+        last.map(index_entry).transpose()
+    }
+
+    /// The last time-index entry whose running maximum is below
+    /// `timestamp_ms`: every record before its offset is older than that.
+    pub fn time_index_floor(
+        &self,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimeIndexEntry>, StorageError> {
+        let range = keys::time_index(partition, 0)..keys::time_index(partition, timestamp_ms);
+        let last = self.index.range(range).next_back().transpose().map_err(sled_err("read time index"))?;
+        last.map(index_entry).transpose()
+    }
+
+    /// Headers of the batches holding offsets in `[from, until)`, in order,
+    /// with each batch's stored size.
+    pub fn headers(
+        &self,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> Result<Vec<(BatchHeader, usize)>, StorageError> {
+        let mut out = Vec::new();
+        for entry in self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until)) {
+            let (key, value) = entry.map_err(sled_err("read batch"))?;
+            let (_, base) = keys::parse_batch(&key).unwrap_or_default();
+            let header =
+                batch::read_header(&value).map_err(|source| self.corrupt(partition, base, source))?;
+            out.push((header, value.len()));
+        }
+        Ok(out)
+    }
+
+    /// The first record at or after offset `from` (and before `until`) whose
+    /// timestamp is at least `timestamp_ms`: its offset and timestamp.
+    pub fn find_by_time(
+        &self,
+        partition: u32,
+        from: u64,
+        until: u64,
+        timestamp_ms: i64,
+    ) -> Result<Option<(u64, i64)>, StorageError> {
+        for entry in self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until)) {
+            let (key, value) = entry.map_err(sled_err("read batch"))?;
+            let (_, base) = keys::parse_batch(&key).unwrap_or_default();
+            let header =
+                batch::read_header(&value).map_err(|source| self.corrupt(partition, base, source))?;
+            // Most batches are skipped on their header alone.
+            if header.max_timestamp_ms < timestamp_ms {
+                continue;
+            }
+            let (_, records) = batch::decode(Bytes::copy_from_slice(&value))
+                .map_err(|source| self.corrupt(partition, base, source))?;
+            let found = records
+                .iter()
+                .map(|r| (header.base_offset + u64::from(r.offset_delta), r.timestamp_ms))
+                .find(|(offset, ts)| *offset >= from && *offset < until && *ts >= timestamp_ms);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key of the batch holding `offset` (the last batch whose base is
+    /// at or below it), or of `offset` itself when no batch starts before it.
+    fn batch_start(&self, partition: u32, offset: u64) -> Result<sled::IVec, StorageError> {
+        match self.tree.range(keys::batch(partition, 0)..=keys::batch(partition, offset)).next_back() {
+            Some(entry) => Ok(entry.map_err(sled_err("read batch"))?.0),
+            None => Ok(keys::batch(partition, offset).to_vec().into()),
+        }
+    }
+
+    /// The first key past the batches that start before `until`.
+    fn batch_end(&self, partition: u32, until: u64) -> sled::IVec {
+        sled::IVec::from(&keys::batch(partition, until)[..])
     }
 
     /// Reads the partition's bounds from its first and last stored batches.
@@ -334,15 +486,8 @@ impl TopicStore {
         if from >= until {
             return Ok(out);
         }
-        // The batch holding `from` is the last one whose base is <= `from`.
-        let start =
-            match self.tree.range(keys::batch(partition, 0)..=keys::batch(partition, from)).next_back() {
-                Some(entry) => entry.map_err(sled_err("read batch"))?.0,
-                None => keys::batch(partition, from).to_vec().into(),
-            };
         let mut bytes = 0usize;
-        let end = sled::IVec::from(&keys::batch(partition, until)[..]);
-        for entry in self.tree.range(start..end) {
+        for entry in self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until)) {
             let (key, value) = entry.map_err(sled_err("read batch"))?;
             let (_, base) = keys::parse_batch(&key).unwrap_or_default();
             if !out.is_empty() && bytes + value.len() > max_bytes {

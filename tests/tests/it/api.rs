@@ -271,6 +271,8 @@ async fn restart_keeps_records_topics_and_committed_offsets() {
     broker
         .groups()
         .commit_offsets(pb::CommitOffsetsRequest {
+            member_id: String::new(),
+            member_epoch: 0,
             group: "g".into(),
             offsets: vec![pb::PartitionOffset {
                 topic: "durable".into(),
@@ -476,6 +478,8 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
 
     let mut groups = broker.groups();
     let commit = |group: &str, partition, offset| pb::CommitOffsetsRequest {
+        member_id: String::new(),
+        member_epoch: 0,
         group: group.into(),
         offsets: vec![pb::PartitionOffset { topic: "t".into(), partition, offset, metadata: None }],
     };
@@ -514,6 +518,8 @@ async fn deleting_a_topic_removes_its_data_and_offsets_and_ends_waiting_reads() 
     broker
         .groups()
         .commit_offsets(pb::CommitOffsetsRequest {
+            member_id: String::new(),
+            member_epoch: 0,
             group: "g".into(),
             offsets: vec![pb::PartitionOffset {
                 topic: "gone".into(),
