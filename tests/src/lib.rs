@@ -172,3 +172,61 @@ pub fn brooklet_bin() -> PathBuf {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// A `brooklet serve` child process on 127.0.0.1, port chosen by the OS: the
+/// real binary, for tests of the CLI and of crashes.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    child: tokio::process::Child,
+    /// The broker's gRPC endpoint.
+    pub endpoint: String,
+}
+
+impl BrokerProcess {
+    /// Starts `brooklet serve` on `data_dir` and waits until it listens.
+    pub async fn start(data_dir: &Path) -> BrokerProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(brooklet_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("BROOKLET_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("serve starts");
+        // The broker logs the address it bound; wait for that line.
+        let stderr = child.stderr.take().expect("stderr piped");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let endpoint = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().expect("an address");
+                    return format!("http://{addr}");
+                }
+            }
+            panic!("serve exited before listening");
+        })
+        .await
+        .expect("serve listens in time");
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        BrokerProcess { child, endpoint }
+    }
+
+    /// SIGTERM, then wait: a graceful shutdown exits 0.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(status.success());
+        let exit = tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exits in time").unwrap();
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    }
+
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL sent");
+        tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("dies in time").unwrap();
+    }
+}

@@ -1,58 +1,11 @@
 //! The `brooklet` binary end to end: a real `serve` child process and the
 //! client commands against it, through a restart.
 
-use std::path::Path;
 use std::process::Stdio;
 
-use brooklet_tests::{DEADLINE, brooklet_bin};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A `brooklet serve` child process on 127.0.0.1, port chosen by the OS.
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Server {
-    async fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(brooklet_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("BROOKLET_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("serve starts");
-        // The broker logs the address it bound; wait for that line.
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
-        let endpoint = tokio::time::timeout(DEADLINE, async {
-            while let Some(line) = lines.next_line().await.expect("read stderr") {
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    let addr = rest.split_whitespace().next().expect("an address");
-                    return format!("http://{addr}");
-                }
-            }
-            panic!("serve exited before listening");
-        })
-        .await
-        .expect("serve listens in time");
-        // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, endpoint }
-    }
-
-    /// SIGTERM, then wait: a graceful shutdown exits 0.
-    async fn terminate(mut self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-        assert!(status.success());
-        let exit = tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exits in time").unwrap();
-        assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
-    }
-}
+use brooklet_tests::{BrokerProcess as Server, DEADLINE, brooklet_bin};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 struct Output {
     success: bool,

@@ -3,4 +3,5 @@
 mod api;
 mod cli;
 mod client;
+mod crash;
 mod groups_api;
