@@ -26,7 +26,7 @@ fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Log {
         flush_every_ms: Some(500),
     })
     .expect("storage opens");
-    Log::open(storage, Limits::default(), &TaskTracker::new()).expect("log opens")
+    Log::open(storage, Limits::default(), Acks::Durable, &TaskTracker::new()).expect("log opens")
 }
 
 fn batch(n: usize) -> Vec<NewRecord> {
@@ -48,7 +48,7 @@ fn append(c: &mut Criterion) {
         for (name, acks) in [("written", Acks::Written), ("durable", Acks::Durable)] {
             group.bench_with_input(BenchmarkId::new(name, n), &records, |b, records| {
                 b.to_async(&rt).iter(|| async {
-                    log.produce("bench", records.clone(), acks).await.expect("append");
+                    log.produce("bench", records.clone(), Some(acks)).await.expect("append");
                 });
             });
         }
@@ -67,7 +67,8 @@ fn read(c: &mut Criterion) {
         // 64 batches of n records; each iteration reads one batch from the middle.
         let mut bases = Vec::new();
         for _ in 0..64 {
-            let acked = rt.block_on(log.produce("bench", batch(n), Acks::Written)).expect("append");
+            let (acked, _) =
+                rt.block_on(log.produce("bench", batch(n), Some(Acks::Written))).expect("append");
             bases.push(acked[0].base_offset);
         }
         let opts = FetchOpts { max_bytes: n * RECORD_BYTES, max_wait: Duration::ZERO };

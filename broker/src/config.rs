@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::group::GroupConfig;
+use crate::log::Acks;
 use crate::storage::{HEADER_LEN, MAX_STORED_BATCH_BYTES};
 
 /// The largest `max_record_bytes` the storage layout allows: one record must
@@ -26,6 +27,9 @@ pub struct Config {
     pub cache_capacity_bytes: u64,
     /// Consumer-group heartbeats and sessions.
     pub groups: GroupConfig,
+    /// The guarantee of a produce that names none, for topics without a
+    /// `flush.mode` (default: durable).
+    pub durability: Acks,
 }
 
 /// Limits applied to every request.
@@ -60,6 +64,7 @@ impl Config {
             limits: Limits::default(),
             cache_capacity_bytes: 256 << 20,
             groups: GroupConfig::default(),
+            durability: Acks::Durable,
         }
     }
 

@@ -68,6 +68,18 @@ pub enum Error {
     Storage(#[from] StorageError),
 }
 
+/// An error and its sources, joined with ": ", for logs and statuses.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 impl Error {
     /// An [`Error::InvalidArgument`] for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {

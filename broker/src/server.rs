@@ -38,7 +38,7 @@ pub async fn run(
     // Every task that holds the database open runs on `tasks`, so that
     // shutdown can wait for the last of them before the directory is reused.
     let tasks = TaskTracker::new();
-    let log = Arc::new(Log::open(storage, config.limits.clone(), &tasks)?);
+    let log = Arc::new(Log::open(storage, config.limits.clone(), config.durability, &tasks)?);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
 

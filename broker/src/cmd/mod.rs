@@ -194,6 +194,11 @@ pub struct ServeArgs {
     /// Storage cache size in MiB.
     #[arg(long, env = "BROOKLET_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
+    /// The guarantee of a produce that asks for none, for topics without a
+    /// `flush.mode`: `durable` (flushed and fdatasync'd before the ack) or
+    /// `written`.
+    #[arg(long, env = "BROOKLET_DURABILITY", default_value = "durable", value_parser = ["durable", "written"])]
+    pub durability: String,
     /// How often settled consumer-group members heartbeat, in ms.
     #[arg(long, env = "BROOKLET_GROUP_HEARTBEAT_MS", default_value_t = 3000)]
     pub group_heartbeat_ms: u64,

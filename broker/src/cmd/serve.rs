@@ -4,6 +4,7 @@ use anyhow::Context;
 use std::time::Duration;
 
 use brooklet_broker::group::GroupConfig;
+use brooklet_broker::log::Acks;
 use brooklet_broker::{Config, Limits};
 use tokio::net::TcpListener;
 
@@ -18,6 +19,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),
+        durability: if args.durability == "written" { Acks::Written } else { Acks::Durable },
         groups: GroupConfig {
             heartbeat_interval: Duration::from_millis(args.group_heartbeat_ms),
             default_session_timeout: Duration::from_millis(args.group_session_timeout_ms),

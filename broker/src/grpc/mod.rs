@@ -110,12 +110,17 @@ impl pb::producer_service_server::ProducerService for Services {
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
-        let (acks, durability) = match req.acks() {
-            pb::Durability::Written => (Acks::Written, pb::Durability::Written),
-            pb::Durability::Unspecified | pb::Durability::Durable => (Acks::Durable, pb::Durability::Durable),
+        let acks = match req.acks() {
+            pb::Durability::Written => Some(Acks::Written),
+            pb::Durability::Durable => Some(Acks::Durable),
+            pb::Durability::Unspecified => None,
         };
         let records = req.records.into_iter().map(convert::new_record).collect();
-        let appended = self.log.produce(&req.topic, records, acks).await?;
+        let (appended, acks) = self.log.produce(&req.topic, records, acks).await?;
+        let durability = match acks {
+            Acks::Durable => pb::Durability::Durable,
+            Acks::Written => pb::Durability::Written,
+        };
         let acks = appended
             .into_iter()
             .map(|a| pb::PartitionAck {

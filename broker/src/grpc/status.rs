@@ -3,7 +3,7 @@
 
 use tonic::{Code, Status};
 
-use crate::error::Error;
+use crate::error::{Error, error_chain};
 use crate::storage::StorageError;
 
 impl From<Error> for Status {
@@ -23,16 +23,4 @@ impl From<Error> for Status {
         }
         Status::new(code, error_chain(&err))
     }
-}
-
-/// The error and its sources, joined with ": ".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

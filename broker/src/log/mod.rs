@@ -118,6 +118,9 @@ pub struct TopicInfo {
 pub struct Log {
     storage: Storage,
     commit: GroupCommit,
+    /// The guarantee of a produce that names none, for topics without a
+    /// `flush.mode`.
+    default_acks: Acks,
     limits: Limits,
     /// Read on every request, written only by create and delete; a lock and
     /// not an actor because lookups must not wait on a queue.
@@ -151,7 +154,7 @@ impl Log {
     /// Opens every stored topic and recovers each partition's bounds. Starts
     /// the group-commit flusher on `tasks`; it ends when the log is dropped,
     /// and the database closes with it.
-    pub fn open(storage: Storage, limits: Limits, tasks: &TaskTracker) -> Result<Log> {
+    pub fn open(storage: Storage, limits: Limits, default_acks: Acks, tasks: &TaskTracker) -> Result<Log> {
         let mut topics = BTreeMap::new();
         for meta in storage.load_topics()? {
             let store = storage.topic_store(&meta)?;
@@ -166,7 +169,7 @@ impl Log {
             topics.insert(meta.name.clone(), Arc::new(Topic::new(meta, config, store, partitions)));
         }
         let commit = storage.group_commit(tasks);
-        Ok(Log { storage, commit, limits, topics: RwLock::new(topics) })
+        Ok(Log { storage, commit, limits, default_acks, topics: RwLock::new(topics) })
     }
 
     /// The storage beneath the log.
@@ -271,13 +274,23 @@ impl Log {
     /// Appends records to a topic: each partition's records as one batch, in
     /// request order. Every record is validated before anything is written,
     /// so a rejected request appends nothing. Returns once the records meet
-    /// `acks`.
-    pub async fn produce(&self, topic: &str, records: Vec<NewRecord>, acks: Acks) -> Result<Vec<Appended>> {
+    /// `acks` (when `None`: the topic's `flush.mode`, else the broker's
+    /// default), with the guarantee they met.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        acks: Option<Acks>,
+    ) -> Result<(Vec<Appended>, Acks)> {
+        let acks = match acks {
+            Some(acks) => acks,
+            None => self.topic(topic)?.config.flush_mode.unwrap_or(self.default_acks),
+        };
         let appended = self.append(topic, records)?;
         if acks == Acks::Durable {
             self.sync().await?;
         }
-        Ok(appended)
+        Ok((appended, acks))
     }
 
     fn append(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<Appended>> {
@@ -608,7 +621,7 @@ mod tests {
             flush_every_ms: None,
         })
         .unwrap();
-        Log::open(storage, Limits::default(), tasks).unwrap()
+        Log::open(storage, Limits::default(), Acks::Durable, tasks).unwrap()
     }
 
     fn value(v: &'static str) -> NewRecord {
@@ -625,7 +638,7 @@ mod tests {
 
         let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
         assert!(futures::poll!(fetch.as_mut()).is_pending(), "nothing to read yet: the fetch waits");
-        log.produce("t", vec![value("a")], Acks::Written).await.unwrap();
+        log.produce("t", vec![value("a")], Some(Acks::Written)).await.unwrap().0;
         let fetched = fetch.await.unwrap();
         assert_eq!(fetched.batches.len(), 1);
         assert_eq!(fetched.high_watermark, 1);
@@ -649,14 +662,17 @@ mod tests {
         {
             let log = open_log(dir.path(), &tasks);
             log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
-            log.produce("t", vec![value("a"), value("b")], Acks::Durable).await.unwrap();
-            log.produce("t", vec![value("c")], Acks::Durable).await.unwrap();
+            log.produce("t", vec![value("a"), value("b")], Some(Acks::Durable)).await.unwrap().0;
+            log.produce("t", vec![value("c")], Some(Acks::Durable)).await.unwrap().0;
         }
         tasks.close();
         tasks.wait().await;
         let log = open_log(dir.path(), &tasks);
         let (_, states) = log.describe_topic("t").unwrap();
         assert_eq!(states[0].high_watermark, 3);
-        assert_eq!(log.produce("t", vec![value("d")], Acks::Written).await.unwrap()[0].base_offset, 3);
+        assert_eq!(
+            log.produce("t", vec![value("d")], Some(Acks::Written)).await.unwrap().0[0].base_offset,
+            3
+        );
     }
 }

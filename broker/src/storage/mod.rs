@@ -458,18 +458,32 @@ impl TopicStore {
     }
 
     /// Reads the partition's bounds from its first and last stored batches.
+    ///
+    /// The last batch is verified in full (length, version, CRC). A damaged
+    /// tail, which only a torn write can leave, is removed with a warning
+    /// rather than served: it was never acknowledged as durable, since a
+    /// durable acknowledgement waits for the write to be synced whole.
     pub fn bounds(&self, partition: u32) -> Result<PartitionBounds, StorageError> {
         let range = || self.tree.range(keys::batch(partition, 0).to_vec()..keys::partition_end(partition));
-        let (Some(first), Some(last)) = (range().next(), range().next_back()) else {
-            return Ok(PartitionBounds::default());
-        };
-        let (first_key, _) = first.map_err(sled_err("read first batch"))?;
-        let last = last.map_err(sled_err("read last batch"))?;
-        let (_, log_start) = keys::parse_batch(&first_key).unwrap_or_default();
-        let (_, last_base) = keys::parse_batch(&last.0).unwrap_or_default();
-        let header =
-            batch::read_header(&last.1).map_err(|source| self.corrupt(partition, last_base, source))?;
-        Ok(PartitionBounds { log_start, next_offset: header.next_offset() })
+        loop {
+            let (Some(first), Some(last)) = (range().next(), range().next_back()) else {
+                return Ok(PartitionBounds::default());
+            };
+            let (first_key, _) = first.map_err(sled_err("read first batch"))?;
+            let (last_key, last_value) = last.map_err(sled_err("read last batch"))?;
+            let (_, log_start) = keys::parse_batch(&first_key).unwrap_or_default();
+            let (_, last_base) = keys::parse_batch(&last_key).unwrap_or_default();
+            match batch::decode(Bytes::copy_from_slice(&last_value)) {
+                Ok((header, _)) => {
+                    return Ok(PartitionBounds { log_start, next_offset: header.next_offset() });
+                }
+                Err(source) => {
+                    let err = self.corrupt(partition, last_base, source);
+                    tracing::warn!(error = %crate::error::error_chain(&err), "truncating a damaged batch at the end of the log");
+                    self.tree.remove(&last_key).map_err(sled_err("truncate damaged batch"))?;
+                }
+            }
+        }
     }
 
     /// Reads batches of `partition` holding offsets in `[from, until)`, up to
@@ -511,5 +525,57 @@ impl TopicStore {
 
     fn corrupt(&self, partition: u32, base_offset: u64, source: BatchError) -> StorageError {
         StorageError::Corrupt { topic: self.name.clone(), partition, base_offset, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    fn open(dir: &Path) -> Storage {
+        Storage::open(&StorageConfig {
+            path: dir.to_path_buf(),
+            cache_capacity: 16 << 20,
+            flush_every_ms: None,
+        })
+        .unwrap()
+    }
+
+    fn batch(values: &[&'static str]) -> Vec<EncodedBatch> {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                offset_delta: i as u32,
+                value: Bytes::from_static(v.as_bytes()),
+                ..Record::default()
+            })
+            .collect();
+        vec![EncodedBatch::encode(&records)]
+    }
+
+    #[test]
+    fn a_damaged_tail_is_truncated_on_recovery_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        let meta = TopicMeta { name: "t".into(), id: "id".into(), partitions: 1, config: BTreeMap::new() };
+        let store = storage.create_topic(&meta).unwrap();
+        store.append(0, 0, batch(&["a", "b"]), None).unwrap();
+        store.append(0, 2, batch(&["c"]), None).unwrap();
+        assert_eq!(store.bounds(0).unwrap(), PartitionBounds { log_start: 0, next_offset: 3 });
+
+        // A torn write: the tail batch's payload no longer matches its CRC.
+        let key = keys::batch(0, 2);
+        let mut value = store.tree.get(key).unwrap().unwrap().to_vec();
+        let last = value.len() - 1;
+        value[last] ^= 0x55;
+        store.tree.insert(key, value).unwrap();
+        assert!(matches!(store.read(0, 2, 3, 1 << 20), Err(StorageError::Corrupt { base_offset: 2, .. })));
+
+        assert_eq!(store.bounds(0).unwrap(), PartitionBounds { log_start: 0, next_offset: 2 });
+        assert!(store.tree.get(key).unwrap().is_none(), "the damaged batch is gone");
+        let read = store.read(0, 0, 2, 1 << 20).unwrap();
+        assert_eq!(read[0].records.len(), 2);
     }
 }

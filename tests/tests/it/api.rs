@@ -618,3 +618,38 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
     }
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_topics_flush_mode_sets_the_guarantee_of_requests_that_name_none() {
+    let broker = TestBroker::start().await;
+    let mut admin = broker.admin();
+    let config = [("flush.mode".to_owned(), "written".to_owned())].into();
+    admin.create_topic(pb::CreateTopicRequest { name: "fast".into(), partitions: 1, config }).await.unwrap();
+    broker.create_topic("safe", 1).await;
+    let mut producer = broker.producer();
+    for (topic, acks, expected) in [
+        ("fast", pb::Durability::Unspecified, pb::Durability::Written),
+        ("fast", pb::Durability::Durable, pb::Durability::Durable),
+        ("safe", pb::Durability::Unspecified, pb::Durability::Durable),
+        ("safe", pb::Durability::Written, pb::Durability::Written),
+    ] {
+        let resp = producer
+            .produce(pb::ProduceRequest {
+                topic: topic.into(),
+                records: vec![record("x", None)],
+                acks: acks.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.durability(), expected, "{topic} with {acks:?}");
+    }
+    let bad = pb::CreateTopicRequest {
+        name: "bad".into(),
+        partitions: 1,
+        config: [("flush.mode".to_owned(), "sometimes".to_owned())].into(),
+    };
+    expect_code(admin.create_topic(bad).await, Code::InvalidArgument, &["flush.mode", "durable, written"])
+        .await;
+    broker.shutdown().await;
+}
