@@ -638,7 +638,7 @@ mod tests {
 
         let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
         assert!(futures::poll!(fetch.as_mut()).is_pending(), "nothing to read yet: the fetch waits");
-        log.produce("t", vec![value("a")], Some(Acks::Written)).await.unwrap().0;
+        log.produce("t", vec![value("a")], Some(Acks::Written)).await.unwrap();
         let fetched = fetch.await.unwrap();
         assert_eq!(fetched.batches.len(), 1);
         assert_eq!(fetched.high_watermark, 1);
@@ -662,8 +662,8 @@ mod tests {
         {
             let log = open_log(dir.path(), &tasks);
             log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
-            log.produce("t", vec![value("a"), value("b")], Some(Acks::Durable)).await.unwrap().0;
-            log.produce("t", vec![value("c")], Some(Acks::Durable)).await.unwrap().0;
+            log.produce("t", vec![value("a"), value("b")], Some(Acks::Durable)).await.unwrap();
+            log.produce("t", vec![value("c")], Some(Acks::Durable)).await.unwrap();
         }
         tasks.close();
         tasks.wait().await;
