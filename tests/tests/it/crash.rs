@@ -59,7 +59,8 @@ async fn acknowledged_records_survive_kill_9() {
         }
 
         let restarted = BrokerProcess::start(dir.path()).await;
-        verify(&restarted.endpoint, &acked.lock().clone(), cycle).await;
+        let snapshot = acked.lock().clone();
+        verify(&restarted.endpoint, &snapshot, cycle).await;
         broker = Some(restarted);
     }
     broker.take().expect("a broker runs").terminate().await;
