@@ -30,6 +30,8 @@ pub struct Config {
     /// The guarantee of a produce that names none, for topics without a
     /// `flush.mode` (default: durable).
     pub durability: Acks,
+    /// How often retention deletes expired batches (default 30 s).
+    pub retention_check_interval: Duration,
 }
 
 /// Limits applied to every request.
@@ -65,6 +67,7 @@ impl Config {
             cache_capacity_bytes: 256 << 20,
             groups: GroupConfig::default(),
             durability: Acks::Durable,
+            retention_check_interval: Duration::from_secs(30),
         }
     }
 
@@ -106,6 +109,9 @@ impl Config {
                     g.max_session_timeout.as_millis()
                 ),
             ));
+        }
+        if self.retention_check_interval.is_zero() {
+            return Err(Error::invalid("retention check interval", "must be above 0"));
         }
         if g.heartbeat_interval.is_zero() {
             return Err(Error::invalid("group heartbeat interval", "must be above 0"));

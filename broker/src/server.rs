@@ -43,6 +43,7 @@ pub async fn run(
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
 
     let stop = CancellationToken::new();
+    log.spawn_retention(config.retention_check_interval, stop.clone(), &tasks);
     let groups = Groups::new(log.clone(), config.groups.clone());
     // Sessions are checked often enough that a member is removed within a
     // quarter of the shortest session timeout after it ends.

@@ -199,6 +199,9 @@ pub struct ServeArgs {
     /// `written`.
     #[arg(long, env = "BROOKLET_DURABILITY", default_value = "durable", value_parser = ["durable", "written"])]
     pub durability: String,
+    /// How often retention looks for expired records, in ms.
+    #[arg(long, env = "BROOKLET_RETENTION_CHECK_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_check_ms: u64,
     /// How often settled consumer-group members heartbeat, in ms.
     #[arg(long, env = "BROOKLET_GROUP_HEARTBEAT_MS", default_value_t = 3000)]
     pub group_heartbeat_ms: u64,

@@ -19,6 +19,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),
+        retention_check_interval: Duration::from_millis(args.retention_check_ms),
         durability: if args.durability == "written" { Acks::Written } else { Acks::Durable },
         groups: GroupConfig {
             heartbeat_interval: Duration::from_millis(args.group_heartbeat_ms),

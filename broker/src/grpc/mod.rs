@@ -83,6 +83,15 @@ impl pb::admin_service_server::AdminService for Services {
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
+    async fn alter_topic_config(
+        &self,
+        request: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        let req = request.into_inner();
+        let info = self.log.alter_topic_config(&req.name, req.set.into_iter().collect(), &req.remove).await?;
+        Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(convert::topic_info(info)) }))
+    }
+
     async fn list_topics(
         &self,
         _request: Request<pb::ListTopicsRequest>,

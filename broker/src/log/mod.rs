@@ -129,14 +129,24 @@ pub struct Log {
 
 #[derive(Debug)]
 struct Topic {
+    /// Name, id and partition count never change; the config map in it is
+    /// the one at open or creation, and `settings` holds the current one.
     meta: TopicMeta,
-    config: TopicConfig,
+    /// Replaced whole when the topic's config is altered; read per request.
+    settings: RwLock<Settings>,
     store: TopicStore,
     partitions: Vec<Partition>,
     /// Rotates the partition that a request's keyless records go to.
     next_keyless: AtomicU32,
     /// Cancelled when the topic is deleted, to end waiting reads.
     deleted: CancellationToken,
+}
+
+/// A topic's configuration, as stored and as parsed.
+#[derive(Debug)]
+struct Settings {
+    entries: BTreeMap<String, String>,
+    parsed: TopicConfig,
 }
 
 #[derive(Debug)]
@@ -148,6 +158,8 @@ struct Partition {
     /// Published after each append; readers never read past it.
     high_watermark: watch::Sender<u64>,
     log_start: AtomicU64,
+    /// Bytes of stored batches, for `retention.bytes`.
+    stored_bytes: AtomicU64,
 }
 
 impl Log {
@@ -162,7 +174,13 @@ impl Log {
             for p in 0..meta.partitions {
                 let bounds = store.bounds(p)?;
                 let writer = recover_time_index(&store, p, bounds.next_offset)?;
-                partitions.push(Partition::new(bounds.log_start, writer));
+                // One pass over the batch headers: what `retention.bytes`
+                // needs, paid once per start.
+                let mut stored = 0;
+                for entry in store.headers(p, 0, bounds.next_offset)? {
+                    stored += entry?.1 as u64;
+                }
+                partitions.push(Partition::new(bounds.log_start, stored, writer));
             }
             let config = TopicConfig::parse(&meta.config, &limits)?;
             tracing::debug!(topic = %meta.name, partitions = meta.partitions, "opened topic");
@@ -216,7 +234,7 @@ impl Log {
         let meta =
             TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4().to_string(), partitions, config };
         let store = self.storage.create_topic(&meta)?;
-        let parts = (0..partitions).map(|_| Partition::new(0, Writer::default())).collect();
+        let parts = (0..partitions).map(|_| Partition::new(0, 0, Writer::default())).collect();
         let topic = Arc::new(Topic::new(meta, parsed, store, parts));
         let info = topic.info();
         topics.insert(name.to_owned(), topic);
@@ -284,7 +302,7 @@ impl Log {
     ) -> Result<(Vec<Appended>, Acks)> {
         let acks = match acks {
             Some(acks) => acks,
-            None => self.topic(topic)?.config.flush_mode.unwrap_or(self.default_acks),
+            None => self.topic(topic)?.config().flush_mode.unwrap_or(self.default_acks),
         };
         let appended = self.append(topic, records)?;
         if acks == Acks::Durable {
@@ -298,7 +316,7 @@ impl Log {
         if records.is_empty() {
             return Err(Error::invalid("records", "at least one record is required"));
         }
-        let max_record = topic.config.max_message_bytes;
+        let max_record = topic.config().max_message_bytes;
         let n = topic.meta.partitions;
         for (i, r) in records.iter().enumerate() {
             if let Some(p) = r.partition.filter(|p| *p >= n) {
@@ -393,7 +411,116 @@ impl Log {
         }
         let high_watermark = *p.high_watermark.borrow();
         let batches = t.store.read(partition, offset, high_watermark, opts.max_bytes)?;
-        Ok(Fetched { batches, high_watermark, log_start: p.log_start.load(Ordering::Acquire) })
+        // Retention may have deleted the start of the range while it was read.
+        let log_start = p.log_start.load(Ordering::Acquire);
+        if offset < log_start {
+            return Err(Error::OffsetOutOfRange {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                log_start,
+                high_watermark,
+            });
+        }
+        Ok(Fetched { batches, high_watermark, log_start })
+    }
+}
+
+impl Log {
+    /// Changes a topic's configuration: `set` entries are added or replaced,
+    /// `remove` keys go back to their defaults. Validated as a whole before
+    /// anything changes; on disk when this returns.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<TopicInfo> {
+        let topic = self.topic(name)?;
+        {
+            let mut settings = topic.settings.write();
+            let mut entries = settings.entries.clone();
+            for key in remove {
+                entries.remove(key);
+            }
+            entries.extend(set);
+            let parsed = TopicConfig::parse(&entries, &self.limits)?;
+            self.storage.update_topic(&TopicMeta { config: entries.clone(), ..topic.meta.clone() })?;
+            *settings = Settings { entries, parsed };
+        }
+        let info = topic.info();
+        tracing::info!(topic = name, config = ?info.config, "altered topic config");
+        self.sync().await?;
+        Ok(info)
+    }
+
+    /// Deletes, in every partition, the oldest batches that `retention.ms`
+    /// (against `now_ms`) or `retention.bytes` no longer keeps, advancing
+    /// the log start. Returns how many records were deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<u64> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let mut deleted = 0;
+        for topic in topics {
+            let config = topic.config();
+            if config.retention_ms.is_none() && config.retention_bytes.is_none() {
+                continue;
+            }
+            for (i, p) in topic.partitions.iter().enumerate() {
+                let partition = i as u32;
+                let start = p.log_start.load(Ordering::Acquire);
+                let end = *p.high_watermark.borrow();
+                let mut excess = config
+                    .retention_bytes
+                    .map_or(0, |limit| p.stored_bytes.load(Ordering::Relaxed).saturating_sub(limit));
+                let mut new_start = start;
+                for entry in topic.store.headers(partition, start, end)? {
+                    let (header, len) = entry?;
+                    let expired = config.retention_ms.is_some_and(|ms| header.max_timestamp_ms < now_ms - ms);
+                    if !(expired || excess > 0) {
+                        break;
+                    }
+                    excess = excess.saturating_sub(len as u64);
+                    new_start = header.next_offset();
+                }
+                if new_start == start {
+                    continue;
+                }
+                let freed = topic.store.delete_before(partition, new_start)?;
+                // The only other writer adds; never underflow if a count was off.
+                let _ = p
+                    .stored_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(freed)));
+                p.log_start.store(new_start, Ordering::Release);
+                deleted += new_start - start;
+                tracing::info!(
+                    topic = %topic.meta.name,
+                    partition,
+                    log_start = new_start,
+                    freed,
+                    "retention deleted records"
+                );
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Enforces retention every `every`, on `tasks`, until `stop`.
+    pub fn spawn_retention(self: &Arc<Self>, every: Duration, stop: CancellationToken, tasks: &TaskTracker) {
+        let log = Arc::clone(self);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(e) = log.enforce_retention(now_ms()) {
+                            tracing::error!(error = %crate::error::error_chain(&e), "retention failed; retrying later");
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -490,9 +617,10 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 
 impl Topic {
     fn new(meta: TopicMeta, config: TopicConfig, store: TopicStore, partitions: Vec<Partition>) -> Topic {
+        let settings = RwLock::new(Settings { entries: meta.config.clone(), parsed: config });
         Topic {
             meta,
-            config,
+            settings,
             store,
             partitions,
             next_keyless: AtomicU32::new(0),
@@ -500,12 +628,16 @@ impl Topic {
         }
     }
 
+    fn config(&self) -> TopicConfig {
+        self.settings.read().parsed
+    }
+
     fn info(&self) -> TopicInfo {
         TopicInfo {
             name: self.meta.name.clone(),
             id: self.meta.id.clone(),
             partitions: self.meta.partitions,
-            config: self.meta.config.clone(),
+            config: self.settings.read().entries.clone(),
         }
     }
 
@@ -540,7 +672,8 @@ fn recover_time_index(store: &TopicStore, partition: u32, next_offset: u64) -> R
     let (mut max_timestamp_ms, from) = last.map_or((0, 0), |e| (e.max_timestamp_ms, e.next_offset));
     let mut unindexed_bytes = 0;
     // At most one index interval of batches follows the last entry.
-    for (header, len) in store.headers(partition, from, next_offset)? {
+    for entry in store.headers(partition, from, next_offset)? {
+        let (header, len) = entry?;
         if header.next_offset() > from {
             max_timestamp_ms = max_timestamp_ms.max(header.max_timestamp_ms);
             unindexed_bytes += len as u64;
@@ -550,9 +683,10 @@ fn recover_time_index(store: &TopicStore, partition: u32, next_offset: u64) -> R
 }
 
 impl Partition {
-    fn new(log_start: u64, writer: Writer) -> Partition {
+    fn new(log_start: u64, stored_bytes: u64, writer: Writer) -> Partition {
         let next_offset = writer.next_offset;
         Partition {
+            stored_bytes: AtomicU64::new(stored_bytes),
             writer: Mutex::new(writer),
             high_watermark: watch::Sender::new(next_offset),
             log_start: AtomicU64::new(log_start),
@@ -584,6 +718,7 @@ impl Partition {
         w.next_offset = next;
         w.max_timestamp_ms = max_timestamp_ms;
         w.unindexed_bytes = if index.is_some() { 0 } else { w.unindexed_bytes + bytes };
+        self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.high_watermark.send_replace(next);
         Ok(base)
     }

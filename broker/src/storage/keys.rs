@@ -54,6 +54,20 @@ pub(super) fn parse_topic_tree(name: &[u8]) -> Option<&str> {
     name.strip_prefix("topic/").or_else(|| name.strip_prefix("tindex/"))
 }
 
+/// Key of a partition's persisted log start: topic id, then partition.
+pub(super) fn log_start(topic_id: &str, partition: u32) -> Vec<u8> {
+    let mut key = log_start_prefix(topic_id);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// Prefix of every persisted log start of a topic.
+pub(super) fn log_start_prefix(topic_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + topic_id.len() + 4);
+    push_short(&mut key, topic_id);
+    key
+}
+
 /// Prefix of all committed offsets of `group` (length-prefixed, so group
 /// "a" never matches group "ab").
 pub(super) fn group_prefix(group: &str) -> Vec<u8> {

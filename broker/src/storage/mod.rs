@@ -147,6 +147,9 @@ pub struct Storage {
     db: sled::Db,
     topics: sled::Tree,
     offsets: sled::Tree,
+    /// Per partition, the log start that retention has moved past the first
+    /// stored batch (and that survives every batch being deleted).
+    log_starts: sled::Tree,
     path: PathBuf,
     /// sled's log file, kept open so that group commit can `fdatasync` it.
     log_file: Arc<File>,
@@ -162,8 +165,10 @@ pub struct Storage {
 #[derive(Clone, Debug)]
 pub struct TopicStore {
     name: String,
+    id: String,
     tree: sled::Tree,
     index: sled::Tree,
+    log_starts: sled::Tree,
 }
 
 /// Bytes of batches between two time-index entries of a partition.
@@ -192,10 +197,17 @@ impl Storage {
             .map_err(sled_err("open"))?;
         let topics = db.open_tree("topics").map_err(sled_err("open topics"))?;
         let offsets = db.open_tree("offsets").map_err(sled_err("open offsets"))?;
+        let log_starts = db.open_tree("log_starts").map_err(sled_err("open log starts"))?;
         let log_file = File::open(config.path.join("db"))
             .map_err(|e| StorageError::Sled { op: "open the database file", source: sled::Error::Io(e) })?;
-        let storage =
-            Storage { db, topics, offsets, path: config.path.clone(), log_file: Arc::new(log_file) };
+        let storage = Storage {
+            db,
+            topics,
+            offsets,
+            log_starts,
+            path: config.path.clone(),
+            log_file: Arc::new(log_file),
+        };
         storage.drop_orphan_trees()?;
         Ok(storage)
     }
@@ -232,7 +244,21 @@ impl Storage {
         let tree = self.db.open_tree(keys::topic_tree(&meta.id)).map_err(sled_err("open topic tree"))?;
         let index =
             self.db.open_tree(keys::time_index_tree(&meta.id)).map_err(sled_err("open time index tree"))?;
-        Ok(TopicStore { name: meta.name.clone(), tree, index })
+        Ok(TopicStore {
+            name: meta.name.clone(),
+            id: meta.id.clone(),
+            tree,
+            index,
+            log_starts: self.log_starts.clone(),
+        })
+    }
+
+    /// Replaces a topic's stored metadata (its configuration changed).
+    pub fn update_topic(&self, meta: &TopicMeta) -> Result<(), StorageError> {
+        self.topics
+            .insert(meta.name.as_bytes(), meta.encode_to_vec())
+            .map(drop)
+            .map_err(sled_err("write topic metadata"))
     }
 
     /// Creates a topic: its tree first, then its metadata, so a crash between
@@ -260,6 +286,11 @@ impl Storage {
         self.topics.remove(meta.name.as_bytes()).map_err(sled_err("remove topic metadata"))?;
         self.db.drop_tree(keys::topic_tree(&meta.id)).map_err(sled_err("drop topic tree"))?;
         self.db.drop_tree(keys::time_index_tree(&meta.id)).map_err(sled_err("drop time index tree"))?;
+        let mut starts = sled::Batch::default();
+        for key in self.log_starts.scan_prefix(keys::log_start_prefix(&meta.id)).keys() {
+            starts.remove(key.map_err(sled_err("read log starts"))?);
+        }
+        self.log_starts.apply_batch(starts).map_err(sled_err("remove log starts"))?;
         Ok(())
     }
 
@@ -394,22 +425,22 @@ impl TopicStore {
     }
 
     /// Headers of the batches holding offsets in `[from, until)`, in order,
-    /// with each batch's stored size.
+    /// with each batch's stored size; read lazily, so a caller that stops
+    /// early reads no further.
     pub fn headers(
         &self,
         partition: u32,
         from: u64,
         until: u64,
-    ) -> Result<Vec<(BatchHeader, usize)>, StorageError> {
-        let mut out = Vec::new();
-        for entry in self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until)) {
+    ) -> Result<impl Iterator<Item = Result<(BatchHeader, usize), StorageError>> + '_, StorageError> {
+        let range = self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until));
+        Ok(range.map(move |entry| {
             let (key, value) = entry.map_err(sled_err("read batch"))?;
             let (_, base) = keys::parse_batch(&key).unwrap_or_default();
             let header =
                 batch::read_header(&value).map_err(|source| self.corrupt(partition, base, source))?;
-            out.push((header, value.len()));
-        }
-        Ok(out)
+            Ok((header, value.len()))
+        }))
     }
 
     /// The first record at or after offset `from` (and before `until`) whose
@@ -465,9 +496,10 @@ impl TopicStore {
     /// durable acknowledgement waits for the write to be synced whole.
     pub fn bounds(&self, partition: u32) -> Result<PartitionBounds, StorageError> {
         let range = || self.tree.range(keys::batch(partition, 0).to_vec()..keys::partition_end(partition));
+        let persisted = self.persisted_log_start(partition)?;
         loop {
             let (Some(first), Some(last)) = (range().next(), range().next_back()) else {
-                return Ok(PartitionBounds::default());
+                return Ok(PartitionBounds { log_start: persisted, next_offset: persisted });
             };
             let (first_key, _) = first.map_err(sled_err("read first batch"))?;
             let (last_key, last_value) = last.map_err(sled_err("read last batch"))?;
@@ -475,7 +507,8 @@ impl TopicStore {
             let (_, last_base) = keys::parse_batch(&last_key).unwrap_or_default();
             match batch::decode(Bytes::copy_from_slice(&last_value)) {
                 Ok((header, _)) => {
-                    return Ok(PartitionBounds { log_start, next_offset: header.next_offset() });
+                    let next_offset = header.next_offset().max(persisted);
+                    return Ok(PartitionBounds { log_start: log_start.max(persisted), next_offset });
                 }
                 Err(source) => {
                     let err = self.corrupt(partition, last_base, source);
@@ -484,6 +517,49 @@ impl TopicStore {
                 }
             }
         }
+    }
+
+    fn persisted_log_start(&self, partition: u32) -> Result<u64, StorageError> {
+        let value =
+            self.log_starts.get(keys::log_start(&self.id, partition)).map_err(sled_err("read log start"))?;
+        Ok(value.and_then(|v| v.as_ref().try_into().ok()).map_or(0, u64::from_be_bytes))
+    }
+
+    /// Moves the partition's log start to `log_start` and deletes every
+    /// batch (and time-index entry) wholly before it. The new start is
+    /// stored first: after a crash in between, the batches left below it are
+    /// never served and the next call deletes them. Returns the stored bytes
+    /// freed.
+    pub fn delete_before(&self, partition: u32, log_start: u64) -> Result<u64, StorageError> {
+        self.log_starts
+            .insert(keys::log_start(&self.id, partition), &log_start.to_be_bytes())
+            .map_err(sled_err("write log start"))?;
+        let mut freed = 0;
+        let mut batches = sled::Batch::default();
+        for entry in self.tree.range(keys::batch(partition, 0)..keys::batch(partition, log_start)) {
+            let (key, value) = entry.map_err(sled_err("read batch"))?;
+            let (_, base) = keys::parse_batch(&key).unwrap_or_default();
+            let header =
+                batch::read_header(&value).map_err(|source| self.corrupt(partition, base, source))?;
+            if header.next_offset() > log_start {
+                break;
+            }
+            freed += value.len() as u64;
+            batches.remove(key);
+        }
+        self.tree.apply_batch(batches).map_err(sled_err("delete batches"))?;
+        let mut entries = sled::Batch::default();
+        for entry in self.index.range(keys::time_index(partition, 0).to_vec()..keys::partition_end(partition))
+        {
+            let entry = entry.map_err(sled_err("read time index"))?;
+            let key = entry.0.clone();
+            if index_entry(entry)?.next_offset > log_start {
+                break;
+            }
+            entries.remove(key);
+        }
+        self.index.apply_batch(entries).map_err(sled_err("delete time index entries"))?;
+        Ok(freed)
     }
 
     /// Reads batches of `partition` holding offsets in `[from, until)`, up to

@@ -5,3 +5,4 @@ mod cli;
 mod client;
 mod crash;
 mod groups_api;
+mod retention;
