@@ -65,6 +65,7 @@ fn produce_and_fetch(c: &mut Criterion) {
                         topic: "bench".into(),
                         records: batch.clone(),
                         acks: acks.into(),
+                        ..Default::default()
                     };
                     async move { client.produce(request).await.expect("produce") }
                 });
@@ -75,7 +76,8 @@ fn produce_and_fetch(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("broker/fetch");
     for n in [1, 64, 1024] {
-        let request = pb::ProduceRequest { topic: "bench".into(), records: records(n), acks: 0 };
+        let request =
+            pb::ProduceRequest { topic: "bench".into(), records: records(n), acks: 0, ..Default::default() };
         let acked =
             rt.block_on(ProducerServiceClient::new(channel.clone()).produce(request)).expect("produce");
         let offset = acked.into_inner().acks[0].base_offset;

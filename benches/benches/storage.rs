@@ -48,7 +48,7 @@ fn append(c: &mut Criterion) {
         for (name, acks) in [("written", Acks::Written), ("durable", Acks::Durable)] {
             group.bench_with_input(BenchmarkId::new(name, n), &records, |b, records| {
                 b.to_async(&rt).iter(|| async {
-                    log.produce("bench", records.clone(), Some(acks)).await.expect("append");
+                    log.produce("bench", records.clone(), Some(acks), None).await.expect("append");
                 });
             });
         }
@@ -68,7 +68,7 @@ fn read(c: &mut Criterion) {
         let mut bases = Vec::new();
         for _ in 0..64 {
             let (acked, _) =
-                rt.block_on(log.produce("bench", batch(n), Some(Acks::Written))).expect("append");
+                rt.block_on(log.produce("bench", batch(n), Some(Acks::Written), None)).expect("append");
             bases.push(acked[0].base_offset);
         }
         let opts = FetchOpts { max_bytes: n * RECORD_BYTES, max_wait: Duration::ZERO };

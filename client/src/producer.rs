@@ -477,7 +477,12 @@ async fn produce(
     mut request: Request,
 ) -> (Request, Result<v1::ProduceResponse>) {
     let records = request.batches.iter_mut().flat_map(|batch| std::mem::take(&mut batch.records)).collect();
-    let message = v1::ProduceRequest { topic: request.topic.clone(), records, acks: acks.into_proto() };
+    let message = v1::ProduceRequest {
+        topic: request.topic.clone(),
+        records,
+        acks: acks.into_proto(),
+        ..v1::ProduceRequest::default()
+    };
     let opts = CallOptions { topic: Some(&request.topic), retry: true, ..CallOptions::new(Op::Produce) };
     let outcome = conn
         .call(opts, message, |req| {
@@ -586,8 +591,8 @@ mod tests {
         let request = drained.requests.remove(0);
         let response = v1::ProduceResponse {
             acks: vec![
-                v1::PartitionAck { partition: 0, base_offset: 10, record_count: 1 },
-                v1::PartitionAck { partition: 1, base_offset: 20, record_count: 2 },
+                v1::PartitionAck { partition: 0, base_offset: 10, record_count: 1, duplicate: false },
+                v1::PartitionAck { partition: 1, base_offset: 20, record_count: 2, duplicate: false },
             ],
             durability: v1::Durability::Durable as i32,
         };
@@ -623,7 +628,7 @@ mod tests {
         }
         let request = acc.drain(now, 8).requests.remove(0);
         let response = v1::ProduceResponse {
-            acks: vec![v1::PartitionAck { partition: 0, base_offset: 0, record_count: 1 }],
+            acks: vec![v1::PartitionAck { partition: 0, base_offset: 0, record_count: 1, duplicate: false }],
             durability: 0,
         };
         deliver(request, Ok(response));

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::group::{Committer, Groups, Heartbeat, ResetTo};
-use crate::log::{Acks, FetchOpts, Log};
+use crate::log::{Acks, FetchOpts, Idempotence, Log};
 
 /// Default and maximum of `max_bytes` in fetch and subscribe requests.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -125,7 +125,11 @@ impl pb::producer_service_server::ProducerService for Services {
             pb::Durability::Unspecified => None,
         };
         let records = req.records.into_iter().map(convert::new_record).collect();
-        let (appended, acks) = self.log.produce(&req.topic, records, acks).await?;
+        let producer = (req.producer_id != 0).then(|| Idempotence {
+            producer_id: req.producer_id,
+            base_sequences: req.base_sequences.into_iter().collect(),
+        });
+        let (appended, acks) = self.log.produce(&req.topic, records, acks, producer.as_ref()).await?;
         let durability = match acks {
             Acks::Durable => pb::Durability::Durable,
             Acks::Written => pb::Durability::Written,
@@ -136,9 +140,18 @@ impl pb::producer_service_server::ProducerService for Services {
                 partition: a.partition,
                 base_offset: a.base_offset,
                 record_count: a.record_count,
+                duplicate: a.duplicate,
             })
             .collect();
         Ok(Response::new(pb::ProduceResponse { acks, durability: durability.into() }))
+    }
+
+    async fn init_producer_id(
+        &self,
+        _request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let producer_id = self.log.new_producer_id()?;
+        Ok(Response::new(pb::InitProducerIdResponse { producer_id, producer_epoch: 0 }))
     }
 }
 

@@ -8,6 +8,7 @@
 //!
 //! The log never encodes sled keys or batch bytes: see `storage`.
 
+mod producers;
 mod topic_config;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::record::{Batch, Header, Record};
 use crate::storage::{
-    EncodedBatch, GroupCommit, HEADER_LEN, MAX_STORED_BATCH_BYTES, Storage, TIME_INDEX_INTERVAL,
+    EncodedBatch, GroupCommit, HEADER_LEN, MAX_STORED_BATCH_BYTES, ProducerSeq, Storage, TIME_INDEX_INTERVAL,
     TimeIndexEntry, TopicMeta, TopicStore,
 };
 
@@ -67,6 +68,19 @@ pub struct Appended {
     pub base_offset: u64,
     /// Number of records.
     pub record_count: u32,
+    /// The batch was a retry of one already appended: these are its
+    /// original offsets and nothing was appended now.
+    pub duplicate: bool,
+}
+
+/// An idempotent producer's claim on a produce request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotence {
+    /// The producer's id, from `new_producer_id`.
+    pub producer_id: u64,
+    /// For each partition of the request, the sequence number of its first
+    /// record.
+    pub base_sequences: BTreeMap<u32, u64>,
 }
 
 /// What a fetch may return and how long it may wait.
@@ -294,24 +308,40 @@ impl Log {
     /// so a rejected request appends nothing. Returns once the records meet
     /// `acks` (when `None`: the topic's `flush.mode`, else the broker's
     /// default), with the guarantee they met.
+    ///
+    /// With a `producer`, every record names its partition and each
+    /// partition's batch carries the producer's sequence number: a batch the
+    /// partition already has (a retry whose first answer was lost) is
+    /// answered with its original offsets instead of being appended again.
     pub async fn produce(
         &self,
         topic: &str,
         records: Vec<NewRecord>,
         acks: Option<Acks>,
+        producer: Option<&Idempotence>,
     ) -> Result<(Vec<Appended>, Acks)> {
         let acks = match acks {
             Some(acks) => acks,
             None => self.topic(topic)?.config().flush_mode.unwrap_or(self.default_acks),
         };
-        let appended = self.append(topic, records)?;
+        let appended = self.append(topic, records, producer)?;
         if acks == Acks::Durable {
             self.sync().await?;
         }
         Ok((appended, acks))
     }
 
-    fn append(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<Appended>> {
+    /// A new idempotent producer id; ids are never reused, across restarts too.
+    pub fn new_producer_id(&self) -> Result<u64> {
+        Ok(self.storage.generate_id()? + 1)
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        producer: Option<&Idempotence>,
+    ) -> Result<Vec<Appended>> {
         let topic = self.topic(topic)?;
         if records.is_empty() {
             return Err(Error::invalid("records", "at least one record is required"));
@@ -345,6 +375,17 @@ impl Log {
             if r.timestamp_ms.is_some_and(|ts| ts < 0) {
                 return Err(Error::invalid(format!("records[{i}].timestamp_ms"), "must not be negative"));
             }
+            if producer.is_some() && r.partition.is_none() {
+                return Err(Error::invalid(
+                    format!("records[{i}].partition"),
+                    "an idempotent producer names every record's partition, so a retry lands where the original did",
+                ));
+            }
+        }
+        if let Some(p) = producer.and_then(|p| {
+            records.iter().filter_map(|r| r.partition).find(|part| !p.base_sequences.contains_key(part))
+        }) {
+            return Err(Error::invalid("base_sequences", format!("no base sequence for partition {p}")));
         }
 
         // Keyless records of one request share a partition, so they form one
@@ -370,9 +411,19 @@ impl Log {
         let mut acks = Vec::with_capacity(by_partition.len());
         for (partition, records) in by_partition {
             let record_count = records.len() as u32;
-            let parts = encode_parts(records);
-            let base_offset = topic.partitions[partition as usize].append(&topic.store, partition, parts)?;
-            acks.push(Appended { partition, base_offset, record_count });
+            let seq = producer.map(|p| ProducerSeq {
+                producer_id: p.producer_id,
+                base_sequence: p.base_sequences[&partition],
+            });
+            let parts = encode_parts(records, seq);
+            let (base_offset, duplicate) = topic.partitions[partition as usize].append(
+                &topic.store,
+                &topic.meta.name,
+                partition,
+                parts,
+                seq,
+            )?;
+            acks.push(Appended { partition, base_offset, record_count, duplicate });
         }
         Ok(acks)
     }
@@ -508,7 +559,8 @@ impl Log {
     pub fn spawn_retention(self: &Arc<Self>, every: Duration, stop: CancellationToken, tasks: &TaskTracker) {
         let log = Arc::clone(self);
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // The first pass comes one interval after start, not at once.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -574,8 +626,11 @@ impl Log {
 pub const MAX_HEADERS: usize = 1024;
 
 /// Splits a partition's records into stored batches no larger than storage
-/// allows, numbering each part's records from 0.
-fn encode_parts(mut records: Vec<Record>) -> Vec<EncodedBatch> {
+/// allows, numbering each part's records from 0 (and its producer sequence
+/// on from the part before).
+fn encode_parts(mut records: Vec<Record>, producer: Option<ProducerSeq>) -> Vec<EncodedBatch> {
+    let seq =
+        |start: usize| producer.map(|p| ProducerSeq { base_sequence: p.base_sequence + start as u64, ..p });
     let limit = MAX_STORED_BATCH_BYTES - HEADER_LEN;
     let mut parts = Vec::new();
     let mut start = 0;
@@ -583,14 +638,14 @@ fn encode_parts(mut records: Vec<Record>) -> Vec<EncodedBatch> {
     for i in 0..records.len() {
         let len = records[i].encoded_len() + prost::length_delimiter_len(records[i].encoded_len());
         if i > start && bytes + len > limit {
-            parts.push(EncodedBatch::encode(&records[start..i]));
+            parts.push(EncodedBatch::encode(&records[start..i], seq(start)));
             start = i;
             bytes = 0;
         }
         records[i].offset_delta = (i - start) as u32;
         bytes += len;
     }
-    parts.push(EncodedBatch::encode(&records[start..]));
+    parts.push(EncodedBatch::encode(&records[start..], seq(start)));
     parts
 }
 
@@ -663,7 +718,14 @@ struct Writer {
     max_timestamp_ms: i64,
     /// Batch bytes written since the last time-index entry.
     unindexed_bytes: u64,
+    /// Idempotent producers' recent batches.
+    producers: producers::Producers,
 }
+
+/// How many of a partition's last batches are read on open to rebuild its
+/// idempotent producers' state. A producer retries within its request
+/// timeout, so its batches are among the newest.
+const RECOVERED_PRODUCER_BATCHES: usize = 1000;
 
 /// Where the time index left off for a partition: its running maximum and
 /// the bytes written since its last entry.
@@ -679,7 +741,14 @@ fn recover_time_index(store: &TopicStore, partition: u32, next_offset: u64) -> R
             unindexed_bytes += len as u64;
         }
     }
-    Ok(Writer { next_offset, max_timestamp_ms, unindexed_bytes })
+    // Producers' recent batches, from the last stored batches' headers.
+    let mut producers = producers::Producers::default();
+    for header in store.last_headers(partition, RECOVERED_PRODUCER_BATCHES)?.into_iter().rev() {
+        if let Some(seq) = header.producer {
+            producers.record(seq, header.record_count, header.base_offset);
+        }
+    }
+    Ok(Writer { next_offset, max_timestamp_ms, unindexed_bytes, producers })
 }
 
 impl Partition {
@@ -701,11 +770,27 @@ impl Partition {
         }
     }
 
-    fn append(&self, store: &TopicStore, partition: u32, parts: Vec<EncodedBatch>) -> Result<u64> {
+    /// Appends a batch; returns its base offset, and whether it was a
+    /// producer's retry answered without appending.
+    fn append(
+        &self,
+        store: &TopicStore,
+        topic: &str,
+        partition: u32,
+        parts: Vec<EncodedBatch>,
+        producer: Option<ProducerSeq>,
+    ) -> Result<(u64, bool)> {
         let count: u64 = parts.iter().map(|p| u64::from(p.record_count())).sum();
         let bytes: u64 = parts.iter().map(|p| p.stored_len() as u64).sum();
         let max_ts = parts.iter().map(EncodedBatch::max_timestamp_ms).max().unwrap_or(0);
         let mut w = self.writer.lock();
+        let decision = match producer {
+            Some(seq) => w.producers.check(seq, count as u32, topic, partition)?,
+            None => producers::Decision::Append,
+        };
+        if let producers::Decision::Duplicate(base) = decision {
+            return Ok((base, true));
+        }
         let base = w.next_offset;
         let next = base + count;
         // Index the batch if it raises the running maximum and an interval
@@ -718,9 +803,12 @@ impl Partition {
         w.next_offset = next;
         w.max_timestamp_ms = max_timestamp_ms;
         w.unindexed_bytes = if index.is_some() { 0 } else { w.unindexed_bytes + bytes };
+        if let Some(seq) = producer {
+            w.producers.record(seq, count as u32, base);
+        }
         self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.high_watermark.send_replace(next);
-        Ok(base)
+        Ok((base, false))
     }
 }
 
@@ -743,7 +831,7 @@ mod tests {
         let value = Bytes::from(vec![7u8; 700 << 10]);
         let records: Vec<Record> =
             (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
-        let parts = encode_parts(records);
+        let parts = encode_parts(records, None);
         assert!(parts.len() > 1);
         assert!(parts.iter().all(|p| p.stored_len() <= MAX_STORED_BATCH_BYTES));
         assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
@@ -773,7 +861,7 @@ mod tests {
 
         let mut fetch = std::pin::pin!(log.fetch("t", 0, 0, opts, &cancel));
         assert!(futures::poll!(fetch.as_mut()).is_pending(), "nothing to read yet: the fetch waits");
-        log.produce("t", vec![value("a")], Some(Acks::Written)).await.unwrap();
+        log.produce("t", vec![value("a")], Some(Acks::Written), None).await.unwrap();
         let fetched = fetch.await.unwrap();
         assert_eq!(fetched.batches.len(), 1);
         assert_eq!(fetched.high_watermark, 1);
@@ -797,8 +885,8 @@ mod tests {
         {
             let log = open_log(dir.path(), &tasks);
             log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
-            log.produce("t", vec![value("a"), value("b")], Some(Acks::Durable)).await.unwrap();
-            log.produce("t", vec![value("c")], Some(Acks::Durable)).await.unwrap();
+            log.produce("t", vec![value("a"), value("b")], Some(Acks::Durable), None).await.unwrap();
+            log.produce("t", vec![value("c")], Some(Acks::Durable), None).await.unwrap();
         }
         tasks.close();
         tasks.wait().await;
@@ -806,7 +894,7 @@ mod tests {
         let (_, states) = log.describe_topic("t").unwrap();
         assert_eq!(states[0].high_watermark, 3);
         assert_eq!(
-            log.produce("t", vec![value("d")], Some(Acks::Written)).await.unwrap().0[0].base_offset,
+            log.produce("t", vec![value("d")], Some(Acks::Written), None).await.unwrap().0[0].base_offset,
             3
         );
     }

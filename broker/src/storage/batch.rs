@@ -7,9 +7,11 @@
 //!      9    4 record count
 //!     13    8 first timestamp (ms)
 //!     21    8 max timestamp (ms)
-//!     29    4 payload length
-//!     33    4 CRC32C of the payload
-//!     37    … payload: the records, each a length-delimited protobuf message
+//!     29    8 producer id (0: not from an idempotent producer)
+//!     37    8 the producer's sequence number of the first record
+//!     45    4 payload length
+//!     49    4 CRC32C of the payload
+//!     53    … payload: the records, each a length-delimited protobuf message
 //! ```
 //!
 //! The payload is encoded before the partition's append lock is taken; only
@@ -22,7 +24,16 @@ use crate::record::Record;
 
 const VERSION: u8 = 1;
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 37;
+pub const HEADER_LEN: usize = 53;
+
+/// An idempotent producer's identity on a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerSeq {
+    /// Producer id (from 1).
+    pub producer_id: u64,
+    /// Sequence number of the batch's first record; the others follow.
+    pub base_sequence: u64,
+}
 
 /// Why a stored value is not a valid batch.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +71,7 @@ pub struct EncodedBatch {
 
 impl EncodedBatch {
     /// Encodes `records` (whose `offset_delta`s must be 0, 1, 2, …).
-    pub fn encode(records: &[Record]) -> EncodedBatch {
+    pub fn encode(records: &[Record], producer: Option<ProducerSeq>) -> EncodedBatch {
         let payload_len: usize =
             records.iter().map(Message::encoded_len).map(|l| l + prost::length_delimiter_len(l)).sum();
         let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
@@ -77,8 +88,12 @@ impl EncodedBatch {
         buf[9..13].copy_from_slice(&record_count.to_be_bytes());
         buf[13..21].copy_from_slice(&first_ts.to_be_bytes());
         buf[21..29].copy_from_slice(&max_ts.to_be_bytes());
-        buf[29..33].copy_from_slice(&(payload_len as u32).to_be_bytes());
-        buf[33..37].copy_from_slice(&crc.to_be_bytes());
+        if let Some(p) = producer {
+            buf[29..37].copy_from_slice(&p.producer_id.to_be_bytes());
+            buf[37..45].copy_from_slice(&p.base_sequence.to_be_bytes());
+        }
+        buf[45..49].copy_from_slice(&(payload_len as u32).to_be_bytes());
+        buf[49..53].copy_from_slice(&crc.to_be_bytes());
         EncodedBatch { buf, record_count }
     }
 
@@ -115,6 +130,8 @@ pub struct BatchHeader {
     pub first_timestamp_ms: i64,
     /// Largest timestamp in the batch.
     pub max_timestamp_ms: i64,
+    /// The idempotent producer that wrote it, if any.
+    pub producer: Option<ProducerSeq>,
     /// Payload length.
     pub payload_len: u32,
     /// CRC32C of the payload.
@@ -143,6 +160,10 @@ pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
         record_count: h.get_u32(),
         first_timestamp_ms: h.get_i64(),
         max_timestamp_ms: h.get_i64(),
+        producer: match (h.get_u64(), h.get_u64()) {
+            (0, _) => None,
+            (producer_id, base_sequence) => Some(ProducerSeq { producer_id, base_sequence }),
+        },
         payload_len: h.get_u32(),
         crc: h.get_u32(),
     };
@@ -187,9 +208,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let records = vec![record(0, 20, b"a"), record(1, 10, b""), record(2, 30, b"ccc")];
-        let value = EncodedBatch::encode(&records).into_value(42);
+        let producer = ProducerSeq { producer_id: 9, base_sequence: 17 };
+        let value = EncodedBatch::encode(&records, Some(producer)).into_value(42);
         let (header, decoded) = decode(Bytes::from(value)).unwrap();
         assert_eq!(header.base_offset, 42);
+        assert_eq!(header.producer, Some(producer));
         assert_eq!(header.record_count, 3);
         assert_eq!(header.first_timestamp_ms, 20);
         assert_eq!(header.max_timestamp_ms, 30);
@@ -199,7 +222,7 @@ mod tests {
 
     #[test]
     fn corruption_is_detected() {
-        let mut value = EncodedBatch::encode(&[record(0, 1, b"payload")]).into_value(0);
+        let mut value = EncodedBatch::encode(&[record(0, 1, b"payload")], None).into_value(0);
         let last = value.len() - 1;
         value[last] ^= 0xff;
         assert!(matches!(decode(Bytes::from(value.clone())), Err(BatchError::Checksum { .. })));

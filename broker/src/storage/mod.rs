@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN};
+pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq};
 pub use commit::GroupCommit;
 
 use crate::record::Batch;
@@ -327,6 +327,11 @@ impl Storage {
         Ok(out)
     }
 
+    /// A new unique id; ids only grow, across restarts too.
+    pub fn generate_id(&self) -> Result<u64, StorageError> {
+        self.db.generate_id().map_err(sled_err("generate id"))
+    }
+
     /// Every group with at least one committed offset.
     pub fn groups_with_offsets(&self) -> Result<Vec<String>, StorageError> {
         let mut groups: Vec<String> = Vec::new();
@@ -441,6 +446,23 @@ impl TopicStore {
                 batch::read_header(&value).map_err(|source| self.corrupt(partition, base, source))?;
             Ok((header, value.len()))
         }))
+    }
+
+    /// Headers of the partition's last `n` batches, newest first.
+    pub fn last_headers(&self, partition: u32, n: usize) -> Result<Vec<BatchHeader>, StorageError> {
+        // One short-lived range per step: a long reverse iteration over a
+        // sled 0.34 tree was seen to keep the database open after it closed.
+        let mut end = keys::partition_end(partition);
+        let mut out = Vec::new();
+        while out.len() < n {
+            let last = self.tree.range(keys::batch(partition, 0).to_vec()..end).next_back();
+            let Some(entry) = last else { break };
+            let (key, value) = entry.map_err(sled_err("read batch"))?;
+            let (_, base) = keys::parse_batch(&key).unwrap_or_default();
+            out.push(batch::read_header(&value).map_err(|source| self.corrupt(partition, base, source))?);
+            end = key.to_vec();
+        }
+        Ok(out)
     }
 
     /// The first record at or after offset `from` (and before `until`) whose
@@ -628,7 +650,7 @@ mod tests {
                 ..Record::default()
             })
             .collect();
-        vec![EncodedBatch::encode(&records)]
+        vec![EncodedBatch::encode(&records, None)]
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn produce(topic: &str, partition: u32, timestamps: &[i64], value_len: usize) ->
             })
             .collect(),
         acks: pb::Durability::Written.into(),
+        ..Default::default()
     }
 }
 
@@ -36,7 +37,13 @@ fn expected(all: &[i64], t: i64) -> (u64, Option<i64>) {
 async fn offsets_by_time_match_a_full_scan_across_batches_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path()).await;
-    broker.create_topic("clock", 2).await;
+    // These timestamps are from 1970: keep them whatever their age.
+    let config = [("retention.ms".to_owned(), "-1".to_owned())].into();
+    broker
+        .admin()
+        .create_topic(pb::CreateTopicRequest { name: "clock".into(), partitions: 2, config })
+        .await
+        .unwrap();
     // 64 batches of 20 records of 1 KiB (about 1.3 MiB, several index
     // intervals), timestamps mostly rising with some out of order.
     let mut all = Vec::new();

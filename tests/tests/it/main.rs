@@ -5,4 +5,5 @@ mod cli;
 mod client;
 mod crash;
 mod groups_api;
+mod idempotence;
 mod retention;

@@ -1,0 +1,137 @@
+//! Idempotent producers' sequence numbers, per partition: which batches a
+//! partition already has, so a retried batch is answered with its original
+//! offsets instead of being appended twice.
+//!
+//! Kept in memory under the partition's append lock, and rebuilt on open
+//! from the producer ids and sequences stored in the last batches' headers.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::error::{Error, Result};
+use crate::storage::ProducerSeq;
+
+/// Batches remembered per producer and partition: a producer has at most
+/// this many requests in flight per partition, so a retry is always of one
+/// of them.
+pub const BATCHES_PER_PRODUCER: usize = 5;
+
+/// Producers remembered per partition; the least recently active is
+/// forgotten first. A forgotten producer's next batch is accepted as new.
+pub const PRODUCERS_PER_PARTITION: usize = 1024;
+
+/// What to do with a producer's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// New: append it.
+    Append,
+    /// Already appended at this base offset: answer with it.
+    Duplicate(u64),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    base_sequence: u64,
+    record_count: u32,
+    base_offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct Producer {
+    batches: VecDeque<Entry>,
+    last_used: u64,
+}
+
+/// The producers of one partition.
+#[derive(Debug, Default)]
+pub struct Producers {
+    producers: HashMap<u64, Producer>,
+    clock: u64,
+}
+
+impl Producers {
+    /// Whether a batch of `record_count` records with `seq` is new, a
+    /// duplicate, or out of order (an error that says which).
+    pub fn check(
+        &self,
+        seq: ProducerSeq,
+        record_count: u32,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Decision> {
+        let Some(p) = self.producers.get(&seq.producer_id) else {
+            return Ok(Decision::Append);
+        };
+        let Some(last) = p.batches.back() else {
+            return Ok(Decision::Append);
+        };
+        let expected = last.base_sequence + u64::from(last.record_count);
+        if seq.base_sequence == expected {
+            return Ok(Decision::Append);
+        }
+        if let Some(e) =
+            p.batches.iter().find(|e| e.base_sequence == seq.base_sequence && e.record_count == record_count)
+        {
+            return Ok(Decision::Duplicate(e.base_offset));
+        }
+        let reason = if seq.base_sequence > expected {
+            format!(
+                "sequence gap for producer {} on {topic}/{partition}: expected sequence {expected}, got {}; \
+                 the batches in between never arrived",
+                seq.producer_id, seq.base_sequence
+            )
+        } else {
+            format!(
+                "sequence {} of producer {} on {topic}/{partition} is older than the last {BATCHES_PER_PRODUCER} \
+                 batches kept, or does not match the batch appended with it",
+                seq.base_sequence, seq.producer_id
+            )
+        };
+        Err(Error::FailedPrecondition { reason })
+    }
+
+    /// Remembers an appended batch.
+    pub fn record(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
+        self.clock += 1;
+        let full =
+            !self.producers.contains_key(&seq.producer_id) && self.producers.len() >= PRODUCERS_PER_PARTITION;
+        if let Some(oldest) =
+            self.producers.iter().filter(|_| full).min_by_key(|(_, p)| p.last_used).map(|(id, _)| *id)
+        {
+            self.producers.remove(&oldest);
+        }
+        let p = self.producers.entry(seq.producer_id).or_default();
+        p.last_used = self.clock;
+        p.batches.push_back(Entry { base_sequence: seq.base_sequence, record_count, base_offset });
+        if p.batches.len() > BATCHES_PER_PRODUCER {
+            p.batches.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(base_sequence: u64) -> ProducerSeq {
+        ProducerSeq { producer_id: 7, base_sequence }
+    }
+
+    #[test]
+    fn retries_are_recognised_and_gaps_refused() {
+        let mut p = Producers::default();
+        assert_eq!(p.check(seq(0), 3, "t", 0).unwrap(), Decision::Append);
+        p.record(seq(0), 3, 100);
+        assert_eq!(p.check(seq(3), 2, "t", 0).unwrap(), Decision::Append);
+        p.record(seq(3), 2, 103);
+        assert_eq!(p.check(seq(0), 3, "t", 0).unwrap(), Decision::Duplicate(100));
+        assert_eq!(p.check(seq(3), 2, "t", 0).unwrap(), Decision::Duplicate(103));
+        let gap = p.check(seq(9), 1, "t", 0).unwrap_err().to_string();
+        assert!(gap.contains("expected sequence 5, got 9"), "{gap}");
+        assert!(p.check(seq(1), 1, "t", 0).is_err(), "a sequence inside an appended batch is not a retry");
+        // Only the last few batches are kept.
+        for i in 0..BATCHES_PER_PRODUCER as u64 {
+            p.record(seq(5 + i), 1, 105 + i);
+        }
+        assert!(p.check(seq(0), 3, "t", 0).is_err());
+    }
+}
