@@ -34,7 +34,7 @@ async fn produce_and_fetch_round_trip_with_keys_headers_and_timestamps() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let resp = broker
         .producer()
-        .produce(pb::ProduceRequest { acks: 0, topic: "events".into(), records })
+        .produce(pb::ProduceRequest { acks: 0, topic: "events".into(), records, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -48,6 +48,7 @@ async fn produce_and_fetch_round_trip_with_keys_headers_and_timestamps() {
             topic: "events".into(),
             records: vec![record("w", Some(1))],
             acks: pb::Durability::Written.into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -86,6 +87,7 @@ async fn keyed_records_land_on_the_kafka_partition_and_keyless_spread() {
                         key: Some(key.to_owned().into()),
                         ..Default::default()
                     }],
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -101,6 +103,7 @@ async fn keyed_records_land_on_the_kafka_partition_and_keyless_spread() {
                 acks: 0,
                 topic: "keys".into(),
                 records: vec![record("x", None), record("y", None)],
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -124,7 +127,12 @@ async fn concurrent_producers_get_unique_contiguous_offsets() {
             for i in 0..25 {
                 let records = (0..3).map(|j| record(&format!("{producer}-{i}-{j}"), Some(0))).collect();
                 let ack = client
-                    .produce(pb::ProduceRequest { acks: 0, topic: "busy".into(), records })
+                    .produce(pb::ProduceRequest {
+                        acks: 0,
+                        topic: "busy".into(),
+                        records,
+                        ..Default::default()
+                    })
                     .await
                     .unwrap()
                     .into_inner()
@@ -162,9 +170,17 @@ async fn fetch_from_the_middle_of_a_batch_starts_at_that_offset() {
     let broker = TestBroker::start().await;
     broker.create_topic("mid", 1).await;
     let records = (0..10).map(|i| record(&i.to_string(), Some(0))).collect();
-    broker.producer().produce(pb::ProduceRequest { acks: 0, topic: "mid".into(), records }).await.unwrap();
+    broker
+        .producer()
+        .produce(pb::ProduceRequest { acks: 0, topic: "mid".into(), records, ..Default::default() })
+        .await
+        .unwrap();
     let records = (10..15).map(|i| record(&i.to_string(), Some(0))).collect();
-    broker.producer().produce(pb::ProduceRequest { acks: 0, topic: "mid".into(), records }).await.unwrap();
+    broker
+        .producer()
+        .produce(pb::ProduceRequest { acks: 0, topic: "mid".into(), records, ..Default::default() })
+        .await
+        .unwrap();
 
     let got = broker.consumer().fetch(fetch("mid", 0, 7)).await.unwrap().into_inner();
     let expected: Vec<_> = (7..15).map(|i| (i, i.to_string())).collect();
@@ -195,6 +211,7 @@ async fn long_poll_fetch_wakes_when_data_arrives() {
             acks: 0,
             topic: "wait".into(),
             records: vec![record("hello", Some(0))],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -221,7 +238,12 @@ async fn subscribe_streams_existing_then_live_records() {
     broker.create_topic("live", 2).await;
     let mut producer = broker.producer();
     producer
-        .produce(pb::ProduceRequest { acks: 0, topic: "live".into(), records: vec![record("old", Some(1))] })
+        .produce(pb::ProduceRequest {
+            acks: 0,
+            topic: "live".into(),
+            records: vec![record("old", Some(1))],
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut stream = broker
@@ -237,6 +259,7 @@ async fn subscribe_streams_existing_then_live_records() {
                 acks: 0,
                 topic: "live".into(),
                 records: vec![record(&format!("new{i}"), Some(1))],
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -264,7 +287,7 @@ async fn restart_keeps_records_topics_and_committed_offsets() {
         let records = (0..4).map(|j| record(&format!("{i}.{j}"), Some(i % 2))).collect();
         broker
             .producer()
-            .produce(pb::ProduceRequest { acks: 0, topic: "durable".into(), records })
+            .produce(pb::ProduceRequest { acks: 0, topic: "durable".into(), records, ..Default::default() })
             .await
             .unwrap();
     }
@@ -318,6 +341,7 @@ async fn restart_keeps_records_topics_and_committed_offsets() {
             acks: 0,
             topic: "durable".into(),
             records: vec![record("after", Some(1))],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -342,7 +366,7 @@ async fn large_produce_batches_are_split_in_storage_but_served_whole() {
         .collect();
     let ack = broker
         .producer()
-        .produce(pb::ProduceRequest { acks: 0, topic: "big".into(), records })
+        .produce(pb::ProduceRequest { acks: 0, topic: "big".into(), records, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -426,10 +450,15 @@ async fn bad_input_is_rejected_with_a_clear_error_and_changes_nothing() {
     .await;
 
     let mut producer = broker.producer();
-    let produce = |records| pb::ProduceRequest { acks: 0, topic: "t".into(), records };
+    let produce = |records| pb::ProduceRequest { acks: 0, topic: "t".into(), records, ..Default::default() };
     expect_code(
         producer
-            .produce(pb::ProduceRequest { acks: 0, topic: "nope".into(), records: vec![record("a", None)] })
+            .produce(pb::ProduceRequest {
+                acks: 0,
+                topic: "nope".into(),
+                records: vec![record("a", None)],
+                ..Default::default()
+            })
             .await,
         Code::NotFound,
         &["nope"],
@@ -512,7 +541,12 @@ async fn deleting_a_topic_removes_its_data_and_offsets_and_ends_waiting_reads() 
     broker.create_topic("gone", 1).await;
     broker
         .producer()
-        .produce(pb::ProduceRequest { acks: 0, topic: "gone".into(), records: vec![record("x", Some(0))] })
+        .produce(pb::ProduceRequest {
+            acks: 0,
+            topic: "gone".into(),
+            records: vec![record("x", Some(0))],
+            ..Default::default()
+        })
         .await
         .unwrap();
     broker
@@ -638,6 +672,7 @@ async fn a_topics_flush_mode_sets_the_guarantee_of_requests_that_name_none() {
                 topic: topic.into(),
                 records: vec![record("x", None)],
                 acks: acks.into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -31,7 +31,7 @@ async fn produce(broker: &TestBroker, topic: &str, values: &[&str], timestamp_ms
         .collect();
     let resp = broker
         .producer()
-        .produce(pb::ProduceRequest { topic: topic.into(), records, acks: 0 })
+        .produce(pb::ProduceRequest { topic: topic.into(), records, acks: 0, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -159,7 +159,7 @@ async fn topic_config_is_altered_at_run_time_validated_and_kept() {
         .produce(pb::ProduceRequest {
             topic: "t".into(),
             records: vec![pb::ProduceRecord { value: big.into(), ..Default::default() }],
-            acks: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
