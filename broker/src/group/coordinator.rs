@@ -189,6 +189,19 @@ impl Coordinator {
                 format!("{} is not -1, 0 or a received epoch", hb.member_epoch),
             ));
         }
+        let known = self.groups.get(&hb.group).is_some_and(|g| g.members.contains_key(&hb.member_id));
+        if hb.member_epoch != -1 && !known && hb.topics.is_empty() {
+            return Err(Error::invalid("topics", "a joining member must subscribe to at least one topic"));
+        }
+        if hb.member_epoch == -1 && !known {
+            // Leaving a group one is not in changes nothing.
+            return Ok(HeartbeatReply {
+                member_id: hb.member_id,
+                member_epoch: -1,
+                heartbeat_interval: Duration::ZERO,
+                assignment: BTreeSet::new(),
+            });
+        }
         let group = self.groups.entry(hb.group.clone()).or_default();
 
         if hb.member_epoch == -1 {
@@ -206,10 +219,7 @@ impl Coordinator {
             });
         }
 
-        let joining = hb.member_id.is_empty() || !group.members.contains_key(&hb.member_id);
-        if joining && hb.topics.is_empty() {
-            return Err(Error::invalid("topics", "a joining member must subscribe to at least one topic"));
-        }
+        let joining = !known;
         let member_id = if hb.member_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { hb.member_id };
         let topics: BTreeSet<String> = hb.topics.into_iter().collect();
         let mut changed = false;

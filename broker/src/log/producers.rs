@@ -68,10 +68,22 @@ impl Producers {
         if seq.base_sequence == expected {
             return Ok(Decision::Append);
         }
-        if let Some(e) =
-            p.batches.iter().find(|e| e.base_sequence == seq.base_sequence && e.record_count == record_count)
-        {
-            return Ok(Decision::Duplicate(e.base_offset));
+        // A retried batch matches the batches that hold exactly its
+        // sequences: one, or several when a large batch was stored in parts
+        // (after a restart each part is remembered on its own).
+        if let Some(start) = p.batches.iter().position(|e| e.base_sequence == seq.base_sequence) {
+            let first = p.batches[start];
+            let (mut next_seq, mut next_offset) = (first.base_sequence, first.base_offset);
+            for e in p.batches.iter().skip(start) {
+                if e.base_sequence != next_seq || e.base_offset != next_offset {
+                    break;
+                }
+                next_seq += u64::from(e.record_count);
+                next_offset += u64::from(e.record_count);
+                if next_seq == seq.base_sequence + u64::from(record_count) {
+                    return Ok(Decision::Duplicate(first.base_offset));
+                }
+            }
         }
         let reason = if seq.base_sequence > expected {
             format!(
@@ -128,6 +140,14 @@ mod tests {
         let gap = p.check(seq(9), 1, "t", 0).unwrap_err().to_string();
         assert!(gap.contains("expected sequence 5, got 9"), "{gap}");
         assert!(p.check(seq(1), 1, "t", 0).is_err(), "a sequence inside an appended batch is not a retry");
+        // A batch stored in two parts (remembered as two after a restart)
+        // is still recognised whole.
+        let mut parts = Producers::default();
+        parts.record(seq(0), 4, 10);
+        parts.record(seq(4), 3, 14);
+        assert_eq!(parts.check(seq(0), 7, "t", 0).unwrap(), Decision::Duplicate(10));
+        assert_eq!(parts.check(seq(4), 3, "t", 0).unwrap(), Decision::Duplicate(14));
+        assert!(parts.check(seq(0), 5, "t", 0).is_err());
         // Only the last few batches are kept.
         for i in 0..BATCHES_PER_PRODUCER as u64 {
             p.record(seq(5 + i), 1, 105 + i);

@@ -8,11 +8,19 @@
 //! sled's own `flush()` writes its buffers and calls `sync_file_range`, which
 //! flushes neither the disk's write cache nor the file's metadata; only
 //! `fdatasync` (or sled's background `sync_all`) makes the write survive a
-//! power loss. So a durable ack needs both.
+//! power loss. So a durable ack needs both. sled also writes a page larger
+//! than a quarter of a segment (a leaf holding many large batches, after
+//! consolidation) to a file of its own under `blobs/`, which it never syncs:
+//! every such file is synced too, with its directory, before the ack.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -25,6 +33,76 @@ const QUEUE: usize = 4096;
 
 type Waiter = oneshot::Sender<Result<(), sled::Error>>;
 
+/// Makes everything written so far durable: sled flush, `fdatasync` of the
+/// database file, and `fdatasync` of every blob file not synced before.
+#[derive(Debug)]
+pub(super) struct Syncer {
+    db: sled::Db,
+    log_file: File,
+    blobs_dir: PathBuf,
+    /// Blob files already synced. A lock because `Storage::sync` (at
+    /// shutdown) and the flusher may both sync; both run on blocking threads.
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+impl Syncer {
+    pub(super) fn new(db: sled::Db, log_file: File, blobs_dir: PathBuf) -> Syncer {
+        Syncer { db, log_file, blobs_dir, synced_blobs: Mutex::new(HashSet::new()) }
+    }
+
+    /// Blocks until everything written before the call is on disk.
+    pub(super) fn sync(&self) -> Result<(), sled::Error> {
+        self.db.flush()?;
+        self.log_file.sync_data()?;
+        self.sync_blobs()?;
+        Ok(())
+    }
+
+    fn sync_blobs(&self) -> std::io::Result<()> {
+        let mut synced = self.synced_blobs.lock();
+        let mut present = HashSet::new();
+        let mut new = 0;
+        let entries = match std::fs::read_dir(&self.blobs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            if !synced.contains(&name) {
+                File::open(self.blobs_dir.join(&name))?.sync_data()?;
+                new += 1;
+            }
+            present.insert(name);
+        }
+        if new > 0 {
+            // The new files' directory entries must survive too.
+            File::open(&self.blobs_dir)?.sync_all()?;
+            tracing::debug!(blobs = new, "synced new blob files");
+        }
+        // sled deletes blobs it no longer needs; forget those.
+        *synced = present;
+        Ok(())
+    }
+
+    /// Blob files present now that no sync has covered (none, after a sync).
+    pub(super) fn unsynced_blobs(&self) -> std::io::Result<usize> {
+        let synced = self.synced_blobs.lock();
+        let entries = match std::fs::read_dir(&self.blobs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut unsynced = 0;
+        for entry in entries {
+            if !synced.contains(&entry?.file_name()) {
+                unsynced += 1;
+            }
+        }
+        Ok(unsynced)
+    }
+}
+
 /// A handle to the flusher. Cloning shares it; the flusher stops when the
 /// last handle is dropped.
 #[derive(Clone, Debug)]
@@ -33,9 +111,9 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher for `db`, whose log file is `file`, on `tasks`. The
-    /// flusher holds the database open until the last handle is dropped.
-    pub(super) fn start(db: sled::Db, file: Arc<File>, tasks: &TaskTracker) -> GroupCommit {
+    /// Starts the flusher on `tasks`. It holds the database open until the
+    /// last handle is dropped.
+    pub(super) fn start(syncer: Arc<Syncer>, tasks: &TaskTracker) -> GroupCommit {
         let (tx, mut rx) = mpsc::channel::<Waiter>(QUEUE);
         tasks.spawn(async move {
             let mut waiters = Vec::new();
@@ -46,13 +124,10 @@ impl GroupCommit {
                     waiters.push(w);
                 }
                 let started = Instant::now();
-                let (db, file) = (db.clone(), file.clone());
-                let result = tokio::task::spawn_blocking(move || {
-                    db.flush()?;
-                    file.sync_data().map_err(sled::Error::Io)
-                })
-                .await
-                .unwrap_or_else(|e| Err(sled::Error::ReportableBug(format!("flush task failed: {e}"))));
+                let syncer = syncer.clone();
+                let result = tokio::task::spawn_blocking(move || syncer.sync())
+                    .await
+                    .unwrap_or_else(|e| Err(sled::Error::ReportableBug(format!("flush task failed: {e}"))));
                 tracing::debug!(
                     batches = waiters.len(),
                     micros = started.elapsed().as_micros() as u64,

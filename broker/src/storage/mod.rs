@@ -151,8 +151,8 @@ pub struct Storage {
     /// stored batch (and that survives every batch being deleted).
     log_starts: sled::Tree,
     path: PathBuf,
-    /// sled's log file, kept open so that group commit can `fdatasync` it.
-    log_file: Arc<File>,
+    /// Flush + fdatasync of the database and its blob files.
+    syncer: Arc<commit::Syncer>,
 }
 
 /// One topic's batches and its sparse time index.
@@ -200,14 +200,8 @@ impl Storage {
         let log_starts = db.open_tree("log_starts").map_err(sled_err("open log starts"))?;
         let log_file = File::open(config.path.join("db"))
             .map_err(|e| StorageError::Sled { op: "open the database file", source: sled::Error::Io(e) })?;
-        let storage = Storage {
-            db,
-            topics,
-            offsets,
-            log_starts,
-            path: config.path.clone(),
-            log_file: Arc::new(log_file),
-        };
+        let syncer = Arc::new(commit::Syncer::new(db.clone(), log_file, config.path.join("blobs")));
+        let storage = Storage { db, topics, offsets, log_starts, path: config.path.clone(), syncer };
         storage.drop_orphan_trees()?;
         Ok(storage)
     }
@@ -358,17 +352,22 @@ impl Storage {
         Ok(any)
     }
 
-    /// Writes every dirty buffer to the database file and `fdatasync`s it.
+    /// Writes every dirty buffer to the database file and `fdatasync`s it
+    /// and every new blob file.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.db.flush().map_err(sled_err("flush"))?;
-        self.log_file
-            .sync_data()
-            .map_err(|e| StorageError::Sled { op: "fdatasync", source: sled::Error::Io(e) })
+        self.syncer.sync().map_err(sled_err("sync"))
+    }
+
+    /// Blob files that no sync has covered yet: after a durable sync, 0.
+    pub fn unsynced_blob_files(&self) -> Result<usize, StorageError> {
+        self.syncer
+            .unsynced_blobs()
+            .map_err(|e| StorageError::Sled { op: "list blob files", source: e.into() })
     }
 
     /// Starts a group-commit flusher for this database on `tasks`.
     pub fn group_commit(&self, tasks: &tokio_util::task::TaskTracker) -> GroupCommit {
-        GroupCommit::start(self.db.clone(), self.log_file.clone(), tasks)
+        GroupCommit::start(self.syncer.clone(), tasks)
     }
 }
 
@@ -651,6 +650,26 @@ mod tests {
             })
             .collect();
         vec![EncodedBatch::encode(&records, None)]
+    }
+
+    /// Leaves full of large batches are consolidated into pages over sled's
+    /// blob threshold; those land in blob files, which a sync must cover.
+    #[test]
+    fn a_sync_covers_blob_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        let meta = TopicMeta { name: "t".into(), id: "id".into(), partitions: 1, config: BTreeMap::new() };
+        let store = storage.create_topic(&meta).unwrap();
+        let value = Bytes::from(vec![7u8; 400 << 10]);
+        let mut blobs_seen = false;
+        for i in 0..64u64 {
+            let record = Record { value: value.clone(), ..Record::default() };
+            store.append(0, i, vec![EncodedBatch::encode(&[record], None)], None).unwrap();
+            storage.sync().unwrap();
+            assert_eq!(storage.unsynced_blob_files().unwrap(), 0, "after batch {i}");
+            blobs_seen |= std::fs::read_dir(dir.path().join("blobs")).is_ok_and(|mut d| d.next().is_some());
+        }
+        assert!(blobs_seen, "the test must make sled write blob files");
     }
 
     #[test]
