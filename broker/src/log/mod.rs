@@ -11,7 +11,7 @@
 mod producers;
 mod topic_config;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -174,6 +174,9 @@ struct Partition {
     log_start: AtomicU64,
     /// Bytes of stored batches, for `retention.bytes`.
     stored_bytes: AtomicU64,
+    /// The high watermark at the last compaction: a partition with nothing
+    /// new is not compacted again.
+    compacted_to: AtomicU64,
 }
 
 impl Log {
@@ -346,7 +349,8 @@ impl Log {
         if records.is_empty() {
             return Err(Error::invalid("records", "at least one record is required"));
         }
-        let max_record = topic.config().max_message_bytes;
+        let config = topic.config();
+        let max_record = config.max_message_bytes;
         let n = topic.meta.partitions;
         for (i, r) in records.iter().enumerate() {
             if let Some(p) = r.partition.filter(|p| *p >= n) {
@@ -370,6 +374,12 @@ impl Log {
                 return Err(Error::invalid(
                     format!("records[{i}].headers"),
                     format!("{} headers exceed the maximum of {MAX_HEADERS}", r.headers.len()),
+                ));
+            }
+            if config.compact && r.key.is_none() {
+                return Err(Error::invalid(
+                    format!("records[{i}].key"),
+                    "topic is compacted (cleanup.policy=compact): every record needs a key",
                 ));
             }
             if r.timestamp_ms.is_some_and(|ts| ts < 0) {
@@ -513,7 +523,12 @@ impl Log {
         let mut deleted = 0;
         for topic in topics {
             let config = topic.config();
-            if config.retention_ms.is_none() && config.retention_bytes.is_none() {
+            if config.compact {
+                for (i, p) in topic.partitions.iter().enumerate() {
+                    deleted += compact(&topic, i as u32, p, config.delete_retention_ms, now_ms)?;
+                }
+            }
+            if !config.delete || (config.retention_ms.is_none() && config.retention_bytes.is_none()) {
                 continue;
             }
             for (i, p) in topic.partitions.iter().enumerate() {
@@ -574,6 +589,70 @@ impl Log {
             }
         });
     }
+}
+
+/// Compacts one partition: every record whose key has a newer record is
+/// removed, and so is a tombstone (a record with an empty value) whose batch
+/// is older than `delete_retention_ms`. Offsets are kept: a compacted batch
+/// still spans its offsets, with gaps where records were. The newest batch is
+/// left alone, so the newest record of every key is always there. Returns
+/// how many records were removed.
+fn compact(
+    topic: &Topic,
+    partition: u32,
+    p: &Partition,
+    delete_retention_ms: i64,
+    now_ms: i64,
+) -> Result<u64> {
+    let start = p.log_start.load(Ordering::Acquire);
+    let end = *p.high_watermark.borrow();
+    if p.compacted_to.load(Ordering::Acquire) == end {
+        return Ok(0);
+    }
+    // Pass 1: the newest offset of every key. Keys are copied, so the map
+    // holds the keys and not the batches they came from.
+    let mut newest: HashMap<Bytes, u64> = HashMap::new();
+    let mut last_base = None;
+    for entry in topic.store.batches(partition, start, end)? {
+        let (header, records, _) = entry?;
+        for r in &records {
+            if let Some(key) = &r.key {
+                newest.insert(Bytes::copy_from_slice(key), header.base_offset + u64::from(r.offset_delta));
+            }
+        }
+        last_base = Some(header.base_offset);
+    }
+    let Some(last_base) = last_base else { return Ok(0) };
+    // Pass 2: rewrite the batches before the newest that lost records.
+    let mut removed = 0;
+    for entry in topic.store.batches(partition, start, last_base)? {
+        let (header, records, stored) = entry?;
+        let expired = header.max_timestamp_ms < now_ms - delete_retention_ms;
+        let before = records.len();
+        let kept: Vec<Record> = records
+            .into_iter()
+            .filter(|r| {
+                let offset = header.base_offset + u64::from(r.offset_delta);
+                let newest_of_key = r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&offset));
+                newest_of_key && !(r.value.is_empty() && expired)
+            })
+            .collect();
+        if kept.len() == before {
+            continue;
+        }
+        removed += (before - kept.len()) as u64;
+        let batch = EncodedBatch::encode_span(&kept, header.record_count, header.producer);
+        let new_len = batch.stored_len() as u64;
+        topic.store.replace(partition, header.base_offset, batch)?;
+        let _ = p.stored_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            Some((b + new_len).saturating_sub(stored as u64))
+        });
+    }
+    p.compacted_to.store(end, Ordering::Release);
+    if removed > 0 {
+        tracing::info!(topic = %topic.meta.name, partition, removed, "compaction removed records");
+    }
+    Ok(removed)
 }
 
 /// The answer to a lookup by time for one partition.
@@ -756,6 +835,7 @@ impl Partition {
         let next_offset = writer.next_offset;
         Partition {
             stored_bytes: AtomicU64::new(stored_bytes),
+            compacted_to: AtomicU64::new(0),
             writer: Mutex::new(writer),
             high_watermark: watch::Sender::new(next_offset),
             log_start: AtomicU64::new(log_start),

@@ -7,8 +7,17 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 
 /// Keys a topic's config may set.
-pub const KEYS: &[&str] =
-    &["cleanup.policy", "flush.mode", "max.message.bytes", "retention.bytes", "retention.ms"];
+pub const KEYS: &[&str] = &[
+    "cleanup.policy",
+    "delete.retention.ms",
+    "flush.mode",
+    "max.message.bytes",
+    "retention.bytes",
+    "retention.ms",
+];
+
+/// Tombstones of a compacted topic are kept a day unless it says otherwise.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Records are kept for 7 days unless a topic says otherwise.
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -27,6 +36,14 @@ pub struct TopicConfig {
     /// Oldest batches are deleted while a partition holds more than this;
     /// `None` for no limit (`retention.bytes=-1`, the default).
     pub retention_bytes: Option<u64>,
+    /// `cleanup.policy` includes `delete`: retention applies (the default).
+    pub delete: bool,
+    /// `cleanup.policy` includes `compact`: only the newest record of each
+    /// key is kept, and every record needs a key.
+    pub compact: bool,
+    /// How long a compacted topic keeps a tombstone (a record with an empty
+    /// value), in ms.
+    pub delete_retention_ms: i64,
 }
 
 impl TopicConfig {
@@ -38,6 +55,9 @@ impl TopicConfig {
             flush_mode: None,
             retention_ms: Some(DEFAULT_RETENTION_MS),
             retention_bytes: None,
+            delete: true,
+            compact: false,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
         };
         for (key, value) in entries {
             let field = || format!("config[{key}]");
@@ -71,12 +91,23 @@ impl TopicConfig {
                     config.retention_bytes = parse_limit(value, &field())?.map(|b| b as u64);
                 }
                 "cleanup.policy" => {
-                    if value != "delete" {
-                        return Err(Error::invalid(
-                            field(),
-                            format!("`{value}` is not supported; the accepted policy is: delete"),
-                        ));
-                    }
+                    (config.delete, config.compact) = match value.as_str() {
+                        "delete" => (true, false),
+                        "compact" => (false, true),
+                        "compact,delete" | "delete,compact" => (true, true),
+                        _ => {
+                            return Err(Error::invalid(
+                                field(),
+                                format!("`{value}` is not one of: delete, compact, compact,delete"),
+                            ));
+                        }
+                    };
+                }
+                "delete.retention.ms" => {
+                    config.delete_retention_ms =
+                        value.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                            Error::invalid(field(), format!("`{value}` is not a whole number from 0"))
+                        })?;
                 }
                 _ => {
                     return Err(Error::invalid(

@@ -4,7 +4,8 @@
 //! offset size field
 //!      0    1 format version (1)
 //!      1    8 base offset            (big-endian, as all header integers)
-//!      9    4 record count
+//!      9    4 offset count: the records when written; compaction removes
+//!             records but keeps it, so the batch still spans its offsets
 //!     13    8 first timestamp (ms)
 //!     21    8 max timestamp (ms)
 //!     29    8 producer id (0: not from an idempotent producer)
@@ -72,6 +73,12 @@ pub struct EncodedBatch {
 impl EncodedBatch {
     /// Encodes `records` (whose `offset_delta`s must be 0, 1, 2, …).
     pub fn encode(records: &[Record], producer: Option<ProducerSeq>) -> EncodedBatch {
+        EncodedBatch::encode_span(records, u32::try_from(records.len()).unwrap_or(u32::MAX), producer)
+    }
+
+    /// Encodes what compaction kept of a batch that spans `offset_count`
+    /// offsets; the records keep their `offset_delta`s.
+    pub fn encode_span(records: &[Record], offset_count: u32, producer: Option<ProducerSeq>) -> EncodedBatch {
         let payload_len: usize =
             records.iter().map(Message::encoded_len).map(|l| l + prost::length_delimiter_len(l)).sum();
         let mut buf = Vec::with_capacity(HEADER_LEN + payload_len);
@@ -83,7 +90,7 @@ impl EncodedBatch {
         let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
         let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
         let crc = crc32c::crc32c(&buf[HEADER_LEN..]);
-        let record_count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        let record_count = offset_count;
         buf[0] = VERSION;
         buf[9..13].copy_from_slice(&record_count.to_be_bytes());
         buf[13..21].copy_from_slice(&first_ts.to_be_bytes());
@@ -97,7 +104,7 @@ impl EncodedBatch {
         EncodedBatch { buf, record_count }
     }
 
-    /// Number of records.
+    /// Number of offsets the batch spans.
     pub fn record_count(&self) -> u32 {
         self.record_count
     }

@@ -447,6 +447,35 @@ impl TopicStore {
         }))
     }
 
+    /// The batches holding offsets in `[from, until)`, decoded, with their
+    /// stored sizes; read lazily.
+    pub fn batches(
+        &self,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> Result<
+        impl Iterator<Item = Result<(BatchHeader, Vec<crate::record::Record>, usize), StorageError>> + '_,
+        StorageError,
+    > {
+        let range = self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until));
+        Ok(range.map(move |entry| {
+            let (key, value) = entry.map_err(sled_err("read batch"))?;
+            let (_, base) = keys::parse_batch(&key).unwrap_or_default();
+            let (header, records) = batch::decode(Bytes::copy_from_slice(&value))
+                .map_err(|source| self.corrupt(partition, base, source))?;
+            Ok((header, records, value.len()))
+        }))
+    }
+
+    /// Replaces a stored batch with a compacted one at the same base offset.
+    pub fn replace(&self, partition: u32, base_offset: u64, batch: EncodedBatch) -> Result<(), StorageError> {
+        self.tree
+            .insert(keys::batch(partition, base_offset), batch.into_value(base_offset))
+            .map(drop)
+            .map_err(sled_err("replace compacted batch"))
+    }
+
     /// Headers of the partition's last `n` batches, newest first.
     pub fn last_headers(&self, partition: u32, n: usize) -> Result<Vec<BatchHeader>, StorageError> {
         // One short-lived range per step: a long reverse iteration over a

@@ -170,7 +170,7 @@ async fn topic_config_is_altered_at_run_time_validated_and_kept() {
         alter(&broker, "t", &[("retention.ms", "soon"), ("max.message.bytes", "50")], &[]).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("retention.ms"), "{}", err.message());
-    let err = alter(&broker, "t", &[("cleanup.policy", "compact")], &[]).await.unwrap_err();
+    let err = alter(&broker, "t", &[("cleanup.policy", "shred")], &[]).await.unwrap_err();
     assert!(err.message().contains("cleanup.policy"), "{}", err.message());
     assert_eq!(alter(&broker, "nope", &[], &[]).await.unwrap_err().code(), Code::NotFound);
 
@@ -184,5 +184,118 @@ async fn topic_config_is_altered_at_run_time_validated_and_kept() {
     let config = d.topic.unwrap().config;
     assert_eq!(config.get("max.message.bytes").map(String::as_str), Some("100"), "kept across a restart");
     assert_eq!(config.get("retention.ms").map(String::as_str), Some("-1"));
+    broker.shutdown().await;
+}
+
+fn keyed(key: &str, value: &str) -> pb::ProduceRecord {
+    pb::ProduceRecord {
+        partition: Some(0),
+        key: Some(key.to_owned().into()),
+        value: value.to_owned().into(),
+        ..Default::default()
+    }
+}
+
+async fn read_all(broker: &TestBroker, topic: &str) -> Vec<(u64, String, String)> {
+    let got = broker
+        .consumer()
+        .fetch(pb::FetchRequest {
+            topic: topic.into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 0,
+            max_wait_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    got.batches
+        .iter()
+        .flat_map(|b| {
+            b.records.iter().map(move |r| {
+                let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+                (
+                    b.base_offset + u64::from(r.offset_delta),
+                    key,
+                    String::from_utf8_lossy(&r.value).into_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_newest_record_per_key_and_preserves_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let config = [
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        ("delete.retention.ms".to_owned(), "0".to_owned()),
+    ]
+    .into();
+    broker
+        .admin()
+        .create_topic(pb::CreateTopicRequest { name: "state".into(), partitions: 1, config })
+        .await
+        .unwrap();
+    let produce = |records: Vec<pb::ProduceRecord>| {
+        let mut producer = broker.producer();
+        async move {
+            producer
+                .produce(pb::ProduceRequest { topic: "state".into(), records, ..Default::default() })
+                .await
+                .unwrap();
+        }
+    };
+    produce(vec![keyed("a", "1"), keyed("b", "1"), keyed("a", "2")]).await; // offsets 0-2
+    produce(vec![keyed("c", "1"), keyed("b", "")]).await; // 3-4: b's tombstone
+    produce(vec![keyed("a", "3")]).await; // 5: the newest batch, never compacted
+
+    let b = &broker;
+    let compacted = eventually("compaction", || async move {
+        let records = read_all(b, "state").await;
+        (records.len() == 2).then_some(records)
+    })
+    .await;
+    // a's older records, b and its tombstone (past delete.retention.ms) are
+    // gone; c and the newest a stay at their offsets.
+    assert_eq!(compacted, [(3, "c".to_owned(), "1".to_owned()), (5, "a".to_owned(), "3".to_owned())]);
+    let (start, end) = bounds(&broker, "state").await;
+    assert_eq!((start, end), (0, 6), "offsets are preserved, gaps and all");
+
+    // A fetch from inside a gap starts at the next record.
+    let got = broker
+        .consumer()
+        .fetch(pb::FetchRequest {
+            topic: "state".into(),
+            partition: 0,
+            offset: 1,
+            max_bytes: 0,
+            max_wait_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = &got.batches[0];
+    assert_eq!(first.base_offset + u64::from(first.records[0].offset_delta), 3);
+
+    // New appends continue after the gaps; compacted data survives a restart.
+    let broker = broker.restart().await;
+    assert_eq!(read_all(&broker, "state").await.len(), 2);
+    let err = broker
+        .producer()
+        .produce(pb::ProduceRequest {
+            topic: "state".into(),
+            records: vec![pb::ProduceRecord {
+                partition: Some(0),
+                value: "keyless".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("needs a key"), "{}", err.message());
     broker.shutdown().await;
 }
