@@ -174,6 +174,9 @@ pub struct TopicStore {
 /// Bytes of batches between two time-index entries of a partition.
 pub const TIME_INDEX_INTERVAL: u64 = 256 << 10;
 
+/// A stored batch: its header, its records, and its stored size in bytes.
+pub type StoredBatch = (BatchHeader, Vec<crate::record::Record>, usize);
+
 /// A time-index entry: every record before `next_offset` has a timestamp of
 /// at most `max_timestamp_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -454,10 +457,7 @@ impl TopicStore {
         partition: u32,
         from: u64,
         until: u64,
-    ) -> Result<
-        impl Iterator<Item = Result<(BatchHeader, Vec<crate::record::Record>, usize), StorageError>> + '_,
-        StorageError,
-    > {
+        ) -> Result<impl Iterator<Item = Result<StoredBatch, StorageError>> + '_, StorageError> {
         let range = self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until));
         Ok(range.map(move |entry| {
             let (key, value) = entry.map_err(sled_err("read batch"))?;
