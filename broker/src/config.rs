@@ -30,6 +30,7 @@ pub struct Config {
     /// The guarantee of a produce that names none, for topics without a
     /// `flush.mode` (default: durable).
     pub durability: Acks,
+
     /// How often retention deletes expired batches (default 30 s).
     pub retention_check_interval: Duration,
 }
@@ -45,6 +46,11 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Longest a fetch may wait for data.
     pub max_fetch_wait: Duration,
+    /// Produce requests are refused (RESOURCE_EXHAUSTED) while the data
+    /// directory's disk has less free space than this, so the storage
+    /// engine never runs out of space mid-write (default 64 MiB; 0 turns
+    /// the check off).
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -54,6 +60,7 @@ impl Default for Limits {
             max_record_bytes: 1 << 20,
             max_request_bytes: 64 << 20,
             max_fetch_wait: Duration::from_secs(60),
+            min_free_disk_bytes: 64 << 20,
         }
     }
 }

@@ -60,6 +60,20 @@ pub enum Error {
         /// Why, and what to do.
         reason: String,
     },
+    /// The data directory's disk has less free space than the broker keeps
+    /// in reserve: writes are refused until space returns; reads go on.
+    #[error(
+        "disk full: {free} bytes free in {dir}, below the {min} kept in reserve (--min-free-mb); \
+         writes resume when space is freed, reads continue"
+    )]
+    DiskFull {
+        /// The data directory.
+        dir: String,
+        /// Bytes free.
+        free: u64,
+        /// The reserve.
+        min: u64,
+    },
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,

@@ -1,6 +1,7 @@
-//! Topic administration and consumer-group offsets: [`Admin`]. The producer and
-//! consumer reuse it for partition metadata and committed offsets, so every
-//! admin RPC and its conversion from the wire types is written once, here.
+//! Topic administration, consumer groups and offsets: [`Admin`]. The producer
+//! and consumer reuse it for partition metadata and committed offsets, so
+//! every admin RPC is written once, here (the group types and their
+//! conversions live in `group`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,13 +10,15 @@ use brooklet_proto::v1;
 
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
+use crate::group::{GroupDescription, GroupSummary, ResetTo, TimeOffset};
 
-/// A client for topic administration and committed offsets.
+/// A client for topic administration, consumer groups and committed offsets.
 ///
-/// Cheap to clone; clones share one connection. Reads and offset commits are
-/// retried while the broker is unreachable, up to the request timeout;
-/// creating and deleting topics are not, because a repeated attempt could
-/// report `TopicExists` or `TopicNotFound` for work the first one did.
+/// Cheap to clone; clones share one connection. Reads, offset commits and
+/// resets are retried while the broker is unreachable, up to the request
+/// timeout; creating and deleting topics and groups are not, because a
+/// repeated attempt could report `TopicExists`, `TopicNotFound` or
+/// `GroupNotFound` for work the first one did.
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub(crate) conn: Connection,
@@ -162,6 +165,24 @@ impl CommittedOffset {
         self.metadata = Some(metadata.into());
         self
     }
+
+    pub(crate) fn from_proto(offset: v1::PartitionOffset) -> Self {
+        Self {
+            topic: offset.topic,
+            partition: offset.partition,
+            offset: offset.offset,
+            metadata: offset.metadata,
+        }
+    }
+
+    pub(crate) fn to_proto(&self) -> v1::PartitionOffset {
+        v1::PartitionOffset {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            metadata: self.metadata.clone(),
+        }
+    }
 }
 
 impl Admin {
@@ -275,15 +296,7 @@ impl Admin {
         let opts = CallOptions { topic, retry: true, ..CallOptions::new(Op::CommitOffsets) };
         let request = v1::CommitOffsetsRequest {
             group: group.to_owned(),
-            offsets: offsets
-                .iter()
-                .map(|o| v1::PartitionOffset {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                    offset: o.offset,
-                    metadata: o.metadata.clone(),
-                })
-                .collect(),
+            offsets: offsets.iter().map(CommittedOffset::to_proto).collect(),
             // An outside commit: the broker accepts it only while the group
             // has no live members.
             member_id: String::new(),
@@ -311,21 +324,118 @@ impl Admin {
                 async move { client.fetch_offsets(req).await }
             })
             .await?;
-        Ok(response
-            .offsets
-            .into_iter()
-            .map(|o| CommittedOffset {
-                topic: o.topic,
-                partition: o.partition,
-                offset: o.offset,
-                metadata: o.metadata,
+        Ok(response.offsets.into_iter().map(CommittedOffset::from_proto).collect())
+    }
+}
+
+impl Admin {
+    /// Every group with live members or committed offsets, ordered by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListGroups) };
+        let response = self
+            .conn
+            .call(opts, v1::ListGroupsRequest {}, |req| {
+                let mut client = self.conn.group();
+                async move { client.list_groups(req).await }
             })
-            .collect())
+            .await?;
+        let mut groups: Vec<GroupSummary> =
+            response.groups.into_iter().map(GroupSummary::from_proto).collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(groups)
+    }
+
+    /// A group's state, its members and what each owns, and per partition
+    /// its committed offset and lag.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`] for a group with neither live members nor
+    /// committed offsets; [`Error::InvalidArgument`] for a bad group id.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let opts = CallOptions { group: Some(group), retry: true, ..CallOptions::new(Op::DescribeGroup) };
+        let request = v1::DescribeGroupRequest { group: group.to_owned() };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.group();
+                async move { client.describe_group(req).await }
+            })
+            .await?;
+        Ok(GroupDescription::from_proto(response))
+    }
+
+    /// Deletes a group's committed offsets.
+    ///
+    /// # Errors
+    /// [`Error::FailedPrecondition`] while the group has live members;
+    /// [`Error::GroupNotFound`] when it has no committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let opts = CallOptions { group: Some(group), ..CallOptions::new(Op::DeleteGroup) };
+        let request = v1::DeleteGroupRequest { group: group.to_owned() };
+        self.conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.group();
+                async move { client.delete_group(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sets `group`'s committed offsets for every partition of `topic` and
+    /// returns them, ordered by partition. Only a group without live members
+    /// can be reset: its next members start where this puts them.
+    ///
+    /// # Errors
+    /// [`Error::FailedPrecondition`] while the group has live members;
+    /// [`Error::TopicNotFound`]; [`Error::OffsetOutOfRange`] for a
+    /// [`ResetTo::Offset`] outside some partition's log.
+    pub async fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<CommittedOffset>> {
+        let opts = CallOptions { topic: Some(topic), retry: true, ..CallOptions::new(Op::ResetOffsets) };
+        let request = v1::ResetOffsetsRequest {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            to: Some(to.into_proto()),
+        };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.group();
+                async move { client.reset_offsets(req).await }
+            })
+            .await?;
+        let mut offsets: Vec<CommittedOffset> =
+            response.offsets.into_iter().map(CommittedOffset::from_proto).collect();
+        offsets.sort_by_key(|o| o.partition);
+        Ok(offsets)
+    }
+
+    /// For each partition of `topic`, the earliest offset whose record
+    /// timestamp is at or after `timestamp_ms` (milliseconds since the Unix
+    /// epoch), or the high watermark when no record is. Ordered by
+    /// partition. The broker answers from a sparse time index, without
+    /// scanning the log.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`].
+    pub async fn offsets_for_time(&self, topic: &str, timestamp_ms: i64) -> Result<Vec<TimeOffset>> {
+        let opts = CallOptions { topic: Some(topic), retry: true, ..CallOptions::new(Op::ListOffsets) };
+        let request =
+            v1::ListOffsetsRequest { topic: topic.to_owned(), partitions: Vec::new(), timestamp_ms };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.consumer();
+                async move { client.list_offsets(req).await }
+            })
+            .await?;
+        let mut offsets: Vec<TimeOffset> = response.offsets.into_iter().map(TimeOffset::from_proto).collect();
+        offsets.sort_by_key(|o| o.partition);
+        Ok(offsets)
     }
 }
 
 /// The topic every offset names, if they all name the same one.
-fn single_topic(offsets: &[CommittedOffset]) -> Option<&str> {
+pub(crate) fn single_topic(offsets: &[CommittedOffset]) -> Option<&str> {
     let first = offsets.first()?.topic.as_str();
     offsets.iter().all(|o| o.topic == first).then_some(first)
 }

@@ -112,16 +112,22 @@ pub(crate) struct CallOptions<'a> {
     pub(crate) op: Op,
     /// The topic the call concerns, named in errors.
     pub(crate) topic: Option<&'a str>,
+    /// The group the call is about, when its NOT_FOUND means the group.
+    pub(crate) group: Option<&'a str>,
     /// Whether the call may be repeated when the broker is unreachable.
     pub(crate) retry: bool,
     /// Time the broker is asked to wait (a fetch's long poll), added to the
     /// request timeout so a long poll never counts against it.
     pub(crate) wait: Duration,
+    /// Replaces the connection's request timeout for this call: the
+    /// consumer's group task must not be stuck in one call for longer than
+    /// its session lasts.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl CallOptions<'_> {
     pub(crate) fn new(op: Op) -> Self {
-        Self { op, topic: None, retry: false, wait: Duration::ZERO }
+        Self { op, topic: None, group: None, retry: false, wait: Duration::ZERO, timeout: None }
     }
 }
 
@@ -160,9 +166,14 @@ impl Connection {
         F: FnMut(tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let budget = self.request_timeout + opts.wait;
-        let context =
-            CallContext { endpoint: &self.endpoint, op: opts.op, topic: opts.topic, timeout: budget };
+        let budget = opts.timeout.unwrap_or(self.request_timeout) + opts.wait;
+        let context = CallContext {
+            endpoint: &self.endpoint,
+            op: opts.op,
+            topic: opts.topic,
+            group: opts.group,
+            timeout: budget,
+        };
         let timeout = || Error::Timeout {
             endpoint: self.endpoint.to_string(),
             operation: opts.op.name(),

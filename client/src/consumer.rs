@@ -1,17 +1,30 @@
-//! The polling [`Consumer`]: keeps a position per assigned partition, fetches
-//! from all of them concurrently, and commits positions for its group through
-//! [`Admin`]. It has no background task; all work happens inside `poll`.
+//! The polling [`Consumer`]: keeps a position per partition it reads, fetches
+//! from all of them concurrently, and commits positions for its group.
+//!
+//! Partitions come either from the application (`assign`, `seek`: no
+//! background task, all work happens inside `poll`) or from the broker
+//! (`subscribe`: the `membership` task heartbeats and owns the set of
+//! partitions, `poll` only reads them). `positions` is the bookkeeping both
+//! share; it never talks to the broker.
 
-use std::collections::btree_map::Entry as BTreeEntry;
+mod membership;
+mod positions;
+
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use brooklet_proto::v1;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
 
+use self::membership::{Command, Handle, Settings, View};
+use self::positions::{Position, Positions, Target};
 use crate::admin::{Admin, CommittedOffset, PartitionOffsets, TopicDescription};
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
@@ -25,6 +38,13 @@ const MAX_WAIT_LIMIT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_BYTES: u32 = 1024 * 1024;
 /// The broker's limit on a group id's length, in bytes.
 const MAX_GROUP_LEN: usize = 255;
+/// Default interval of automatic commits.
+const DEFAULT_AUTO_COMMIT: Duration = Duration::from_secs(5);
+/// Default client id, shown in `DescribeGroup`.
+const DEFAULT_CLIENT_ID: &str = "brooklet-client";
+/// Rebalance events kept for a receiver that has not read them yet; a
+/// receiver further behind loses the oldest.
+const EVENTS_CAPACITY: usize = 64;
 
 /// Where to read a partition from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,9 +55,91 @@ pub enum Offset {
     Latest,
     /// This offset.
     At(u64),
-    /// The consumer group's committed offset, or [`Offset::Earliest`] when
-    /// the group has committed none for the partition. Requires a group.
+    /// The consumer group's committed offset or, when the group has
+    /// committed none for the partition, where
+    /// [`ConsumerBuilder::auto_offset_reset`] says (the earliest offset by
+    /// default). Requires a group.
     Committed,
+}
+
+/// Where a consumer starts on a partition its group has no committed offset
+/// for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AutoOffsetReset {
+    /// The first offset still in the log: read everything there is.
+    #[default]
+    Earliest,
+    /// The high watermark: only records appended from now on.
+    Latest,
+    /// Neither: `poll` fails with [`Error::NoCommittedOffset`] naming the
+    /// partition, until the application seeks it or the group's offsets are
+    /// reset.
+    Error,
+}
+
+/// A change in the partitions a subscribed consumer owns, as
+/// [`Consumer::events`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RebalanceEvent {
+    /// The broker granted these partitions: the consumer reads them from the
+    /// group's committed offsets.
+    Assigned(Vec<(String, u32)>),
+    /// The consumer stopped reading these partitions: the broker moved them
+    /// (their delivered positions were committed first, where the broker
+    /// still allowed it), the session was lost, or the consumer closed.
+    Revoked(Vec<(String, u32)>),
+}
+
+/// A receiver of [`RebalanceEvent`]s, from [`Consumer::events`].
+///
+/// Events are kept for a receiver up to a bound (64); one that falls further
+/// behind loses the oldest, with a warning in the log.
+/// [`Consumer::assignment`] is always the current truth.
+#[derive(Debug)]
+pub struct RebalanceEvents {
+    receiver: broadcast::Receiver<RebalanceEvent>,
+}
+
+impl RebalanceEvents {
+    /// The next event; `None` once the consumer is closed or dropped.
+    pub async fn recv(&mut self) -> Option<RebalanceEvent> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) => return Some(event),
+                Err(RecvError::Closed) => return None,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "rebalance events receiver fell behind; the oldest events were dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<RebalanceEvent> {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(event) => return Some(event),
+                Err(TryRecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "rebalance events receiver fell behind; the oldest events were dropped"
+                    );
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The events as a stream, ending when the consumer is closed or dropped.
+    pub fn into_stream(self) -> impl Stream<Item = RebalanceEvent> + Send + Unpin + 'static {
+        Box::pin(futures::stream::unfold(self, |mut events| async move {
+            events.recv().await.map(|event| (event, events))
+        }))
+    }
 }
 
 /// Configures a [`Consumer`].
@@ -47,19 +149,26 @@ pub struct ConsumerBuilder {
     group: Option<String>,
     max_wait: Duration,
     max_bytes: u32,
+    auto_commit: Option<Duration>,
+    auto_offset_reset: AutoOffsetReset,
+    session_timeout: Option<Duration>,
+    client_id: String,
 }
 
 impl ConsumerBuilder {
-    /// Joins consumer group `group`: positions start from its committed
-    /// offsets and [`Consumer::commit`] stores them. The group only names
-    /// offsets; partitions are still assigned by hand.
+    /// Sets the consumer group `group`: positions start from its committed
+    /// offsets and [`Consumer::commit`] stores them. With
+    /// [`Consumer::subscribe`], the consumer joins the group and the broker
+    /// assigns its partitions; otherwise the group only names offsets and
+    /// partitions are assigned by hand.
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self
     }
 
-    /// How long a fetch waits for records when every assigned partition is
-    /// caught up (default 500 ms, at most 60 s).
+    /// How long a fetch waits for records when every partition is caught up
+    /// (default 500 ms, at most 60 s). A subscribed consumer that owns
+    /// nothing yet waits this long for an assignment.
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = max_wait;
         self
@@ -70,6 +179,39 @@ impl ConsumerBuilder {
     /// a fetch always makes progress.
     pub fn max_bytes(mut self, max_bytes: u32) -> Self {
         self.max_bytes = max_bytes;
+        self
+    }
+
+    /// How often a subscribed consumer commits the delivered positions of
+    /// the partitions it owns, in the background (default every 5 s).
+    /// `None` commits only on [`Consumer::commit`], on
+    /// [`Consumer::close`] and before giving a partition up.
+    pub fn auto_commit(mut self, every: Option<Duration>) -> Self {
+        self.auto_commit = every;
+        self
+    }
+
+    /// Where to start on a partition the group has no committed offset for
+    /// (default [`AutoOffsetReset::Earliest`]).
+    pub fn auto_offset_reset(mut self, reset: AutoOffsetReset) -> Self {
+        self.auto_offset_reset = reset;
+        self
+    }
+
+    /// How long the broker keeps a subscribed member without heartbeats
+    /// before it gives the member's partitions to others (default: the
+    /// broker's, 10 s unless configured otherwise; the broker refuses
+    /// values outside its bounds, 1 s to 300 s by default). The consumer
+    /// heartbeats well within it, as often as the broker asks.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = Some(timeout);
+        self
+    }
+
+    /// The client id the group shows for this member (default
+    /// `brooklet-client`).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
         self
     }
 
@@ -86,100 +228,175 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Builds the consumer, with no partitions assigned. It connects on its
-    /// first call, so this succeeds while the broker is down.
+    /// Builds the consumer, reading nothing yet. It connects on its first
+    /// call, so this succeeds while the broker is down.
     ///
     /// # Errors
     /// [`Error::InvalidEndpoint`] for an unusable endpoint;
     /// [`Error::InvalidArgument`] for a `max_wait` above 60 s, a group id
-    /// that is empty or longer than 255 bytes, or a zero timeout.
+    /// that is empty or longer than 255 bytes, a zero timeout or
+    /// auto-commit interval, or a session timeout beyond `u32::MAX`
+    /// milliseconds.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn build(self) -> Result<Consumer> {
+        let invalid = |message: String| Err(Error::InvalidArgument { message });
         if self.max_wait > MAX_WAIT_LIMIT {
-            return Err(Error::InvalidArgument {
-                message: format!(
-                    "max_wait {:?} exceeds the broker's limit of {MAX_WAIT_LIMIT:?}",
-                    self.max_wait
-                ),
-            });
+            return invalid(format!(
+                "max_wait {:?} exceeds the broker's limit of {MAX_WAIT_LIMIT:?}",
+                self.max_wait
+            ));
         }
         if let Some(group) = &self.group
             && (group.is_empty() || group.len() > MAX_GROUP_LEN)
         {
-            return Err(Error::InvalidArgument {
-                message: format!(
-                    "group id {group:?} is {} bytes; it must be 1 to {MAX_GROUP_LEN}",
-                    group.len()
-                ),
-            });
+            return invalid(format!(
+                "group id {group:?} is {} bytes; it must be 1 to {MAX_GROUP_LEN}",
+                group.len()
+            ));
         }
+        if self.auto_commit.is_some_and(|every| every.is_zero()) {
+            return invalid("auto_commit must be a positive interval, or None to turn it off".to_owned());
+        }
+        if let Some(timeout) = self.session_timeout
+            && (timeout.is_zero() || u32::try_from(timeout.as_millis()).is_err())
+        {
+            return invalid(format!(
+                "session_timeout {timeout:?} must be above zero and at most {} ms",
+                u32::MAX
+            ));
+        }
+        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         Ok(Consumer {
             admin: Admin { conn: self.conn.connect()? },
+            request_timeout: self.conn.request_timeout,
             group: self.group,
             max_wait: self.max_wait,
             max_bytes: self.max_bytes,
-            topics: BTreeMap::new(),
+            auto_commit: self.auto_commit,
+            auto_offset_reset: self.auto_offset_reset,
+            session_timeout: self.session_timeout,
+            client_id: self.client_id,
+            positions: Arc::new(Mutex::new(Positions::default())),
+            events,
+            membership: None,
         })
     }
 }
 
-/// Reads records from the partitions assigned to it.
+/// Reads records from partitions it assigns itself, or that its group
+/// assigns it.
 ///
 /// ```no_run
 /// # async fn example() -> brooklet_client::Result<()> {
-/// use brooklet_client::{Consumer, Offset};
+/// use brooklet_client::Consumer;
 ///
 /// let mut consumer = Consumer::builder("http://127.0.0.1:7070").group("billing").build()?;
-/// consumer.assign_all("orders").await?;
-/// consumer.seek("orders", 0, Offset::Latest)?;
-/// loop {
+/// consumer.subscribe(&["orders"])?;
+/// for _ in 0..100 {
 ///     for record in consumer.poll().await? {
 ///         println!("{}/{} @{}: {:?}", record.topic, record.partition, record.offset, record.value);
 ///     }
-///     consumer.commit().await?;
 /// }
+/// // Commits what was delivered and leaves, so the partitions move at once.
+/// consumer.close().await?;
+/// # Ok(())
 /// # }
 /// ```
 ///
+/// # Assigned by hand, or by the group
+/// [`assign`](Consumer::assign), [`assign_all`](Consumer::assign_all) and
+/// [`seek`](Consumer::seek) choose the partitions; a group, if set, only
+/// names the committed offsets, and [`commit`](Consumer::commit) stores them
+/// from outside the group (which the broker allows only while the group has
+/// no live members).
+///
+/// [`subscribe`](Consumer::subscribe) instead makes the consumer a member of
+/// its group: a background task heartbeats, and the broker spreads the
+/// topics' partitions over the members, balanced and sticky. Partitions move
+/// cooperatively: a member told to give one up commits what it delivered
+/// from it, stops reading it, and tells the broker at once; only then does
+/// the broker grant it to another member, which starts at that commit.
+/// [`assignment`](Consumer::assignment) says what the consumer owns now, and
+/// [`events`](Consumer::events) reports each change.
+///
 /// # Positions
-/// Each assigned partition has a position: the offset of the next record
-/// `poll` returns. A newly assigned partition starts at [`Offset::Committed`]
-/// when the consumer has a group, else at [`Offset::Earliest`]; `seek` moves
-/// it. Symbolic offsets are resolved against the broker on the next `poll`.
+/// Each partition has a position: the offset of the next record `poll`
+/// returns. A new partition starts at [`Offset::Committed`] when the
+/// consumer has a group (for a partition without a committed offset, where
+/// [`ConsumerBuilder::auto_offset_reset`] says), else at
+/// [`Offset::Earliest`]; `seek` moves it. Symbolic offsets are resolved
+/// against the broker on the next `poll`.
 ///
 /// If a position falls below the log start (retention deleted the records),
 /// `poll` moves it to the log start, logs a warning and carries on; records
 /// in between are lost to this consumer. A position above the high
 /// watermark (the topic was re-created, say) is an
 /// [`Error::OffsetOutOfRange`] until the caller seeks.
+///
+/// # Delivery: at least once
+/// A record is *delivered* when `poll` returns it (or the stream of
+/// [`into_stream`](Consumer::into_stream) yields it). Commits store the
+/// delivered position: the offset after the last delivered record of each
+/// partition; a fetch that ran ahead of what the stream yielded is not
+/// committed. A subscribed consumer commits every
+/// [`auto_commit`](ConsumerBuilder::auto_commit) interval, on
+/// [`commit`](Consumer::commit), before it gives up a partition, and on
+/// [`close`](Consumer::close).
+///
+/// - A consumer that crashes (or is dropped without `close`, or is cut off
+///   from the broker for a whole session timeout) leaves the records it
+///   delivered after its last commit uncommitted: once the broker gives its
+///   partitions to another member, at the session timeout, that member
+///   delivers them again, starting at the last commit. Those records, and
+///   only those, are delivered again; none is skipped.
+/// - `close`, and a rebalance in which the old owner released the partition
+///   itself, deliver nothing twice: the commit of exactly what was delivered
+///   reaches the broker before the partition moves. A record fetched while
+///   its partition was being revoked is dropped, not delivered.
+/// - If the broker refuses such a commit (the member's session had already
+///   expired, or the broker restarted, forgot the member, and another member
+///   claimed the partition first), the partition's records since the last
+///   commit are delivered again by its new owner; the next
+///   [`commit`](Consumer::commit) (or `close`) reports those partitions as
+///   an [`Error::FailedPrecondition`]. Until a member forgotten by a
+///   restarted broker heartbeats again, it and the partition's new owner
+///   may both read the partition.
+///
+/// What the application does with a record is up to it: to lose nothing,
+/// finish with a record before the next `poll`, because the next commit may
+/// cover it.
+///
+/// # Dropping
+/// Dropping a subscribed consumer stops its task at once, without a commit
+/// or a goodbye: its partitions move when the broker's session timeout
+/// expires, and records delivered since the last commit are delivered
+/// again. Call [`close`](Consumer::close) to hand over cleanly.
 #[derive(Debug)]
 pub struct Consumer {
     admin: Admin,
+    request_timeout: Duration,
     group: Option<String>,
     max_wait: Duration,
     max_bytes: u32,
-    /// Positions by topic and partition. Ordered maps keep the order of
-    /// fetches, and of the records `poll` returns, stable.
-    topics: BTreeMap<String, BTreeMap<u32, Position>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Position {
-    /// Where to start, resolved against the broker on the next poll.
-    Pending(Offset),
-    /// The next offset to fetch, and whether the last fetch reached the high
-    /// watermark (so waiting for new records is the right thing to do).
-    At { offset: u64, caught_up: bool },
+    auto_commit: Option<Duration>,
+    auto_offset_reset: AutoOffsetReset,
+    session_timeout: Option<Duration>,
+    client_id: String,
+    /// Positions by topic and partition. Shared with the group task, which
+    /// adds and removes partitions while `poll` moves positions; see
+    /// `membership` for why it is a lock.
+    positions: Arc<Mutex<Positions>>,
+    events: broadcast::Sender<RebalanceEvent>,
+    /// The group task, once subscribed.
+    membership: Option<Handle>,
 }
 
 /// The outcome of one partition's fetch.
 #[derive(Debug)]
 struct Fetched {
-    topic: String,
-    partition: u32,
-    offset: u64,
+    target: Target,
     result: Result<v1::FetchResponse>,
 }
 
@@ -192,34 +409,60 @@ impl Consumer {
             group: None,
             max_wait: DEFAULT_MAX_WAIT,
             max_bytes: DEFAULT_MAX_BYTES,
+            auto_commit: Some(DEFAULT_AUTO_COMMIT),
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            session_timeout: None,
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
         }
     }
 
     /// Adds `partitions` of `topic` to the assignment. Partitions already
     /// assigned keep their position. Nothing is checked until the next
     /// `poll`, which fails for a topic or partition that does not exist.
+    ///
+    /// A subscribed consumer reads what its group assigns: there, this logs
+    /// a warning and does nothing.
     pub fn assign(&mut self, topic: &str, partitions: &[u32]) {
+        if self.membership.is_some() {
+            tracing::warn!(
+                topic,
+                "assign ignored: the consumer is subscribed, its group assigns its partitions"
+            );
+            return;
+        }
         let start = self.default_start();
-        let positions = self.topics.entry(topic.to_owned()).or_default();
+        let mut positions = self.positions.lock();
         for &partition in partitions {
-            positions.entry(partition).or_insert(Position::Pending(start));
+            positions.assign(topic, partition, start);
         }
     }
 
     /// Assigns every partition of `topic`.
     ///
     /// # Errors
-    /// [`Error::TopicNotFound`], or the broker being unreachable.
+    /// [`Error::TopicNotFound`], or the broker being unreachable;
+    /// [`Error::InvalidArgument`] on a subscribed consumer.
     pub async fn assign_all(&mut self, topic: &str) -> Result<()> {
+        if self.membership.is_some() {
+            return Err(subscribed("assign_all"));
+        }
         let description = self.admin.describe_topic(topic).await?;
         let partitions: Vec<u32> = description.partitions.iter().map(|p| p.partition).collect();
         self.assign(topic, &partitions);
         Ok(())
     }
 
-    /// Removes every partition of `topic` from the assignment.
+    /// Removes every partition of `topic` from the assignment. On a
+    /// subscribed consumer, this logs a warning and does nothing.
     pub fn unassign(&mut self, topic: &str) {
-        self.topics.remove(topic);
+        if self.membership.is_some() {
+            tracing::warn!(
+                topic,
+                "unassign ignored: the consumer is subscribed, its group assigns its partitions"
+            );
+            return;
+        }
+        self.positions.lock().remove_topic(topic);
     }
 
     /// Moves the position of `topic`/`partition`, assigning the partition if
@@ -227,7 +470,8 @@ impl Consumer {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for [`Offset::Committed`] on a consumer
-    /// without a group.
+    /// without a group, or, on a subscribed consumer, for a partition it
+    /// does not own.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: Offset) -> Result<()> {
         if offset == Offset::Committed && self.group.is_none() {
             return Err(no_group("seek to Offset::Committed"));
@@ -236,7 +480,17 @@ impl Consumer {
             Offset::At(offset) => Position::At { offset, caught_up: false },
             symbolic => Position::Pending(symbolic),
         };
-        self.topics.entry(topic.to_owned()).or_default().insert(partition, position);
+        let mut positions = self.positions.lock();
+        // Checked under the same lock as the seek, so the group task cannot
+        // revoke the partition in between.
+        if self.membership.is_some() && positions.get(topic, partition).is_none() {
+            return Err(Error::InvalidArgument {
+                message: format!(
+                    "cannot seek {topic}/{partition}: the group has not assigned it to this consumer"
+                ),
+            });
+        }
+        positions.seek(topic, partition, position);
         Ok(())
     }
 
@@ -244,106 +498,248 @@ impl Consumer {
     /// `topic`/`partition`; `None` if the partition is not assigned or its
     /// start is not resolved yet.
     pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        match self.topics.get(topic)?.get(&partition)? {
-            Position::At { offset, .. } => Some(*offset),
+        match self.positions.lock().get(topic, partition)?.position {
+            Position::At { offset, .. } => Some(offset),
             Position::Pending(_) => None,
         }
     }
 
-    /// Fetches records from every assigned partition and advances their
-    /// positions past the records returned.
+    /// Joins the consumer's group, subscribed to `topics`: from now on the
+    /// broker assigns the partitions this consumer reads. Starts the
+    /// consumer's background task, which heartbeats (the first one at once),
+    /// applies assignments, commits and, on [`close`](Consumer::close),
+    /// leaves. Calling it again replaces the topics; partitions of topics
+    /// dropped are committed and released.
+    ///
+    /// Nothing is sent before this returns; errors from the broker (a
+    /// session timeout outside its bounds, say) come from the next `poll`,
+    /// [`await_joined`](Consumer::await_joined) or
+    /// [`await_assignment`](Consumer::await_assignment).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] without a group, with no topics or an
+    /// empty topic name, or while partitions are assigned by hand.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
+        let Some(group) = self.group.clone() else {
+            return Err(no_group("subscribe"));
+        };
+        if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
+            return Err(Error::InvalidArgument {
+                message: format!("subscribe needs at least one topic, and no empty names; got {topics:?}"),
+            });
+        }
+        let mut topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        topics.sort();
+        topics.dedup();
+        if let Some(handle) = &self.membership {
+            handle.topics.send_replace(topics);
+            return Ok(());
+        }
+        if !self.positions.lock().is_empty() {
+            return Err(Error::InvalidArgument {
+                message: "partitions are assigned by hand: unassign them before subscribing, \
+                          a consumer reads either what it assigns itself or what its group assigns it"
+                    .to_owned(),
+            });
+        }
+        let settings = Settings {
+            group,
+            client_id: self.client_id.clone(),
+            session_timeout: self.session_timeout,
+            auto_commit: self.auto_commit,
+            request_timeout: self.request_timeout,
+        };
+        self.membership = Some(Handle::spawn(
+            self.admin.conn.clone(),
+            settings,
+            topics,
+            Arc::clone(&self.positions),
+            self.events.clone(),
+        ));
+        Ok(())
+    }
+
+    /// The partitions the consumer reads now, ordered: for a subscribed
+    /// consumer, what it owns in its group; otherwise what was assigned by
+    /// hand.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.positions.lock().partitions()
+    }
+
+    /// The id the broker gave this consumer in its group; `None` before the
+    /// first heartbeat was answered, while rejoining, and for a consumer
+    /// that is not subscribed.
+    pub fn member_id(&self) -> Option<String> {
+        self.membership.as_ref()?.view.borrow().member_id.clone()
+    }
+
+    /// Waits until the first heartbeat after [`subscribe`](Consumer::subscribe)
+    /// (or after rejoining) is answered, and returns what the consumer owns
+    /// then, which may be nothing: partitions still held by other members
+    /// come in later answers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the consumer is not subscribed, or the
+    /// broker refused the subscription.
+    pub async fn await_joined(&self) -> Result<Vec<(String, u32)>> {
+        self.await_view(|view| view.member_id.is_some()).await
+    }
+
+    /// Waits until the consumer is a member of its group owning at least one
+    /// partition, and returns what it owns.
+    ///
+    /// A member beyond the number of partitions owns nothing until another
+    /// member leaves, so this can wait forever: bound it with
+    /// `tokio::time::timeout`, or use [`await_joined`](Consumer::await_joined)
+    /// and [`assignment`](Consumer::assignment).
+    ///
+    /// # Errors
+    /// As [`await_joined`](Consumer::await_joined).
+    pub async fn await_assignment(&self) -> Result<Vec<(String, u32)>> {
+        self.await_view(|view| view.member_id.is_some() && !view.assignment.is_empty()).await
+    }
+
+    async fn await_view(&self, ready: impl Fn(&View) -> bool) -> Result<Vec<(String, u32)>> {
+        let Some(handle) = &self.membership else {
+            return Err(Error::InvalidArgument {
+                message: "the consumer is not subscribed: call subscribe first".to_owned(),
+            });
+        };
+        let mut view = handle.view.clone();
+        let outcome = view
+            .wait_for(|view| view.failed.is_some() || ready(view))
+            .await
+            .map(|view| (view.failed.clone(), view.assignment.clone()));
+        match outcome {
+            Ok((None, assignment)) => Ok(assignment),
+            Ok((Some(err), _)) => Err(err),
+            Err(_) => Err(handle.failure().unwrap_or(Error::Closed)),
+        }
+    }
+
+    /// A receiver of the consumer's rebalance events from now on. Take it
+    /// before [`subscribe`](Consumer::subscribe) to see the first
+    /// assignment.
+    pub fn events(&self) -> RebalanceEvents {
+        RebalanceEvents { receiver: self.events.subscribe() }
+    }
+
+    /// Fetches records from every partition the consumer reads and advances
+    /// their positions past the records returned.
     ///
     /// Partitions are fetched concurrently. When any is behind, `poll` fetches
     /// without waiting and returns what all of them had. When all are caught
     /// up, it waits up to `max_wait` and returns the first records to arrive,
-    /// or an empty `Vec` if none did.
+    /// or an empty `Vec` if none did. A subscribed consumer that owns nothing
+    /// waits up to `max_wait` for an assignment and returns an empty `Vec`;
+    /// one whose assignment changes while it waits returns early, so the
+    /// next `poll` reads the new partitions.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when nothing is assigned or a partition
-    /// does not exist; [`Error::TopicNotFound`];
+    /// [`Error::InvalidArgument`] when nothing is assigned (and the consumer
+    /// is not subscribed), when a partition does not exist, or when the
+    /// broker refused the subscription; [`Error::TopicNotFound`];
     /// [`Error::OffsetOutOfRange`] for a position above the high watermark;
-    /// [`Error::Unavailable`] or [`Error::Timeout`]. On error no position
-    /// moves (except a reset to the log start, see the type's docs), so the
-    /// next `poll` fetches the same records again.
+    /// [`Error::NoCommittedOffset`]; [`Error::Unavailable`] or
+    /// [`Error::Timeout`]. On error no position moves (except a reset to the
+    /// log start, see the type's docs), so the next `poll` fetches the same
+    /// records again.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
-        if self.topics.values().all(BTreeMap::is_empty) {
-            return Err(Error::InvalidArgument {
-                message: "no partitions assigned: call assign, assign_all or seek first".to_owned(),
-            });
-        }
-        self.resolve_pending().await?;
-        let behind = self
-            .topics
-            .values()
-            .flat_map(BTreeMap::values)
-            .any(|p| matches!(p, Position::At { caught_up: false, .. }));
-        if behind {
-            let fetched = futures::future::join_all(self.fetches(Duration::ZERO)).await;
-            let records = self.apply(fetched).await?;
-            if !records.is_empty() {
-                return Ok(records);
-            }
-        }
-        // Every partition is caught up: wait on all of them and return the
-        // first records to arrive. Dropping the other fetches cancels them;
-        // their positions have not moved, so nothing is lost.
-        let mut waiting: FuturesUnordered<_> = self.fetches(self.max_wait).into_iter().collect();
-        while let Some(fetched) = waiting.next().await {
-            let records = self.apply(vec![fetched]).await?;
-            if !records.is_empty() {
-                return Ok(records);
-            }
-        }
-        Ok(Vec::new())
+        let records = self.poll_leased(true).await?;
+        Ok(records.into_iter().map(|(_, record)| record).collect())
     }
 
-    /// Commits the current position of every assigned partition for the
-    /// consumer's group. Partitions whose start is not resolved yet are
-    /// skipped.
+    /// Commits the delivered position of every partition the consumer reads,
+    /// for its group.
+    ///
+    /// A subscribed consumer commits as a member of its group: only the
+    /// partitions it owns, only where the position moved since its last
+    /// commit. If the broker refuses the commit as stale, the consumer
+    /// heartbeats (which applies any revocation) and tries once more with
+    /// what it still owns. An assigned-by-hand consumer commits from
+    /// outside the group, every resolved partition; partitions whose start
+    /// is not resolved yet are skipped.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if the consumer has no group; otherwise as
+    /// [`Error::InvalidArgument`] if the consumer has no group;
+    /// [`Error::FailedPrecondition`] if the broker refused the commit, or if
+    /// since the last `commit` the consumer lost partitions with delivered
+    /// records it could not commit (the error names them: another member
+    /// will deliver those records again); otherwise as
     /// [`Admin::commit_offsets`].
     pub async fn commit(&self) -> Result<()> {
         let Some(group) = self.group.as_deref() else {
             return Err(no_group("commit"));
         };
-        let offsets: Vec<CommittedOffset> = self
-            .topics
-            .iter()
-            .flat_map(|(topic, positions)| {
-                positions.iter().filter_map(move |(&partition, position)| match *position {
-                    Position::At { offset, .. } => {
-                        Some(CommittedOffset::new(topic.as_str(), partition, offset))
-                    }
-                    Position::Pending(_) => None,
-                })
-            })
-            .collect();
+        if let Some(handle) = &self.membership {
+            return handle.request(Command::Commit).await;
+        }
+        let offsets: Vec<CommittedOffset> =
+            self.positions.lock().delivered().into_iter().map(|c| c.offset).collect();
         if offsets.is_empty() {
             return Ok(());
         }
         self.admin.commit_offsets(group, &offsets).await
     }
 
+    /// Commits the delivered positions, then, for a subscribed consumer,
+    /// leaves the group so its partitions move to the other members at once,
+    /// and stops the background task. The consumer leaves even if the
+    /// commit fails.
+    ///
+    /// # Errors
+    /// As [`commit`](Consumer::commit); for a subscribed consumer, also
+    /// [`Error::Unavailable`] or [`Error::Timeout`] if the goodbye did not
+    /// reach the broker (its partitions then move at the session timeout).
+    pub async fn close(self) -> Result<()> {
+        match &self.membership {
+            Some(handle) => match handle.request(Command::Close).await {
+                // A membership the broker refused has nothing to commit or leave.
+                Err(_) if handle.view.borrow().failed.is_some() => Ok(()),
+                outcome => outcome,
+            },
+            None if self.group.is_some() => self.commit().await,
+            None => Ok(()),
+        }
+    }
+
     /// Turns the consumer into a stream of records, polling as needed.
+    ///
+    /// Records are delivered one at a time: a subscribed consumer commits
+    /// only up to the last record the stream yielded, and drops fetched
+    /// records of a partition revoked before they were yielded. A stream
+    /// cannot be closed: dropping it drops the consumer (see the type's
+    /// docs on dropping).
     ///
     /// An error is yielded as an item and the stream goes on, polling again
     /// when asked for the next item; stop on the errors you cannot handle.
     /// The stream ends only when dropped.
     pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> + Send + Unpin + 'static {
-        let stream =
-            futures::stream::unfold((self, VecDeque::new()), |(mut consumer, mut buffered)| async move {
+        let stream = futures::stream::unfold(
+            (self, VecDeque::<(u64, ConsumerRecord)>::new()),
+            |(mut consumer, mut buffered)| async move {
                 loop {
-                    if let Some(record) = buffered.pop_front() {
-                        return Some((Ok(record), (consumer, buffered)));
+                    while let Some((lease, record)) = buffered.pop_front() {
+                        let held = consumer.positions.lock().deliver(
+                            &record.topic,
+                            record.partition,
+                            lease,
+                            record.offset,
+                        );
+                        if held {
+                            return Some((Ok(record), (consumer, buffered)));
+                        }
                     }
-                    match consumer.poll().await {
+                    match consumer.poll_leased(false).await {
                         Ok(records) => buffered.extend(records),
                         Err(err) => return Some((Err(err), (consumer, buffered))),
                     }
                 }
-            });
+            },
+        );
         Box::pin(stream)
     }
 
@@ -351,94 +747,153 @@ impl Consumer {
         if self.group.is_some() { Offset::Committed } else { Offset::Earliest }
     }
 
+    /// `poll`, with each record's lease. With `deliver`, the records count
+    /// as delivered; without, the caller marks each one as it hands it out.
+    async fn poll_leased(&mut self, deliver: bool) -> Result<Vec<(u64, ConsumerRecord)>> {
+        let mut changes = match &self.membership {
+            Some(handle) => {
+                if let Some(err) = handle.failure() {
+                    return Err(err);
+                }
+                let mut view = handle.view.clone();
+                view.mark_unchanged();
+                Some(view)
+            }
+            None => None,
+        };
+        if self.positions.lock().is_empty() {
+            if changes.is_none() {
+                return Err(Error::InvalidArgument {
+                    message: "no partitions assigned: call subscribe, assign, assign_all or seek first"
+                        .to_owned(),
+                });
+            }
+            // A member that owns nothing yet waits for an assignment.
+            let _ = tokio::time::timeout(self.max_wait, assignment_changed(&mut changes)).await;
+            return Ok(Vec::new());
+        }
+        self.resolve_pending().await?;
+        let (targets, behind) = self.positions.lock().targets();
+        if behind {
+            let fetched = futures::future::join_all(self.fetches(targets, Duration::ZERO)).await;
+            let records = self.apply(fetched, deliver).await?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
+        // Every partition is caught up: wait on all of them and return the
+        // first records to arrive. Dropping the other fetches cancels them;
+        // their positions have not moved, so nothing is lost.
+        let (targets, _) = self.positions.lock().targets();
+        let mut waiting: FuturesUnordered<_> = self.fetches(targets, self.max_wait).into_iter().collect();
+        loop {
+            tokio::select! {
+                fetched = waiting.next() => {
+                    let Some(fetched) = fetched else { return Ok(Vec::new()) };
+                    let records = self.apply(vec![fetched], deliver).await?;
+                    if !records.is_empty() {
+                        return Ok(records);
+                    }
+                }
+                () = assignment_changed(&mut changes) => return Ok(Vec::new()),
+            }
+        }
+    }
+
     /// Resolves every symbolic position with one `DescribeTopic` and at most
     /// one `FetchOffsets` per topic.
-    async fn resolve_pending(&mut self) -> Result<()> {
-        let pending: Vec<(String, u32, Offset)> = self
-            .topics
-            .iter()
-            .flat_map(|(topic, positions)| {
-                positions.iter().filter_map(move |(&partition, position)| match *position {
-                    Position::Pending(offset) => Some((topic.clone(), partition, offset)),
-                    Position::At { .. } => None,
-                })
-            })
-            .collect();
+    async fn resolve_pending(&self) -> Result<()> {
+        let unresolved = self.positions.lock().unresolved();
         let mut descriptions = HashMap::new();
         let mut committed: HashMap<String, Vec<CommittedOffset>> = HashMap::new();
-        for (topic, partition, offset) in pending {
-            let start = match offset {
-                Offset::At(offset) => offset,
-                Offset::Earliest => {
-                    partition_bounds(&self.admin, &mut descriptions, &topic, partition)
+        for u in unresolved {
+            let (topic, partition) = (u.topic.as_str(), u.partition);
+            let (start, from_commit) = match u.start {
+                Offset::At(offset) => (offset, false),
+                Offset::Earliest => (
+                    partition_bounds(&self.admin, &mut descriptions, topic, partition)
                         .await?
-                        .log_start_offset
-                }
-                Offset::Latest => {
-                    partition_bounds(&self.admin, &mut descriptions, &topic, partition).await?.high_watermark
-                }
+                        .log_start_offset,
+                    false,
+                ),
+                Offset::Latest => (
+                    partition_bounds(&self.admin, &mut descriptions, topic, partition).await?.high_watermark,
+                    false,
+                ),
                 Offset::Committed => {
                     let Some(group) = self.group.as_deref() else {
                         return Err(no_group("start from Offset::Committed"));
                     };
-                    let offsets = match committed.entry(topic.clone()) {
+                    let offsets = match committed.entry(u.topic.clone()) {
                         Entry::Occupied(entry) => entry.into_mut(),
                         Entry::Vacant(entry) => {
-                            entry.insert(self.admin.fetch_offsets(group, Some(&topic)).await?)
+                            entry.insert(self.admin.fetch_offsets(group, Some(topic)).await?)
                         }
                     };
                     match offsets.iter().find(|o| o.partition == partition) {
-                        Some(committed) => committed.offset,
+                        Some(committed) => (committed.offset, true),
                         None => {
-                            partition_bounds(&self.admin, &mut descriptions, &topic, partition)
-                                .await?
-                                .log_start_offset
+                            let bounds = partition_bounds(&self.admin, &mut descriptions, topic, partition);
+                            match self.auto_offset_reset {
+                                AutoOffsetReset::Earliest => (bounds.await?.log_start_offset, false),
+                                AutoOffsetReset::Latest => (bounds.await?.high_watermark, false),
+                                AutoOffsetReset::Error => {
+                                    return Err(Error::NoCommittedOffset {
+                                        group: group.to_owned(),
+                                        topic: u.topic.clone(),
+                                        partition,
+                                    });
+                                }
+                            }
                         }
                     }
                 }
             };
-            self.set_position(&topic, partition, start, false);
+            self.positions.lock().resolve(topic, partition, u.lease, start, from_commit);
         }
         Ok(())
     }
 
-    /// One fetch per assigned, resolved partition, owning what it needs so
-    /// the consumer stays free while they run.
-    fn fetches(&self, wait: Duration) -> Vec<impl Future<Output = Fetched> + Send + use<>> {
-        let mut fetches = Vec::new();
-        for (topic, positions) in &self.topics {
-            for (&partition, position) in positions {
-                if let Position::At { offset, .. } = *position {
-                    let conn = self.admin.conn.clone();
-                    fetches.push(fetch(conn, topic.clone(), partition, offset, self.max_bytes, wait));
-                }
-            }
-        }
-        fetches
+    /// One fetch per target, owning what it needs so the consumer stays free
+    /// while they run.
+    fn fetches(
+        &self,
+        targets: Vec<Target>,
+        wait: Duration,
+    ) -> Vec<impl Future<Output = Fetched> + Send + use<>> {
+        targets
+            .into_iter()
+            .map(|target| fetch(self.admin.conn.clone(), target, self.max_bytes, wait))
+            .collect()
     }
 
     /// Turns fetch outcomes into records and moves positions past them. Any
     /// error other than a recoverable out-of-range returns before a position
-    /// moves.
-    async fn apply(&mut self, fetched: Vec<Fetched>) -> Result<Vec<ConsumerRecord>> {
-        let mut records = Vec::new();
-        let mut advances = Vec::new();
-        for Fetched { topic, partition, offset, result } in fetched {
-            match result {
-                Ok(response) => {
-                    let fetched = records_from_batches(&topic, partition, offset, response.batches);
-                    let next = fetched.last().map_or(offset, |r| r.offset + 1);
-                    advances.push((topic, partition, next, next >= response.high_watermark));
-                    records.extend(fetched);
-                }
-                Err(Error::OffsetOutOfRange { .. }) => {
-                    self.recover_out_of_range(&topic, partition, offset).await?
-                }
-                Err(err) => return Err(err),
+    /// moves. Records of a partition revoked, or moved by a seek, since its
+    /// fetch began are dropped.
+    async fn apply(&self, fetched: Vec<Fetched>, deliver: bool) -> Result<Vec<(u64, ConsumerRecord)>> {
+        for f in &fetched {
+            if let Err(err) = &f.result
+                && !matches!(err, Error::OffsetOutOfRange { .. })
+            {
+                return Err(err.clone());
             }
         }
-        for (topic, partition, next, caught_up) in advances {
-            self.set_position(&topic, partition, next, caught_up);
+        for f in &fetched {
+            if let Err(Error::OffsetOutOfRange { .. }) = &f.result {
+                self.recover_out_of_range(&f.target).await?;
+            }
+        }
+        let mut records = Vec::new();
+        let mut positions = self.positions.lock();
+        for Fetched { target, result } in fetched {
+            let Ok(response) = result else { continue };
+            let fetched =
+                records_from_batches(&target.topic, target.partition, target.offset, response.batches);
+            let next = fetched.last().map_or(target.offset, |r| r.offset + 1);
+            if positions.advance(&target, next, next >= response.high_watermark, deliver) {
+                records.extend(fetched.into_iter().map(|record| (target.lease, record)));
+            }
         }
         Ok(records)
     }
@@ -446,8 +901,13 @@ impl Consumer {
     /// Handles an OUT_OF_RANGE fetch: below the log start, resets to it;
     /// above the high watermark, fails. The bounds come from `DescribeTopic`
     /// rather than from the broker's message, whose wording is not a contract.
-    async fn recover_out_of_range(&mut self, topic: &str, partition: u32, offset: u64) -> Result<()> {
+    async fn recover_out_of_range(&self, target: &Target) -> Result<()> {
+        let (topic, partition, offset) = (target.topic.as_str(), target.partition, target.offset);
         let bounds = partition_bounds(&self.admin, &mut HashMap::new(), topic, partition).await?;
+        if self.positions.lock().get(topic, partition).is_none_or(|slot| slot.lease != target.lease) {
+            // Revoked meanwhile: no longer this consumer's problem.
+            return Ok(());
+        }
         if offset < bounds.log_start_offset {
             tracing::warn!(
                 topic,
@@ -456,7 +916,7 @@ impl Consumer {
                 log_start_offset = bounds.log_start_offset,
                 "position is below the log start (records were deleted); resetting to the earliest offset"
             );
-            self.set_position(topic, partition, bounds.log_start_offset, false);
+            self.positions.lock().reset(target, bounds.log_start_offset);
             Ok(())
         } else if offset > bounds.high_watermark {
             Err(Error::OffsetOutOfRange {
@@ -471,14 +931,18 @@ impl Consumer {
             Ok(())
         }
     }
+}
 
-    /// Sets a position, if the partition is still assigned.
-    fn set_position(&mut self, topic: &str, partition: u32, offset: u64, caught_up: bool) {
-        if let Some(positions) = self.topics.get_mut(topic)
-            && let BTreeEntry::Occupied(mut entry) = positions.entry(partition)
-        {
-            entry.insert(Position::At { offset, caught_up });
+/// Resolves when the group task publishes a new membership view (or ends);
+/// never without a task.
+async fn assignment_changed(view: &mut Option<watch::Receiver<View>>) {
+    match view {
+        // A task that ended makes this resolve at once; the next poll
+        // reports why.
+        Some(view) => {
+            let _ = view.changed().await;
         }
+        None => std::future::pending().await,
     }
 }
 
@@ -486,6 +950,15 @@ impl Consumer {
 fn no_group(what: &str) -> Error {
     Error::InvalidArgument {
         message: format!("{what} needs a consumer group: set one with ConsumerBuilder::group"),
+    }
+}
+
+/// The error for choosing partitions by hand on a subscribed consumer.
+fn subscribed(what: &str) -> Error {
+    Error::InvalidArgument {
+        message: format!(
+            "{what} is refused: the consumer is subscribed, so its group assigns its partitions"
+        ),
     }
 }
 
@@ -508,31 +981,23 @@ async fn partition_bounds(
     })
 }
 
-/// Fetches `topic`/`partition` from `offset`, retrying while the broker is
-/// unreachable.
-async fn fetch(
-    conn: Connection,
-    topic: String,
-    partition: u32,
-    offset: u64,
-    max_bytes: u32,
-    wait: Duration,
-) -> Fetched {
+/// Fetches `target`, retrying while the broker is unreachable.
+async fn fetch(conn: Connection, target: Target, max_bytes: u32, wait: Duration) -> Fetched {
     let request = v1::FetchRequest {
-        topic: topic.clone(),
-        partition,
-        offset,
+        topic: target.topic.clone(),
+        partition: target.partition,
+        offset: target.offset,
         max_bytes,
         max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
     };
-    let opts = CallOptions { topic: Some(&topic), retry: true, wait, ..CallOptions::new(Op::Fetch) };
+    let opts = CallOptions { topic: Some(&target.topic), retry: true, wait, ..CallOptions::new(Op::Fetch) };
     let result = conn
         .call(opts, request, |req| {
             let mut client = conn.consumer();
             async move { client.fetch(req).await }
         })
         .await;
-    Fetched { topic, partition, offset, result }
+    Fetched { target, result }
 }
 
 #[cfg(test)]
@@ -547,6 +1012,14 @@ mod tests {
         builder.build().expect("valid config")
     }
 
+    fn slot_position(c: &Consumer, partition: u32) -> Option<Position> {
+        c.positions.lock().get("t", partition).map(|slot| slot.position)
+    }
+
+    fn target(c: &Consumer, partition: u32) -> Target {
+        c.positions.lock().targets().0.into_iter().find(|t| t.partition == partition).expect("resolved")
+    }
+
     #[tokio::test]
     async fn builder_checks_limits() {
         let err = Consumer::builder("b:1").max_wait(Duration::from_secs(61)).build().err();
@@ -556,17 +1029,29 @@ mod tests {
         let err = Consumer::builder("b:1").group("g".repeat(256)).build().err();
         assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
         assert!(Consumer::builder("b:1").group("g".repeat(255)).build().is_ok());
+        let err = Consumer::builder("b:1").auto_commit(Some(Duration::ZERO)).build().err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+        let err = Consumer::builder("b:1").session_timeout(Duration::ZERO).build().err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+        assert!(
+            Consumer::builder("b:1")
+                .auto_commit(None)
+                .session_timeout(Duration::from_secs(1))
+                .build()
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn new_partitions_start_from_committed_with_a_group_else_earliest() {
         let mut with_group = consumer(Some("g"));
         with_group.assign("t", &[0, 1]);
-        assert_eq!(with_group.topics["t"][&1], Position::Pending(Offset::Committed));
+        assert_eq!(slot_position(&with_group, 1), Some(Position::Pending(Offset::Committed)));
         let mut without = consumer(None);
         without.assign("t", &[0]);
-        assert_eq!(without.topics["t"][&0], Position::Pending(Offset::Earliest));
+        assert_eq!(slot_position(&without, 0), Some(Position::Pending(Offset::Earliest)));
         assert_eq!(without.position("t", 0), None);
+        assert_eq!(without.assignment(), [("t".to_owned(), 0)]);
     }
 
     #[tokio::test]
@@ -590,6 +1075,31 @@ mod tests {
         c.seek("t", 0, Offset::At(1)).expect("seek");
         let err = c.commit().await.err();
         assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+        let err = c.subscribe(&["t"]).err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+        let err = c.await_joined().await.err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn subscribing_and_assigning_by_hand_exclude_each_other() {
+        let mut c = consumer(Some("g"));
+        assert!(matches!(c.subscribe(&[]), Err(Error::InvalidArgument { .. })));
+        c.assign("t", &[0]);
+        assert!(matches!(c.subscribe(&["t"]), Err(Error::InvalidArgument { .. })));
+        c.unassign("t");
+        c.subscribe(&["t", "t"]).expect("subscribe");
+        c.assign("t", &[0]);
+        assert!(c.assignment().is_empty(), "assign is ignored once subscribed");
+        assert!(matches!(c.assign_all("t").await, Err(Error::InvalidArgument { .. })));
+        let err = c.seek("t", 0, Offset::At(0)).err();
+        assert!(
+            matches!(err, Some(Error::InvalidArgument { .. })),
+            "only owned partitions can be sought: {err:?}"
+        );
+        // Nothing owned: a poll waits for an assignment and returns nothing.
+        let mut c = c;
+        assert!(c.poll().await.expect("no error while unreachable").is_empty());
     }
 
     #[tokio::test]
@@ -598,6 +1108,7 @@ mod tests {
         c.assign("t", &[0]);
         // The endpoint refuses connections, so reaching the broker would fail.
         c.commit().await.expect("nothing to commit");
+        c.close().await.expect("nothing to commit on close either");
     }
 
     #[tokio::test]
@@ -624,23 +1135,27 @@ mod tests {
         }
     }
 
-    fn fetched(partition: u32, offset: u64, result: Result<v1::FetchResponse>) -> Fetched {
-        Fetched { topic: "t".to_owned(), partition, offset, result }
-    }
-
     #[tokio::test]
     async fn apply_advances_past_the_records_and_tracks_catching_up() {
-        let mut c = consumer(None);
+        let c = consumer(None);
+        let mut c = c;
         c.seek("t", 0, Offset::At(5)).expect("seek");
         c.seek("t", 1, Offset::At(0)).expect("seek");
+        let (t0, t1) = (target(&c, 0), target(&c, 1));
         let records = c
-            .apply(vec![fetched(0, 5, Ok(response(5, 3, 100))), fetched(1, 0, Ok(response(0, 2, 2)))])
+            .apply(
+                vec![
+                    Fetched { target: t0, result: Ok(response(5, 3, 100)) },
+                    Fetched { target: t1, result: Ok(response(0, 2, 2)) },
+                ],
+                true,
+            )
             .await
             .expect("apply");
-        let offsets: Vec<_> = records.iter().map(|r| (r.partition, r.offset)).collect();
+        let offsets: Vec<_> = records.iter().map(|(_, r)| (r.partition, r.offset)).collect();
         assert_eq!(offsets, [(0, 5), (0, 6), (0, 7), (1, 0), (1, 1)]);
-        assert_eq!(c.topics["t"][&0], Position::At { offset: 8, caught_up: false });
-        assert_eq!(c.topics["t"][&1], Position::At { offset: 2, caught_up: true });
+        assert_eq!(slot_position(&c, 0), Some(Position::At { offset: 8, caught_up: false }));
+        assert_eq!(slot_position(&c, 1), Some(Position::At { offset: 2, caught_up: true }));
     }
 
     #[tokio::test]
@@ -648,11 +1163,15 @@ mod tests {
         let mut c = consumer(None);
         c.seek("t", 0, Offset::At(0)).expect("seek");
         c.seek("t", 1, Offset::At(0)).expect("seek");
+        let (t0, t1) = (target(&c, 0), target(&c, 1));
         let err = c
-            .apply(vec![
-                fetched(0, 0, Ok(response(0, 3, 3))),
-                fetched(1, 0, Err(Error::TopicNotFound { topic: "t".into() })),
-            ])
+            .apply(
+                vec![
+                    Fetched { target: t0, result: Ok(response(0, 3, 3)) },
+                    Fetched { target: t1, result: Err(Error::TopicNotFound { topic: "t".into() }) },
+                ],
+                true,
+            )
             .await
             .err();
         assert!(matches!(err, Some(Error::TopicNotFound { .. })), "{err:?}");
@@ -660,12 +1179,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_fetch_for_an_unassigned_partition_moves_nothing() {
+    async fn a_fetch_for_an_unassigned_partition_is_dropped() {
         let mut c = consumer(None);
         c.seek("t", 0, Offset::At(0)).expect("seek");
-        let fetched_before_unassign = fetched(0, 0, Ok(response(0, 1, 1)));
+        let fetched_before_unassign = Fetched { target: target(&c, 0), result: Ok(response(0, 1, 1)) };
         c.unassign("t");
-        c.apply(vec![fetched_before_unassign]).await.expect("apply");
+        let records = c.apply(vec![fetched_before_unassign], true).await.expect("apply");
+        assert!(records.is_empty(), "records of a partition no longer read are not delivered");
         assert_eq!(c.position("t", 0), None);
+    }
+
+    #[tokio::test]
+    async fn events_end_when_the_consumer_is_dropped() {
+        let c = consumer(Some("g"));
+        let mut events = c.events();
+        assert_eq!(events.try_recv(), None);
+        drop(c);
+        assert_eq!(events.recv().await, None);
     }
 }

@@ -90,6 +90,40 @@ pub enum Error {
         message: String,
     },
 
+    /// The broker refused a call because of the state it is in, not because of
+    /// its arguments: a group operation while the group has live members, a
+    /// commit from a member that was fenced (its session expired, its epoch
+    /// is stale) or that no longer owns the partition. Retrying the same call
+    /// fails the same way until that state changes.
+    #[error("failed precondition: {message}")]
+    FailedPrecondition {
+        /// What the broker (or the client) found, and what to do about it.
+        message: String,
+    },
+
+    /// The consumer group has neither live members nor committed offsets.
+    #[error("consumer group {group:?} does not exist: it has no live members and no committed offsets")]
+    GroupNotFound {
+        /// The group that was named.
+        group: String,
+    },
+
+    /// A consumer group has no committed offset for a partition it was
+    /// assigned, and the consumer was built with
+    /// [`AutoOffsetReset::Error`](crate::AutoOffsetReset::Error).
+    #[error(
+        "group {group:?} has no committed offset for {topic}/{partition} and auto_offset_reset is Error: \
+         seek the partition, or reset the group's offsets (Admin::reset_offsets) while it has no members"
+    )]
+    NoCommittedOffset {
+        /// The consumer's group.
+        group: String,
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
     /// The producer or consumer was closed, or its runtime is shutting down;
     /// build a new one to continue.
     #[error("the client is closed: build a new producer or consumer")]
@@ -110,6 +144,12 @@ pub(crate) enum Op {
     Fetch,
     CommitOffsets,
     FetchOffsets,
+    ListOffsets,
+    Heartbeat,
+    ListGroups,
+    DescribeGroup,
+    DeleteGroup,
+    ResetOffsets,
 }
 
 impl Op {
@@ -123,6 +163,12 @@ impl Op {
             Op::Fetch => "Fetch",
             Op::CommitOffsets => "CommitOffsets",
             Op::FetchOffsets => "FetchOffsets",
+            Op::ListOffsets => "ListOffsets",
+            Op::Heartbeat => "Heartbeat",
+            Op::ListGroups => "ListGroups",
+            Op::DescribeGroup => "DescribeGroup",
+            Op::DeleteGroup => "DeleteGroup",
+            Op::ResetOffsets => "ResetOffsets",
         }
     }
 }
@@ -136,6 +182,10 @@ pub(crate) struct CallContext<'a> {
     /// The one topic the call concerns, if there is exactly one. A commit that
     /// spans topics has none, so its NOT_FOUND stays a [`Error::Broker`].
     pub(crate) topic: Option<&'a str>,
+    /// The group a call about one group names, when its NOT_FOUND can only
+    /// mean the group (DescribeGroup, DeleteGroup). Takes precedence over
+    /// `topic`.
+    pub(crate) group: Option<&'a str>,
     pub(crate) timeout: Duration,
 }
 
@@ -157,6 +207,9 @@ impl Error {
             return Error::Unavailable { endpoint: call.endpoint.to_owned(), source: Arc::new(status) };
         }
         let message = status.message().to_owned();
+        if let (Code::NotFound, Some(group)) = (status.code(), call.group) {
+            return Error::GroupNotFound { group: group.to_owned() };
+        }
         match (status.code(), call.topic) {
             (Code::NotFound, Some(topic)) => Error::TopicNotFound { topic: topic.to_owned() },
             (Code::AlreadyExists, Some(topic)) if call.op == Op::CreateTopic => {
@@ -165,9 +218,10 @@ impl Error {
             (Code::InvalidArgument, _) => Error::InvalidArgument { message },
             // Only reads and commits carry offsets; elsewhere OUT_OF_RANGE is
             // tonic's message-size limit and must not pass for an offset error.
-            (Code::OutOfRange, _) if matches!(call.op, Op::Fetch | Op::CommitOffsets) => {
+            (Code::OutOfRange, _) if matches!(call.op, Op::Fetch | Op::CommitOffsets | Op::ResetOffsets) => {
                 Error::OffsetOutOfRange { message }
             }
+            (Code::FailedPrecondition, _) => Error::FailedPrecondition { message },
             (Code::DeadlineExceeded, _) => Error::Timeout {
                 endpoint: call.endpoint.to_owned(),
                 operation: call.op.name(),
@@ -195,7 +249,35 @@ mod tests {
     use super::*;
 
     fn call(op: Op, topic: Option<&'static str>) -> CallContext<'static> {
-        CallContext { endpoint: "http://127.0.0.1:7070", op, topic, timeout: Duration::from_secs(30) }
+        CallContext {
+            endpoint: "http://127.0.0.1:7070",
+            op,
+            topic,
+            group: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn failed_precondition_keeps_the_broker_message() {
+        let err = Error::from_status(
+            Status::failed_precondition("member `m` is not in group `g`: rejoin"),
+            &call(Op::CommitOffsets, Some("t")),
+        );
+        assert!(
+            matches!(&err, Error::FailedPrecondition { message } if message.contains("rejoin")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn not_found_on_a_group_call_names_the_group() {
+        let context = CallContext { group: Some("billing"), ..call(Op::DescribeGroup, None) };
+        let err = Error::from_status(Status::not_found("group"), &context);
+        assert!(matches!(&err, Error::GroupNotFound { group } if group == "billing"), "{err:?}");
+        // A reset names a topic, and its NOT_FOUND is the topic's.
+        let err = Error::from_status(Status::not_found("topic"), &call(Op::ResetOffsets, Some("t")));
+        assert!(matches!(&err, Error::TopicNotFound { topic } if topic == "t"), "{err:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A Rust client for Brooklet: a batching [`Producer`], a polling
-//! [`Consumer`] and an [`Admin`] for topics and committed offsets.
+//! [`Consumer`] that reads partitions it assigns itself or that its consumer
+//! group assigns it, and an [`Admin`] for topics, groups and offsets.
 //!
 //! ```no_run
 //! use brooklet_client::{Admin, Consumer, NewTopic, Producer, ProducerRecord};
@@ -18,12 +19,13 @@
 //! println!("written to partition {} at offset {}", sent.partition, sent.offset);
 //! producer.close().await?;
 //!
+//! // The broker spreads the partitions over the group's members.
 //! let mut consumer = Consumer::builder(endpoint).group("billing").build()?;
-//! consumer.assign_all("orders").await?;
+//! consumer.subscribe(&["orders"])?;
 //! for record in consumer.poll().await? {
 //!     println!("{}/{} @{}: {:?}", record.topic, record.partition, record.offset, record.value);
 //! }
-//! consumer.commit().await?;
+//! consumer.close().await?; // commits, then leaves the group
 //! # Ok(())
 //! # }
 //! ```
@@ -41,26 +43,33 @@
 //!   Knows nothing of records.
 //! - `record`: the public record types, and their conversions to and from
 //!   the wire types. No other public type mentions a proto type.
-//! - `admin`: [`Admin`]: topics and committed offsets. The producer and
+//! - `admin`: [`Admin`]: topics, groups and offsets. The producer and
 //!   consumer use it for metadata and offsets.
+//! - `group`: the public types `Admin` shows groups with, and their
+//!   conversions from the wire types. No I/O.
 //! - `producer`: [`Producer`] and its background sender task;
 //!   `producer::accumulator` holds the batching state and is pure
 //!   bookkeeping (no I/O, no clock of its own).
-//! - `consumer`: [`Consumer`]: positions, concurrent fetches, commits. No
-//!   background task.
+//! - `consumer`: [`Consumer`]: concurrent fetches and commits.
+//!   `consumer::positions` is the bookkeeping of positions (pure, no I/O);
+//!   `consumer::membership` is a subscribed consumer's one background task
+//!   (heartbeats, assignment, commits, leaving), the only writer of the set
+//!   of partitions it owns. A consumer assigned by hand has no task.
 #![warn(missing_docs)]
 
 mod admin;
 mod connection;
 mod consumer;
 mod error;
+mod group;
 mod producer;
 mod record;
 
 pub use admin::{
     Admin, AdminBuilder, CommittedOffset, NewTopic, PartitionOffsets, TopicDescription, TopicInfo,
 };
-pub use consumer::{Consumer, ConsumerBuilder, Offset};
+pub use consumer::{AutoOffsetReset, Consumer, ConsumerBuilder, Offset, RebalanceEvent, RebalanceEvents};
 pub use error::{Error, Result};
+pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
 pub use record::{ConsumerRecord, Durability, Header, ProducerRecord, RecordMetadata};

@@ -1,5 +1,11 @@
 //! `brooklet consume`: prints records one per line, as text or JSON. Without
 //! `--follow` it stops at the end of the log as it was when it started.
+//!
+//! With `--group` and no `--partition` it joins the group, which assigns its
+//! partitions; with `--partition` it reads that partition and commits under
+//! the group (allowed while the group has no live members). Either way a
+//! group commits exactly what was printed, and ctrl-c stops cleanly: the
+//! consumer commits and leaves its group.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,34 +18,48 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let timeout = args.broker.timeout();
     let admin = Admin::builder(&args.broker.url).request_timeout(timeout).build()?;
     let described = admin.describe_topic(&args.topic).await?;
-    let partitions: Vec<u32> = match args.partition {
-        Some(p) if p >= described.info.partitions => anyhow::bail!(
+    if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
+        anyhow::bail!(
             "topic `{}` has {} partitions; there is no partition {p}",
             args.topic,
             described.info.partitions
-        ),
-        Some(p) => vec![p],
-        None => (0..described.info.partitions).collect(),
-    };
+        );
+    }
     // Where each partition's log ended when we started: without --follow,
     // that is where reading stops.
     let end: BTreeMap<u32, u64> =
         described.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
+    let member = args.group.is_some() && args.partition.is_none();
 
     let mut builder = Consumer::builder(&args.broker.url).request_timeout(timeout);
     if let Some(group) = &args.group {
-        builder = builder.group(group.clone());
+        // Commits are made here, for exactly what was printed.
+        builder = builder.group(group.clone()).auto_commit(None);
     }
     let mut consumer = builder.build()?;
-    consumer.assign(&args.topic, &partitions);
     let start = match (args.from, &args.group) {
         (Some(From::Earliest), _) | (None, None) => Offset::Earliest,
         (Some(From::Latest), _) => Offset::Latest,
         (Some(From::Offset(o)), _) => Offset::At(o),
         (None, Some(_)) => Offset::Committed,
     };
-    for &p in &partitions {
-        consumer.seek(&args.topic, p, start)?;
+    if member {
+        consumer.subscribe(&[args.topic.as_str()])?;
+        let assigned = consumer.await_joined().await?;
+        if args.from.is_some() {
+            for (topic, p) in assigned {
+                consumer.seek(&topic, p, start)?;
+            }
+        }
+    } else {
+        let partitions: Vec<u32> = match args.partition {
+            Some(p) => vec![p],
+            None => (0..described.info.partitions).collect(),
+        };
+        consumer.assign(&args.topic, &partitions);
+        for &p in &partitions {
+            consumer.seek(&args.topic, p, start)?;
+        }
     }
 
     let mut out = std::io::stdout().lock();
@@ -47,16 +67,24 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     // The offset after the last printed record of each partition: what a
     // group commits, so a record is committed only once it was printed.
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    // The first offset `poll` returned but that was not printed (past the
+    // end, or cut by --count), per partition: a member gives it back before
+    // committing, since its consumer commits what `poll` returned.
+    let mut unprinted: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     'read: loop {
-        if !args.follow && caught_up(&consumer, &args.topic, &partitions, &end) {
+        if !args.follow && caught_up(&consumer, &args.topic, &end) {
             break;
         }
-        let records = consumer.poll().await?;
+        let records = tokio::select! {
+            records = consumer.poll() => records?,
+            _ = &mut interrupted => break,
+        };
         for record in &records {
-            if args.count.is_some_and(|c| printed >= c) {
-                break 'read;
-            }
-            if !args.follow && record.offset >= end[&record.partition] {
+            let cut = args.count.is_some_and(|c| printed >= c);
+            let past_end = !args.follow && record.offset >= end[&record.partition];
+            if cut || past_end {
+                unprinted.entry(record.partition).or_insert(record.offset);
                 continue;
             }
             print_record(&mut out, record, args.format)?;
@@ -65,34 +93,56 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         if args.count.is_some_and(|c| printed >= c) {
-            break;
+            break 'read;
         }
         if args.follow && !records.is_empty() {
-            commit(&admin, args.group.as_deref(), &args.topic, &next).await?;
+            commit(&mut consumer, &admin, &args, &next, &mut unprinted, member).await?;
         }
     }
     out.flush()?;
-    commit(&admin, args.group.as_deref(), &args.topic, &next).await
+    commit(&mut consumer, &admin, &args, &next, &mut unprinted, member).await?;
+    if member {
+        consumer.close().await?;
+    }
+    Ok(())
 }
 
-/// Commits what was printed for `group`, if there is one.
+/// Whether every partition the consumer reads has reached where its log
+/// ended at start.
+fn caught_up(consumer: &Consumer, topic: &str, end: &BTreeMap<u32, u64>) -> bool {
+    consumer.assignment().iter().filter(|(t, _)| t == topic).all(|(_, p)| {
+        let end = end.get(p).copied().unwrap_or(0);
+        end == 0 || consumer.position(topic, *p).is_some_and(|pos| pos >= end)
+    })
+}
+
+/// Commits what was printed, if there is a group.
 async fn commit(
+    consumer: &mut Consumer,
     admin: &Admin,
-    group: Option<&str>,
-    topic: &str,
+    args: &ConsumeArgs,
     next: &BTreeMap<u32, u64>,
+    unprinted: &mut BTreeMap<u32, u64>,
+    member: bool,
 ) -> anyhow::Result<()> {
-    let Some(group) = group else { return Ok(()) };
+    let Some(group) = &args.group else { return Ok(()) };
+    if member {
+        // The consumer commits what `poll` returned; records returned but
+        // not printed are given back first.
+        let owned = consumer.assignment();
+        for (p, offset) in std::mem::take(unprinted) {
+            if owned.iter().any(|(t, q)| *t == args.topic && *q == p) {
+                consumer.seek(&args.topic, p, Offset::At(offset))?;
+            }
+        }
+        return Ok(consumer.commit().await?);
+    }
     if next.is_empty() {
         return Ok(());
     }
-    let offsets: Vec<_> = next.iter().map(|(p, o)| CommittedOffset::new(topic, *p, *o)).collect();
+    let offsets: Vec<_> =
+        next.iter().map(|(p, o)| CommittedOffset::new(args.topic.as_str(), *p, *o)).collect();
     Ok(admin.commit_offsets(group, &offsets).await?)
-}
-
-/// Whether every partition's position has reached where its log ended.
-fn caught_up(consumer: &Consumer, topic: &str, partitions: &[u32], end: &BTreeMap<u32, u64>) -> bool {
-    partitions.iter().all(|p| consumer.position(topic, *p).is_some_and(|pos| pos >= end[p]) || end[p] == 0)
 }
 
 fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> std::io::Result<()> {

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch for the `brooklet` binary.
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -33,6 +34,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print records, one per line.
     Consume(ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 /// How client commands reach the broker.
@@ -85,6 +89,45 @@ pub enum TopicCommand {
     Delete {
         /// Topic name.
         name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+/// `brooklet group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List groups with live members or committed offsets.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Show a group's members, assignments and lag per partition.
+    Describe {
+        /// Group id.
+        group: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Move a group's committed offsets for a topic (only while the group
+    /// has no live members).
+    ResetOffsets {
+        /// Group id.
+        group: String,
+        /// Topic whose partitions to reset.
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, an offset, or an RFC 3339 date-time such as
+        /// 2026-11-26T10:00:00Z (the first offset at or after it).
+        #[arg(long, value_parser = group::parse_reset_to)]
+        to: brooklet_client::ResetTo,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Delete a group's committed offsets (only while it has no live members).
+    Delete {
+        /// Group id.
+        group: String,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -199,6 +242,10 @@ pub struct ServeArgs {
     /// `written`.
     #[arg(long, env = "BROOKLET_DURABILITY", default_value = "durable", value_parser = ["durable", "written"])]
     pub durability: String,
+    /// Refuse produce requests while the data directory's disk has less than
+    /// this many MiB free (0: never), so storage never runs out mid-write.
+    #[arg(long, env = "BROOKLET_MIN_FREE_MB", default_value_t = 64)]
+    pub min_free_mb: u64,
     /// How often retention looks for expired records, in ms.
     #[arg(long, env = "BROOKLET_RETENTION_CHECK_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub retention_check_ms: u64,
@@ -235,5 +282,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => topic::run(command).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Group(command) => group::run(command).await,
     }
 }

@@ -16,6 +16,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_partitions: args.max_partitions,
             max_record_bytes: args.max_record_bytes,
+            min_free_disk_bytes: args.min_free_mb.saturating_mul(1 << 20),
             ..Limits::default()
         },
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),

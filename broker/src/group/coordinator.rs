@@ -211,6 +211,10 @@ impl Coordinator {
                 tracing::info!(group = %hb.group, member = %hb.member_id, "member left");
             }
             group.reassign(&partitions);
+            if group.members.is_empty() {
+                // The group lives on only in its committed offsets.
+                self.groups.remove(&hb.group);
+            }
             return Ok(HeartbeatReply {
                 member_id: hb.member_id,
                 member_epoch: -1,

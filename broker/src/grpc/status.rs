@@ -6,6 +6,11 @@ use tonic::{Code, Status};
 use crate::error::{Error, error_chain};
 use crate::storage::StorageError;
 
+/// ENOSPC or EDQUOT: out of space or quota.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let code = match &err {
@@ -15,6 +20,10 @@ impl From<Error> for Status {
             Error::TopicExists { .. } => Code::AlreadyExists,
             Error::OffsetOutOfRange { .. } => Code::OutOfRange,
             Error::ShuttingDown => Code::Unavailable,
+            Error::DiskFull { .. } => Code::ResourceExhausted,
+            Error::Storage(StorageError::Sled { source: sled::Error::Io(e), .. }) if is_disk_full(e) => {
+                Code::ResourceExhausted
+            }
             Error::Storage(StorageError::Corrupt { .. } | StorageError::Metadata { .. }) => Code::DataLoss,
             Error::Storage(StorageError::Sled { .. }) => Code::Unavailable,
         };

@@ -334,6 +334,21 @@ impl Log {
         Ok((appended, acks))
     }
 
+    /// Refuses a write of about `incoming` bytes that would take the disk
+    /// below its reserve of free space: sled does not recover from running
+    /// out of space mid-write, so it must never get there.
+    fn check_free_space(&self, incoming: u64) -> Result<()> {
+        let min = self.limits.min_free_disk_bytes;
+        if min == 0 {
+            return Ok(());
+        }
+        let free = self.storage.free_space()?;
+        if free < min.saturating_add(incoming) {
+            return Err(Error::DiskFull { dir: self.storage.path().display().to_string(), free, min });
+        }
+        Ok(())
+    }
+
     /// A new idempotent producer id; ids are never reused, across restarts too.
     pub fn new_producer_id(&self) -> Result<u64> {
         Ok(self.storage.generate_id()? + 1)
@@ -346,6 +361,9 @@ impl Log {
         producer: Option<&Idempotence>,
     ) -> Result<Vec<Appended>> {
         let topic = self.topic(topic)?;
+        let incoming: usize =
+            records.iter().map(|r| r.value.len() + r.key.as_ref().map_or(0, Bytes::len)).sum();
+        self.check_free_space(incoming as u64)?;
         if records.is_empty() {
             return Err(Error::invalid("records", "at least one record is required"));
         }

@@ -324,6 +324,13 @@ impl Storage {
         Ok(out)
     }
 
+    /// Bytes free for an unprivileged writer on the data directory's file
+    /// system.
+    pub fn free_space(&self) -> Result<u64, StorageError> {
+        fs4::available_space(&self.path)
+            .map_err(|e| StorageError::Sled { op: "read free disk space", source: sled::Error::Io(e) })
+    }
+
     /// A new unique id; ids only grow, across restarts too.
     pub fn generate_id(&self) -> Result<u64, StorageError> {
         self.db.generate_id().map_err(sled_err("generate id"))
@@ -457,7 +464,7 @@ impl TopicStore {
         partition: u32,
         from: u64,
         until: u64,
-        ) -> Result<impl Iterator<Item = Result<StoredBatch, StorageError>> + '_, StorageError> {
+    ) -> Result<impl Iterator<Item = Result<StoredBatch, StorageError>> + '_, StorageError> {
         let range = self.tree.range(self.batch_start(partition, from)?..self.batch_end(partition, until));
         Ok(range.map(move |entry| {
             let (key, value) = entry.map_err(sled_err("read batch"))?;

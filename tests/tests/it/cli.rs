@@ -124,3 +124,45 @@ async fn client_commands_fail_with_one_clear_line() {
     // Nothing listens there any more.
     fails(&ep, &["topic", "list"], "unreachable").await;
 }
+
+#[tokio::test]
+async fn consumer_groups_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let ep = server.endpoint.clone();
+    ok(&ep, &["topic", "create", "jobs", "--partitions", "3"], "").await;
+    ok(&ep, &["produce", "jobs", "--key-separator", ":"], "a:1\nb:2\nc:3\nd:4\ne:5\nf:6\n").await;
+
+    // A member of the group reads what is there, commits it and leaves.
+    let first = ok(&ep, &["consume", "jobs", "--group", "billing", "--count", "4"], "").await;
+    assert_eq!(first.lines().count(), 4);
+    let rest = ok(&ep, &["consume", "jobs", "--group", "billing"], "").await;
+    let mut all: Vec<&str> = first.lines().chain(rest.lines()).collect();
+    all.sort_unstable();
+    assert_eq!(all, ["1", "2", "3", "4", "5", "6"], "each record once across the two runs");
+    assert!(ok(&ep, &["consume", "jobs", "--group", "billing"], "").await.is_empty());
+
+    let listed = ok(&ep, &["group", "list"], "").await;
+    assert!(listed.lines().any(|l| l.starts_with("billing") && l.contains("empty")), "{listed}");
+    let described = ok(&ep, &["group", "describe", "billing"], "").await;
+    assert!(described.contains("group billing is empty"), "{described}");
+    assert!(described.contains("total lag 0"), "{described}");
+    assert_eq!(described.lines().filter(|l| l.starts_with("jobs")).count(), 3, "{described}");
+
+    let reset =
+        ok(&ep, &["group", "reset-offsets", "billing", "--topic", "jobs", "--to", "earliest"], "").await;
+    assert_eq!(reset.lines().filter(|l| l.starts_with("jobs")).count(), 3, "{reset}");
+    let described = ok(&ep, &["group", "describe", "billing"], "").await;
+    assert!(described.contains("total lag 6"), "{described}");
+    let again = ok(&ep, &["consume", "jobs", "--group", "billing"], "").await;
+    assert_eq!(again.lines().count(), 6, "a reset group reads everything again");
+
+    ok(&ep, &["group", "reset-offsets", "billing", "--topic", "jobs", "--to", "2999-01-01T00:00:00Z"], "")
+        .await;
+    assert!(ok(&ep, &["group", "describe", "billing"], "").await.contains("total lag 0"));
+    fails(&ep, &["group", "reset-offsets", "billing", "--topic", "jobs", "--to", "soon"], "RFC 3339").await;
+
+    ok(&ep, &["group", "delete", "billing"], "").await;
+    fails(&ep, &["group", "describe", "billing"], "does not exist").await;
+    server.terminate().await;
+}

@@ -4,6 +4,8 @@ mod api;
 mod cli;
 mod client;
 mod crash;
+mod disk_full;
 mod groups_api;
+mod groups_client;
 mod idempotence;
 mod retention;

@@ -1,0 +1,112 @@
+//! `brooklet group list|describe|reset-offsets|delete`.
+
+use brooklet_client::{Admin, ResetTo};
+
+use super::{BrokerArgs, GroupCommand};
+
+fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
+    Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
+}
+
+pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::List { broker } => {
+            let groups = admin(&broker)?.list_groups().await?;
+            println!("{:<40} {:<12} {:>7}", "GROUP", "STATE", "MEMBERS");
+            for g in groups {
+                println!("{:<40} {:<12} {:>7}", g.group, g.state.to_string(), g.members);
+            }
+        }
+        GroupCommand::Describe { group, broker } => {
+            let d = admin(&broker)?.describe_group(&group).await?;
+            let total: u64 = d.partitions.iter().map(|p| p.lag).sum();
+            println!(
+                "group {} is {} (epoch {}), {} members, total lag {total}",
+                d.group,
+                d.state,
+                d.epoch,
+                d.members.len()
+            );
+            if !d.members.is_empty() {
+                println!();
+                println!("{:<38} {:<20} {:<22} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST");
+                for m in &d.members {
+                    let assignment: Vec<String> =
+                        m.assignment.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+                    println!(
+                        "{:<38} {:<20} {:<22} {}",
+                        m.member_id,
+                        m.client_id,
+                        m.host,
+                        assignment.join(",")
+                    );
+                }
+            }
+            println!();
+            println!(
+                "{:<30} {:>9} {:>12} {:>15} {:>10}  OWNER",
+                "TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG"
+            );
+            for p in &d.partitions {
+                let committed = p.committed_offset.map_or_else(|| "-".to_owned(), |o| o.to_string());
+                println!(
+                    "{:<30} {:>9} {:>12} {:>15} {:>10}  {}",
+                    p.topic,
+                    p.partition,
+                    committed,
+                    p.high_watermark,
+                    p.lag,
+                    p.member_id.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        GroupCommand::ResetOffsets { group, topic, to, broker } => {
+            let offsets = admin(&broker)?.reset_offsets(&group, &topic, to).await?;
+            println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
+            for o in offsets {
+                println!("{:<30} {:>9} {:>12}", o.topic, o.partition, o.offset);
+            }
+        }
+        GroupCommand::Delete { group, broker } => {
+            admin(&broker)?.delete_group(&group).await?;
+            println!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+/// `earliest`, `latest`, an offset, or an RFC 3339 date-time such as
+/// `2026-11-26T10:00:00Z`.
+pub fn parse_reset_to(s: &str) -> Result<ResetTo, String> {
+    match s {
+        "earliest" => Ok(ResetTo::Earliest),
+        "latest" => Ok(ResetTo::Latest),
+        _ if s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().map(ResetTo::Offset).map_err(|e| format!("`{s}` is not an offset: {e}"))
+        }
+        _ => {
+            let time = humantime::parse_rfc3339_weak(s).map_err(|e| {
+                format!("`{s}` is not earliest, latest, an offset or an RFC 3339 date-time (2026-11-26T10:00:00Z): {e}")
+            })?;
+            let ms = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| format!("`{s}` is before 1970"))?
+                .as_millis();
+            i64::try_from(ms).map(ResetTo::Timestamp).map_err(|_| format!("`{s}` is too far in the future"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_targets_parse() {
+        assert!(matches!(parse_reset_to("earliest"), Ok(ResetTo::Earliest)));
+        assert!(matches!(parse_reset_to("latest"), Ok(ResetTo::Latest)));
+        assert!(matches!(parse_reset_to("42"), Ok(ResetTo::Offset(42))));
+        assert!(matches!(parse_reset_to("1970-01-01T00:00:01Z"), Ok(ResetTo::Timestamp(1000))));
+        assert!(parse_reset_to("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}
