@@ -226,6 +226,36 @@ impl Admin {
         Ok(TopicInfo::from_proto(topic))
     }
 
+    /// Changes a topic's configuration: `set` entries are added or replaced,
+    /// `remove` keys return to their defaults. The result is validated as a
+    /// whole; a refused change changes nothing. Safe to retry.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`] if there is no such topic;
+    /// [`Error::InvalidArgument`] naming the key and what it accepts.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Result<TopicInfo> {
+        let opts = CallOptions { topic: Some(name), retry: true, ..CallOptions::new(Op::AlterTopicConfig) };
+        let request = v1::AlterTopicConfigRequest {
+            name: name.to_owned(),
+            set: set.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            remove: remove.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.alter_topic_config(req).await }
+            })
+            .await?;
+        let topic = response.topic.ok_or_else(|| Error::protocol(Op::AlterTopicConfig, "no topic"))?;
+        Ok(TopicInfo::from_proto(topic))
+    }
+
     /// Deletes a topic with its records and committed offsets.
     ///
     /// # Errors

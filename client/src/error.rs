@@ -150,6 +150,8 @@ pub(crate) enum Op {
     DescribeGroup,
     DeleteGroup,
     ResetOffsets,
+    InitProducerId,
+    AlterTopicConfig,
 }
 
 impl Op {
@@ -169,6 +171,8 @@ impl Op {
             Op::DescribeGroup => "DescribeGroup",
             Op::DeleteGroup => "DeleteGroup",
             Op::ResetOffsets => "ResetOffsets",
+            Op::InitProducerId => "InitProducerId",
+            Op::AlterTopicConfig => "AlterTopicConfig",
         }
     }
 }

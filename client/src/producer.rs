@@ -5,7 +5,7 @@
 
 mod accumulator;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -63,9 +63,20 @@ pub struct ProducerBuilder {
     max_batch_bytes: usize,
     buffer_bytes: usize,
     acks: Durability,
+    idempotent: bool,
 }
 
 impl ProducerBuilder {
+    /// Whether the broker should recognise retried batches (default: yes).
+    /// An idempotent producer numbers each partition's records, so a batch
+    /// retried after its answer was lost is answered with its original
+    /// offsets instead of being appended twice. Without it, a retry after a
+    /// lost answer can write a batch twice.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
     /// What the broker must guarantee before it acknowledges a batch
     /// (default [`Durability::Durable`]: on disk). [`Durability::Written`]
     /// answers sooner, but a broker crash can lose acknowledged records.
@@ -135,6 +146,7 @@ impl ProducerBuilder {
             admin: Admin { conn: conn.clone() },
             conn,
             acks: self.acks,
+            idempotence: self.idempotent.then(|| Mutex::new(Idempotence::default())),
             buffer: Arc::new(Semaphore::new(buffer_bytes)),
             buffer_bytes,
             state: Mutex::new(Accumulator::new(Limits {
@@ -215,6 +227,10 @@ struct Shared {
     conn: Connection,
     admin: Admin,
     acks: Durability,
+    /// The producer id and each partition's next sequence number, when
+    /// idempotent. A lock, not a channel: it is read and bumped once per
+    /// request, never across an `.await`.
+    idempotence: Option<Mutex<Idempotence>>,
     /// Buffer space in bytes: `send` takes a record's size before joining a
     /// batch, and the space returns when the batch is done. This is what
     /// bounds the producer's memory.
@@ -246,6 +262,7 @@ impl Producer {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             acks: Durability::Durable,
+            idempotent: true,
         }
     }
 
@@ -408,10 +425,11 @@ impl Shared {
     /// Hands out the outcome of a request, then frees its partitions. Replies
     /// go first so a record's future resolves before `flush` returns.
     fn finish(&self, request: Request, outcome: Result<v1::ProduceResponse>) {
-        if let Err(err) = &outcome
-            && err.invalidates_metadata()
-        {
-            self.forget_partitions(&request.topic);
+        if let Err(err) = &outcome {
+            self.reset_idempotence();
+            if err.invalidates_metadata() {
+                self.forget_partitions(&request.topic);
+            }
         }
         let keys: Vec<_> = request.batches.iter().map(|b| b.key()).collect();
         let topic = request.topic.clone();
@@ -470,19 +488,85 @@ fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
     }
 }
 
-/// Sends one request, retrying while the broker is unreachable.
-async fn produce(
-    conn: Connection,
-    acks: Durability,
-    mut request: Request,
-) -> (Request, Result<v1::ProduceResponse>) {
-    let records = request.batches.iter_mut().flat_map(|batch| std::mem::take(&mut batch.records)).collect();
+/// An idempotent producer's id and the next sequence number of each of its
+/// partitions.
+#[derive(Debug, Default)]
+struct Idempotence {
+    producer_id: Option<u64>,
+    next_sequence: HashMap<(String, u32), u64>,
+}
+
+impl Shared {
+    /// The producer id, asked of the broker once (and again after a reset).
+    async fn producer_id(&self) -> Result<u64> {
+        let Some(idempotence) = &self.idempotence else { return Ok(0) };
+        if let Some(id) = idempotence.lock().producer_id {
+            return Ok(id);
+        }
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::InitProducerId) };
+        let response = self
+            .conn
+            .call(opts, v1::InitProducerIdRequest {}, |req| {
+                let mut client = self.conn.producer();
+                async move { client.init_producer_id(req).await }
+            })
+            .await?;
+        let mut state = idempotence.lock();
+        // Another request may have asked at the same time: keep the first id.
+        Ok(*state.producer_id.get_or_insert(response.producer_id))
+    }
+
+    /// Numbers `records` (one request's) for `producer_id`: for each
+    /// partition, the sequence of its first record in the request.
+    fn sequences(&self, producer_id: u64, topic: &str, records: &[v1::ProduceRecord]) -> BTreeMap<u32, u64> {
+        let mut base = BTreeMap::new();
+        let Some(idempotence) = &self.idempotence else { return base };
+        let mut state = idempotence.lock();
+        if state.producer_id != Some(producer_id) {
+            // A reset happened since the id was read: these records are
+            // numbered under the id they travel with, from where it left off.
+            return base;
+        }
+        for r in records {
+            let partition = r.partition.unwrap_or_default();
+            let next = state.next_sequence.entry((topic.to_owned(), partition)).or_default();
+            base.entry(partition).or_insert(*next);
+            *next += 1;
+        }
+        base
+    }
+
+    /// After a batch failed, the broker may or may not have it, so the
+    /// sequence cannot go on: the next request starts a new producer id.
+    fn reset_idempotence(&self) {
+        if let Some(idempotence) = &self.idempotence {
+            *idempotence.lock() = Idempotence::default();
+        }
+    }
+}
+
+/// Sends one request, retrying while the broker is unreachable. With
+/// idempotence, retries carry the same producer id and sequences, so the
+/// broker answers a batch it already has with its original offsets.
+async fn produce(shared: Arc<Shared>, mut request: Request) -> (Request, Result<v1::ProduceResponse>) {
+    let records: Vec<v1::ProduceRecord> =
+        request.batches.iter_mut().flat_map(|batch| std::mem::take(&mut batch.records)).collect();
+    let producer_id = match shared.producer_id().await {
+        Ok(id) => id,
+        Err(e) => return (request, Err(e)),
+    };
+    let base_sequences = shared.sequences(producer_id, &request.topic, &records);
     let message = v1::ProduceRequest {
         topic: request.topic.clone(),
         records,
-        acks: acks.into_proto(),
-        ..v1::ProduceRequest::default()
+        acks: shared.acks.into_proto(),
+        // Without a sequence (not idempotent, or a reset raced this
+        // request) the request goes without the producer id.
+        producer_id: if base_sequences.is_empty() { 0 } else { producer_id },
+        producer_epoch: 0,
+        base_sequences: base_sequences.into_iter().collect(),
     };
+    let conn = &shared.conn;
     let opts = CallOptions { topic: Some(&request.topic), retry: true, ..CallOptions::new(Op::Produce) };
     let outcome = conn
         .call(opts, message, |req| {
@@ -509,7 +593,7 @@ async fn run(shared: Arc<Shared>) {
         };
         let next_deadline = drained.next_deadline;
         for request in drained.requests {
-            in_flight.push(produce(shared.conn.clone(), shared.acks, request));
+            in_flight.push(produce(Arc::clone(&shared), request));
         }
         let linger = async {
             match next_deadline {

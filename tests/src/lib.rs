@@ -230,3 +230,103 @@ impl BrokerProcess {
         tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("dies in time").unwrap();
     }
 }
+
+/// A TCP proxy on 127.0.0.1 in front of a broker, for faults a real network
+/// has: it can cut clients off (while blocked it drops every connection,
+/// open or new), lose the broker's answers (while muted it reads them and
+/// throws them away), or send new connections to another broker.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The endpoint clients use instead of the broker's.
+    pub endpoint: String,
+    blocked: tokio::sync::watch::Sender<bool>,
+    /// Bumped by `cut`: connections opened before end.
+    cuts: tokio::sync::watch::Sender<u64>,
+    muted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    upstream: std::sync::Arc<parking_lot::Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn address(broker: &TestBroker) -> String {
+    broker.endpoint().trim_start_matches("http://").to_owned()
+}
+
+impl Proxy {
+    /// A proxy to `broker`.
+    pub async fn start(broker: &TestBroker) -> Proxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = std::sync::Arc::new(parking_lot::Mutex::new(address(broker)));
+        let muted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let (blocked, watching) = tokio::sync::watch::channel(false);
+        let (cuts, cut_rx) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn({
+            let (upstream, muted) = (upstream.clone(), muted.clone());
+            async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    if *watching.borrow() {
+                        continue;
+                    }
+                    let upstream = upstream.lock().clone();
+                    let (mut watching, muted) = (watching.clone(), muted.clone());
+                    let mut cut_rx = cut_rx.clone();
+                    let generation = *cut_rx.borrow();
+                    tokio::spawn(async move {
+                        let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                        let (mut client_read, mut client_write) = inbound.into_split();
+                        let (mut broker_read, mut broker_write) = outbound.into_split();
+                        let requests = tokio::io::copy(&mut client_read, &mut broker_write);
+                        let answers = async {
+                            let mut buf = vec![0u8; 64 << 10];
+                            loop {
+                                let n = broker_read.read(&mut buf).await?;
+                                if n == 0 {
+                                    return Ok::<_, std::io::Error>(());
+                                }
+                                if !muted.load(Ordering::Acquire) {
+                                    client_write.write_all(&buf[..n]).await?;
+                                }
+                            }
+                        };
+                        tokio::select! {
+                            _ = requests => {}
+                            _ = answers => {}
+                            _ = watching.wait_for(|blocked| *blocked) => {}
+                            _ = cut_rx.wait_for(|g| *g != generation) => {}
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { endpoint, blocked, cuts, muted, upstream, task }
+    }
+
+    /// Sends new connections to `broker`.
+    pub fn redirect(&self, broker: &TestBroker) {
+        *self.upstream.lock() = address(broker);
+    }
+
+    /// While blocked, every connection is dropped, open or new.
+    pub fn block(&self, blocked: bool) {
+        self.blocked.send_replace(blocked);
+    }
+
+    /// Drops every open connection once; new ones go through.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|g| *g += 1);
+    }
+
+    /// While muted, the broker's answers are read and thrown away.
+    pub fn mute(&self, muted: bool) {
+        self.muted.store(muted, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.block(true);
+        self.task.abort();
+    }
+}

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch for the `brooklet` binary.
 
+mod bench;
 mod consume;
 mod group;
 mod produce;
@@ -34,6 +35,14 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print records, one per line.
     Consume(ConsumeArgs),
+    /// Measure a broker, its storage engine or the disk (MB = 10^6 bytes).
+    ///
+    /// `produce`, `consume` and `e2e` load a running broker; `storage` drives
+    /// the storage engine in-process; `disk` measures the file system beneath
+    /// it. Progress goes to stderr once a second, the summary to stdout: text,
+    /// or one JSON object with --json. MB = 10^6 bytes.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -82,6 +91,19 @@ pub enum TopicCommand {
     Describe {
         /// Topic name.
         name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Change a topic's configuration at run time.
+    Alter {
+        /// Topic name.
+        name: String,
+        /// A config entry `key=value` to set; repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// A config key to return to its default; repeatable.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_config: Vec<String>,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -282,6 +304,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => topic::run(command).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Bench(command) => bench::run(command).await,
         Command::Group(command) => group::run(command).await,
     }
 }

@@ -42,6 +42,19 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        TopicCommand::Alter { name, config, delete_config, broker } => {
+            if config.is_empty() && delete_config.is_empty() {
+                anyhow::bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
+            }
+            let set: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let remove: Vec<&str> = delete_config.iter().map(String::as_str).collect();
+            let info = admin(&broker)?.alter_topic_config(&name, &set, &remove).await?;
+            let entries: Vec<String> = info.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "altered topic {name}: {}",
+                if entries.is_empty() { "defaults".to_owned() } else { entries.join(" ") }
+            );
+        }
         TopicCommand::Delete { name, broker } => {
             admin(&broker)?.delete_topic(&name).await?;
             println!("deleted topic {name}");

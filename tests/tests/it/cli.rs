@@ -115,6 +115,11 @@ async fn client_commands_fail_with_one_clear_line() {
     fails(&ep, &["topic", "create", "t", "--config", "retention=1"], "retention").await;
     ok(&ep, &["topic", "create", "t"], "").await;
     fails(&ep, &["topic", "create", "t"], "already exists").await;
+    let altered = ok(&ep, &["topic", "alter", "t", "--config", "retention.ms=1000"], "").await;
+    assert_eq!(altered.trim(), "altered topic t: retention.ms=1000");
+    fails(&ep, &["topic", "alter", "t", "--config", "retention.ms=soon"], "retention.ms").await;
+    let restored = ok(&ep, &["topic", "alter", "t", "--delete-config", "retention.ms"], "").await;
+    assert_eq!(restored.trim(), "altered topic t: defaults");
     fails(&ep, &["consume", "t", "--partition", "3"], "partition 3").await;
     let out = brooklet(&ep, &["produce", "t", "--partition", "4"], "a\nb\n").await;
     assert!(!out.success);

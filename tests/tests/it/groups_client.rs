@@ -14,11 +14,9 @@ use brooklet_client::{
     Admin, AutoOffsetReset, CommittedOffset, Consumer, Error, GroupDescription, GroupState, NewTopic,
     Producer, ProducerRecord, RebalanceEvent, ResetTo,
 };
-use brooklet_tests::{DEADLINE, TestBroker, eventually};
+use brooklet_tests::{DEADLINE, Proxy, TestBroker, eventually};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A session no test waits out: a partition that moves while its owner has
@@ -309,65 +307,6 @@ async fn records_produced_during_rebalances_are_delivered_exactly_once_when_memb
     c2_task.abort();
     check_once(&seen.lock());
     broker.shutdown().await;
-}
-
-/// A TCP proxy in front of the broker that can cut a client off (while
-/// blocked, it drops every connection, open or new) or send it to another
-/// broker.
-struct Proxy {
-    endpoint: String,
-    blocked: watch::Sender<bool>,
-    upstream: Arc<Mutex<String>>,
-    task: JoinHandle<()>,
-}
-
-fn address(broker: &TestBroker) -> String {
-    broker.endpoint().trim_start_matches("http://").to_owned()
-}
-
-impl Proxy {
-    async fn start(broker: &TestBroker) -> Proxy {
-        let upstream = Arc::new(Mutex::new(address(broker)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let (blocked, watching) = watch::channel(false);
-        let task = tokio::spawn({
-            let upstream = Arc::clone(&upstream);
-            async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    if *watching.borrow() {
-                        continue;
-                    }
-                    let upstream = upstream.lock().clone();
-                    let mut watching = watching.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(&upstream).await else { return };
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                            _ = watching.wait_for(|blocked| *blocked) => {}
-                        }
-                    });
-                }
-            }
-        });
-        Proxy { endpoint, blocked, upstream, task }
-    }
-
-    /// Sends new connections to `broker`.
-    fn redirect(&self, broker: &TestBroker) {
-        *self.upstream.lock() = address(broker);
-    }
-
-    fn block(&self, blocked: bool) {
-        self.blocked.send_replace(blocked);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.block(true);
-        self.task.abort();
-    }
 }
 
 #[tokio::test]

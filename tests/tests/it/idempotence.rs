@@ -71,3 +71,69 @@ async fn retried_batches_are_answered_with_their_original_offsets() {
     assert!(newer > other, "producer ids are never reused across restarts");
     broker.shutdown().await;
 }
+
+/// The broker appends a batch, its answer is lost on the way, the client
+/// retries: with the idempotent producer (the default) nothing is written
+/// twice; without it, the retry writes the batch again.
+#[tokio::test]
+async fn a_lost_answer_and_a_retry_write_nothing_twice() {
+    use brooklet_client::{Producer, ProducerRecord};
+    use brooklet_tests::{Proxy, eventually};
+
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 2).await;
+    let proxy = Proxy::start(&broker).await;
+
+    for (idempotent, partition, expected_copies) in [(true, 0u32, 1usize), (false, 1, 2)] {
+        let producer = Producer::builder(proxy.endpoint.clone())
+            .idempotent(idempotent)
+            .request_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap();
+        // A first record opens the connection and learns the topic.
+        let warm = producer.send("orders", ProducerRecord::new("warm").partition(partition)).await.unwrap();
+        warm.await.unwrap();
+
+        proxy.mute(true);
+        let delivery = producer
+            .send("orders", ProducerRecord::new(format!("once-{idempotent}")).partition(partition))
+            .await
+            .unwrap();
+        // The broker has it; the answer is being thrown away.
+        let b = &broker;
+        eventually("the broker to append the batch", || async move {
+            (high_watermark(b, partition).await == 2).then_some(())
+        })
+        .await;
+        // The connection breaks; the client retries on a new one.
+        proxy.mute(false);
+        proxy.cut();
+        let written = tokio::time::timeout(brooklet_tests::DEADLINE, delivery)
+            .await
+            .expect("the retry is answered")
+            .expect("the record is acknowledged");
+        // Idempotent: the offset the first attempt got. Otherwise the retry
+        // was appended again, after it.
+        assert_eq!(written.offset, if idempotent { 1 } else { 2 }, "idempotent: {idempotent}");
+
+        let got = broker
+            .consumer()
+            .fetch(pb::FetchRequest {
+                topic: "orders".into(),
+                partition,
+                offset: 0,
+                max_bytes: 0,
+                max_wait_ms: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let copies = brooklet_tests::offsets_and_values(&got.batches)
+            .into_iter()
+            .filter(|(_, v)| *v == format!("once-{idempotent}"))
+            .count();
+        assert_eq!(copies, expected_copies, "idempotent: {idempotent}");
+        producer.close().await.unwrap();
+    }
+    broker.shutdown().await;
+}

@@ -1,0 +1,384 @@
+//! `brooklet bench produce`, and the producers `e2e` runs too: N tasks, one
+//! client `Producer` each, sending pooled random values, timing each record
+//! from its `send` to its acknowledgement.
+//!
+//! A producer task sends; a collector task beside it awaits the deliveries,
+//! so an acknowledgement is timed when it arrives rather than when the
+//! sender gets round to it. Between them a bounded channel, and at most
+//! `--max-in-flight` deliveries pending: a slow broker slows the sender.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use brooklet_client::{Admin, Delivery, Error as ClientError, NewTopic, Producer, ProducerRecord};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::load::{self, Budget, Limit, Pacer, Pool};
+use super::report::{self, Latency, Meter, Progress, Summary};
+use super::{AckMode, BrokerArgs, MAX_BATCH_BYTES, ProduceArgs, ProducerOpts};
+
+/// How long a run lasts without `--records` or `--duration`.
+pub const DEFAULT_RUN: Limit = Limit::Duration(Duration::from_secs(10));
+/// Deliveries handed from a sender to its collector at once.
+const ACK_QUEUE: usize = 1024;
+/// Most producers one run may start.
+const MAX_PRODUCERS: u32 = 1024;
+/// Distinct keys sent, when records have keys: enough to spread them over
+/// any partition count.
+const KEY_POOL_SIZE: usize = 1024;
+
+/// Validated producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerPlan {
+    pub endpoint: String,
+    pub timeout: Duration,
+    pub topic: String,
+    /// The topic's partition count, once known.
+    pub partitions: u32,
+    pub producers: u32,
+    pub record_size: usize,
+    pub key_size: usize,
+    pub linger: Duration,
+    pub batch_bytes: usize,
+    pub acks: AckMode,
+    /// Total records a second, if throttled.
+    pub rate: Option<f64>,
+    pub max_in_flight: usize,
+    /// Write the send time (µs since the Unix epoch) into the first 8 bytes
+    /// of each value, for `e2e`.
+    pub stamp: bool,
+}
+
+impl ProducerPlan {
+    /// Checks the flags; `partitions` is filled in by [`ensure_topic`].
+    pub fn new(opts: &ProducerOpts, broker: &BrokerArgs, stamp: bool) -> anyhow::Result<ProducerPlan> {
+        super::check_count("--producers", u64::from(opts.producers), u64::from(MAX_PRODUCERS))?;
+        if let Some(p) = opts.partitions {
+            ensure!(p >= 1, "--partitions must be at least 1");
+        }
+        let max_record = super::max_record_bytes();
+        let min_size = if stamp { 8 } else { 1 };
+        ensure!(
+            (min_size..=max_record).contains(&opts.record_size),
+            "--record-size must be {min_size} to {max_record} bytes (the broker's default record limit), got {}",
+            opts.record_size
+        );
+        ensure!(
+            opts.record_size + opts.key_size <= max_record,
+            "--record-size plus --key-size must be at most {max_record} bytes (the broker's default record \
+             limit), got {}",
+            opts.record_size + opts.key_size
+        );
+        super::check_size("--batch-bytes", opts.batch_bytes, MAX_BATCH_BYTES)?;
+        ensure!(opts.linger_ms <= 60_000, "--linger-ms must be at most 60000, got {}", opts.linger_ms);
+        if let Some(rate) = opts.rate {
+            ensure!(rate.is_finite() && rate > 0.0, "--rate must be above 0 records/s, got {rate}");
+        }
+        super::check_count("--max-in-flight", opts.max_in_flight as u64, 1 << 20)?;
+        Ok(ProducerPlan {
+            endpoint: broker.url.clone(),
+            timeout: broker.timeout(),
+            topic: opts.topic.clone(),
+            partitions: 0,
+            producers: opts.producers,
+            record_size: opts.record_size,
+            key_size: opts.key_size,
+            linger: Duration::from_millis(opts.linger_ms),
+            batch_bytes: opts.batch_bytes,
+            acks: opts.acks,
+            rate: opts.rate,
+            max_in_flight: opts.max_in_flight,
+            stamp,
+        })
+    }
+
+    /// The settings, for the summary.
+    pub fn config(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("topic", self.topic.clone().into()),
+            ("partitions", self.partitions.into()),
+            ("producers", self.producers.into()),
+            ("record_size", self.record_size.into()),
+            ("key_size", self.key_size.into()),
+            ("acks", self.acks.name().into()),
+            ("linger_ms", u64::try_from(self.linger.as_millis()).unwrap_or(u64::MAX).into()),
+            ("batch_bytes", self.batch_bytes.into()),
+            ("rate", self.rate.map_or(Value::Null, Value::from)),
+            ("max_in_flight", self.max_in_flight.into()),
+        ]
+    }
+
+    /// Bytes of one record: key and value.
+    fn record_bytes(&self) -> u64 {
+        (self.record_size + self.key_size) as u64
+    }
+
+    /// What the latency measures.
+    pub fn latency_what(&self) -> String {
+        format!("send to {} ack", self.acks.name())
+    }
+}
+
+/// Creates `topic` with `partitions` (or `default`) partitions if it does not
+/// exist, and returns its partition count.
+pub async fn ensure_topic(
+    admin: &Admin,
+    topic: &str,
+    partitions: Option<u32>,
+    default: u32,
+) -> anyhow::Result<u32> {
+    let wanted = partitions.unwrap_or(default).max(1);
+    match admin.create_topic(topic, NewTopic::new(wanted)).await {
+        Ok(info) => return Ok(info.partitions),
+        Err(ClientError::TopicExists { .. }) => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create topic {topic:?}")),
+    }
+    let existing = admin.describe_topic(topic).await?.info.partitions;
+    if partitions.is_some_and(|p| p != existing) {
+        eprintln!("bench: topic {topic:?} exists with {existing} partitions; using them");
+    }
+    Ok(existing)
+}
+
+/// What the producers did.
+#[derive(Debug)]
+pub struct Produced {
+    /// Records handed to `send`.
+    pub sent: u64,
+    /// Records acknowledged (equal to `sent` with `--acks none`, where
+    /// nothing is awaited).
+    pub acked: u64,
+    /// `send` to acknowledgement, µs; `None` with `--acks none`.
+    pub ack_latency: Option<Histogram<u64>>,
+}
+
+/// Runs `plan.producers` producers until `budget` runs out; `meter` counts
+/// acknowledged records (sent ones with `--acks none`).
+pub async fn run_producers(
+    plan: Arc<ProducerPlan>,
+    budget: Arc<Budget>,
+    meter: Arc<Meter>,
+) -> anyhow::Result<Produced> {
+    let pools = Arc::new(Pools {
+        values: Pool::new(plan.record_size),
+        keys: (plan.key_size > 0).then(|| keys(plan.key_size)),
+    });
+    let mut tasks = JoinSet::new();
+    for index in 0..plan.producers {
+        tasks.spawn(produce(
+            Arc::clone(&plan),
+            index,
+            Arc::clone(&pools),
+            Arc::clone(&budget),
+            Arc::clone(&meter),
+        ));
+    }
+    let done = load::join_all(tasks, &budget).await?;
+    let ack_latency = match plan.acks {
+        AckMode::None => None,
+        _ => Some(report::merge(done.iter().filter_map(|p| p.ack_latency.as_ref()))?),
+    };
+    Ok(Produced {
+        sent: done.iter().map(|p| p.sent).sum(),
+        acked: done.iter().map(|p| p.acked).sum(),
+        ack_latency,
+    })
+}
+
+#[derive(Debug)]
+struct Pools {
+    values: Pool,
+    keys: Option<Vec<bytes::Bytes>>,
+}
+
+/// Distinct random keys of `size` bytes.
+fn keys(size: usize) -> Vec<bytes::Bytes> {
+    (0..KEY_POOL_SIZE)
+        .map(|_| {
+            let mut key = vec![0u8; size];
+            fastrand::fill(&mut key);
+            bytes::Bytes::from(key)
+        })
+        .collect()
+}
+
+/// One producer: sends until the budget runs out, then closes the producer,
+/// which waits for every buffered record.
+async fn produce(
+    plan: Arc<ProducerPlan>,
+    index: u32,
+    pools: Arc<Pools>,
+    budget: Arc<Budget>,
+    meter: Arc<Meter>,
+) -> anyhow::Result<Produced> {
+    let producer = Producer::builder(&plan.endpoint)
+        .request_timeout(plan.timeout)
+        .linger(plan.linger)
+        .max_batch_bytes(plan.batch_bytes)
+        .acks(plan.acks.durability())
+        .build()?;
+    let record_bytes = plan.record_bytes();
+    let (acks, collector) = if plan.acks == AckMode::None {
+        (None, None)
+    } else {
+        let (tx, rx) = mpsc::channel(ACK_QUEUE);
+        let collector = tokio::spawn(collect(
+            rx,
+            plan.max_in_flight,
+            Arc::clone(&meter),
+            record_bytes,
+            Arc::clone(&budget),
+        ));
+        (Some(tx), Some(collector))
+    };
+    let mut pacer = Pacer::new(plan.rate.map(|rate| rate / f64::from(plan.producers)));
+    let partitions = u64::from(plan.partitions.max(1));
+    let mut sent = 0u64;
+    let mut failure = None;
+    while budget.claim(1) == 1 {
+        if let Some(pacer) = &mut pacer {
+            tokio::select! {
+                () = pacer.wait(budget.deadline()) => {}
+                () = budget.aborted() => break,
+            }
+        }
+        let template = pools.values.get(sent).expect("record sizes are at least 1");
+        let value = if plan.stamp { load::stamped(template) } else { template.clone() };
+        let mut record = ProducerRecord::new(value);
+        record = match &pools.keys {
+            Some(keys) => record.key(keys[(sent % keys.len() as u64) as usize].clone()),
+            // Each producer starts at its own partition, then takes them in turn.
+            None => record.partition(((u64::from(index) + sent) % partitions) as u32),
+        };
+        let started = Instant::now();
+        let delivery = tokio::select! {
+            sent = producer.send(&plan.topic, record) => sent,
+            () = budget.aborted() => break,
+        };
+        let delivery = match delivery {
+            Ok(delivery) => delivery,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        sent += 1;
+        match &acks {
+            Some(acks) => {
+                if acks.send((started, delivery)).await.is_err() {
+                    // The collector stopped: a record failed, and it says why.
+                    break;
+                }
+            }
+            // The delivery is dropped unawaited: the record is still sent.
+            None => meter.add(1, record_bytes),
+        }
+    }
+    drop(acks);
+    if let Some(e) = failure {
+        budget.abort();
+        return Err(
+            anyhow::Error::new(e).context(format!("producer {index} could not send to {:?}", plan.topic))
+        );
+    }
+    if budget.is_aborted() {
+        // A record failed somewhere: closing would wait for every buffered
+        // batch to fail in turn, a request timeout each. Dropped, the
+        // producer gives up on them in the background.
+        drop(producer);
+    } else {
+        producer.close().await.with_context(|| format!("producer {index} could not close"))?;
+    }
+    let (acked, ack_latency) = match collector {
+        Some(collector) => {
+            let (acked, hist) = collector.await.context("a delivery collector failed")??;
+            (acked, Some(hist))
+        }
+        None => (sent, None),
+    };
+    Ok(Produced { sent, acked, ack_latency })
+}
+
+/// Awaits the deliveries of one producer, at most `max_in_flight` at a time,
+/// timing each from its `send`. The first failed record aborts the run.
+async fn collect(
+    mut deliveries: mpsc::Receiver<(Instant, Delivery)>,
+    max_in_flight: usize,
+    meter: Arc<Meter>,
+    record_bytes: u64,
+    budget: Arc<Budget>,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let mut hist = report::histogram();
+    let mut pending = FuturesUnordered::new();
+    let mut open = true;
+    let mut acked = 0u64;
+    while open || !pending.is_empty() {
+        tokio::select! {
+            // Completions first, so each is timed as soon as it resolves.
+            biased;
+            Some((latency, outcome)) = pending.next(), if !pending.is_empty() => match outcome {
+                Ok(_) => {
+                    acked += 1;
+                    meter.add(1, record_bytes);
+                    report::record(&mut hist, latency);
+                }
+                Err(e) => {
+                    budget.abort();
+                    return Err(anyhow::Error::new(e).context("a record was not acknowledged"));
+                }
+            },
+            next = deliveries.recv(), if open && pending.len() < max_in_flight => match next {
+                Some((started, delivery)) => pending.push(async move {
+                    let outcome = delivery.await;
+                    (started.elapsed(), outcome)
+                }),
+                None => open = false,
+            },
+            // Another producer failed; its error is the one reported.
+            () = budget.aborted() => break,
+        }
+    }
+    Ok((acked, hist))
+}
+
+/// `brooklet bench produce`.
+pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
+    let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
+    let mut plan = ProducerPlan::new(&args.producer, &args.broker, false)?;
+    let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
+    plan.partitions = ensure_topic(&admin, &plan.topic, args.producer.partitions, plan.producers).await?;
+    let plan = Arc::new(plan);
+
+    let meter = Arc::new(Meter::default());
+    let progress = Progress::start("produce", vec![("", Arc::clone(&meter))]);
+    let started = Instant::now();
+    let budget = Budget::start(Some(limit));
+    let produced = run_producers(Arc::clone(&plan), budget, meter).await;
+    let elapsed = started.elapsed();
+    progress.finish().await;
+    let produced = produced?;
+
+    let latency = match produced.ack_latency {
+        Some(hist) => Latency::Measured { what: plan.latency_what(), hist },
+        None => Latency::NotMeasured("--acks none: deliveries are not awaited".to_owned()),
+    };
+    let mut summary = Summary {
+        bench: "produce",
+        config: plan.config(),
+        records: produced.acked,
+        bytes: produced.acked * plan.record_bytes(),
+        elapsed,
+        latency,
+        extra: Vec::new(),
+    };
+    summary.extra("sent", produced.sent);
+    summary.print(args.json);
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! `brooklet bench` end to end: the real binary against a real `serve` child
+//! process, and the in-process storage and disk benches in a temporary
+//! directory. Small workloads; the tests check what was counted and the shape
+//! of the output, never how fast anything was.
+
+use std::process::Stdio;
+
+use brooklet_tests::{BrokerProcess, DEADLINE, brooklet_bin};
+use serde_json::Value;
+use tokio::process::Command;
+
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn brooklet(args: &[&str]) -> Output {
+    let child = Command::new(brooklet_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let out =
+        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs a bench with `--json` and returns the one JSON object it printed.
+async fn bench_json(args: &[&str]) -> Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = brooklet(&all).await;
+    assert!(out.success, "brooklet {all:?} failed: {}", out.stderr);
+    let stdout = out.stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "exactly one JSON object on stdout: {stdout}");
+    let value: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert!(value.is_object(), "{value}");
+    value
+}
+
+/// A bench run against `endpoint`.
+async fn against(endpoint: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--broker", endpoint, "--timeout", "10"]);
+    bench_json(&all).await
+}
+
+fn number(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("`{key}` is a number in {v}"))
+}
+
+fn positive(v: &Value, key: &str) -> f64 {
+    let n = number(v, key);
+    assert!(n > 0.0, "`{key}` is positive in {v}");
+    n
+}
+
+/// Throughput is positive and the latency percentiles are ordered.
+fn assert_figures(v: &Value) {
+    positive(v, "records_per_sec");
+    positive(v, "mb_per_sec");
+    positive(v, "seconds");
+    let latency = &v["latency_ms"];
+    let ordered: Vec<f64> = ["p50", "p99", "p999", "max"].iter().map(|k| positive(latency, k)).collect();
+    assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "percentiles are ordered: {latency}");
+}
+
+#[tokio::test]
+async fn produce_then_consume_then_e2e_against_a_served_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BrokerProcess::start(dir.path()).await;
+    let ep = server.endpoint.clone();
+
+    let produced = against(
+        &ep,
+        &["produce", "--topic", "t", "--records", "2000", "--record-size", "100", "--producers", "2"],
+    )
+    .await;
+    assert_eq!(produced["bench"], "produce");
+    assert_eq!(produced["records"], 2000);
+    assert_eq!(produced["sent"], 2000);
+    assert_eq!(produced["bytes"], 2000 * 100);
+    assert_eq!(produced["config"]["partitions"], 2, "one partition per producer: {produced}");
+    assert_eq!(produced["config"]["acks"], "durable");
+    assert_figures(&produced);
+    assert_eq!(produced["latency_ms"]["count"], 2000, "one sample per record");
+
+    let consumed = against(&ep, &["consume", "--topic", "t", "--records", "2000"]).await;
+    assert_eq!(consumed["records"], 2000, "{consumed}");
+    assert_eq!(consumed["bytes"], 2000 * 100);
+    assert_eq!(consumed["available"], 2000);
+    positive(&consumed, "records_per_sec");
+    positive(&consumed, "mb_per_sec");
+    assert!(consumed["latency_ms"].is_null(), "{consumed}");
+
+    // Two consumers share the partitions and stop at the end of the log;
+    // a count below what is there stops early, exactly at the count.
+    let shared = against(&ep, &["consume", "--topic", "t", "--consumers", "2", "--group", "g"]).await;
+    assert_eq!(shared["records"], 2000, "{shared}");
+    assert_eq!(shared["stopped_by"], "end of log");
+    let admin = brooklet_client::Admin::connect(ep.as_str()).unwrap();
+    let committed = admin.fetch_offsets("g", Some("t")).await.unwrap();
+    assert_eq!(committed.len(), 2, "both partitions committed under the group: {committed:?}");
+    assert_eq!(committed.iter().map(|c| c.offset).sum::<u64>(), 2000, "{committed:?}");
+    let some = against(&ep, &["consume", "--topic", "t", "--records", "700"]).await;
+    assert_eq!(some["records"], 700, "{some}");
+    assert_eq!(some["stopped_by"], "records");
+
+    // Keys and no waiting for acknowledgements: no latency, and it says so.
+    let unacked =
+        against(&ep, &["produce", "--topic", "t", "--records", "300", "--key-size", "8", "--acks", "none"])
+            .await;
+    assert_eq!(unacked["records"], 300);
+    assert_eq!(unacked["bytes"], 300 * 108);
+    assert!(unacked["latency_ms"].is_null(), "{unacked}");
+    assert!(unacked["latency"].as_str().unwrap().contains("not awaited"), "{unacked}");
+    let all = against(&ep, &["consume", "--topic", "t"]).await;
+    assert_eq!(all["records"], 2300, "every record sent without waiting was written: {all}");
+
+    let e2e =
+        against(&ep, &["e2e", "--topic", "e", "--records", "500", "--producers", "2", "--consumers", "2"])
+            .await;
+    assert_eq!(e2e["acked"], 500, "{e2e}");
+    assert!(number(&e2e, "records") >= 500.0, "consumers received every record: {e2e}");
+    assert_figures(&e2e);
+    let ack = &e2e["ack_latency_ms"];
+    assert!(ack["p50"].as_f64().is_some_and(|p| p > 0.0), "{e2e}");
+
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn storage_and_disk_benches_measure_in_a_temporary_directory_and_remove_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let storage = bench_json(&["storage", "--duration", "1", "--dir", path, "--writers", "2"]).await;
+    assert_eq!(storage["bench"], "storage");
+    assert_figures(&storage);
+    let records = positive(&storage, "records");
+    assert_eq!(number(&storage, "bytes"), records * 100.0, "100-byte records by default");
+    assert_eq!(storage["config"]["acks"], "durable");
+
+    let disk = bench_json(&["disk", "--dir", path, "--size-mb", "8", "--appends", "100"]).await;
+    positive(&disk, "seq_fdatasync_mb_per_sec");
+    let p50 = positive(&disk, "fdatasync_p50_us");
+    let p99 = positive(&disk, "fdatasync_p99_us");
+    assert!(p50 <= p99, "{disk}");
+    assert_eq!(disk["appends"], 100);
+    assert_eq!(disk["seq_bytes"], 8 << 20);
+
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the benches leave nothing behind: {left:?}");
+}
+
+#[tokio::test]
+async fn bad_arguments_fail_with_one_clear_line() {
+    // Arguments are checked before anything is reached: no broker is needed.
+    let unreachable = ["--broker", "http://127.0.0.1:1"];
+    let cases: &[(&[&str], &str)] = &[
+        (&["produce", "--records", "10", "--duration", "1"], "exclusive"),
+        (&["produce", "--record-size", "0"], "--record-size must be 1 to 1048576"),
+        (&["produce", "--record-size", "2000000"], "--record-size must be 1 to 1048576"),
+        (&["produce", "--records", "0"], "--records must be at least 1"),
+        (&["produce", "--duration", "-1"], "--duration must be above 0"),
+        (&["produce", "--rate", "0"], "--rate"),
+        (&["produce", "--producers", "0"], "--producers"),
+        (&["e2e", "--record-size", "4"], "--record-size must be 8"),
+        (&["consume", "--consumers", "0"], "--consumers"),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&unreachable);
+        check_fails(&all, needle).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    check_fails(&["bench", "storage", "--dir", path, "--writers", "0"], "--writers").await;
+    check_fails(&["bench", "storage", "--dir", path, "--record-size", "0"], "--record-size").await;
+    check_fails(&["bench", "disk", "--dir", path, "--appends", "0"], "--appends").await;
+    check_fails(&["bench", "disk", "--dir", "/nonexistent/brooklet"], "not a directory").await;
+}
+
+async fn check_fails(args: &[&str], needle: &str) {
+    let out = brooklet(args).await;
+    assert!(!out.success, "brooklet {args:?} should fail");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+    let stderr = out.stderr.trim();
+    assert_eq!(stderr.lines().count(), 1, "one line of error for {args:?}: {stderr}");
+    assert!(stderr.contains(needle), "`{stderr}` should mention `{needle}`");
+}
