@@ -68,7 +68,7 @@ fn read(c: &mut Criterion) {
         let mut bases = Vec::new();
         for _ in 0..64 {
             let (acked, _) =
-                rt.block_on(log.produce("bench", batch(n), Some(Acks::Written), None)).expect("append");
+                rt.block_on(log.produce("bench", batch(n), Some(Acks::Durable), None)).expect("append");
             bases.push(acked[0].base_offset);
         }
         let opts = FetchOpts { max_bytes: n * RECORD_BYTES, max_wait: Duration::ZERO };

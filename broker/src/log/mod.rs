@@ -132,6 +132,9 @@ pub struct TopicInfo {
 pub struct Log {
     storage: Storage,
     commit: GroupCommit,
+    /// Where a written-acks produce waits for its sync before its records
+    /// become readable; shutdown waits for these tasks.
+    tasks: TaskTracker,
     /// The guarantee of a produce that names none, for topics without a
     /// `flush.mode`.
     default_acks: Acks,
@@ -204,7 +207,7 @@ impl Log {
             topics.insert(meta.name.clone(), Arc::new(Topic::new(meta, config, store, partitions)));
         }
         let commit = storage.group_commit(tasks);
-        Ok(Log { storage, commit, limits, default_acks, topics: RwLock::new(topics) })
+        Ok(Log { storage, commit, tasks: tasks.clone(), limits, default_acks, topics: RwLock::new(topics) })
     }
 
     /// The storage beneath the log.
@@ -327,9 +330,25 @@ impl Log {
             Some(acks) => acks,
             None => self.topic(topic)?.config().flush_mode.unwrap_or(self.default_acks),
         };
-        let appended = self.append(topic, records, producer)?;
-        if acks == Acks::Durable {
-            self.sync().await?;
+        let topic = self.topic(topic)?;
+        let appended = self.append(&topic, records, producer)?;
+        // Records become readable once they are on disk, whatever the ack
+        // waits for: a consumer never reads what a crash could take back.
+        match acks {
+            Acks::Durable => {
+                self.sync().await?;
+                topic.publish(&appended);
+            }
+            Acks::Written => {
+                let (commit, published) = (self.commit.clone(), appended.clone());
+                self.tasks.spawn(async move {
+                    match commit.sync().await {
+                        Ok(()) => topic.publish(&published),
+                        // The next successful sync publishes past them.
+                        Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "sync after a written append failed"),
+                    }
+                });
+            }
         }
         Ok((appended, acks))
     }
@@ -356,11 +375,10 @@ impl Log {
 
     fn append(
         &self,
-        topic: &str,
+        topic: &Topic,
         records: Vec<NewRecord>,
         producer: Option<&Idempotence>,
     ) -> Result<Vec<Appended>> {
-        let topic = self.topic(topic)?;
         let incoming: usize =
             records.iter().map(|r| r.value.len() + r.key.as_ref().map_or(0, Bytes::len)).sum();
         self.check_free_space(incoming as u64)?;
@@ -784,6 +802,22 @@ impl Topic {
         self.settings.read().parsed
     }
 
+    /// Makes appended batches readable (they are on disk now).
+    fn publish(&self, appended: &[Appended]) {
+        for a in appended.iter().filter(|a| !a.duplicate) {
+            let next = a.base_offset + u64::from(a.record_count);
+            // Syncs finish in order, but answers may be handled out of
+            // order: the high watermark only moves forward.
+            self.partitions[a.partition as usize].high_watermark.send_if_modified(|hw| {
+                let forward = next > *hw;
+                if forward {
+                    *hw = next;
+                }
+                forward
+            });
+        }
+    }
+
     fn info(&self) -> TopicInfo {
         TopicInfo {
             name: self.meta.name.clone(),
@@ -905,7 +939,7 @@ impl Partition {
             w.producers.record(seq, count as u32, base);
         }
         self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.high_watermark.send_replace(next);
+
         Ok((base, false))
     }
 }

@@ -20,7 +20,7 @@ fn produce(topic: &str, partition: u32, timestamps: &[i64], value_len: usize) ->
                 ..Default::default()
             })
             .collect(),
-        acks: pb::Durability::Written.into(),
+        acks: pb::Durability::Durable.into(),
         ..Default::default()
     }
 }
