@@ -1,8 +1,10 @@
 //! A real broker over loopback gRPC.
 //!
-//! - `broker/start`: an embedded broker from nothing to its first answered
-//!   request (a new temporary directory, sled open, bind, connect, ListTopics),
-//!   then shutdown. What a test pays to get its own broker.
+//! - `broker/start_to_first_request`: an embedded broker from nothing to its
+//!   first answered request (a new temporary directory, sled open, bind,
+//!   connect, ListTopics). What a test waits for to get its own broker.
+//! - `broker/start_and_shutdown`: the same plus a graceful shutdown (final
+//!   sync, sled closed, directory removed).
 //! - `broker/produce`: one produce request → acknowledgement, 100-byte
 //!   records, per batch size and ack mode: the network and gRPC cost on top of
 //!   `storage/append`.
@@ -35,7 +37,23 @@ fn records(n: usize) -> Vec<pb::ProduceRecord> {
 
 fn start(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    c.bench_function("broker/start", |b| {
+    // Start to first answered request only: the shutdown after each
+    // iteration (a final sync and closing sled) is left out of the time.
+    c.bench_function("broker/start_to_first_request", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = std::time::Instant::now();
+                let broker = EmbeddedBroker::start().await.expect("start");
+                let mut admin = AdminServiceClient::new(connect(&broker).await);
+                admin.list_topics(pb::ListTopicsRequest {}).await.expect("first request");
+                total += started.elapsed();
+                broker.shutdown().await.expect("shutdown");
+            }
+            total
+        });
+    });
+    c.bench_function("broker/start_and_shutdown", |b| {
         b.to_async(&rt).iter(|| async {
             let broker = EmbeddedBroker::start().await.expect("start");
             let mut admin = AdminServiceClient::new(connect(&broker).await);

@@ -120,7 +120,7 @@ impl EncodedBatch {
     }
 
     /// Sets the base offset and hands over the stored value.
-    pub(super) fn into_value(mut self, base_offset: u64) -> Vec<u8> {
+    pub fn into_value(mut self, base_offset: u64) -> Vec<u8> {
         self.buf[1..9].copy_from_slice(&base_offset.to_be_bytes());
         self.buf
     }

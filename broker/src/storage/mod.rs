@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq};
+pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq, decode as decode_batch};
 pub use commit::GroupCommit;
 
 use crate::record::Batch;
