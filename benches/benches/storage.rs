@@ -24,6 +24,7 @@ fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Log {
         path: dir.to_path_buf(),
         cache_capacity: 256 << 20,
         flush_every_ms: Some(500),
+        flush_max_delay: std::time::Duration::ZERO,
     })
     .expect("storage opens");
     Log::open(storage, Limits::default(), Acks::Durable, &TaskTracker::new()).expect("log opens")

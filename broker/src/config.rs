@@ -33,6 +33,10 @@ pub struct Config {
 
     /// How often retention deletes expired batches (default 30 s).
     pub retention_check_interval: Duration,
+    /// How long group commit may hold a sync for more writers to share it
+    /// (default 0: sync at once; writers that arrive during a sync share
+    /// the next one anyway).
+    pub flush_max_delay: Duration,
 }
 
 /// Limits applied to every request.
@@ -75,6 +79,7 @@ impl Config {
             groups: GroupConfig::default(),
             durability: Acks::Durable,
             retention_check_interval: Duration::from_secs(30),
+            flush_max_delay: Duration::ZERO,
         }
     }
 
@@ -115,6 +120,12 @@ impl Config {
                     g.default_session_timeout.as_millis(),
                     g.max_session_timeout.as_millis()
                 ),
+            ));
+        }
+        if self.flush_max_delay > Duration::from_secs(1) {
+            return Err(Error::invalid(
+                "flush_max_delay",
+                format!("{} ms exceeds the maximum of 1000 ms", self.flush_max_delay.as_millis()),
             ));
         }
         if self.retention_check_interval.is_zero() {

@@ -34,6 +34,7 @@ pub async fn run(
         path: config.data_dir.clone(),
         cache_capacity: config.cache_capacity_bytes,
         flush_every_ms: Some(500),
+        flush_max_delay: config.flush_max_delay,
     })?;
     // Every task that holds the database open runs on `tasks`, so that
     // shutdown can wait for the last of them before the directory is reused.

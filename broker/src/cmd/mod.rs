@@ -268,6 +268,11 @@ pub struct ServeArgs {
     /// this many MiB free (0: never), so storage never runs out mid-write.
     #[arg(long, env = "BROOKLET_MIN_FREE_MB", default_value_t = 64)]
     pub min_free_mb: u64,
+    /// How long group commit may hold a sync, in ms, for more durable
+    /// produces to share it (0: sync at once; produces that arrive during a
+    /// sync share the next one anyway). At most 1000.
+    #[arg(long, env = "BROOKLET_FLUSH_MAX_DELAY_MS", default_value_t = 0)]
+    pub flush_max_delay_ms: u64,
     /// How often retention looks for expired records, in ms.
     #[arg(long, env = "BROOKLET_RETENTION_CHECK_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub retention_check_ms: u64,

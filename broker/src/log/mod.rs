@@ -974,6 +974,7 @@ mod tests {
             path: dir.to_path_buf(),
             cache_capacity: 16 << 20,
             flush_every_ms: None,
+            flush_max_delay: std::time::Duration::ZERO,
         })
         .unwrap();
         Log::open(storage, Limits::default(), Acks::Durable, tasks).unwrap()

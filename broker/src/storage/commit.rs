@@ -113,12 +113,29 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the flusher on `tasks`. It holds the database open until the
     /// last handle is dropped.
-    pub(super) fn start(syncer: Arc<Syncer>, tasks: &TaskTracker) -> GroupCommit {
+    pub(super) fn start(
+        syncer: Arc<Syncer>,
+        max_delay: std::time::Duration,
+        tasks: &TaskTracker,
+    ) -> GroupCommit {
         let (tx, mut rx) = mpsc::channel::<Waiter>(QUEUE);
         tasks.spawn(async move {
             let mut waiters = Vec::new();
             while let Some(first) = rx.recv().await {
                 waiters.push(first);
+                if !max_delay.is_zero() {
+                    // Let more writers join this sync, for at most the delay.
+                    let deadline = tokio::time::Instant::now() + max_delay;
+                    loop {
+                        tokio::select! {
+                            w = rx.recv() => match w {
+                                Some(w) => waiters.push(w),
+                                None => break,
+                            },
+                            () = tokio::time::sleep_until(deadline) => break,
+                        }
+                    }
+                }
                 // Everyone who asked while the previous flush ran shares this one.
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);

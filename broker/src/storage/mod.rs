@@ -91,6 +91,10 @@ pub struct StorageConfig {
     pub cache_capacity: u64,
     /// How often sled's background thread flushes, in ms.
     pub flush_every_ms: Option<u64>,
+    /// How long group commit may wait, after the first request for a sync,
+    /// for more requests to share it. Zero: sync at once; requests that
+    /// arrive while a sync runs share the next one anyway.
+    pub flush_max_delay: std::time::Duration,
 }
 
 /// Topic metadata as stored.
@@ -153,6 +157,7 @@ pub struct Storage {
     path: PathBuf,
     /// Flush + fdatasync of the database and its blob files.
     syncer: Arc<commit::Syncer>,
+    flush_max_delay: std::time::Duration,
 }
 
 /// One topic's batches and its sparse time index.
@@ -204,7 +209,15 @@ impl Storage {
         let log_file = File::open(config.path.join("db"))
             .map_err(|e| StorageError::Sled { op: "open the database file", source: sled::Error::Io(e) })?;
         let syncer = Arc::new(commit::Syncer::new(db.clone(), log_file, config.path.join("blobs")));
-        let storage = Storage { db, topics, offsets, log_starts, path: config.path.clone(), syncer };
+        let storage = Storage {
+            db,
+            topics,
+            offsets,
+            log_starts,
+            path: config.path.clone(),
+            syncer,
+            flush_max_delay: config.flush_max_delay,
+        };
         storage.drop_orphan_trees()?;
         Ok(storage)
     }
@@ -377,7 +390,7 @@ impl Storage {
 
     /// Starts a group-commit flusher for this database on `tasks`.
     pub fn group_commit(&self, tasks: &tokio_util::task::TaskTracker) -> GroupCommit {
-        GroupCommit::start(self.syncer.clone(), tasks)
+        GroupCommit::start(self.syncer.clone(), self.flush_max_delay, tasks)
     }
 }
 
@@ -671,6 +684,7 @@ mod tests {
             path: dir.to_path_buf(),
             cache_capacity: 16 << 20,
             flush_every_ms: None,
+            flush_max_delay: std::time::Duration::ZERO,
         })
         .unwrap()
     }
@@ -686,6 +700,27 @@ mod tests {
             })
             .collect();
         vec![EncodedBatch::encode(&records, None)]
+    }
+
+    /// With a flush delay, concurrent syncs wait for the delay and all
+    /// complete (paused time: the delay passes without a real wait).
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_group_commit_completes_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&StorageConfig {
+            path: dir.path().to_path_buf(),
+            cache_capacity: 16 << 20,
+            flush_every_ms: None,
+            flush_max_delay: std::time::Duration::from_secs(3600),
+        })
+        .unwrap();
+        let tasks = tokio_util::task::TaskTracker::new();
+        let commit = storage.group_commit(&tasks);
+        let started = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(commit.sync(), commit.sync());
+        a.unwrap();
+        b.unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_secs(3600), "the sync waited for its delay");
     }
 
     /// Leaves full of large batches are consolidated into pages over sled's

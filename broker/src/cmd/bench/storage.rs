@@ -62,6 +62,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         path: dir.path().to_path_buf(),
         cache_capacity: CACHE_BYTES,
         flush_every_ms: Some(FLUSH_EVERY_MS),
+        flush_max_delay: std::time::Duration::ZERO,
     })?;
     let log = Arc::new(Log::open(storage, Limits::default(), Acks::Durable, &tasks)?);
     log.create_topic(TOPIC, partitions, BTreeMap::new()).await?;
