@@ -1,6 +1,7 @@
 //! Broker configuration, already validated: everything the library needs to
 //! open storage and serve. The binary parses flags and environment into it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,6 +38,11 @@ pub struct Config {
     /// (default 0: sync at once; writers that arrive during a sync share
     /// the next one anyway).
     pub flush_max_delay: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` over HTTP; `None`
+    /// serves none. [`Config::new`] leaves it `None`, so that brokers in
+    /// parallel tests never compete for a port; `brooklet serve` defaults to
+    /// 127.0.0.1:7071.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Limits applied to every request.
@@ -80,6 +86,7 @@ impl Config {
             durability: Acks::Durable,
             retention_check_interval: Duration::from_secs(30),
             flush_max_delay: Duration::ZERO,
+            metrics_listen: None,
         }
     }
 

@@ -13,6 +13,9 @@
 //! - [`group`]: consumer-group committed offsets.
 //! - [`storage`]: the only module that names sled: keys, batch layout, trees.
 //! - [`record`]: records and batches as appended, stored and served.
+//! - [`metrics`]: the Prometheus registry, the `/metrics`, `/healthz` and
+//!   `/readyz` HTTP server, and the tower layer counting gRPC requests; it
+//!   reads `log` and `group` at scrape time, and they know nothing of it.
 //! - [`config`], [`error`]: validated configuration; the typed error.
 //!
 //! # Embedding a broker in a test
@@ -32,10 +35,11 @@ pub mod error;
 pub mod group;
 mod grpc;
 pub mod log;
+pub mod metrics;
 pub mod record;
 pub mod server;
 pub mod storage;
 
 pub use config::{Config, Limits};
 pub use error::{Error, Result};
-pub use server::{EmbeddedBroker, run};
+pub use server::{EmbeddedBroker, Listeners, run};

@@ -1,41 +1,74 @@
-//! Serving: opens storage, wires the gRPC services, health and reflection, and
-//! runs them on a listener it is given until shutdown. Also the embedded
-//! broker that tests start in-process.
+//! Serving: opens storage, wires the gRPC services, health, reflection and
+//! metrics, and runs them on listeners it is given until shutdown. Also the
+//! embedded broker that tests start in-process.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use brooklet_proto::v1 as pb;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::config::Config;
 use crate::group::Groups;
 use crate::grpc::Services;
 use crate::log::Log;
+use crate::metrics::{ConnectionGuard, Metrics};
 use crate::storage::{Storage, StorageConfig};
 
-/// Serves a broker on `listener` until `shutdown` resolves; then stops
+/// The sockets a broker serves on, bound by its caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// HTTP `/metrics`, `/healthz` and `/readyz`. When `None`, [`run`] binds
+    /// `Config::metrics_listen` itself, if that is set.
+    pub metrics: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(grpc: TcpListener) -> Listeners {
+        Listeners { grpc, metrics: None }
+    }
+}
+
+/// Serves a broker on `listeners` until `shutdown` resolves; then stops
 /// accepting, ends waiting reads and streams, lets in-flight requests finish,
-/// and flushes storage.
+/// and flushes storage. `/readyz` answers 503 from the moment shutdown begins.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let Listeners { grpc: listener, metrics: metrics_listener } = listeners.into();
+    let metrics_listener = match (metrics_listener, config.metrics_listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(
+            TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+        (None, None) => None,
+    };
+    let metrics = Metrics::new();
     let storage = Storage::open(&StorageConfig {
         path: config.data_dir.clone(),
         cache_capacity: config.cache_capacity_bytes,
         flush_every_ms: Some(500),
         flush_max_delay: config.flush_max_delay,
-    })?;
+    })?
+    .with_flush_observer(Arc::new(metrics.clone()));
     // Every task that holds the database open runs on `tasks`, so that
     // shutdown can wait for the last of them before the directory is reused.
     let tasks = TaskTracker::new();
@@ -50,7 +83,21 @@ pub async fn run(
     // quarter of the shortest session timeout after it ends.
     let expiry_every = (config.groups.min_session_timeout / 4).min(Duration::from_millis(250));
     groups.spawn_expiry(expiry_every, stop.clone(), &tasks);
-    let services = Services::new(log.clone(), groups, stop.clone(), tasks.clone());
+    // The metrics server outlives the gRPC drain, so that `/readyz` can
+    // answer 503 while in-flight requests finish.
+    let metrics_stop = CancellationToken::new();
+    if let Some(l) = metrics_listener {
+        let addr = crate::metrics::spawn_http(
+            metrics.clone(),
+            log.clone(),
+            groups.clone(),
+            l,
+            metrics_stop.clone(),
+            &tasks,
+        )?;
+        tracing::info!(%addr, "metrics serving");
+    }
+    let services = Services::new(log.clone(), groups, stop.clone(), tasks.clone(), metrics.clone());
     let max_msg = config.limits.max_request_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -64,17 +111,20 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let incoming = Box::pin(accept_loop(listener));
+    let incoming = Box::pin(accept_loop(listener, metrics.clone()));
     let signal = {
-        let stop = stop.clone();
+        let (stop, metrics) = (stop.clone(), metrics.clone());
         async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests");
+            metrics.set_ready(false);
             health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             stop.cancel();
         }
     };
-    Server::builder()
+    metrics.set_ready(true);
+    let served = Server::builder()
+        .layer(metrics.layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -94,7 +144,10 @@ pub async fn run(
             pb::group_service_server::GroupServiceServer::new(services).max_decoding_message_size(max_msg),
         )
         .serve_with_incoming_shutdown(incoming, signal)
-        .await?;
+        .await;
+    metrics.set_ready(false);
+    metrics_stop.cancel();
+    served?;
 
     log.storage().sync()?;
     drop(log);
@@ -110,23 +163,78 @@ pub async fn run(
 /// Responses are small writes; without TCP_NODELAY on accepted sockets,
 /// Nagle's algorithm meets the peer's delayed ACK and a response can sit for
 /// 40 ms. (`Server::tcp_nodelay` covers only listeners tonic binds itself.)
-fn accept_loop(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((conn, peer)) => {
-                    if let Err(e) = conn.set_nodelay(true) {
-                        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+fn accept_loop(listener: TcpListener, metrics: Metrics) -> impl futures::Stream<Item = io::Result<Conn>> {
+    futures::stream::unfold(listener, move |listener| {
+        let metrics = metrics.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((conn, peer)) => {
+                        if let Err(e) = conn.set_nodelay(true) {
+                            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+                        }
+                        return Some((Ok(Conn { stream: conn, _counted: metrics.connection() }), listener));
                     }
-                    return Some((Ok(conn), listener));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
         }
     })
+}
+
+/// An accepted connection, counted in `brooklet_connections_active` until
+/// tonic drops it.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    _counted: ConnectionGuard,
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
 
 /// A real broker running inside this process on 127.0.0.1, port 0, with a
@@ -137,6 +245,7 @@ fn accept_loop(listener: TcpListener) -> impl futures::Stream<Item = std::io::Re
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -158,15 +267,24 @@ impl EmbeddedBroker {
         config.validate()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        // Bound here, not in `run`, so that a port-0 address is known at once.
+        let metrics = match config.metrics_listen {
+            Some(a) => Some(
+                TcpListener::bind(a).await.with_context(|| format!("cannot listen for metrics on {a}"))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let listeners = Listeners { grpc: listener, metrics };
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
-            let result = run(config, listener, signal).await;
+            let result = run(config, listeners, signal).await;
             // The directory outlives the broker that uses it.
             drop(dir);
             result
         });
-        Ok(EmbeddedBroker { addr, stop, task: Some(task) })
+        Ok(EmbeddedBroker { addr, metrics_addr, stop, task: Some(task) })
     }
 
     /// The gRPC endpoint, e.g. `http://127.0.0.1:41234`.
@@ -177,6 +295,12 @@ impl EmbeddedBroker {
     /// The socket address the broker listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if the config
+    /// asked for them (`metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops the broker gracefully and waits until storage is flushed and

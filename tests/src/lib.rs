@@ -72,6 +72,12 @@ impl TestBroker {
         self.broker.endpoint()
     }
 
+    /// Where the broker serves `/metrics`, `/healthz` and `/readyz`, if its
+    /// config set `metrics_listen`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.broker.metrics_addr()
+    }
+
     /// A raw channel to the broker.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
@@ -187,7 +193,8 @@ impl BrokerProcess {
     pub async fn start(data_dir: &Path) -> BrokerProcess {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(brooklet_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            // Port 0 for metrics too: parallel tests must not share 7071.
+            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("BROOKLET_LOG", "info")
             .stdin(std::process::Stdio::null())

@@ -250,6 +250,10 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC.
     #[arg(long, env = "BROOKLET_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// Address to serve Prometheus `/metrics`, `/healthz` and `/readyz` on
+    /// over HTTP, or `off`.
+    #[arg(long, env = "BROOKLET_METRICS_LISTEN", default_value = "127.0.0.1:7071", value_name = "ADDR|off", value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
     /// Most partitions a topic may have.
     #[arg(long, env = "BROOKLET_MAX_PARTITIONS", default_value_t = 1024)]
     pub max_partitions: u32,
@@ -288,6 +292,19 @@ pub struct ServeArgs {
     /// Longest session timeout a member may ask for, in ms.
     #[arg(long, env = "BROOKLET_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 300_000)]
     pub group_max_session_timeout_ms: u64,
+}
+
+/// `--metrics-listen`: an address, or `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsListen(None));
+    }
+    s.parse()
+        .map(|a| MetricsListen(Some(a)))
+        .map_err(|e| format!("expected an address such as 127.0.0.1:7071, or `off`: {e}"))
 }
 
 /// Logs go to stderr so that `consume` can print records on stdout.

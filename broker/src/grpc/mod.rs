@@ -19,7 +19,8 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::group::{Committer, Groups, Heartbeat, ResetTo};
-use crate::log::{Acks, FetchOpts, Idempotence, Log};
+use crate::log::{Acks, FetchOpts, Idempotence, Log, NewRecord};
+use crate::metrics::{Metrics, record_bytes};
 
 /// Default and maximum of `max_bytes` in fetch and subscribe requests.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -39,12 +40,20 @@ pub struct Services {
     shutdown: CancellationToken,
     /// Where subscription tasks run, so shutdown can wait for them.
     tasks: TaskTracker,
+    /// Records and bytes produced and fetched.
+    metrics: Metrics,
 }
 
 impl Services {
     /// Services over `log` and `groups`, stopped by `shutdown`.
-    pub fn new(log: Arc<Log>, groups: Groups, shutdown: CancellationToken, tasks: TaskTracker) -> Services {
-        Services { log, groups, shutdown, tasks }
+    pub fn new(
+        log: Arc<Log>,
+        groups: Groups,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        metrics: Metrics,
+    ) -> Services {
+        Services { log, groups, shutdown, tasks, metrics }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -124,12 +133,33 @@ impl pb::producer_service_server::ProducerService for Services {
             pb::Durability::Durable => Some(Acks::Durable),
             pb::Durability::Unspecified => None,
         };
-        let records = req.records.into_iter().map(convert::new_record).collect();
+        let records: Vec<NewRecord> = req.records.into_iter().map(convert::new_record).collect();
+        let sizes: Vec<(Option<u32>, u64)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.partition,
+                    record_bytes(
+                        r.key.as_deref(),
+                        &r.value,
+                        r.headers.iter().map(|h| h.name.len() + h.value.len()),
+                    ),
+                )
+            })
+            .collect();
         let producer = (req.producer_id != 0).then(|| Idempotence {
             producer_id: req.producer_id,
             base_sequences: req.base_sequences.into_iter().collect(),
         });
         let (appended, acks) = self.log.produce(&req.topic, records, acks, producer.as_ref()).await?;
+        // A retried batch the partition already had was not appended again.
+        // Only an idempotent producer's batches can be duplicates, and its
+        // records all name their partition.
+        let duplicate = |p: Option<u32>| appended.iter().any(|a| a.duplicate && Some(a.partition) == p);
+        let new_records: u64 =
+            appended.iter().filter(|a| !a.duplicate).map(|a| u64::from(a.record_count)).sum();
+        let new_bytes: u64 = sizes.iter().filter(|(p, _)| !duplicate(*p)).map(|(_, b)| b).sum();
+        self.metrics.produced(&req.topic, new_records, new_bytes);
         let durability = match acks {
             Acks::Durable => pb::Durability::Durable,
             Acks::Written => pb::Durability::Written,
@@ -163,6 +193,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
         let req = request.into_inner();
         let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms)?;
         let fetched = self.log.fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown).await?;
+        self.metrics.fetched(&req.topic, fetched.batches.iter().flat_map(|b| &b.records));
         Ok(Response::new(pb::FetchResponse {
             batches: fetched.batches.into_iter().map(|b| convert::batch(req.partition, b)).collect(),
             high_watermark: fetched.high_watermark,
@@ -211,6 +242,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
         let (tx, rx) = mpsc::channel(SUBSCRIBE_BUFFER);
         let log = self.log.clone();
         let shutdown = self.shutdown.clone();
+        let metrics = self.metrics.clone();
         self.tasks.spawn(async move {
             let mut offset = req.offset;
             loop {
@@ -223,6 +255,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
                     Ok(f) if f.batches.is_empty() => continue,
                     Ok(f) => {
                         offset = f.batches.last().map_or(offset, |b| b.next_offset());
+                        metrics.fetched(&req.topic, f.batches.iter().flat_map(|b| &b.records));
                         Ok(pb::SubscribeResponse {
                             batches: f
                                 .batches

@@ -300,6 +300,13 @@ impl Log {
         Ok(t.partition(partition, "partition")?.state(partition))
     }
 
+    /// Bytes of a topic's stored batches, over all its partitions (what
+    /// `retention.bytes` counts).
+    pub fn stored_bytes(&self, topic: &str) -> Result<u64> {
+        let t = self.topic(topic)?;
+        Ok(t.partitions.iter().map(|p| p.stored_bytes.load(Ordering::Relaxed)).sum())
+    }
+
     /// A topic's partition count, or `None` if it does not exist.
     pub fn partition_count(&self, topic: &str) -> Option<u32> {
         self.topics.read().get(topic).map(|t| t.meta.partitions)

@@ -33,6 +33,15 @@ const QUEUE: usize = 4096;
 
 type Waiter = oneshot::Sender<Result<(), sled::Error>>;
 
+/// Told about every group-commit flush. Storage reports through this trait,
+/// not to a metrics type, so that it stays at the bottom of the dependency
+/// order and knows nothing of how (or whether) flushes are measured.
+pub trait FlushObserver: Send + Sync + std::fmt::Debug {
+    /// One flush made `batches` waiting requests durable (or failed them) in
+    /// `took`.
+    fn flushed(&self, batches: usize, took: std::time::Duration);
+}
+
 /// Makes everything written so far durable: sled flush, `fdatasync` of the
 /// database file, and `fdatasync` of every blob file not synced before.
 #[derive(Debug)]
@@ -116,6 +125,7 @@ impl GroupCommit {
     pub(super) fn start(
         syncer: Arc<Syncer>,
         max_delay: std::time::Duration,
+        observer: Option<Arc<dyn FlushObserver>>,
         tasks: &TaskTracker,
     ) -> GroupCommit {
         let (tx, mut rx) = mpsc::channel::<Waiter>(QUEUE);
@@ -145,9 +155,13 @@ impl GroupCommit {
                 let result = tokio::task::spawn_blocking(move || syncer.sync())
                     .await
                     .unwrap_or_else(|e| Err(sled::Error::ReportableBug(format!("flush task failed: {e}"))));
+                let took = started.elapsed();
+                if let Some(observer) = &observer {
+                    observer.flushed(waiters.len(), took);
+                }
                 tracing::debug!(
                     batches = waiters.len(),
-                    micros = started.elapsed().as_micros() as u64,
+                    micros = took.as_micros() as u64,
                     ok = result.is_ok(),
                     "group commit"
                 );

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use prost::Message;
 
 pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq, decode as decode_batch};
-pub use commit::GroupCommit;
+pub use commit::{FlushObserver, GroupCommit};
 
 use crate::record::Batch;
 
@@ -158,6 +158,8 @@ pub struct Storage {
     /// Flush + fdatasync of the database and its blob files.
     syncer: Arc<commit::Syncer>,
     flush_max_delay: std::time::Duration,
+    /// Told about every group-commit flush, if set.
+    flush_observer: Option<Arc<dyn FlushObserver>>,
 }
 
 /// One topic's batches and its sparse time index.
@@ -217,9 +219,22 @@ impl Storage {
             path: config.path.clone(),
             syncer,
             flush_max_delay: config.flush_max_delay,
+            flush_observer: None,
         };
         storage.drop_orphan_trees()?;
         Ok(storage)
+    }
+
+    /// Reports every flush of the group commits started after this call to
+    /// `observer`.
+    pub fn with_flush_observer(mut self, observer: Arc<dyn FlushObserver>) -> Storage {
+        self.flush_observer = Some(observer);
+        self
+    }
+
+    /// The database's size on disk, in bytes, as sled counts it.
+    pub fn size_on_disk(&self) -> Result<u64, StorageError> {
+        self.db.size_on_disk().map_err(sled_err("size on disk"))
     }
 
     /// The database directory.
@@ -390,7 +405,7 @@ impl Storage {
 
     /// Starts a group-commit flusher for this database on `tasks`.
     pub fn group_commit(&self, tasks: &tokio_util::task::TaskTracker) -> GroupCommit {
-        GroupCommit::start(self.syncer.clone(), self.flush_max_delay, tasks)
+        GroupCommit::start(self.syncer.clone(), self.flush_max_delay, self.flush_observer.clone(), tasks)
     }
 }
 

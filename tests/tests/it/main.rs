@@ -9,4 +9,5 @@ mod disk_full;
 mod groups_api;
 mod groups_client;
 mod idempotence;
+mod metrics;
 mod retention;

@@ -1,0 +1,623 @@
+//! Operator observability: owns the Prometheus registry, the HTTP server of
+//! `/metrics`, `/healthz` and `/readyz`, and the tower layer that counts and
+//! times gRPC requests.
+//!
+//! It reads the log and the groups through their public methods at scrape
+//! time; none of them knows it exists. The one exception is group commit,
+//! which reports each flush through the storage-owned [`FlushObserver`]
+//! trait so that storage never depends on this module.
+//!
+//! Cardinality is bounded: labels are only topic, partition, group, rpc and
+//! gRPC code, never a record, producer or request.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::group::Groups;
+use crate::log::Log;
+use crate::record::Record;
+use crate::storage::FlushObserver;
+
+/// The content type of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabels {
+    group: String,
+    topic: String,
+    partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcCodeLabels {
+    rpc: String,
+    code: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of the broker. Cloning shares them.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    records_produced: Family<TopicLabels, Counter>,
+    bytes_produced: Family<TopicLabels, Counter>,
+    records_fetched: Family<TopicLabels, Counter>,
+    bytes_fetched: Family<TopicLabels, Counter>,
+    requests: Family<RpcCodeLabels, Counter>,
+    request_duration: HistogramFamily<RpcLabels>,
+    group_commit_duration: Histogram,
+    group_commit_batches: Histogram,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    log_start: Family<PartitionLabels, Gauge>,
+    storage_bytes: Family<TopicLabels, Gauge>,
+    storage_disk_bytes: Gauge,
+    group_committed: Family<GroupPartitionLabels, Gauge>,
+    group_lag: Family<GroupPartitionLabels, Gauge>,
+    connections_active: Gauge,
+    requests_in_flight: Gauge,
+    resident_memory: Gauge,
+    uptime: Gauge<f64, AtomicU64>,
+    started: Instant,
+    /// Storage is open and the broker accepts requests; false once shutdown
+    /// has begun.
+    ready: AtomicBool,
+    /// Held while a scrape refreshes the gauges computed at scrape time and
+    /// encodes them, so that two scrapes never interleave a clear and a fill.
+    scrape: Mutex<()>,
+}
+
+fn request_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// A value for a gauge: the gauges hold i64, offsets and byte counts are u64.
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric, all at zero; not ready.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("brooklet");
+        let records_produced = Family::default();
+        registry.register("records_produced", "Records appended, by topic", records_produced.clone());
+        let bytes_produced = Family::default();
+        registry.register(
+            "bytes_produced",
+            "Bytes of records appended (key + value + headers), by topic",
+            bytes_produced.clone(),
+        );
+        let records_fetched = Family::default();
+        registry.register(
+            "records_fetched",
+            "Records served by Fetch and Subscribe, by topic",
+            records_fetched.clone(),
+        );
+        let bytes_fetched = Family::default();
+        registry.register(
+            "bytes_fetched",
+            "Bytes of records served (key + value + headers), by topic",
+            bytes_fetched.clone(),
+        );
+        let requests = Family::default();
+        registry.register("requests", "gRPC requests answered, by rpc and status code", requests.clone());
+        let request_duration: HistogramFamily<RpcLabels> = Family::new_with_constructor(request_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from a gRPC request's arrival to its response headers, by rpc",
+            request_duration.clone(),
+        );
+        // 0.1 ms to about 3 s.
+        let group_commit_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "group_commit_duration_seconds",
+            "Time one group-commit flush (sled flush + fdatasync) takes",
+            group_commit_duration.clone(),
+        );
+        let group_commit_batches = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "group_commit_batches",
+            "Sync requests (durable appends and commits) made durable by one flush",
+            group_commit_batches.clone(),
+        );
+        let high_watermark = Family::default();
+        registry.register(
+            "partition_high_watermark",
+            "The next offset to be written, by partition",
+            high_watermark.clone(),
+        );
+        let log_start = Family::default();
+        registry.register(
+            "partition_log_start_offset",
+            "The first offset in the log, by partition",
+            log_start.clone(),
+        );
+        let storage_bytes = Family::default();
+        registry.register(
+            "storage_bytes",
+            "Bytes of stored batches, by topic (what retention.bytes counts)",
+            storage_bytes.clone(),
+        );
+        let storage_disk_bytes = Gauge::default();
+        registry.register(
+            "storage_disk_bytes",
+            "Size of the database on disk, as the storage engine counts it",
+            storage_disk_bytes.clone(),
+        );
+        let group_committed = Family::default();
+        registry.register(
+            "group_committed_offset",
+            "A consumer group's committed offset, by partition",
+            group_committed.clone(),
+        );
+        let group_lag = Family::default();
+        registry.register(
+            "group_lag",
+            "Records between a consumer group's committed offset (or the log start) and the high watermark",
+            group_lag.clone(),
+        );
+        let connections_active = Gauge::default();
+        registry.register("connections_active", "Open gRPC connections", connections_active.clone());
+        let requests_in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "gRPC requests received and not yet answered",
+            requests_in_flight.clone(),
+        );
+        let resident_memory = Gauge::default();
+        if cfg!(target_os = "linux") {
+            registry.register(
+                "process_resident_memory_bytes",
+                "Resident memory of the broker process",
+                resident_memory.clone(),
+            );
+        }
+        let uptime = Gauge::<f64, AtomicU64>::default();
+        registry.register("uptime_seconds", "Time since the broker started", uptime.clone());
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                records_produced,
+                bytes_produced,
+                records_fetched,
+                bytes_fetched,
+                requests,
+                request_duration,
+                group_commit_duration,
+                group_commit_batches,
+                high_watermark,
+                log_start,
+                storage_bytes,
+                storage_disk_bytes,
+                group_committed,
+                group_lag,
+                connections_active,
+                requests_in_flight,
+                resident_memory,
+                uptime,
+                started: Instant::now(),
+                ready: AtomicBool::new(false),
+                scrape: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Counts records appended to `topic` (duplicates of an idempotent retry
+    /// excluded by the caller).
+    pub(crate) fn produced(&self, topic: &str, records: u64, bytes: u64) {
+        let labels = TopicLabels { topic: topic.to_owned() };
+        self.inner.records_produced.get_or_create(&labels).inc_by(records);
+        self.inner.bytes_produced.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// Counts records served from `topic`.
+    pub(crate) fn fetched<'a>(&self, topic: &str, records: impl IntoIterator<Item = &'a Record>) {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for r in records {
+            n += 1;
+            bytes += record_bytes(
+                r.key.as_deref(),
+                &r.value,
+                r.headers.iter().map(|h| h.name.len() + h.value.len()),
+            );
+        }
+        if n > 0 {
+            let labels = TopicLabels { topic: topic.to_owned() };
+            self.inner.records_fetched.get_or_create(&labels).inc_by(n);
+            self.inner.bytes_fetched.get_or_create(&labels).inc_by(bytes);
+        }
+    }
+
+    /// Marks the broker ready (storage open, accepting) or not (shutting down).
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// A tower layer for the tonic server that counts and times requests.
+    pub(crate) fn layer(&self) -> RequestMetricsLayer {
+        RequestMetricsLayer { metrics: self.clone() }
+    }
+
+    /// Counts one open connection until the guard is dropped.
+    pub(crate) fn connection(&self) -> ConnectionGuard {
+        self.inner.connections_active.inc();
+        ConnectionGuard { metrics: self.clone() }
+    }
+
+    /// The exposition, in the Prometheus text format 0.0.4, after refreshing
+    /// what is computed at scrape time from `log` and `groups`.
+    pub fn render(&self, log: &Log, groups: &Groups) -> String {
+        let _scrape = self.inner.scrape.lock();
+        self.refresh(log, groups);
+        let mut open_metrics = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut open_metrics, &self.inner.registry);
+        to_text_format(&open_metrics)
+    }
+
+    fn refresh(&self, log: &Log, groups: &Groups) {
+        let m = &self.inner;
+        // Cleared first so that deleted topics and groups leave no series.
+        m.high_watermark.clear();
+        m.log_start.clear();
+        m.storage_bytes.clear();
+        m.group_committed.clear();
+        m.group_lag.clear();
+        for topic in log.list_topics() {
+            // A topic deleted since it was listed has nothing to show.
+            let Ok((_, states)) = log.describe_topic(&topic.name) else { continue };
+            for s in states {
+                let labels = PartitionLabels { topic: topic.name.clone(), partition: s.partition };
+                m.high_watermark.get_or_create(&labels).set(gauge_value(s.high_watermark));
+                m.log_start.get_or_create(&labels).set(gauge_value(s.log_start));
+            }
+            if let Ok(bytes) = log.stored_bytes(&topic.name) {
+                m.storage_bytes.get_or_create(&TopicLabels { topic: topic.name }).set(gauge_value(bytes));
+            }
+        }
+        match log.storage().size_on_disk() {
+            Ok(bytes) => {
+                m.storage_disk_bytes.set(gauge_value(bytes));
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the database size for metrics"),
+        }
+        match groups.list() {
+            Ok(list) => {
+                for (group, _, _) in list {
+                    let Ok(description) = groups.describe(&group) else { continue };
+                    for p in description.partitions {
+                        let labels = GroupPartitionLabels {
+                            group: group.clone(),
+                            topic: p.topic,
+                            partition: p.partition,
+                        };
+                        if let Some(committed) = p.committed {
+                            m.group_committed.get_or_create(&labels).set(gauge_value(committed));
+                        }
+                        m.group_lag.get_or_create(&labels).set(gauge_value(p.lag));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot list groups for metrics"),
+        }
+        if let Some(rss) = resident_memory_bytes() {
+            m.resident_memory.set(gauge_value(rss));
+        }
+        m.uptime.set(m.started.elapsed().as_secs_f64());
+    }
+}
+
+impl FlushObserver for Metrics {
+    fn flushed(&self, batches: usize, took: Duration) {
+        self.inner.group_commit_duration.observe(took.as_secs_f64());
+        self.inner.group_commit_batches.observe(batches as f64);
+    }
+}
+
+/// The bytes of a record as limits count them: key + value + headers.
+pub(crate) fn record_bytes(key: Option<&[u8]>, value: &[u8], headers: impl Iterator<Item = usize>) -> u64 {
+    (key.map_or(0, <[u8]>::len) + value.len() + headers.sum::<usize>()) as u64
+}
+
+/// prometheus-client writes OpenMetrics text; Prometheus' text format 0.0.4
+/// differs in one way that matters here: a counter's `# HELP` and `# TYPE`
+/// lines name the sample (`x_total`), not the family (`x`). `# EOF` is never
+/// written (the caller encodes without it) and no metric has a `# UNIT`.
+fn to_text_format(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        open_metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(open_metrics.len() + 16 * counters.len());
+    for line in open_metrics.lines() {
+        let comment = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match comment {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) { "_total" } else { "" };
+                let _ = writeln!(out, "{kind}{name}{suffix} {tail}");
+            }
+            None if line.starts_with("# UNIT ") || line == "# EOF" => {}
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The resident set size, from `/proc/self/status` (Linux only).
+fn resident_memory_bytes() -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim();
+    kb.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// Counts an open connection; dropped when the connection closes.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard {
+    metrics: Metrics,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.inner.connections_active.dec();
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener`, on `tasks`,
+/// until `stop` is cancelled.
+pub(crate) fn spawn_http(
+    metrics: Metrics,
+    log: Arc<Log>,
+    groups: Groups,
+    listener: TcpListener,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> std::io::Result<SocketAddr> {
+    let addr = listener.local_addr()?;
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(HttpState { metrics, log, groups });
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the metrics server failed");
+        }
+    });
+    Ok(addr)
+}
+
+#[derive(Clone, Debug)]
+struct HttpState {
+    metrics: Metrics,
+    log: Arc<Log>,
+    groups: Groups,
+}
+
+async fn scrape(State(state): State<HttpState>) -> impl IntoResponse {
+    // Scrape-time gauges read sled (sizes, committed offsets): off the
+    // async workers.
+    let rendered = tokio::task::spawn_blocking(move || state.metrics.render(&state.log, &state.groups)).await;
+    match rendered {
+        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering metrics failed: {e}\n")).into_response()
+        }
+    }
+}
+
+async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    readiness(&state.metrics)
+}
+
+fn readiness(metrics: &Metrics) -> (StatusCode, &'static str) {
+    if metrics.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down\n")
+    }
+}
+
+/// Counts and times every gRPC request: see [`RequestMetricsService`].
+#[derive(Clone, Debug)]
+pub(crate) struct RequestMetricsLayer {
+    metrics: Metrics,
+}
+
+impl<S> tower_layer::Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetricsService { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// Times a request until its response headers, then counts it by rpc and by
+/// the `grpc-status` of those headers. Tonic puts the status of a failed
+/// unary call in the headers (a trailers-only response); a missing one means
+/// the call succeeded so far, so it counts as OK. A stream that fails after
+/// its first message is therefore counted as OK.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestMetricsService<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for RequestMetricsService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let metrics = self.metrics.clone();
+        metrics.inner.requests_in_flight.inc();
+        let in_flight = InFlight { metrics: metrics.clone() };
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            drop(in_flight);
+            let code = match &result {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .map_or(tonic::Code::Ok, |v| tonic::Code::from_bytes(v.as_bytes())),
+                Err(_) => tonic::Code::Unknown,
+            };
+            // Only paths that reached a real method get their own label: an
+            // unknown service or method (UNIMPLEMENTED) shares one, so a
+            // client cannot grow the label set.
+            let rpc = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { path };
+            let m = &metrics.inner;
+            m.request_duration
+                .get_or_create(&RpcLabels { rpc: rpc.clone() })
+                .observe(started.elapsed().as_secs_f64());
+            m.requests.get_or_create(&RpcCodeLabels { rpc, code: code_name(code) }).inc();
+            result
+        })
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends, cancelled too.
+struct InFlight {
+    metrics: Metrics,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.inner.requests_in_flight.dec();
+    }
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC spec.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_in_the_text_format() {
+        let open_metrics = "# HELP brooklet_x Xs.\n# TYPE brooklet_x counter\nbrooklet_x_total{topic=\"t\"} 3\n\
+                            # HELP brooklet_g G.\n# TYPE brooklet_g gauge\nbrooklet_g 1\n# EOF\n";
+        assert_eq!(
+            to_text_format(open_metrics),
+            "# HELP brooklet_x_total Xs.\n# TYPE brooklet_x_total counter\nbrooklet_x_total{topic=\"t\"} 3\n\
+             # HELP brooklet_g G.\n# TYPE brooklet_g gauge\nbrooklet_g 1\n"
+        );
+    }
+
+    #[test]
+    fn readiness_follows_the_flag() {
+        let metrics = Metrics::new();
+        assert_eq!(readiness(&metrics).0, StatusCode::SERVICE_UNAVAILABLE, "not ready before start-up ends");
+        metrics.set_ready(true);
+        assert_eq!(readiness(&metrics).0, StatusCode::OK);
+        metrics.set_ready(false);
+        assert_eq!(readiness(&metrics).0, StatusCode::SERVICE_UNAVAILABLE, "not ready once shutdown begins");
+    }
+
+    #[test]
+    fn flushes_are_observed() {
+        let metrics = Metrics::new();
+        metrics.flushed(3, Duration::from_millis(2));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut text, &metrics.inner.registry).unwrap();
+        assert!(text.contains("brooklet_group_commit_batches_count 1\n"), "{text}");
+        assert!(text.contains("brooklet_group_commit_batches_sum 3.0\n"), "{text}");
+    }
+}
