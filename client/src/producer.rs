@@ -186,12 +186,15 @@ impl ProducerBuilder {
 /// and still batches; awaiting each delivery before the next send waits a
 /// linger per record.
 ///
-/// Delivery is *at least once*: a produce request that fails with a
-/// connection error is retried until the request timeout runs out, and if
-/// the broker appended the first attempt before the connection broke, the
-/// records are appended twice. Likewise a request that times out may have
-/// been appended although its records report [`Error::Timeout`]. An
-/// idempotent producer will close this gap.
+/// A produce request that fails with a connection error is retried until
+/// the request timeout runs out. The producer is idempotent by default
+/// ([`ProducerBuilder::idempotent`]): retries carry the same producer id and
+/// sequence numbers, so a batch the broker appended before its answer was
+/// lost is answered with its original offsets, never appended twice. After
+/// a batch fails for good (its records report the error, e.g.
+/// [`Error::Timeout`], and may or may not have been appended), the producer
+/// starts a new producer id. Without idempotence, delivery is at least once:
+/// a retry after a lost answer appends the batch again.
 ///
 /// # Closing
 /// Clones share one producer. [`close`](Producer::close) (on any clone)

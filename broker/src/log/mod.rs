@@ -54,8 +54,9 @@ pub enum Acks {
     /// Flushed and fdatasync'd (by group commit): survives a crash or power loss.
     #[default]
     Durable,
-    /// In the storage engine: readable at once, flushed within sled's flush
-    /// interval (500 ms). A crash can lose it.
+    /// In the storage engine, acknowledged before its sync; readable once
+    /// the sync the append requested completes. A crash before that sync
+    /// can lose it.
     Written,
 }
 
