@@ -10,7 +10,7 @@ use brooklet_proto::v1;
 
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
-use crate::group::{GroupDescription, GroupSummary, ResetTo, TimeOffset};
+use crate::group::{GroupDescription, GroupState, GroupSummary, ResetTo, TimeOffset};
 
 /// A client for topic administration, consumer groups and committed offsets.
 ///
@@ -22,6 +22,54 @@ use crate::group::{GroupDescription, GroupSummary, ResetTo, TimeOffset};
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub(crate) conn: Connection,
+}
+
+/// What [`Admin::status`] returns.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BrokerStatus {
+    /// The broker's version.
+    pub version: String,
+    /// Time since the broker started.
+    pub uptime: Duration,
+    /// Its data directory.
+    pub data_dir: String,
+    /// Bytes of the storage engine's files.
+    pub disk_bytes: u64,
+    /// Free bytes on the data directory's file system.
+    pub disk_free_bytes: u64,
+    /// Every topic.
+    pub topics: Vec<TopicStatus>,
+    /// Every group with live members or committed offsets.
+    pub groups: Vec<GroupStatus>,
+}
+
+/// A topic in [`BrokerStatus`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TopicStatus {
+    /// Name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: u32,
+    /// Records between the log starts and the high watermarks.
+    pub records: u64,
+    /// Bytes of stored batches.
+    pub stored_bytes: u64,
+}
+
+/// A group in [`BrokerStatus`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GroupStatus {
+    /// Group id.
+    pub group: String,
+    /// State.
+    pub state: GroupState,
+    /// Live members.
+    pub members: u32,
+    /// Records the group has yet to commit, over all its partitions.
+    pub total_lag: u64,
 }
 
 /// Configures an [`Admin`] before connecting.
@@ -254,6 +302,46 @@ impl Admin {
             .await?;
         let topic = response.topic.ok_or_else(|| Error::protocol(Op::AlterTopicConfig, "no topic"))?;
         Ok(TopicInfo::from_proto(topic))
+    }
+
+    /// The broker at a glance: version, uptime, disk use, topics with their
+    /// sizes, groups with their total lag.
+    pub async fn status(&self) -> Result<BrokerStatus> {
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::Status) };
+        let r = self
+            .conn
+            .call(opts, v1::StatusRequest {}, |req| {
+                let mut client = self.conn.admin();
+                async move { client.status(req).await }
+            })
+            .await?;
+        Ok(BrokerStatus {
+            version: r.version,
+            uptime: Duration::from_millis(r.uptime_ms),
+            data_dir: r.data_dir,
+            disk_bytes: r.disk_bytes,
+            disk_free_bytes: r.disk_free_bytes,
+            topics: r
+                .topics
+                .into_iter()
+                .map(|t| TopicStatus {
+                    name: t.name,
+                    partitions: t.partitions,
+                    records: t.records,
+                    stored_bytes: t.stored_bytes,
+                })
+                .collect(),
+            groups: r
+                .groups
+                .into_iter()
+                .map(|g| GroupStatus {
+                    state: GroupState::from_proto(g.state),
+                    group: g.group,
+                    members: g.members,
+                    total_lag: g.total_lag,
+                })
+                .collect(),
+        })
     }
 
     /// Deletes a topic with its records and committed offsets.

@@ -152,6 +152,7 @@ pub(crate) enum Op {
     ResetOffsets,
     InitProducerId,
     AlterTopicConfig,
+    Status,
 }
 
 impl Op {
@@ -173,6 +174,7 @@ impl Op {
             Op::ResetOffsets => "ResetOffsets",
             Op::InitProducerId => "InitProducerId",
             Op::AlterTopicConfig => "AlterTopicConfig",
+            Op::Status => "Status",
         }
     }
 }

@@ -66,7 +66,8 @@ mod producer;
 mod record;
 
 pub use admin::{
-    Admin, AdminBuilder, CommittedOffset, NewTopic, PartitionOffsets, TopicDescription, TopicInfo,
+    Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, NewTopic, PartitionOffsets,
+    TopicDescription, TopicInfo, TopicStatus,
 };
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerBuilder, Offset, RebalanceEvent, RebalanceEvents};
 pub use error::{Error, Result};

@@ -5,6 +5,7 @@ mod consume;
 mod group;
 mod produce;
 mod serve;
+mod status;
 mod topic;
 
 use std::net::SocketAddr;
@@ -18,8 +19,10 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "brooklet", version, about)]
 pub struct Cli {
     /// Log filter, e.g. `info` or `brooklet_broker=debug` (RUST_LOG syntax).
-    #[arg(long, global = true, env = "BROOKLET_LOG", default_value = "info")]
-    pub log_level: String,
+    /// Default: `info` for `serve`, `warn` for the client commands, whose
+    /// output is their result.
+    #[arg(long, global = true, env = "BROOKLET_LOG")]
+    pub log_level: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +49,11 @@ pub enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Version, uptime, disk use, topics and groups with their lag.
+    Status {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
 }
 
 /// How client commands reach the broker.
@@ -309,8 +317,9 @@ fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
 
 /// Logs go to stderr so that `consume` can print records on stdout.
 pub fn init_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(cli.log_level.as_deref().unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -328,5 +337,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(args).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Group(command) => group::run(command).await,
+        Command::Status { broker } => status::run(broker).await,
     }
 }

@@ -42,6 +42,8 @@ pub struct Services {
     tasks: TaskTracker,
     /// Records and bytes produced and fetched.
     metrics: Metrics,
+    /// When the services started, for the uptime in Status.
+    started: std::time::Instant,
 }
 
 impl Services {
@@ -53,7 +55,7 @@ impl Services {
         tasks: TaskTracker,
         metrics: Metrics,
     ) -> Services {
-        Services { log, groups, shutdown, tasks, metrics }
+        Services { log, groups, shutdown, tasks, metrics, started: std::time::Instant::now() }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -99,6 +101,44 @@ impl pb::admin_service_server::AdminService for Services {
         let req = request.into_inner();
         let info = self.log.alter_topic_config(&req.name, req.set.into_iter().collect(), &req.remove).await?;
         Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(convert::topic_info(info)) }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let storage = self.log.storage();
+        let mut topics = Vec::new();
+        for t in self.log.list_topics() {
+            // A topic deleted since the listing is left out.
+            let Ok((_, states)) = self.log.describe_topic(&t.name) else { continue };
+            topics.push(pb::TopicStatus {
+                records: states.iter().map(|s| s.high_watermark - s.log_start).sum(),
+                stored_bytes: self.log.stored_bytes(&t.name).unwrap_or(0),
+                name: t.name,
+                partitions: t.partitions,
+            });
+        }
+        let mut groups = Vec::new();
+        for (group, state, members) in self.groups.list()? {
+            let total_lag =
+                self.groups.describe(&group).map_or(0, |d| d.partitions.iter().map(|p| p.lag).sum());
+            groups.push(pb::GroupStatus {
+                group,
+                state: convert::group_state(state).into(),
+                members: members as u32,
+                total_lag,
+            });
+        }
+        Ok(Response::new(pb::StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            data_dir: storage.path().display().to_string(),
+            disk_bytes: storage.size_on_disk().map_err(Error::from)?,
+            disk_free_bytes: storage.free_space().map_err(Error::from)?,
+            topics,
+            groups,
+        }))
     }
 
     async fn list_topics(

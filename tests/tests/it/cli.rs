@@ -167,6 +167,14 @@ async fn consumer_groups_from_the_command_line() {
     assert!(ok(&ep, &["group", "describe", "billing"], "").await.contains("total lag 0"));
     fails(&ep, &["group", "reset-offsets", "billing", "--topic", "jobs", "--to", "soon"], "RFC 3339").await;
 
+    let status = ok(&ep, &["status"], "").await;
+    assert!(status.starts_with("brooklet "), "{status}");
+    assert!(
+        status.lines().any(|l| l.starts_with("jobs") && l.split_whitespace().nth(2) == Some("6")),
+        "{status}"
+    );
+    assert!(status.lines().any(|l| l.starts_with("billing") && l.ends_with(" 0")), "{status}");
+
     ok(&ep, &["group", "delete", "billing"], "").await;
     fails(&ep, &["group", "describe", "billing"], "does not exist").await;
     server.terminate().await;
