@@ -38,6 +38,9 @@ pub struct Config {
     /// (default 0: sync at once; writers that arrive during a sync share
     /// the next one anyway).
     pub flush_max_delay: Duration,
+    /// Requests slower than this are logged as warnings (default 1 s;
+    /// long-poll fetches excepted).
+    pub slow_request: Duration,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` over HTTP; `None`
     /// serves none. [`Config::new`] leaves it `None`, so that brokers in
     /// parallel tests never compete for a port; `brooklet serve` defaults to
@@ -86,6 +89,7 @@ impl Config {
             durability: Acks::Durable,
             retention_check_interval: Duration::from_secs(30),
             flush_max_delay: Duration::ZERO,
+            slow_request: Duration::from_secs(1),
             metrics_listen: None,
         }
     }

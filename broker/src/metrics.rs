@@ -290,8 +290,8 @@ impl Metrics {
     }
 
     /// A tower layer for the tonic server that counts and times requests.
-    pub(crate) fn layer(&self) -> RequestMetricsLayer {
-        RequestMetricsLayer { metrics: self.clone() }
+    pub(crate) fn layer(&self, slow_request: Duration) -> RequestMetricsLayer {
+        RequestMetricsLayer { metrics: self.clone(), slow_request }
     }
 
     /// Counts one open connection until the guard is dropped.
@@ -486,13 +486,15 @@ fn readiness(metrics: &Metrics) -> (StatusCode, &'static str) {
 #[derive(Clone, Debug)]
 pub(crate) struct RequestMetricsLayer {
     metrics: Metrics,
+    /// Requests slower than this are logged as a warning.
+    slow_request: Duration,
 }
 
 impl<S> tower_layer::Layer<S> for RequestMetricsLayer {
     type Service = RequestMetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestMetricsService { inner, metrics: self.metrics.clone() }
+        RequestMetricsService { inner, metrics: self.metrics.clone(), slow_request: self.slow_request }
     }
 }
 
@@ -505,6 +507,7 @@ impl<S> tower_layer::Layer<S> for RequestMetricsLayer {
 pub(crate) struct RequestMetricsService<S> {
     inner: S,
     metrics: Metrics,
+    slow_request: Duration,
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for RequestMetricsService<S>
@@ -526,6 +529,7 @@ where
         metrics.inner.requests_in_flight.inc();
         let in_flight = InFlight { metrics: metrics.clone() };
         let started = Instant::now();
+        let slow_request = self.slow_request;
         let response = self.inner.call(request);
         Box::pin(async move {
             let result = response.await;
@@ -541,10 +545,18 @@ where
             // unknown service or method (UNIMPLEMENTED) shares one, so a
             // client cannot grow the label set.
             let rpc = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { path };
+            let took = started.elapsed();
+            // A fetch waits for data by design (long-poll): not slow.
+            if took > slow_request && !rpc.ends_with("/Fetch") {
+                tracing::warn!(
+                    rpc = %rpc,
+                    code = code_name(code),
+                    millis = took.as_millis() as u64,
+                    "slow request (above --slow-request-ms)"
+                );
+            }
             let m = &metrics.inner;
-            m.request_duration
-                .get_or_create(&RpcLabels { rpc: rpc.clone() })
-                .observe(started.elapsed().as_secs_f64());
+            m.request_duration.get_or_create(&RpcLabels { rpc: rpc.clone() }).observe(took.as_secs_f64());
             m.requests.get_or_create(&RpcCodeLabels { rpc, code: code_name(code) }).inc();
             result
         })

@@ -124,7 +124,7 @@ pub async fn run(
     };
     metrics.set_ready(true);
     let served = Server::builder()
-        .layer(metrics.layer())
+        .layer(metrics.layer(config.slow_request))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -23,6 +23,9 @@ pub struct Cli {
     /// output is their result.
     #[arg(long, global = true, env = "BROOKLET_LOG")]
     pub log_level: Option<String>,
+    /// Log format: `text`, or `json` for one JSON object per line.
+    #[arg(long, global = true, env = "BROOKLET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -285,6 +288,10 @@ pub struct ServeArgs {
     /// sync share the next one anyway). At most 1000.
     #[arg(long, env = "BROOKLET_FLUSH_MAX_DELAY_MS", default_value_t = 0)]
     pub flush_max_delay_ms: u64,
+    /// Log a warning for requests slower than this, in ms (long-poll fetches
+    /// excepted).
+    #[arg(long, env = "BROOKLET_SLOW_REQUEST_MS", default_value_t = 1000)]
+    pub slow_request_ms: u64,
     /// How often retention looks for expired records, in ms.
     #[arg(long, env = "BROOKLET_RETENTION_CHECK_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub retention_check_ms: u64,
@@ -321,11 +328,12 @@ pub fn init_tracing(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(cli.log_level.as_deref().unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// Runs the parsed command.

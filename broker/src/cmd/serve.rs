@@ -22,6 +22,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),
         retention_check_interval: Duration::from_millis(args.retention_check_ms),
         flush_max_delay: Duration::from_millis(args.flush_max_delay_ms),
+        slow_request: Duration::from_millis(args.slow_request_ms),
         metrics_listen: args.metrics_listen.0,
         durability: if args.durability == "written" { Acks::Written } else { Acks::Durable },
         groups: GroupConfig {

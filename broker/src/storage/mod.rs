@@ -595,6 +595,11 @@ impl TopicStore {
                     let next_offset = header.next_offset().max(persisted);
                     return Ok(PartitionBounds { log_start: log_start.max(persisted), next_offset });
                 }
+                // A batch of a format this broker does not know was written
+                // by a newer one: never delete it, refuse to start instead.
+                Err(source @ BatchError::Version(_)) => {
+                    return Err(self.corrupt(partition, last_base, source));
+                }
                 Err(source) => {
                     let err = self.corrupt(partition, last_base, source);
                     tracing::warn!(error = %crate::error::error_chain(&err), "truncating a damaged batch at the end of the log");
@@ -778,7 +783,19 @@ mod tests {
 
         assert_eq!(store.bounds(0).unwrap(), PartitionBounds { log_start: 0, next_offset: 2 });
         assert!(store.tree.get(key).unwrap().is_none(), "the damaged batch is gone");
+
         let read = store.read(0, 0, 2, 1 << 20).unwrap();
         assert_eq!(read[0].records.len(), 2);
+
+        // A batch of an unknown format version is a newer broker's, not a
+        // torn write: it is kept, and opening fails.
+        let mut newer = store.tree.get(keys::batch(0, 0)).unwrap().unwrap().to_vec();
+        newer[0] = 99;
+        store.tree.insert(keys::batch(0, 0), newer).unwrap();
+        assert!(matches!(
+            store.bounds(0),
+            Err(StorageError::Corrupt { source: BatchError::Version(99), .. })
+        ));
+        assert!(store.tree.get(keys::batch(0, 0)).unwrap().is_some(), "kept");
     }
 }
