@@ -64,6 +64,11 @@ pub struct Limits {
     /// engine never runs out of space mid-write (default 64 MiB; 0 turns
     /// the check off).
     pub min_free_disk_bytes: u64,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Requests one connection may have in flight; more are answered
+    /// RESOURCE_EXHAUSTED at once instead of queueing.
+    pub max_requests_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +79,8 @@ impl Default for Limits {
             max_request_bytes: 64 << 20,
             max_fetch_wait: Duration::from_secs(60),
             min_free_disk_bytes: 64 << 20,
+            max_connections: 1024,
+            max_requests_per_connection: 256,
         }
     }
 }
@@ -131,6 +138,12 @@ impl Config {
                     g.default_session_timeout.as_millis(),
                     g.max_session_timeout.as_millis()
                 ),
+            ));
+        }
+        if l.max_connections == 0 || l.max_requests_per_connection == 0 {
+            return Err(Error::invalid(
+                "max_connections / max_requests_per_connection",
+                "must be at least 1",
             ));
         }
         if self.flush_max_delay > Duration::from_secs(1) {

@@ -111,7 +111,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let incoming = Box::pin(accept_loop(listener, metrics.clone()));
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let incoming = Box::pin(accept_loop(listener, metrics.clone(), connections));
     let signal = {
         let (stop, metrics) = (stop.clone(), metrics.clone());
         async move {
@@ -124,6 +125,10 @@ pub async fn run(
     };
     metrics.set_ready(true);
     let served = Server::builder()
+        // Past the limit a request is refused at once (RESOURCE_EXHAUSTED),
+        // so a flood from one connection costs no memory.
+        .concurrency_limit_per_connection(config.limits.max_requests_per_connection)
+        .load_shed(true)
         .layer(metrics.layer(config.slow_request))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -163,17 +168,29 @@ pub async fn run(
 /// Responses are small writes; without TCP_NODELAY on accepted sockets,
 /// Nagle's algorithm meets the peer's delayed ACK and a response can sit for
 /// 40 ms. (`Server::tcp_nodelay` covers only listeners tonic binds itself.)
-fn accept_loop(listener: TcpListener, metrics: Metrics) -> impl futures::Stream<Item = io::Result<Conn>> {
+fn accept_loop(
+    listener: TcpListener,
+    metrics: Metrics,
+    connections: Arc<tokio::sync::Semaphore>,
+) -> impl futures::Stream<Item = io::Result<Conn>> {
     futures::stream::unfold(listener, move |listener| {
-        let metrics = metrics.clone();
+        let (metrics, connections) = (metrics.clone(), connections.clone());
         async move {
             loop {
                 match listener.accept().await {
                     Ok((conn, peer)) => {
+                        // At the connection limit, a new connection is closed
+                        // at once rather than served with less for everyone.
+                        let Ok(permit) = connections.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, "connection limit reached (--max-connections): closing the new connection");
+                            drop(conn);
+                            continue;
+                        };
                         if let Err(e) = conn.set_nodelay(true) {
                             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                         }
-                        return Some((Ok(Conn { stream: conn, _counted: metrics.connection() }), listener));
+                        let conn = Conn { stream: conn, _counted: metrics.connection(), _permit: permit };
+                        return Some((Ok(conn), listener));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accepting a connection failed; retrying");
@@ -191,6 +208,8 @@ fn accept_loop(listener: TcpListener, metrics: Metrics) -> impl futures::Stream<
 struct Conn {
     stream: TcpStream,
     _counted: ConnectionGuard,
+    /// Held while the connection lives: its place under --max-connections.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connected for Conn {

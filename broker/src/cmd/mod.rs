@@ -288,6 +288,13 @@ pub struct ServeArgs {
     /// sync share the next one anyway). At most 1000.
     #[arg(long, env = "BROOKLET_FLUSH_MAX_DELAY_MS", default_value_t = 0)]
     pub flush_max_delay_ms: u64,
+    /// Connections served at once; more are closed as they arrive.
+    #[arg(long, env = "BROOKLET_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Requests one connection may have in flight; more are answered
+    /// RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "BROOKLET_MAX_REQUESTS_PER_CONNECTION", default_value_t = 256)]
+    pub max_requests_per_connection: usize,
     /// Log a warning for requests slower than this, in ms (long-poll fetches
     /// excepted).
     #[arg(long, env = "BROOKLET_SLOW_REQUEST_MS", default_value_t = 1000)]

@@ -17,6 +17,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_partitions: args.max_partitions,
             max_record_bytes: args.max_record_bytes,
             min_free_disk_bytes: args.min_free_mb.saturating_mul(1 << 20),
+            max_connections: args.max_connections,
+            max_requests_per_connection: args.max_requests_per_connection,
             ..Limits::default()
         },
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),

@@ -10,4 +10,5 @@ mod groups_api;
 mod groups_client;
 mod idempotence;
 mod metrics;
+mod overload;
 mod retention;
