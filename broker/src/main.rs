@@ -6,10 +6,22 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> ExitCode {
-    let cli = match cmd::Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = cmd::Cli::command();
+    if let Some(path) = cmd::config_file::path_in(&args) {
+        command = match cmd::config_file::apply(command, &path) {
+            Ok(command) => command,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    let parsed = command.try_get_matches_from(args).and_then(|m| cmd::Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
@@ -32,7 +44,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A setting the broker refuses is a usage error, like a bad flag.
+            let invalid = matches!(e.downcast_ref(), Some(brooklet_broker::Error::InvalidArgument { .. }));
+            if invalid { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

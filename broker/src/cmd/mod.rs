@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch for the `brooklet` binary.
 
 mod bench;
+pub mod config_file;
 mod consume;
 mod group;
 mod produce;
@@ -255,6 +256,13 @@ fn parse_from(s: &str) -> Result<From, String> {
 /// `brooklet serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings (keys: the flags' names with `_`, e.g.
+    /// `cache_mb = 128`); flags and `BROOKLET_*` variables override it.
+    #[arg(long, env = "BROOKLET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Directory holding the broker's data.
     #[arg(long, env = "BROOKLET_DATA_DIR", default_value = "./brooklet-data")]
     pub data_dir: PathBuf,

@@ -11,6 +11,10 @@ use tokio::net::TcpListener;
 use super::ServeArgs;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        print_config(&args);
+        return Ok(());
+    }
     let config = Config {
         data_dir: args.data_dir,
         limits: Limits {
@@ -40,6 +44,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     brooklet_broker::run(config, listener, shutdown_signal()).await
+}
+
+/// The effective settings, as a config file would give them.
+fn print_config(a: &ServeArgs) {
+    let metrics = a.metrics_listen.0.map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+    println!("data_dir = {:?}", a.data_dir.display().to_string());
+    println!("listen = \"{}\"", a.listen);
+    println!("metrics_listen = \"{metrics}\"");
+    println!("max_partitions = {}", a.max_partitions);
+    println!("max_record_bytes = {}", a.max_record_bytes);
+    println!("cache_mb = {}", a.cache_mb);
+    println!("durability = \"{}\"", a.durability);
+    println!("min_free_mb = {}", a.min_free_mb);
+    println!("flush_max_delay_ms = {}", a.flush_max_delay_ms);
+    println!("max_connections = {}", a.max_connections);
+    println!("max_requests_per_connection = {}", a.max_requests_per_connection);
+    println!("slow_request_ms = {}", a.slow_request_ms);
+    println!("retention_check_ms = {}", a.retention_check_ms);
+    println!("group_heartbeat_ms = {}", a.group_heartbeat_ms);
+    println!("group_session_timeout_ms = {}", a.group_session_timeout_ms);
+    println!("group_min_session_timeout_ms = {}", a.group_min_session_timeout_ms);
+    println!("group_max_session_timeout_ms = {}", a.group_max_session_timeout_ms);
 }
 
 /// Resolves on the first SIGINT (ctrl-c) or SIGTERM.

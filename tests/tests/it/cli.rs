@@ -179,3 +179,56 @@ async fn consumer_groups_from_the_command_line() {
     fails(&ep, &["group", "describe", "billing"], "does not exist").await;
     server.terminate().await;
 }
+
+/// Runs `brooklet` with `args` and extra environment, without a broker.
+async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(brooklet_bin());
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = tokio::time::timeout(DEADLINE, command.output()).await.expect("finishes in time").unwrap();
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("brooklet.toml");
+    std::fs::write(&file, "cache_mb = 128\nmax_connections = 7\nlisten = \"127.0.0.1:7333\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    let out = run_with_env(
+        &["serve", "--config", file, "--listen", "127.0.0.1:7444", "--print-config"],
+        &[("BROOKLET_MAX_CONNECTIONS", "9")],
+    )
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.contains(&"cache_mb = 128"), "from the file: {}", out.stdout);
+    assert!(lines.contains(&"max_connections = 9"), "the environment beats the file: {}", out.stdout);
+    assert!(lines.contains(&"listen = \"127.0.0.1:7444\""), "a flag beats both: {}", out.stdout);
+    assert!(lines.contains(&"max_partitions = 1024"), "a default otherwise: {}", out.stdout);
+
+    // An unknown key or a bad value stops start-up with exit code 2, naming it.
+    for (text, needle) in
+        [("cache_mbb = 1\n", "unknown key `cache_mbb`"), ("cache_mb = \"lots\"\n", "cache-mb")]
+    {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = run_with_env(&["serve", "--config", bad.to_str().unwrap()], &[]).await;
+        assert!(!out.success);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        assert!(out.stderr.contains(needle), "{}", out.stderr);
+    }
+    let exit = Command::new(brooklet_bin())
+        .args(["serve", "--config", dir.path().join("missing.toml").to_str().unwrap()])
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(2), "a missing config file is a usage error");
+}
