@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::error::Error;
 use crate::group::{Committer, Groups, Heartbeat, ResetTo};
@@ -191,7 +192,9 @@ impl pb::producer_service_server::ProducerService for Services {
             producer_id: req.producer_id,
             base_sequences: req.base_sequences.into_iter().collect(),
         });
-        let (appended, acks) = self.log.produce(&req.topic, records, acks, producer.as_ref()).await?;
+        let span = tracing::info_span!("produce", topic = %req.topic);
+        let (appended, acks) =
+            self.log.produce(&req.topic, records, acks, producer.as_ref()).instrument(span).await?;
         // A retried batch the partition already had was not appended again.
         // Only an idempotent producer's batches can be duplicates, and its
         // records all name their partition.
@@ -232,7 +235,12 @@ impl pb::consumer_service_server::ConsumerService for Services {
     async fn fetch(&self, request: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
         let req = request.into_inner();
         let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms)?;
-        let fetched = self.log.fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown).await?;
+        let span = tracing::info_span!("fetch", topic = %req.topic, partition = req.partition);
+        let fetched = self
+            .log
+            .fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown)
+            .instrument(span)
+            .await?;
         self.metrics.fetched(&req.topic, fetched.batches.iter().flat_map(|b| &b.records));
         Ok(Response::new(pb::FetchResponse {
             batches: fetched.batches.into_iter().map(|b| convert::batch(req.partition, b)).collect(),
@@ -283,40 +291,44 @@ impl pb::consumer_service_server::ConsumerService for Services {
         let log = self.log.clone();
         let shutdown = self.shutdown.clone();
         let metrics = self.metrics.clone();
-        self.tasks.spawn(async move {
-            let mut offset = req.offset;
-            loop {
-                let fetched = tokio::select! {
-                    // The reader went away: stop reading for it.
-                    _ = tx.closed() => return,
-                    fetched = log.fetch(&req.topic, req.partition, offset, opts, &shutdown) => fetched,
-                };
-                let response = match fetched {
-                    Ok(f) if f.batches.is_empty() => continue,
-                    Ok(f) => {
-                        offset = f.batches.last().map_or(offset, |b| b.next_offset());
-                        metrics.fetched(&req.topic, f.batches.iter().flat_map(|b| &b.records));
-                        Ok(pb::SubscribeResponse {
-                            batches: f
-                                .batches
-                                .into_iter()
-                                .map(|b| convert::batch(req.partition, b))
-                                .collect(),
-                            high_watermark: f.high_watermark,
-                        })
+        let span = tracing::info_span!("subscribe", topic = %req.topic, partition = req.partition);
+        self.tasks.spawn(
+            async move {
+                let mut offset = req.offset;
+                loop {
+                    let fetched = tokio::select! {
+                        // The reader went away: stop reading for it.
+                        _ = tx.closed() => return,
+                        fetched = log.fetch(&req.topic, req.partition, offset, opts, &shutdown) => fetched,
+                    };
+                    let response = match fetched {
+                        Ok(f) if f.batches.is_empty() => continue,
+                        Ok(f) => {
+                            offset = f.batches.last().map_or(offset, |b| b.next_offset());
+                            metrics.fetched(&req.topic, f.batches.iter().flat_map(|b| &b.records));
+                            Ok(pb::SubscribeResponse {
+                                batches: f
+                                    .batches
+                                    .into_iter()
+                                    .map(|b| convert::batch(req.partition, b))
+                                    .collect(),
+                                high_watermark: f.high_watermark,
+                            })
+                        }
+                        // Shutdown ends the stream cleanly.
+                        Err(Error::ShuttingDown) => return,
+                        Err(e) => Err(Status::from(e)),
+                    };
+                    let failed = response.is_err();
+                    // A bounded channel: a slow reader makes this send wait, so
+                    // the broker never buffers more than a few responses.
+                    if tx.send(response).await.is_err() || failed {
+                        return;
                     }
-                    // Shutdown ends the stream cleanly.
-                    Err(Error::ShuttingDown) => return,
-                    Err(e) => Err(Status::from(e)),
-                };
-                let failed = response.is_err();
-                // A bounded channel: a slow reader makes this send wait, so
-                // the broker never buffers more than a few responses.
-                if tx.send(response).await.is_err() || failed {
-                    return;
                 }
             }
-        });
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -416,7 +428,8 @@ impl pb::group_service_server::GroupService for Services {
         let offsets: Vec<_> = req.offsets.into_iter().map(convert::committed_offset).collect();
         let committer = (!req.member_id.is_empty())
             .then_some(Committer { member_id: &req.member_id, member_epoch: req.member_epoch });
-        self.groups.commit(&req.group, committer, &offsets).await?;
+        let span = tracing::info_span!("commit_offsets", group = %req.group);
+        self.groups.commit(&req.group, committer, &offsets).instrument(span).await?;
         Ok(Response::new(pb::CommitOffsetsResponse {}))
     }
 
