@@ -9,8 +9,9 @@
 //!   shutdown future resolves, then drains and flushes. [`EmbeddedBroker`]
 //!   starts one in-process for tests.
 //! - `grpc`: tonic services, proto ⇄ domain conversion, `Error` → `Status`.
-//! - [`log`]: topics and partitions; offsets, reads, waiting for data.
-//! - [`group`]: consumer-group committed offsets.
+//! - [`log`]: topics and partitions; offsets, reads, waiting for data,
+//!   retention, compaction, idempotent producers.
+//! - [`group`]: consumer groups: membership, assignment, committed offsets.
 //! - [`storage`]: the only module that names sled: keys, batch layout, trees.
 //! - [`record`]: records and batches as appended, stored and served.
 //! - [`metrics`]: the Prometheus registry, the `/metrics`, `/healthz` and
