@@ -266,11 +266,7 @@ impl Metrics {
         let (mut n, mut bytes) = (0u64, 0u64);
         for r in records {
             n += 1;
-            bytes += record_bytes(
-                r.key.as_deref(),
-                &r.value,
-                r.headers.iter().map(|h| h.name.len() + h.value.len()),
-            );
+            bytes += r.size() as u64;
         }
         if n > 0 {
             let labels = TopicLabels { topic: topic.to_owned() };
@@ -368,11 +364,6 @@ impl FlushObserver for Metrics {
         self.inner.group_commit_duration.observe(took.as_secs_f64());
         self.inner.group_commit_batches.observe(batches as f64);
     }
-}
-
-/// The bytes of a record as limits count them: key + value + headers.
-pub(crate) fn record_bytes(key: Option<&[u8]>, value: &[u8], headers: impl Iterator<Item = usize>) -> u64 {
-    (key.map_or(0, <[u8]>::len) + value.len() + headers.sum::<usize>()) as u64
 }
 
 /// prometheus-client writes OpenMetrics text; Prometheus' text format 0.0.4

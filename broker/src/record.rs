@@ -43,10 +43,16 @@ impl Record {
     /// The bytes a record counts against the record size limit: key, value,
     /// and every header's name and value.
     pub fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Bytes::len)
-            + self.value.len()
-            + self.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+        record_size(self.key.as_deref(), &self.value, &self.headers)
     }
+}
+
+/// What a record counts against the size limit and in the byte metrics:
+/// key, value, and every header's name and value. The one definition.
+pub fn record_size(key: Option<&[u8]>, value: &[u8], headers: &[Header]) -> usize {
+    key.map_or(0, <[u8]>::len)
+        + value.len()
+        + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
 }
 
 /// Records of one partition with consecutive offsets.

@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 use crate::error::Error;
 use crate::group::{Committer, Groups, Heartbeat, ResetTo};
 use crate::log::{Acks, FetchOpts, Idempotence, Log, NewRecord};
-use crate::metrics::{Metrics, record_bytes};
+use crate::metrics::Metrics;
 
 /// Default and maximum of `max_bytes` in fetch and subscribe requests.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -175,19 +175,7 @@ impl pb::producer_service_server::ProducerService for Services {
             pb::Durability::Unspecified => None,
         };
         let records: Vec<NewRecord> = req.records.into_iter().map(convert::new_record).collect();
-        let sizes: Vec<(Option<u32>, u64)> = records
-            .iter()
-            .map(|r| {
-                (
-                    r.partition,
-                    record_bytes(
-                        r.key.as_deref(),
-                        &r.value,
-                        r.headers.iter().map(|h| h.name.len() + h.value.len()),
-                    ),
-                )
-            })
-            .collect();
+
         let producer = (req.producer_id != 0).then(|| Idempotence {
             producer_id: req.producer_id,
             base_sequences: req.base_sequences.into_iter().collect(),
@@ -196,12 +184,9 @@ impl pb::producer_service_server::ProducerService for Services {
         let (appended, acks) =
             self.log.produce(&req.topic, records, acks, producer.as_ref()).instrument(span).await?;
         // A retried batch the partition already had was not appended again.
-        // Only an idempotent producer's batches can be duplicates, and its
-        // records all name their partition.
-        let duplicate = |p: Option<u32>| appended.iter().any(|a| a.duplicate && Some(a.partition) == p);
-        let new_records: u64 =
-            appended.iter().filter(|a| !a.duplicate).map(|a| u64::from(a.record_count)).sum();
-        let new_bytes: u64 = sizes.iter().filter(|(p, _)| !duplicate(*p)).map(|(_, b)| b).sum();
+        let new = appended.iter().filter(|a| !a.duplicate);
+        let new_records: u64 = new.clone().map(|a| u64::from(a.record_count)).sum();
+        let new_bytes: u64 = new.map(|a| a.bytes).sum();
         self.metrics.produced(&req.topic, new_records, new_bytes);
         let durability = match acks {
             Acks::Durable => pb::Durability::Durable,

@@ -60,6 +60,13 @@ pub enum Acks {
     Written,
 }
 
+impl NewRecord {
+    /// Its size as the record size limit counts it.
+    pub fn size(&self) -> usize {
+        crate::record::record_size(self.key.as_deref(), &self.value, &self.headers)
+    }
+}
+
 /// The outcome of appending one partition's batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -69,6 +76,8 @@ pub struct Appended {
     pub base_offset: u64,
     /// Number of records.
     pub record_count: u32,
+    /// Their size (key + value + headers, as the size limit counts it).
+    pub bytes: u64,
     /// The batch was a retry of one already appended: these are its
     /// original offsets and nothing was appended now.
     pub duplicate: bool,
@@ -334,11 +343,8 @@ impl Log {
         acks: Option<Acks>,
         producer: Option<&Idempotence>,
     ) -> Result<(Vec<Appended>, Acks)> {
-        let acks = match acks {
-            Some(acks) => acks,
-            None => self.topic(topic)?.config().flush_mode.unwrap_or(self.default_acks),
-        };
         let topic = self.topic(topic)?;
+        let acks = acks.or(topic.config().flush_mode).unwrap_or(self.default_acks);
         let appended = self.append(&topic, records, producer)?;
         // Records become readable once they are on disk, whatever the ack
         // waits for: a consumer never reads what a crash could take back.
@@ -387,8 +393,7 @@ impl Log {
         records: Vec<NewRecord>,
         producer: Option<&Idempotence>,
     ) -> Result<Vec<Appended>> {
-        let incoming: usize =
-            records.iter().map(|r| r.value.len() + r.key.as_ref().map_or(0, Bytes::len)).sum();
+        let incoming: usize = records.iter().map(NewRecord::size).sum();
         self.check_free_space(incoming as u64)?;
         if records.is_empty() {
             return Err(Error::invalid("records", "at least one record is required"));
@@ -403,9 +408,7 @@ impl Log {
                     format!("{p} is not below the topic's partition count {n}"),
                 ));
             }
-            let size = r.key.as_ref().map_or(0, Bytes::len)
-                + r.value.len()
-                + r.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
+            let size = r.size();
             if size > max_record {
                 return Err(Error::invalid(
                     format!("records[{i}]"),
@@ -465,6 +468,7 @@ impl Log {
         let mut acks = Vec::with_capacity(by_partition.len());
         for (partition, records) in by_partition {
             let record_count = records.len() as u32;
+            let bytes = records.iter().map(Record::size).sum::<usize>() as u64;
             let seq = producer.map(|p| ProducerSeq {
                 producer_id: p.producer_id,
                 base_sequence: p.base_sequences[&partition],
@@ -477,7 +481,7 @@ impl Log {
                 parts,
                 seq,
             )?;
-            acks.push(Appended { partition, base_offset, record_count, duplicate });
+            acks.push(Appended { partition, base_offset, record_count, bytes, duplicate });
         }
         Ok(acks)
     }
