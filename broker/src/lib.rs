@@ -8,6 +8,8 @@
 //! - [`server`]: binds nothing itself; [`run`] serves a bound listener until a
 //!   shutdown future resolves, then drains and flushes. [`EmbeddedBroker`]
 //!   starts one in-process for tests.
+//! - `connection`: accepted connections, the connection limit and each
+//!   connection's places for requests in flight.
 //! - `grpc`: tonic services, proto ⇄ domain conversion, `Error` → `Status`.
 //! - [`log`]: topics and partitions; offsets, reads, waiting for data,
 //!   retention, compaction, idempotent producers.
@@ -32,6 +34,7 @@
 //! ```
 
 pub mod config;
+mod connection;
 pub mod error;
 pub mod group;
 mod grpc;

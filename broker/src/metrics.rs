@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::connection::ConnInfo;
 use crate::group::Groups;
 use crate::log::Log;
 use crate::record::Record;
@@ -99,6 +100,7 @@ struct Inner {
     group_lag: Family<GroupPartitionLabels, Gauge>,
     connections_active: Gauge,
     requests_in_flight: Gauge,
+    requests_shed: Counter,
     resident_memory: Gauge,
     uptime: Gauge<f64, AtomicU64>,
     started: Instant,
@@ -215,6 +217,13 @@ impl Metrics {
             "gRPC requests received and not yet answered",
             requests_in_flight.clone(),
         );
+        let requests_shed = Counter::default();
+        registry.register(
+            "requests_shed",
+            "gRPC requests refused with RESOURCE_EXHAUSTED because their connection had \
+             --max-requests-per-connection in flight",
+            requests_shed.clone(),
+        );
         let resident_memory = Gauge::default();
         if cfg!(target_os = "linux") {
             registry.register(
@@ -244,6 +253,7 @@ impl Metrics {
                 group_lag,
                 connections_active,
                 requests_in_flight,
+                requests_shed,
                 resident_memory,
                 uptime,
                 started: Instant::now(),
@@ -286,8 +296,8 @@ impl Metrics {
     }
 
     /// A tower layer for the tonic server that counts and times requests.
-    pub(crate) fn layer(&self, slow_request: Duration) -> RequestMetricsLayer {
-        RequestMetricsLayer { metrics: self.clone(), slow_request }
+    pub(crate) fn layer(&self, slow_request: Duration) -> RequestLayer {
+        RequestLayer { metrics: self.clone(), slow_request }
     }
 
     /// Counts one open connection until the guard is dropped.
@@ -473,38 +483,47 @@ fn readiness(metrics: &Metrics) -> (StatusCode, &'static str) {
     }
 }
 
-/// Counts and times every gRPC request: see [`RequestMetricsService`].
+/// Admits, counts and times every gRPC request: see [`RequestService`].
 #[derive(Clone, Debug)]
-pub(crate) struct RequestMetricsLayer {
+pub(crate) struct RequestLayer {
     metrics: Metrics,
     /// Requests slower than this are logged as a warning.
     slow_request: Duration,
 }
 
-impl<S> tower_layer::Layer<S> for RequestMetricsLayer {
-    type Service = RequestMetricsService<S>;
+impl<S> tower_layer::Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestMetricsService { inner, metrics: self.metrics.clone(), slow_request: self.slow_request }
+        RequestService { inner, metrics: self.metrics.clone(), slow_request: self.slow_request }
     }
 }
 
-/// Times a request until its response headers, then counts it by rpc and by
-/// the `grpc-status` of those headers. Tonic puts the status of a failed
-/// unary call in the headers (a trailers-only response); a missing one means
-/// the call succeeded so far, so it counts as OK. A stream that fails after
-/// its first message is therefore counted as OK.
+/// Admission, then measurement, of each request.
+///
+/// A request first takes one of its connection's places (see
+/// [`ConnInfo::admit`]); with none free it is answered RESOURCE_EXHAUSTED at
+/// once and counted in `brooklet_requests_shed_total`. The place is held
+/// until the response ends, streams included, so a connection cannot hold
+/// more work than its limit.
+///
+/// A request is timed until its response headers. It is counted by rpc and
+/// by its final `grpc-status`: from the headers of a trailers-only response
+/// (how tonic answers a failed unary call), otherwise from the trailers that
+/// end the body, so a stream that fails after its first message counts as
+/// failed. A response dropped before its trailers counts as CANCELLED.
 #[derive(Clone, Debug)]
-pub(crate) struct RequestMetricsService<S> {
+pub(crate) struct RequestService<S> {
     inner: S,
     metrics: Metrics,
     slow_request: Duration,
 }
 
-impl<S, B, RB> tower_service::Service<http::Request<B>> for RequestMetricsService<S>
+impl<S, B> tower_service::Service<http::Request<B>> for RequestService<S>
 where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -517,51 +536,135 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().trim_start_matches('/').to_owned();
         let metrics = self.metrics.clone();
+        let place = match request.extensions().get::<ConnInfo>() {
+            Some(conn) => match conn.admit() {
+                Some(place) => Some(place),
+                None => {
+                    metrics.inner.requests_shed.inc();
+                    let status = tonic::Status::resource_exhausted(format!(
+                        "too many requests in flight on this connection: the limit is {} \
+                         (--max-requests-per-connection)",
+                        conn.limit()
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            },
+            // Not through the accept loop: nothing to admit to.
+            None => None,
+        };
         metrics.inner.requests_in_flight.inc();
-        let in_flight = InFlight { metrics: metrics.clone() };
-        let started = Instant::now();
-        let slow_request = self.slow_request;
+        let mut outcome = Outcome {
+            metrics,
+            path,
+            started: Instant::now(),
+            headers_after: Duration::ZERO,
+            slow_request: self.slow_request,
+            _place: place,
+            ended: false,
+        };
         let response = self.inner.call(request);
         Box::pin(async move {
-            let result = response.await;
-            drop(in_flight);
-            let code = match &result {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .map_or(tonic::Code::Ok, |v| tonic::Code::from_bytes(v.as_bytes())),
-                Err(_) => tonic::Code::Unknown,
+            let response = match response.await {
+                Ok(response) => response,
+                Err(e) => {
+                    outcome.end(tonic::Code::Unknown);
+                    return Err(e);
+                }
             };
-            // Only paths that reached a real method get their own label: an
-            // unknown service or method (UNIMPLEMENTED) shares one, so a
-            // client cannot grow the label set.
-            let rpc = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { path };
-            let took = started.elapsed();
-            // A fetch waits for data by design (long-poll): not slow.
-            if took > slow_request && !rpc.ends_with("/Fetch") {
-                tracing::warn!(
-                    rpc = %rpc,
-                    code = code_name(code),
-                    millis = took.as_millis() as u64,
-                    "slow request (above --slow-request-ms)"
-                );
+            outcome.headers_after = outcome.started.elapsed();
+            if let Some(code) = response.headers().get("grpc-status") {
+                outcome.end(tonic::Code::from_bytes(code.as_bytes()));
+                return Ok(response);
             }
-            let m = &metrics.inner;
-            m.request_duration.get_or_create(&RpcLabels { rpc: rpc.clone() }).observe(took.as_secs_f64());
-            m.requests.get_or_create(&RpcCodeLabels { rpc, code: code_name(code) }).inc();
-            result
+            Ok(response.map(|body| tonic::body::Body::new(ObservedBody { inner: body, outcome })))
         })
     }
 }
 
-/// Decrements the in-flight gauge however the request ends, cancelled too.
-struct InFlight {
-    metrics: Metrics,
+/// A response body that ends its request's [`Outcome`] with the status in
+/// its trailers.
+struct ObservedBody {
+    inner: tonic::body::Body,
+    outcome: Outcome,
 }
 
-impl Drop for InFlight {
+impl http_body::Body for ObservedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let code = trailers
+                        .get("grpc-status")
+                        .map_or(tonic::Code::Unknown, |v| tonic::Code::from_bytes(v.as_bytes()));
+                    self.outcome.end(code);
+                }
+            }
+            Some(Err(status)) => self.outcome.end(status.code()),
+            // A gRPC body ends with trailers; one without them failed.
+            None => self.outcome.end(tonic::Code::Unknown),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One request from admission to its final status: holds its connection
+/// place and its count in `requests_in_flight`, and counts it once, however
+/// it ends (a dropped, unfinished request counts as CANCELLED).
+struct Outcome {
+    metrics: Metrics,
+    path: String,
+    started: Instant,
+    /// From admission to the response headers: the request's latency.
+    headers_after: Duration,
+    slow_request: Duration,
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
+    ended: bool,
+}
+
+impl Outcome {
+    fn end(&mut self, code: tonic::Code) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let m = &self.metrics.inner;
+        m.requests_in_flight.dec();
+        // Only paths that reached a real method get their own label: an
+        // unknown service or method (UNIMPLEMENTED) shares one, so a client
+        // cannot grow the label set.
+        let rpc = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { self.path.clone() };
+        let took = if self.headers_after.is_zero() { self.started.elapsed() } else { self.headers_after };
+        // A fetch waits for data by design (long-poll): not slow.
+        if took > self.slow_request && !rpc.ends_with("/Fetch") {
+            tracing::warn!(
+                rpc = %rpc,
+                code = code_name(code),
+                millis = took.as_millis() as u64,
+                "slow request (above --slow-request-ms)"
+            );
+        }
+        m.request_duration.get_or_create(&RpcLabels { rpc: rpc.clone() }).observe(took.as_secs_f64());
+        m.requests.get_or_create(&RpcCodeLabels { rpc, code: code_name(code) }).inc();
+    }
+}
+
+impl Drop for Outcome {
     fn drop(&mut self) {
-        self.metrics.inner.requests_in_flight.dec();
+        self.end(tonic::Code::Cancelled);
     }
 }
 

@@ -3,29 +3,25 @@
 //! embedded broker that tests start in-process.
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use brooklet_proto::v1 as pb;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::config::Config;
+use crate::connection::accept_loop;
 use crate::group::Groups;
 use crate::grpc::Services;
 use crate::log::Log;
-use crate::metrics::{ConnectionGuard, Metrics};
+use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageConfig};
 
 /// The sockets a broker serves on, bound by its caller.
@@ -111,8 +107,12 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
-    let incoming = Box::pin(accept_loop(listener, metrics.clone(), connections));
+    let incoming = Box::pin(accept_loop(
+        listener,
+        metrics.clone(),
+        config.limits.max_connections,
+        config.limits.max_requests_per_connection,
+    ));
     let signal = {
         let (stop, metrics) = (stop.clone(), metrics.clone());
         async move {
@@ -125,10 +125,9 @@ pub async fn run(
     };
     metrics.set_ready(true);
     let served = Server::builder()
-        // Past the limit a request is refused at once (RESOURCE_EXHAUSTED),
-        // so a flood from one connection costs no memory.
-        .concurrency_limit_per_connection(config.limits.max_requests_per_connection)
-        .load_shed(true)
+        // Admits each request to a place of its connection's (past the limit
+        // it is refused at once with RESOURCE_EXHAUSTED, so a flood from one
+        // connection costs no memory), then counts and times it.
         .layer(metrics.layer(config.slow_request))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -160,100 +159,6 @@ pub async fn run(
     tasks.wait().await;
     tracing::info!("brooklet stopped; storage flushed and closed");
     Ok(())
-}
-
-/// Accepted connections. An accept error (such as running out of file
-/// descriptors) is logged and retried shortly instead of ending the server.
-///
-/// Responses are small writes; without TCP_NODELAY on accepted sockets,
-/// Nagle's algorithm meets the peer's delayed ACK and a response can sit for
-/// 40 ms. (`Server::tcp_nodelay` covers only listeners tonic binds itself.)
-fn accept_loop(
-    listener: TcpListener,
-    metrics: Metrics,
-    connections: Arc<tokio::sync::Semaphore>,
-) -> impl futures::Stream<Item = io::Result<Conn>> {
-    futures::stream::unfold(listener, move |listener| {
-        let (metrics, connections) = (metrics.clone(), connections.clone());
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok((conn, peer)) => {
-                        // At the connection limit, a new connection is closed
-                        // at once rather than served with less for everyone.
-                        let Ok(permit) = connections.clone().try_acquire_owned() else {
-                            tracing::warn!(%peer, "connection limit reached (--max-connections): closing the new connection");
-                            drop(conn);
-                            continue;
-                        };
-                        if let Err(e) = conn.set_nodelay(true) {
-                            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-                        }
-                        let conn = Conn { stream: conn, _counted: metrics.connection(), _permit: permit };
-                        return Some((Ok(conn), listener));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// An accepted connection, counted in `brooklet_connections_active` until
-/// tonic drops it.
-#[derive(Debug)]
-struct Conn {
-    stream: TcpStream,
-    _counted: ConnectionGuard,
-    /// Held while the connection lives: its place under --max-connections.
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
 }
 
 /// A real broker running inside this process on 127.0.0.1, port 0, with a

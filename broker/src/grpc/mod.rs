@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::connection::ConnInfo;
 use crate::error::Error;
 use crate::group::{Committer, Groups, Heartbeat, ResetTo};
 use crate::log::{Acks, FetchOpts, Idempotence, Log, NewRecord};
@@ -324,7 +325,7 @@ impl pb::group_service_server::GroupService for Services {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let host = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let host = ConnInfo::remote_of(&request).map(|a| a.to_string()).unwrap_or_default();
         let req = request.into_inner();
         let hb = Heartbeat {
             group: req.group,

@@ -10,7 +10,7 @@ use brooklet_tests::{DEADLINE, TestBroker, record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A plain HTTP/1.1 GET: status, headers (lower-cased names) and body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, BTreeMap<String, String>, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, BTreeMap<String, String>, String) {
     let exchange = async {
         let mut conn = tokio::net::TcpStream::connect(addr).await.expect("metrics port accepts");
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -34,7 +34,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, BTreeMap<String, String>, St
 /// `name{labels}`. Without promtool at hand, this is the format's grammar
 /// for what the broker writes: comments are `# HELP` or `# TYPE` lines;
 /// samples are `name{label="value",...} value` with every name `brooklet_`.
-fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     let mut samples = BTreeMap::new();
     let mut typed = std::collections::BTreeSet::new();
     for line in text.lines() {
@@ -80,17 +80,23 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// `promtool check metrics`, where promtool is installed (Debian's
-/// `prometheus` package); the grammar check above runs everywhere.
+/// `prometheus` package; `.ci/run` installs it and sets
+/// `BROOKLET_REQUIRE_PROMTOOL=1`, so CI never skips it); the grammar check
+/// above runs everywhere.
 fn promtool_check(exposition: &str) {
     use std::io::Write;
-    let Ok(mut child) = std::process::Command::new("promtool")
+    let spawned = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        return;
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("BROOKLET_REQUIRE_PROMTOOL").is_some_and(|v| v == "1") => {
+            panic!("BROOKLET_REQUIRE_PROMTOOL=1 but promtool cannot run: {e}")
+        }
+        Err(_) => return,
     };
     child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -220,6 +226,53 @@ async fn a_deleted_topic_leaves_no_partition_series() {
     let (_, _, body) = get(addr, "/metrics").await;
     parse_exposition(&body);
     assert!(!body.contains(r#"topic="brief""#), "{body}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_after_its_first_message_is_counted_by_its_final_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = TestBroker::start_with(config).await;
+    let addr = broker.metrics_addr().expect("metrics are served");
+    broker.create_topic("brief", 1).await;
+    broker
+        .producer()
+        .produce(pb::ProduceRequest {
+            topic: "brief".into(),
+            records: vec![record("x", Some(0))],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stream = broker
+        .consumer()
+        .subscribe(pb::SubscribeRequest { topic: "brief".into(), partition: 0, offset: 0, max_bytes: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(DEADLINE, stream.message()).await.expect("in time").unwrap();
+    assert!(first.is_some(), "the first message arrives");
+    let subscribe = "brooklet.v1.ConsumerService/Subscribe";
+    let (_, _, body) = get(addr, "/metrics").await;
+    let m = parse_exposition(&body);
+    assert_eq!(m.get("brooklet_requests_in_flight"), Some(&1.0), "the open stream is in flight");
+    assert!(!body.contains(&format!(r#"rpc="{subscribe}",code="#)), "not counted while open:\n{body}");
+
+    // Deleting the topic fails the open stream.
+    broker.admin().delete_topic(pb::DeleteTopicRequest { name: "brief".into() }).await.unwrap();
+    let end = tokio::time::timeout(DEADLINE, stream.message()).await.expect("in time");
+    assert_eq!(end.expect_err("the stream fails").code(), tonic::Code::NotFound);
+
+    let (_, _, body) = get(addr, "/metrics").await;
+    let m = parse_exposition(&body);
+    assert_eq!(
+        m.get(&format!(r#"brooklet_requests_total{{rpc="{subscribe}",code="NOT_FOUND"}}"#)),
+        Some(&1.0)
+    );
+    assert_eq!(m.get(&format!(r#"brooklet_requests_total{{rpc="{subscribe}",code="OK"}}"#)), None, "{body}");
+    assert_eq!(m.get("brooklet_requests_in_flight"), Some(&0.0));
     broker.shutdown().await;
 }
 

@@ -5,6 +5,8 @@ use brooklet_broker::Config;
 use brooklet_proto::v1 as pb;
 use brooklet_tests::{DEADLINE, TestBroker, eventually, record};
 use tonic::Code;
+
+use crate::metrics::{get, parse_exposition};
 use tonic::transport::Channel;
 
 fn long_poll() -> pb::FetchRequest {
@@ -16,7 +18,9 @@ async fn a_connection_past_its_request_limit_is_answered_resource_exhausted() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
     config.limits.max_requests_per_connection = 2;
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let broker = TestBroker::start_with(config).await;
+    let metrics = broker.metrics_addr().expect("metrics are served");
     broker.create_topic("t", 1).await;
 
     // Two long polls occupy the connection's two places.
@@ -33,6 +37,10 @@ async fn a_connection_past_its_request_limit_is_answered_resource_exhausted() {
     })
     .await;
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("--max-requests-per-connection"), "{status:?}");
+    let (_, _, body) = get(metrics, "/metrics").await;
+    let shed = parse_exposition(&body)["brooklet_requests_shed_total"];
+    assert!(shed >= 1.0, "the refusal is counted:\n{body}");
 
     // Data, sent over another connection, ends the polls.
     let other = Channel::from_shared(broker.endpoint()).unwrap().connect().await.unwrap();
