@@ -16,7 +16,7 @@
 //!     .send("orders", ProducerRecord::new("shipped").key("order-42"))
 //!     .await? // joined a batch
 //!     .await?; // acknowledged
-//! println!("written to partition {} at offset {}", sent.partition, sent.offset);
+//! println!("written to partition {} at offset {:?}", sent.partition, sent.offset);
 //! producer.close().await?;
 //!
 //! // The broker spreads the partitions over the group's members.

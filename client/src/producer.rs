@@ -80,6 +80,9 @@ impl ProducerBuilder {
     /// What the broker must guarantee before it acknowledges a batch
     /// (default [`Durability::Durable`]: on disk). [`Durability::Written`]
     /// answers sooner, but a broker crash can lose acknowledged records.
+    /// [`Durability::None`] does not wait for the broker at all: a delivery
+    /// resolves, without an offset, once its batch is handed to the
+    /// connection, and failures are only logged.
     pub fn acks(mut self, acks: Durability) -> Self {
         self.acks = acks;
         self
@@ -288,7 +291,7 @@ impl Producer {
     /// }
     /// for delivery in deliveries {
     ///     let written = delivery.await?;
-    ///     println!("partition {} offset {}", written.partition, written.offset);
+    ///     println!("partition {} offset {:?}", written.partition, written.offset);
     /// }
     /// # Ok(())
     /// # }
@@ -429,6 +432,15 @@ impl Shared {
     /// go first so a record's future resolves before `flush` returns.
     fn finish(&self, request: Request, outcome: Result<v1::ProduceResponse>) {
         if let Err(err) = &outcome {
+            if self.acks == Durability::None {
+                let records: usize = request.batches.iter().map(|b| b.len).sum();
+                tracing::warn!(
+                    topic = %request.topic,
+                    records,
+                    error = %err,
+                    "records sent with acks none were not written"
+                );
+            }
             self.reset_idempotence();
             if err.invalidates_metadata() {
                 self.forget_partitions(&request.topic);
@@ -460,6 +472,10 @@ fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
     };
     let durability = Durability::from_proto(response.durability);
     for batch in request.batches {
+        // Answered when sent (acks none).
+        if batch.replies.is_empty() {
+            continue;
+        }
         let ack = response.acks.iter().find(|a| a.partition == batch.partition);
         let base_offset = match ack {
             Some(ack) if ack.record_count as usize == batch.replies.len() => ack.base_offset,
@@ -483,9 +499,25 @@ fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
             let _ = reply.send(Ok(RecordMetadata {
                 topic: request.topic.clone(),
                 partition: batch.partition,
-                offset,
+                offset: Some(offset),
                 timestamp_ms,
                 durability,
+            }));
+        }
+    }
+}
+
+/// Resolves the deliveries of a fire-and-forget request as it is sent: each
+/// record was handed to the connection, without an offset.
+fn answer_sent(request: &mut Request) {
+    for batch in &mut request.batches {
+        for (reply, timestamp_ms) in batch.replies.drain(..) {
+            let _ = reply.send(Ok(RecordMetadata {
+                topic: request.topic.clone(),
+                partition: batch.partition,
+                offset: None,
+                timestamp_ms,
+                durability: Durability::None,
             }));
         }
     }
@@ -595,7 +627,10 @@ async fn run(shared: Arc<Shared>) {
             drained
         };
         let next_deadline = drained.next_deadline;
-        for request in drained.requests {
+        for mut request in drained.requests {
+            if shared.acks == Durability::None {
+                answer_sent(&mut request);
+            }
             in_flight.push(produce(Arc::clone(&shared), request));
         }
         let linger = async {
@@ -694,9 +729,9 @@ mod tests {
         assert_eq!(
             got,
             [
-                (0, 10, Some(5), Durability::Durable),
-                (1, 20, Some(5), Durability::Durable),
-                (1, 21, Some(5), Durability::Durable),
+                (0, Some(10), Some(5), Durability::Durable),
+                (1, Some(20), Some(5), Durability::Durable),
+                (1, Some(21), Some(5), Durability::Durable),
             ]
         );
     }

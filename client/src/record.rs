@@ -112,6 +112,13 @@ impl ProducerRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Durability {
+    /// Fire and forget: a record's delivery resolves as soon as its batch is
+    /// handed to the connection, without an offset, before the broker has
+    /// answered. Nothing is promised: a record the broker refuses, or one
+    /// lost with the connection or a broker crash, is lost without an error
+    /// to its sender (the producer logs a warning). The broker appends as
+    /// for [`Written`](Durability::Written).
+    None,
     /// In the broker's storage engine and readable by consumers, but not yet
     /// flushed to disk: a broker crash can lose it.
     Written,
@@ -120,20 +127,33 @@ pub enum Durability {
 }
 
 impl Durability {
-    /// Reads the wire value, taking anything unknown as the weaker promise.
+    /// Reads the broker's answer, taking anything unknown as the weaker
+    /// promise.
     pub(crate) fn from_proto(value: i32) -> Self {
         if value == v1::Durability::Durable as i32 { Durability::Durable } else { Durability::Written }
     }
 
     pub(crate) fn into_proto(self) -> i32 {
         match self {
+            Durability::None => v1::Durability::None as i32,
             Durability::Written => v1::Durability::Written as i32,
             Durability::Durable => v1::Durability::Durable as i32,
         }
     }
+
+    /// Its name on the command line and in reports: `none`, `written` or
+    /// `durable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::Written => "written",
+            Durability::Durable => "durable",
+        }
+    }
 }
 
-/// Where an acknowledged record was written.
+/// Where an acknowledged record was written, or, with
+/// [`Durability::None`], that it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordMetadata {
@@ -141,8 +161,9 @@ pub struct RecordMetadata {
     pub topic: String,
     /// The partition it was appended to.
     pub partition: u32,
-    /// Its offset in that partition.
-    pub offset: u64,
+    /// Its offset in that partition; `None` when the producer did not wait
+    /// for the broker's answer ([`Durability::None`]).
+    pub offset: Option<u64>,
     /// The timestamp the producer set, or `None` when the broker stamped its
     /// append time (which the acknowledgement does not carry).
     pub timestamp_ms: Option<i64>,

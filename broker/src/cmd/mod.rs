@@ -181,8 +181,10 @@ pub struct ProduceArgs {
     /// Split each line at the first SEP into key and value.
     #[arg(long, value_name = "SEP")]
     pub key_separator: Option<String>,
-    /// The guarantee to wait for: `durable` (on disk) or `written`.
-    #[arg(long, default_value = "durable", value_parser = ["durable", "written"])]
+    /// The guarantee to wait for: `durable` (on disk), `written` (in the
+    /// broker's storage engine) or `none` (fire and forget: sent, not
+    /// acknowledged).
+    #[arg(long, default_value = "durable", value_parser = ["durable", "written", "none"])]
     pub acks: String,
     #[command(flatten)]
     pub broker: BrokerArgs,

@@ -1,5 +1,6 @@
 //! `brooklet produce`: one record per line of standard input. Exits 0 only
-//! when every line was acknowledged with the requested guarantee.
+//! when every line was acknowledged with the requested guarantee (with
+//! `--acks none`: sent).
 
 use std::collections::VecDeque;
 
@@ -14,7 +15,11 @@ use super::ProduceArgs;
 const MAX_PENDING: usize = 10_000;
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let acks = if args.acks == "written" { Durability::Written } else { Durability::Durable };
+    let acks = match args.acks.as_str() {
+        "none" => Durability::None,
+        "written" => Durability::Written,
+        _ => Durability::Durable,
+    };
     let producer =
         Producer::builder(&args.broker.url).request_timeout(args.broker.timeout()).acks(acks).build()?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -55,12 +60,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             Err(e) => failure = failure.or(Some(e)),
         }
     }
-    let guarantee = if acks == Durability::Written { "written" } else { "durable" };
+    // With `--acks none` the deliveries resolved as their batches went out:
+    // wait for the broker's answers before the process exits.
+    producer.close().await?;
+    // Fire and forget has nothing acknowledged to report, only records sent.
+    let done = if acks == Durability::None { "sent, not acknowledged" } else { "acknowledged" };
+    let guarantee = acks.name();
     match failure {
         None => {
-            println!("{acked} records acknowledged ({guarantee})");
+            println!("{acked} records {done} ({guarantee})");
             Ok(())
         }
-        Some(e) => bail!("{acked} of {read} records acknowledged ({guarantee}); first failure: {e}"),
+        Some(e) => bail!("{acked} of {read} records {done} ({guarantee}); first failure: {e}"),
     }
 }

@@ -171,7 +171,9 @@ impl pb::producer_service_server::ProducerService for Services {
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
         let acks = match req.acks() {
-            pb::Durability::Written => Some(Acks::Written),
+            // The producer will not wait for this answer: no reason to wait
+            // for a sync before giving it.
+            pb::Durability::Written | pb::Durability::None => Some(Acks::Written),
             pb::Durability::Durable => Some(Acks::Durable),
             pb::Durability::Unspecified => None,
         };

@@ -39,6 +39,9 @@ pub(crate) struct Batch {
     first_seq: u64,
     created: Instant,
     bytes: usize,
+    /// Records in the batch (they travel in `records`, answers in `replies`,
+    /// and both are taken on the way).
+    pub(crate) len: usize,
     pub(crate) records: Vec<v1::ProduceRecord>,
     /// One per record, in record order, with the timestamp the producer set.
     pub(crate) replies: Vec<(Reply, Option<i64>)>,
@@ -211,12 +214,14 @@ impl Accumulator {
                 first_seq: seq,
                 created: now,
                 bytes: 0,
+                len: 0,
                 records: Vec::new(),
                 replies: Vec::new(),
                 permit: None,
             }
         });
         batch.bytes += size;
+        batch.len += 1;
         let timestamp = record.timestamp_ms;
         batch.records.push(record.into_proto(partition));
         batch.replies.push((reply, timestamp));

@@ -54,6 +54,18 @@ async fn produce_and_fetch_round_trip_with_keys_headers_and_timestamps() {
         .unwrap()
         .into_inner();
     assert_eq!(written.durability(), pb::Durability::Written, "the response says which guarantee it carries");
+    let fired = broker
+        .producer()
+        .produce(pb::ProduceRequest {
+            topic: "events".into(),
+            records: vec![record("n", Some(1))],
+            acks: pb::Durability::None.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fired.durability(), pb::Durability::Written, "fire and forget is appended as written");
 
     let got = broker.consumer().fetch(fetch("events", 2, 0)).await.unwrap().into_inner();
     assert_eq!(got.high_watermark, 2);

@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 
-use brooklet_tests::{BrokerProcess as Server, DEADLINE, brooklet_bin};
+use brooklet_tests::{BrokerProcess as Server, DEADLINE, brooklet_bin, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -99,6 +99,20 @@ async fn serve_create_produce_consume_restart() {
     assert_eq!(text.lines().collect::<Vec<_>>(), expected, "records survive a restart");
     let rest = ok(&ep, &["consume", "orders", "--partition", "1", "--group", "g"], "").await;
     assert!(rest.is_empty(), "the group's committed offset survives a restart: {rest}");
+
+    // Fire and forget reports records sent; the broker still appends them
+    // (the producer waits for its answers before exiting), readable once
+    // the sync that follows completes.
+    let fired = ok(&ep, &["produce", "orders", "--partition", "0", "--acks", "none"], "fire\n").await;
+    assert_eq!(fired.trim(), "1 records sent, not acknowledged (none)");
+    eventually("the fire-and-forget record to be readable", || {
+        let ep = ep.clone();
+        async move {
+            let text = ok(&ep, &["consume", "orders", "--partition", "0"], "").await;
+            (text.lines().last() == Some("fire")).then_some(())
+        }
+    })
+    .await;
 
     let deleted = ok(&ep, &["topic", "delete", "orders"], "").await;
     assert!(deleted.contains("deleted topic orders"));

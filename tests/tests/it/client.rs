@@ -30,7 +30,12 @@ async fn producer_batches_keyed_records_and_consumer_reads_them_in_order() {
         let meta = delivery.await.unwrap();
         assert_eq!(meta.durability, Durability::Durable);
         assert_eq!(meta.partition, brooklet_proto::partitioner::partition_for_key(key.as_bytes(), 4));
-        assert!(written.insert((meta.partition, meta.offset), key).is_none(), "offsets are unique");
+        assert!(
+            written
+                .insert((meta.partition, meta.offset.expect("acknowledged with an offset")), key)
+                .is_none(),
+            "offsets are unique"
+        );
     }
     producer.close().await.unwrap();
 
@@ -178,4 +183,31 @@ async fn broker_endpoint_gone() -> String {
     let endpoint = broker.endpoint();
     broker.shutdown().await;
     endpoint
+}
+
+#[tokio::test]
+async fn a_fire_and_forget_producer_does_not_wait_and_the_broker_still_appends() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    admin.create_topic("samples", NewTopic::new(1)).await.unwrap();
+    let producer = Producer::builder(broker.endpoint()).acks(Durability::None).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..50 {
+        deliveries.push(producer.send("samples", ProducerRecord::new(format!("{i}"))).await.unwrap());
+    }
+    for delivery in deliveries {
+        let sent = delivery.await.expect("sent");
+        assert_eq!((sent.offset, sent.durability), (None, Durability::None), "no offset without an answer");
+    }
+    // Closing waits for the broker's answers, so the records are there.
+    producer.close().await.unwrap();
+    let mut consumer = Consumer::builder(broker.endpoint()).build().unwrap();
+    consumer.assign("samples", &[0]);
+    let mut read = Vec::new();
+    while read.len() < 50 {
+        let polled = tokio::time::timeout(brooklet_tests::DEADLINE, consumer.poll()).await.expect("in time");
+        read.extend(polled.unwrap().into_iter().map(|r| String::from_utf8(r.value.to_vec()).unwrap()));
+    }
+    assert_eq!(read, (0..50).map(|i| i.to_string()).collect::<Vec<_>>(), "all appended, in order");
+    broker.shutdown().await;
 }

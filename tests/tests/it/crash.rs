@@ -85,13 +85,9 @@ async fn produce(endpoint: String, acked: Acked, tag: String) {
             let Some((result, value)) = pending.next().await else { break };
             match result {
                 Ok(meta) => {
-                    let previous = acked.lock().insert((meta.partition, meta.offset), value);
-                    assert!(
-                        previous.is_none(),
-                        "two records acknowledged at {}/{}",
-                        meta.partition,
-                        meta.offset
-                    );
+                    let offset = meta.offset.expect("a durable ack carries its offset");
+                    let previous = acked.lock().insert((meta.partition, offset), value);
+                    assert!(previous.is_none(), "two records acknowledged at {}/{offset}", meta.partition);
                 }
                 Err(_) => return,
             }

@@ -129,7 +129,7 @@ pub enum AckMode {
     Durable,
     /// In the storage engine, not yet flushed.
     Written,
-    /// Asks for `written` but does not wait for deliveries.
+    /// Fire and forget: the producer does not wait for the broker's answers.
     None,
 }
 
@@ -137,7 +137,8 @@ impl AckMode {
     fn durability(self) -> Durability {
         match self {
             AckMode::Durable => Durability::Durable,
-            AckMode::Written | AckMode::None => Durability::Written,
+            AckMode::Written => Durability::Written,
+            AckMode::None => Durability::None,
         }
     }
 
