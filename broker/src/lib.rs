@@ -46,4 +46,4 @@ pub mod storage;
 
 pub use config::{Config, Limits};
 pub use error::{Error, Result};
-pub use server::{EmbeddedBroker, Listeners, run};
+pub use server::{EmbeddedBroker, Listeners, ServeError, run};

@@ -45,7 +45,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // A setting the broker refuses is a usage error, like a bad flag.
-            let invalid = matches!(e.downcast_ref(), Some(brooklet_broker::Error::InvalidArgument { .. }));
+            let invalid = matches!(e.downcast_ref(), Some(brooklet_broker::Error::InvalidArgument { .. }))
+                || matches!(e.downcast_ref(), Some(brooklet_broker::ServeError::Config(_)));
             if invalid { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }

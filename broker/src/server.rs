@@ -3,13 +3,13 @@
 //! embedded broker that tests start in-process.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use brooklet_proto::v1 as pb;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,7 @@ use tonic::transport::Server;
 
 use crate::config::Config;
 use crate::connection::accept_loop;
+use crate::error::Error;
 use crate::group::Groups;
 use crate::grpc::Services;
 use crate::log::Log;
@@ -40,6 +41,48 @@ impl From<TcpListener> for Listeners {
     }
 }
 
+/// Why a broker could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is invalid; the source names the setting.
+    #[error("invalid configuration")]
+    Config(#[source] Error),
+    /// A listener could not be bound or read.
+    #[error("cannot listen {what}")]
+    Listen {
+        /// Which listener, and where.
+        what: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The temporary data directory of an embedded broker.
+    #[error("cannot create a temporary data directory")]
+    TempDir(#[source] io::Error),
+    /// Storage could not be opened or recovered, or the final flush failed.
+    #[error("storage in {dir}")]
+    Storage {
+        /// The data directory.
+        dir: String,
+        /// What failed.
+        #[source]
+        source: Error,
+    },
+    /// The reflection service could not read the API's descriptors.
+    #[error("cannot build the reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed")]
+    Transport(#[source] tonic::transport::Error),
+    /// The task running an embedded broker panicked.
+    #[error("the broker's task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+fn listen_error(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> ServeError {
+    move |source| ServeError::Listen { what: what.to_string(), source }
+}
+
 /// Serves a broker on `listeners` until `shutdown` resolves; then stops
 /// accepting, ends waiting reads and streams, lets in-flight requests finish,
 /// and flushes storage. `/readyz` answers 503 from the moment shutdown begins.
@@ -47,29 +90,34 @@ pub async fn run(
     config: Config,
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    config.validate()?;
+) -> Result<(), ServeError> {
+    config.validate().map_err(ServeError::Config)?;
     let Listeners { grpc: listener, metrics: metrics_listener } = listeners.into();
     let metrics_listener = match (metrics_listener, config.metrics_listen) {
         (Some(l), _) => Some(l),
-        (None, Some(addr)) => Some(
-            TcpListener::bind(addr).await.with_context(|| format!("cannot listen for metrics on {addr}"))?,
-        ),
+        (None, Some(addr)) => {
+            Some(TcpListener::bind(addr).await.map_err(listen_error(format_args!("for metrics on {addr}")))?)
+        }
         (None, None) => None,
     };
     let metrics = Metrics::new();
+    let storage_error =
+        |source: Error| ServeError::Storage { dir: config.data_dir.display().to_string(), source };
     let storage = Storage::open(&StorageConfig {
         path: config.data_dir.clone(),
         cache_capacity: config.cache_capacity_bytes,
         flush_every_ms: Some(500),
         flush_max_delay: config.flush_max_delay,
-    })?
+    })
+    .map_err(|e| storage_error(e.into()))?
     .with_flush_observer(Arc::new(metrics.clone()));
     // Every task that holds the database open runs on `tasks`, so that
     // shutdown can wait for the last of them before the directory is reused.
     let tasks = TaskTracker::new();
-    let log = Arc::new(Log::open(storage, config.limits.clone(), config.durability, &tasks)?);
-    let addr = listener.local_addr()?;
+    let log = Arc::new(
+        Log::open(storage, config.limits.clone(), config.durability, &tasks).map_err(storage_error)?,
+    );
+    let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
 
     let stop = CancellationToken::new();
@@ -90,7 +138,8 @@ pub async fn run(
             l,
             metrics_stop.clone(),
             &tasks,
-        )?;
+        )
+        .map_err(listen_error("for metrics"))?;
         tracing::info!(%addr, "metrics serving");
     }
     let services = Services::new(log.clone(), groups, stop.clone(), tasks.clone(), metrics.clone());
@@ -104,8 +153,8 @@ pub async fn run(
             .register_encoded_file_descriptor_set(brooklet_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(ServeError::Reflection)?;
 
     let incoming = Box::pin(accept_loop(
         listener,
@@ -151,9 +200,9 @@ pub async fn run(
         .await;
     metrics.set_ready(false);
     metrics_stop.cancel();
-    served?;
+    served.map_err(ServeError::Transport)?;
 
-    log.storage().sync()?;
+    log.storage().sync().map_err(|e| storage_error(e.into()))?;
     drop(log);
     tasks.close();
     tasks.wait().await;
@@ -171,34 +220,35 @@ pub struct EmbeddedBroker {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     stop: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
 impl EmbeddedBroker {
     /// Starts a broker with default limits in a new temporary directory.
-    pub async fn start() -> anyhow::Result<EmbeddedBroker> {
-        let dir = tempfile::Builder::new().prefix("brooklet-").tempdir()?;
+    pub async fn start() -> Result<EmbeddedBroker, ServeError> {
+        let dir = tempfile::Builder::new().prefix("brooklet-").tempdir().map_err(ServeError::TempDir)?;
         let config = Config::new(dir.path());
         Self::start_in(config, Some(dir)).await
     }
 
     /// Starts a broker with `config`; its data directory is kept afterwards.
-    pub async fn start_with(config: Config) -> anyhow::Result<EmbeddedBroker> {
+    pub async fn start_with(config: Config) -> Result<EmbeddedBroker, ServeError> {
         Self::start_in(config, None).await
     }
 
-    async fn start_in(config: Config, dir: Option<tempfile::TempDir>) -> anyhow::Result<EmbeddedBroker> {
-        config.validate()?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+    async fn start_in(config: Config, dir: Option<tempfile::TempDir>) -> Result<EmbeddedBroker, ServeError> {
+        config.validate().map_err(ServeError::Config)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(listen_error("on 127.0.0.1:0"))?;
+        let addr = listener.local_addr().map_err(listen_error("on 127.0.0.1:0"))?;
         // Bound here, not in `run`, so that a port-0 address is known at once.
         let metrics = match config.metrics_listen {
-            Some(a) => Some(
-                TcpListener::bind(a).await.with_context(|| format!("cannot listen for metrics on {a}"))?,
-            ),
+            Some(a) => {
+                Some(TcpListener::bind(a).await.map_err(listen_error(format_args!("for metrics on {a}")))?)
+            }
             None => None,
         };
-        let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let metrics_addr =
+            metrics.as_ref().map(TcpListener::local_addr).transpose().map_err(listen_error("for metrics"))?;
         let listeners = Listeners { grpc: listener, metrics };
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();
@@ -229,10 +279,10 @@ impl EmbeddedBroker {
 
     /// Stops the broker gracefully and waits until storage is flushed and
     /// closed.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
         self.stop.cancel();
         match self.task.take() {
-            Some(task) => task.await?,
+            Some(task) => task.await.map_err(ServeError::Task)?,
             None => Ok(()),
         }
     }

@@ -43,7 +43,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    brooklet_broker::run(config, listener, shutdown_signal()).await
+    Ok(brooklet_broker::run(config, listener, shutdown_signal()).await?)
 }
 
 /// The effective settings, as a config file would give them.
