@@ -27,8 +27,8 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::record::{Batch, Header, Record};
 use crate::storage::{
-    EncodedBatch, GroupCommit, HEADER_LEN, MAX_STORED_BATCH_BYTES, ProducerSeq, Storage, TIME_INDEX_INTERVAL,
-    TimeIndexEntry, TopicMeta, TopicStore,
+    EncodedBatch, GroupCommit, HEADER_LEN, ProducerSeq, Storage, TARGET_STORED_BATCH_BYTES,
+    TIME_INDEX_INTERVAL, TimeIndexEntry, TopicMeta, TopicStore,
 };
 
 pub use topic_config::TopicConfig;
@@ -752,13 +752,13 @@ impl Log {
 /// Most headers one record may carry.
 pub const MAX_HEADERS: usize = 1024;
 
-/// Splits a partition's records into stored batches no larger than storage
-/// allows, numbering each part's records from 0 (and its producer sequence
+/// Splits a partition's records into stored batches of at most
+/// `TARGET_STORED_BATCH_BYTES` (a larger record alone), numbering each part's records from 0 (and its producer sequence
 /// on from the part before).
 fn encode_parts(mut records: Vec<Record>, producer: Option<ProducerSeq>) -> Vec<EncodedBatch> {
     let seq =
         |start: usize| producer.map(|p| ProducerSeq { base_sequence: p.base_sequence + start as u64, ..p });
-    let limit = MAX_STORED_BATCH_BYTES - HEADER_LEN;
+    let limit = TARGET_STORED_BATCH_BYTES - HEADER_LEN;
     let mut parts = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -976,9 +976,27 @@ mod tests {
         let records: Vec<Record> =
             (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
         let parts = encode_parts(records, None);
-        assert!(parts.len() > 1);
-        assert!(parts.iter().all(|p| p.stored_len() <= MAX_STORED_BATCH_BYTES));
+        assert_eq!(parts.len(), 7, "a record over the target size is a part of its own");
+        assert!(parts.iter().all(|p| p.stored_len() <= crate::storage::MAX_STORED_BATCH_BYTES));
         assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
+    }
+
+    #[test]
+    fn batches_split_near_the_target_size_at_record_boundaries() {
+        let value = Bytes::from(vec![7u8; 1000]);
+        let records: Vec<Record> =
+            (0..300).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
+        let producer = ProducerSeq { producer_id: 9, base_sequence: 100 };
+        let parts = encode_parts(records, Some(producer));
+        assert!(parts.len() >= 300_000 / TARGET_STORED_BATCH_BYTES, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.stored_len() <= TARGET_STORED_BATCH_BYTES));
+        let mut next_sequence = 100;
+        for part in parts {
+            let (header, _) = crate::storage::decode_batch(part.into_value(0).into()).expect("a valid batch");
+            assert_eq!(header.producer.map(|p| p.base_sequence), Some(next_sequence));
+            next_sequence += u64::from(header.record_count);
+        }
+        assert_eq!(next_sequence, 400);
     }
 
     fn open_log(dir: &std::path::Path, tasks: &TaskTracker) -> Log {

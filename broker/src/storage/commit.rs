@@ -62,6 +62,7 @@ impl Syncer {
     /// Blocks until everything written before the call is on disk.
     pub(super) fn sync(&self) -> Result<(), sled::Error> {
         self.db.flush()?;
+        super::release_deferred();
         self.log_file.sync_data()?;
         self.sync_blobs()?;
         Ok(())
