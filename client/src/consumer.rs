@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brooklet_proto::v1;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
@@ -281,6 +282,7 @@ impl ConsumerBuilder {
             positions: Arc::new(Mutex::new(Positions::default())),
             events,
             membership: None,
+            long_polls: Mutex::default(),
         })
     }
 }
@@ -391,6 +393,58 @@ pub struct Consumer {
     events: broadcast::Sender<RebalanceEvent>,
     /// The group task, once subscribed.
     membership: Option<Handle>,
+    /// Long-polls still running from an earlier `poll`; see [`LongPolls`].
+    /// A lock only so that the consumer stays `Sync`: `poll` takes
+    /// `&mut self`, so it is never contended.
+    long_polls: Mutex<LongPolls>,
+}
+
+/// Long-polls of caught-up partitions. When one partition's records arrive
+/// first, `poll` returns them and leaves the other partitions' fetches
+/// running; a later `poll` takes their answers. Cancelling them instead
+/// would reset an HTTP/2 stream per partition per poll, often one the broker
+/// is already answering, and HTTP/2 closes a connection that sees too many
+/// frames for streams it reset (an abuse guard), failing every call on it.
+#[derive(Default)]
+struct LongPolls {
+    running: FuturesUnordered<BoxFuture<'static, Fetched>>,
+    /// What each running fetch reads. A partition whose position moved, or
+    /// whose lease changed, since its fetch began gets a new fetch; the old
+    /// one's records are dropped when it ends (see `Consumer::apply`).
+    targets: Vec<Target>,
+}
+
+impl std::fmt::Debug for LongPolls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LongPolls").field("targets", &self.targets).finish_non_exhaustive()
+    }
+}
+
+impl LongPolls {
+    fn is_running(&self, target: &Target) -> bool {
+        self.targets.contains(target)
+    }
+
+    fn start(&mut self, fetch: BoxFuture<'static, Fetched>, target: Target) {
+        self.targets.push(target);
+        self.running.push(fetch);
+    }
+
+    fn finished(&mut self, fetched: &Fetched) {
+        if let Some(i) = self.targets.iter().position(|t| *t == fetched.target) {
+            self.targets.swap_remove(i);
+        }
+    }
+
+    /// The fetches that have already ended.
+    fn take_ready(&mut self) -> Vec<Fetched> {
+        let mut ready = Vec::new();
+        while let Some(Some(fetched)) = self.running.next().now_or_never() {
+            self.finished(&fetched);
+            ready.push(fetched);
+        }
+        ready
+    }
 }
 
 /// The outcome of one partition's fetch.
@@ -773,7 +827,33 @@ impl Consumer {
             return Ok(Vec::new());
         }
         self.resolve_pending().await?;
+        // Taken out for the poll and put back after it. If the poll itself is
+        // dropped, so are they, which cancels them: their positions have not
+        // moved, so nothing is lost.
+        let mut long_polls = std::mem::take(self.long_polls.get_mut());
+        let result = self.fetch_records(&mut long_polls, &mut changes, deliver).await;
+        *self.long_polls.get_mut() = long_polls;
+        result
+    }
+
+    /// Answers of earlier long-polls first; then a fetch of every partition
+    /// that is behind; then, with all caught up, a long-poll of each and the
+    /// first records to arrive.
+    async fn fetch_records(
+        &self,
+        long_polls: &mut LongPolls,
+        changes: &mut Option<watch::Receiver<View>>,
+        deliver: bool,
+    ) -> Result<Vec<(u64, ConsumerRecord)>> {
+        let ready = long_polls.take_ready();
+        if !ready.is_empty() {
+            let records = self.apply(ready, deliver).await?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
         let (targets, behind) = self.positions.lock().targets();
+        let targets: Vec<Target> = targets.into_iter().filter(|t| !long_polls.is_running(t)).collect();
         if behind {
             let fetched = futures::future::join_all(self.fetches(targets, Duration::ZERO)).await;
             let records = self.apply(fetched, deliver).await?;
@@ -781,21 +861,25 @@ impl Consumer {
                 return Ok(records);
             }
         }
-        // Every partition is caught up: wait on all of them and return the
-        // first records to arrive. Dropping the other fetches cancels them;
-        // their positions have not moved, so nothing is lost.
         let (targets, _) = self.positions.lock().targets();
-        let mut waiting: FuturesUnordered<_> = self.fetches(targets, self.max_wait).into_iter().collect();
+        for target in targets {
+            if long_polls.is_running(&target) {
+                continue;
+            }
+            let fetch = fetch(self.admin.conn.clone(), target.clone(), self.max_bytes, self.max_wait);
+            long_polls.start(Box::pin(fetch), target);
+        }
         loop {
             tokio::select! {
-                fetched = waiting.next() => {
+                fetched = long_polls.running.next() => {
                     let Some(fetched) = fetched else { return Ok(Vec::new()) };
+                    long_polls.finished(&fetched);
                     let records = self.apply(vec![fetched], deliver).await?;
                     if !records.is_empty() {
                         return Ok(records);
                     }
                 }
-                () = assignment_changed(&mut changes) => return Ok(Vec::new()),
+                () = assignment_changed(changes) => return Ok(Vec::new()),
             }
         }
     }

@@ -147,6 +147,51 @@ async fn consumer_stream_follows_live_records() {
     broker.shutdown().await;
 }
 
+/// A consumer caught up on several partitions long-polls each; when one
+/// partition's records come first, the other fetches keep running for the
+/// next poll rather than being cancelled. Each cancel resets an HTTP/2
+/// stream, and HTTP/2 closes a connection that resets too many streams the
+/// broker was already answering, so a busy consumer must not cancel.
+#[tokio::test]
+async fn a_caught_up_consumer_keeps_its_other_long_polls_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = brooklet_broker::Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = TestBroker::start_with(config).await;
+    broker.create_topic("lanes", 3).await;
+    let producer = Producer::builder(broker.endpoint()).build().unwrap();
+    let mut consumer = Consumer::builder(broker.endpoint()).max_wait(Duration::from_secs(5)).build().unwrap();
+    consumer.assign("lanes", &[0, 1, 2]);
+    let mut received = Vec::new();
+    for i in 0..30u32 {
+        let record = ProducerRecord::new(format!("r{i}")).partition(i % 3);
+        producer.send("lanes", record).await.unwrap().await.unwrap();
+        let records = tokio::time::timeout(brooklet_tests::DEADLINE, async {
+            loop {
+                let records = consumer.poll().await.expect("poll");
+                if !records.is_empty() {
+                    return records;
+                }
+            }
+        })
+        .await
+        .expect("the record arrives");
+        received.extend(records.into_iter().map(|r| String::from_utf8(r.value.to_vec()).unwrap()));
+    }
+    assert_eq!(received, (0..30).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    let (_, _, body) = crate::metrics::get(broker.metrics_addr().unwrap(), "/metrics").await;
+    let samples = crate::metrics::parse_exposition(&body);
+    let fetches = |code: &str| {
+        let series =
+            format!(r#"brooklet_requests_total{{rpc="brooklet.v1.ConsumerService/Fetch",code="{code}"}}"#);
+        samples.get(&series).copied().unwrap_or(0.0)
+    };
+    assert!(fetches("OK") >= 30.0, "{body}");
+    assert_eq!(fetches("CANCELLED"), 0.0, "no fetch was cancelled while the consumer ran");
+    drop(consumer);
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_errors_are_typed() {
     let broker = TestBroker::start().await;
