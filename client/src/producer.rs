@@ -562,11 +562,14 @@ impl Shared {
             // numbered under the id they travel with, from where it left off.
             return base;
         }
+        let mut counts = BTreeMap::new();
         for r in records {
-            let partition = r.partition.unwrap_or_default();
+            *counts.entry(r.partition.unwrap_or_default()).or_insert(0u64) += 1;
+        }
+        for (partition, count) in counts {
             let next = state.next_sequence.entry((topic.to_owned(), partition)).or_default();
-            base.entry(partition).or_insert(*next);
-            *next += 1;
+            base.insert(partition, *next);
+            *next += count;
         }
         base
     }

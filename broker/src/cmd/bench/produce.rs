@@ -239,7 +239,6 @@ async fn produce(
         (Some(tx), Some(collector))
     };
     let mut pacer = Pacer::new(plan.rate.map(|rate| rate / f64::from(plan.producers)));
-    let partitions = u64::from(plan.partitions.max(1));
     let mut sent = 0u64;
     let mut failure = None;
     while budget.claim(1) == 1 {
@@ -252,11 +251,11 @@ async fn produce(
         let template = pools.values.get(sent).expect("record sizes are at least 1");
         let value = if plan.stamp { load::stamped(template) } else { template.clone() };
         let mut record = ProducerRecord::new(value);
-        record = match &pools.keys {
-            Some(keys) => record.key(keys[(sent % keys.len() as u64) as usize].clone()),
-            // Each producer starts at its own partition, then takes them in turn.
-            None => record.partition(((u64::from(index) + sent) % partitions) as u32),
-        };
+        // Keyless records go where the client's sticky partitioner puts
+        // them: one batch at a time, as applications' keyless records do.
+        if let Some(keys) = &pools.keys {
+            record = record.key(keys[(sent % keys.len() as u64) as usize].clone());
+        }
         let started = Instant::now();
         let delivery = tokio::select! {
             sent = producer.send(&plan.topic, record) => sent,
