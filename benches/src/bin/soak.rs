@@ -3,10 +3,10 @@
 //! is something one can watch rather than assume.
 //!
 //! ```sh
-//! cargo run --release -p brooklet-benches --bin soak -- [SECONDS] [CACHE_MB]
+//! cargo run --release -p brooklet-benches --bin soak -- [SECONDS] [CACHE_MB] [durable|written]
 //! ```
 //!
-//! Four producers send 1 KiB records with durable acks to four partitions
+//! Four producers send 1 KiB records (durable acks by default) to four partitions
 //! while a consumer reads them back. The broker, producers and consumer
 //! share the process, so the figure is an upper bound on the broker's own
 //! memory. It prints `second, records acked, RSS MB` lines and, at the end,
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use brooklet_benches::random_values;
 use brooklet_broker::{Config, EmbeddedBroker};
-use brooklet_client::{Admin, Consumer, NewTopic, Producer, ProducerRecord};
+use brooklet_client::{Admin, Consumer, Durability, NewTopic, Producer, ProducerRecord};
 
 /// Resident set size of this process in bytes (Linux), from /proc/self/statm.
 fn rss_bytes() -> Option<u64> {
@@ -32,6 +32,11 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(30);
     let cache_mb: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let acks = match args.next().as_deref() {
+        None | Some("durable") => Durability::Durable,
+        Some("written") => Durability::Written,
+        Some(other) => anyhow::bail!("acks must be durable or written, got {other:?}"),
+    };
     let dir = tempfile::tempdir()?;
     let mut config = Config::new(dir.path());
     config.cache_capacity_bytes = cache_mb << 20;
@@ -45,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     for p in 0..4u32 {
         let (endpoint, acked, values) = (broker.endpoint(), acked.clone(), values.clone());
         tasks.push(tokio::spawn(async move {
-            let producer = Producer::builder(endpoint).build()?;
+            let producer = Producer::builder(endpoint).acks(acks).build()?;
             let mut pending = std::collections::VecDeque::new();
             let mut i = 0usize;
             while Instant::now() < deadline {
