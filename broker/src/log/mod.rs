@@ -888,7 +888,7 @@ fn recover_time_index(store: &TopicStore, partition: u32, next_offset: u64) -> R
     let mut producers = producers::Producers::default();
     for header in store.last_headers(partition, RECOVERED_PRODUCER_BATCHES)?.into_iter().rev() {
         if let Some(seq) = header.producer {
-            producers.record(seq, header.record_count, header.base_offset);
+            producers.recover(seq, header.record_count, header.base_offset);
         }
     }
     Ok(Writer { next_offset, max_timestamp_ms, unindexed_bytes, producers })

@@ -101,8 +101,24 @@ impl Producers {
         Err(Error::FailedPrecondition { reason })
     }
 
-    /// Remembers an appended batch.
+    /// Remembers an appended batch, and forgets all but the producer's last
+    /// `BATCHES_PER_PRODUCER`.
     pub fn record(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
+        let p = self.remember(seq, record_count, base_offset);
+        while p.batches.len() > BATCHES_PER_PRODUCER {
+            p.batches.pop_front();
+        }
+    }
+
+    /// Remembers a batch found in storage on open, keeping every one: a
+    /// batch appended in parts is found part by part, and a retry of it
+    /// must find them all. The producer's next `record` trims its batches;
+    /// by then it has moved past any retry.
+    pub fn recover(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
+        self.remember(seq, record_count, base_offset);
+    }
+
+    fn remember(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) -> &mut Producer {
         self.clock += 1;
         let full =
             !self.producers.contains_key(&seq.producer_id) && self.producers.len() >= PRODUCERS_PER_PARTITION;
@@ -114,9 +130,7 @@ impl Producers {
         let p = self.producers.entry(seq.producer_id).or_default();
         p.last_used = self.clock;
         p.batches.push_back(Entry { base_sequence: seq.base_sequence, record_count, base_offset });
-        if p.batches.len() > BATCHES_PER_PRODUCER {
-            p.batches.pop_front();
-        }
+        p
     }
 }
 
@@ -140,7 +154,7 @@ mod tests {
         let gap = p.check(seq(9), 1, "t", 0).unwrap_err().to_string();
         assert!(gap.contains("expected sequence 5, got 9"), "{gap}");
         assert!(p.check(seq(1), 1, "t", 0).is_err(), "a sequence inside an appended batch is not a retry");
-        // A batch stored in two parts (remembered as two after a restart)
+        // A batch stored in parts (remembered part by part after a restart)
         // is still recognised whole.
         let mut parts = Producers::default();
         parts.record(seq(0), 4, 10);
@@ -153,5 +167,18 @@ mod tests {
             p.record(seq(5 + i), 1, 105 + i);
         }
         assert!(p.check(seq(0), 3, "t", 0).is_err());
+    }
+
+    #[test]
+    fn a_batch_recovered_in_many_parts_is_recognised_until_the_producer_moves_on() {
+        let mut p = Producers::default();
+        let parts = 3 * BATCHES_PER_PRODUCER as u64;
+        for i in 0..parts {
+            p.recover(seq(2 * i), 2, 50 + 2 * i);
+        }
+        assert_eq!(p.check(seq(0), 2 * parts as u32, "t", 0).unwrap(), Decision::Duplicate(50));
+        assert_eq!(p.check(seq(2 * parts), 1, "t", 0).unwrap(), Decision::Append);
+        p.record(seq(2 * parts), 1, 50 + 2 * parts);
+        assert!(p.check(seq(0), 2 * parts as u32, "t", 0).is_err(), "trimmed once the producer moved on");
     }
 }

@@ -72,6 +72,37 @@ async fn retried_batches_are_answered_with_their_original_offsets() {
     broker.shutdown().await;
 }
 
+/// A batch large enough to be stored in many parts is still recognised when
+/// retried after a restart, when the broker knows it only from the parts'
+/// headers.
+#[tokio::test]
+async fn a_batch_stored_in_many_parts_is_recognised_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path()).await;
+    broker.create_topic("orders", 1).await;
+    let mut producer = broker.producer();
+    let id = producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id;
+    // 40 records of 10 KB: 400 KB, stored in parts of at most 32 KiB.
+    let value = "v".repeat(10_000);
+    let values: Vec<&str> = (0..40).map(|_| value.as_str()).collect();
+    let first = producer.produce(request(id, 0, 0, &values)).await.unwrap().into_inner().acks[0];
+    assert_eq!((first.base_offset, first.record_count, first.duplicate), (0, 40, false));
+    let fetch = pb::FetchRequest { topic: "orders".into(), ..Default::default() };
+    let batches = broker.consumer().fetch(fetch).await.unwrap().into_inner().batches.len();
+    // More parts than the 5 batches per producer the broker keeps for
+    // matching retries in normal operation.
+    assert!(batches > 5, "{batches} stored batches");
+
+    let broker = broker.restart().await;
+    let mut producer = broker.producer();
+    let retry = producer.produce(request(id, 0, 0, &values)).await.unwrap().into_inner().acks[0];
+    assert_eq!((retry.base_offset, retry.record_count, retry.duplicate), (0, 40, true));
+    assert_eq!(high_watermark(&broker, 0).await, 40, "nothing appended twice");
+    let next = producer.produce(request(id, 0, 40, &["after"])).await.unwrap().into_inner().acks[0];
+    assert_eq!((next.base_offset, next.duplicate), (40, false));
+    broker.shutdown().await;
+}
+
 /// The broker appends a batch, its answer is lost on the way, the client
 /// retries: with the idempotent producer (the default) nothing is written
 /// twice; without it, the retry writes the batch again.
