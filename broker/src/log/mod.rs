@@ -753,8 +753,8 @@ impl Log {
 pub const MAX_HEADERS: usize = 1024;
 
 /// Splits a partition's records into stored batches of at most
-/// `TARGET_STORED_BATCH_BYTES` (a larger record alone), numbering each part's records from 0 (and its producer sequence
-/// on from the part before).
+/// `TARGET_STORED_BATCH_BYTES` (a larger record alone), numbering each
+/// part's records from 0 (and its producer sequence on from the part before).
 fn encode_parts(mut records: Vec<Record>, producer: Option<ProducerSeq>) -> Vec<EncodedBatch> {
     let seq =
         |start: usize| producer.map(|p| ProducerSeq { base_sequence: p.base_sequence + start as u64, ..p });

@@ -3,8 +3,10 @@
 //! in the sequence is refused.
 
 use brooklet_proto::v1 as pb;
+use brooklet_proto::v1::producer_service_client::ProducerServiceClient;
 use brooklet_tests::{TestBroker, record};
 use tonic::Code;
+use tonic::transport::Channel;
 
 fn request(producer_id: u64, partition: u32, base_sequence: u64, values: &[&str]) -> pb::ProduceRequest {
     pb::ProduceRequest {
@@ -14,6 +16,10 @@ fn request(producer_id: u64, partition: u32, base_sequence: u64, values: &[&str]
         base_sequences: [(partition, base_sequence)].into(),
         ..Default::default()
     }
+}
+
+async fn new_producer_id(producer: &mut ProducerServiceClient<Channel>) -> u64 {
+    producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id
 }
 
 async fn high_watermark(broker: &TestBroker, partition: u32) -> u64 {
@@ -27,9 +33,8 @@ async fn retried_batches_are_answered_with_their_original_offsets() {
     let broker = TestBroker::start_in(dir.path()).await;
     broker.create_topic("orders", 2).await;
     let mut producer = broker.producer();
-    let id = producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id;
-    let other =
-        producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id;
+    let id = new_producer_id(&mut producer).await;
+    let other = new_producer_id(&mut producer).await;
     assert!(id > 0 && other != id);
 
     let first = producer.produce(request(id, 0, 0, &["a", "b"])).await.unwrap().into_inner().acks[0];
@@ -66,8 +71,7 @@ async fn retried_batches_are_answered_with_their_original_offsets() {
     assert_eq!((retry.base_offset, retry.duplicate), (2, true));
     let next = producer.produce(request(id, 0, 3, &["d"])).await.unwrap().into_inner().acks[0];
     assert_eq!((next.base_offset, next.duplicate), (4, false));
-    let newer =
-        producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id;
+    let newer = new_producer_id(&mut producer).await;
     assert!(newer > other, "producer ids are never reused across restarts");
     broker.shutdown().await;
 }
@@ -81,7 +85,7 @@ async fn a_batch_stored_in_many_parts_is_recognised_after_a_restart() {
     let broker = TestBroker::start_in(dir.path()).await;
     broker.create_topic("orders", 1).await;
     let mut producer = broker.producer();
-    let id = producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id;
+    let id = new_producer_id(&mut producer).await;
     // 40 records of 10 KB: 400 KB, stored in parts of at most 32 KiB.
     let value = "v".repeat(10_000);
     let values: Vec<&str> = (0..40).map(|_| value.as_str()).collect();
