@@ -15,10 +15,10 @@ use brooklet_proto::v1;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, OnceCell, Semaphore, TryAcquireError, oneshot, watch};
+use tokio::sync::{Notify, OnceCell, Semaphore, TryAcquireError, watch};
 use tokio::time::Instant;
 
-use self::accumulator::{Accumulator, Limits, Request};
+use self::accumulator::{Accumulator, Answer, BatchAck, Limits, Request};
 use crate::admin::Admin;
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
@@ -36,10 +36,16 @@ const MAX_IN_FLIGHT_REQUESTS: usize = 8;
 
 /// A record's acknowledgement, returned by [`Producer::send`]: resolves with
 /// where the record was written once the broker acknowledged its batch.
+///
+/// The records of a batch share one answer, so a delivery costs no channel
+/// or allocation of its own.
 #[derive(Debug)]
 #[must_use = "a delivery tells whether the record was written"]
 pub struct Delivery {
-    reply: oneshot::Receiver<Result<RecordMetadata>>,
+    answer: Answer,
+    /// The record's place in its batch.
+    index: u32,
+    timestamp_ms: Option<i64>,
 }
 
 impl Future for Delivery {
@@ -49,9 +55,20 @@ impl Future for Delivery {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        // The task dropping the reply means it was stopped with the runtime,
-        // before the batch was done.
-        std::pin::Pin::new(&mut self.reply).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+        let (index, timestamp_ms) = (self.index, self.timestamp_ms);
+        std::pin::Pin::new(&mut self.answer).poll(cx).map(|answer| match answer {
+            Ok(Ok(ack)) => Ok(RecordMetadata {
+                topic: ack.topic,
+                partition: ack.partition,
+                offset: ack.base_offset.map(|base| base + u64::from(index)),
+                timestamp_ms,
+                durability: ack.durability,
+            }),
+            Ok(Err(e)) => Err(e),
+            // The batch dropped unanswered: the producer's task was stopped
+            // with the runtime before the batch was done.
+            Err(_) => Err(Error::Closed),
+        })
     }
 }
 
@@ -306,8 +323,7 @@ impl Producer {
     /// for an oversized record, …), [`Error::Unavailable`] or
     /// [`Error::Timeout`].
     pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<Delivery> {
-        let reply = self.handle.shared.enqueue(topic, record).await?;
-        Ok(Delivery { reply })
+        self.handle.shared.enqueue(topic, record).await
     }
 
     /// Waits until every record that joined the buffer before this call is
@@ -339,11 +355,7 @@ impl Producer {
 impl Shared {
     /// Puts `record` in a batch, waiting for buffer space if need be, and
     /// returns where its acknowledgement will arrive.
-    async fn enqueue(
-        &self,
-        topic: &str,
-        record: ProducerRecord,
-    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+    async fn enqueue(&self, topic: &str, record: ProducerRecord) -> Result<Delivery> {
         // Checked first so a closed producer answers at once, without a
         // metadata lookup that may wait for an unreachable broker.
         if self.buffer.is_closed() {
@@ -363,12 +375,12 @@ impl Shared {
                 Arc::clone(&self.buffer).acquire_many_owned(permits).await.map_err(|_| Error::Closed)?
             }
         };
-        let (reply, receiver) = oneshot::channel();
-        let wake = self.state.lock().append(topic, partitions, record, reply, permit, Instant::now())?;
-        if wake {
+        let timestamp_ms = record.timestamp_ms;
+        let slot = self.state.lock().append(topic, partitions, record, permit, Instant::now())?;
+        if slot.wake {
             self.wake.notify_one();
         }
-        Ok(receiver)
+        Ok(Delivery { answer: slot.answer, index: slot.index, timestamp_ms })
     }
 
     /// The partition count of `topic`, checked against the record's explicit
@@ -455,68 +467,48 @@ impl Shared {
     }
 }
 
-/// Sends each record of `request` its metadata or error. Dropping the batches
-/// afterwards returns their buffer space.
+/// Answers each batch of `request` with its acknowledgement or error.
+/// Dropping the batches afterwards returns their buffer space.
 fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
-    let response = match outcome {
-        Ok(response) => response,
-        Err(err) => {
-            for batch in request.batches {
-                for (reply, _) in batch.replies {
-                    // A dropped send future no longer wants its answer.
-                    let _ = reply.send(Err(err.clone()));
-                }
-            }
-            return;
-        }
-    };
-    let durability = Durability::from_proto(response.durability);
-    for batch in request.batches {
+    let topic: Arc<str> = request.topic.as_str().into();
+    for mut batch in request.batches {
         // Answered when sent (acks none).
-        if batch.replies.is_empty() {
-            continue;
-        }
-        let ack = response.acks.iter().find(|a| a.partition == batch.partition);
-        let base_offset = match ack {
-            Some(ack) if ack.record_count as usize == batch.replies.len() => ack.base_offset,
-            _ => {
-                let err = Error::protocol(
+        let Some(reply) = batch.reply.take() else { continue };
+        let answer = match &outcome {
+            Err(err) => Err(err.clone()),
+            Ok(response) => match response.acks.iter().find(|a| a.partition == batch.partition) {
+                Some(ack) if ack.record_count as usize == batch.len => Ok(BatchAck {
+                    topic: Arc::clone(&topic),
+                    partition: batch.partition,
+                    base_offset: Some(ack.base_offset),
+                    durability: Durability::from_proto(response.durability),
+                }),
+                ack => Err(Error::protocol(
                     Op::Produce,
                     format!(
                         "{} records sent to partition {}, acknowledged {:?}",
-                        batch.replies.len(),
+                        batch.len,
                         batch.partition,
                         ack.map(|a| a.record_count)
                     ),
-                );
-                for (reply, _) in batch.replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                continue;
-            }
+                )),
+            },
         };
-        for (offset, (reply, timestamp_ms)) in (base_offset..).zip(batch.replies) {
-            let _ = reply.send(Ok(RecordMetadata {
-                topic: request.topic.clone(),
-                partition: batch.partition,
-                offset: Some(offset),
-                timestamp_ms,
-                durability,
-            }));
-        }
+        // Every delivery dropped: nobody wants the answer.
+        let _ = reply.send(answer);
     }
 }
 
 /// Resolves the deliveries of a fire-and-forget request as it is sent: each
 /// record was handed to the connection, without an offset.
 fn answer_sent(request: &mut Request) {
+    let topic: Arc<str> = request.topic.as_str().into();
     for batch in &mut request.batches {
-        for (reply, timestamp_ms) in batch.replies.drain(..) {
-            let _ = reply.send(Ok(RecordMetadata {
-                topic: request.topic.clone(),
+        if let Some(reply) = batch.reply.take() {
+            let _ = reply.send(Ok(BatchAck {
+                topic: Arc::clone(&topic),
                 partition: batch.partition,
-                offset: None,
-                timestamp_ms,
+                base_offset: None,
                 durability: Durability::None,
             }));
         }
@@ -655,6 +647,8 @@ async fn run(shared: Arc<Shared>) {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt as _;
+
     use super::*;
 
     #[tokio::test]
@@ -706,11 +700,8 @@ mod tests {
         let now = Instant::now();
         let mut replies = Vec::new();
         for p in [0, 1, 1] {
-            let (tx, rx) = oneshot::channel();
-            let permit = Arc::clone(&buffer).try_acquire_many_owned(64).expect("room");
             let record = ProducerRecord::new("v").partition(p).timestamp_ms(5);
-            acc.append("t", 2, record, tx, permit, now).expect("open");
-            replies.push(rx);
+            replies.push(append(&mut acc, &buffer, 2, record, now));
         }
         let mut drained = acc.drain(now, 8);
         let request = drained.requests.remove(0);
@@ -724,8 +715,9 @@ mod tests {
         deliver(request, Ok(response));
         let got: Vec<_> = replies
             .into_iter()
-            .map(|mut rx| {
-                let meta = rx.try_recv().expect("replied").expect("acknowledged");
+            .map(|delivery| {
+                let meta = delivery.now_or_never().expect("replied").expect("acknowledged");
+                assert_eq!(&*meta.topic, "t");
                 (meta.partition, meta.offset, meta.timestamp_ms, meta.durability)
             })
             .collect();
@@ -746,10 +738,7 @@ mod tests {
         let now = Instant::now();
         let mut replies = Vec::new();
         for _ in 0..2 {
-            let (tx, rx) = oneshot::channel();
-            let permit = Arc::clone(&buffer).try_acquire_many_owned(64).expect("room");
-            acc.append("t", 1, ProducerRecord::new("v"), tx, permit, now).expect("open");
-            replies.push(rx);
+            replies.push(append(&mut acc, &buffer, 1, ProducerRecord::new("v"), now));
         }
         let request = acc.drain(now, 8).requests.remove(0);
         let response = v1::ProduceResponse {
@@ -757,9 +746,34 @@ mod tests {
             durability: 0,
         };
         deliver(request, Ok(response));
-        for mut rx in replies {
-            let outcome = rx.try_recv().expect("replied");
+        for delivery in replies {
+            let outcome = delivery.now_or_never().expect("replied");
             assert!(matches!(outcome, Err(Error::Broker { .. })), "{outcome:?}");
         }
+    }
+
+    #[test]
+    fn a_batch_dropped_unanswered_fails_its_deliveries_as_closed() {
+        let buffer = Arc::new(Semaphore::new(1 << 20));
+        let mut acc = Accumulator::new(Limits { linger: Duration::ZERO, max_batch_bytes: 1 << 20 });
+        let now = Instant::now();
+        let delivery = append(&mut acc, &buffer, 1, ProducerRecord::new("v"), now);
+        drop(acc.drain(now, 8));
+        let outcome = delivery.now_or_never().expect("answered by the drop");
+        assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+    }
+
+    /// Appends `record` as `Shared::enqueue` does, without a broker.
+    fn append(
+        acc: &mut Accumulator,
+        buffer: &Arc<Semaphore>,
+        partitions: u32,
+        record: ProducerRecord,
+        now: Instant,
+    ) -> Delivery {
+        let permit = Arc::clone(buffer).try_acquire_many_owned(64).expect("room");
+        let timestamp_ms = record.timestamp_ms;
+        let slot = acc.append("t", partitions, record, permit, now).expect("open");
+        Delivery { answer: slot.answer, index: slot.index, timestamp_ms }
     }
 }

@@ -3,6 +3,8 @@
 //! [`Header`] they share. The conversions to and from the wire types live here
 //! too, crate-private, so no proto type leaks into the public API.
 
+use std::sync::Arc;
+
 use brooklet_proto::v1;
 use bytes::Bytes;
 
@@ -157,8 +159,8 @@ impl Durability {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordMetadata {
-    /// The record's topic.
-    pub topic: String,
+    /// The record's topic (shared by the records of a batch).
+    pub topic: Arc<str>,
     /// The partition it was appended to.
     pub partition: u32,
     /// Its offset in that partition; `None` when the producer did not wait
@@ -175,8 +177,8 @@ pub struct RecordMetadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConsumerRecord {
-    /// The record's topic.
-    pub topic: String,
+    /// The record's topic (shared by the records of a fetch).
+    pub topic: Arc<str>,
     /// Its partition.
     pub partition: u32,
     /// Its offset in the partition.
@@ -202,6 +204,7 @@ pub(crate) fn records_from_batches(
     batches: Vec<v1::RecordBatch>,
 ) -> Vec<ConsumerRecord> {
     let mut records = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+    let topic: Arc<str> = topic.into();
     for batch in batches {
         for record in batch.records {
             let offset = batch.base_offset + u64::from(record.offset_delta);
@@ -209,7 +212,7 @@ pub(crate) fn records_from_batches(
                 continue;
             }
             records.push(ConsumerRecord {
-                topic: topic.to_owned(),
+                topic: Arc::clone(&topic),
                 partition,
                 offset,
                 timestamp_ms: record.timestamp_ms,
@@ -266,7 +269,7 @@ mod tests {
         let records = records_from_batches("t", 2, 11, batches);
         let got: Vec<_> = records.iter().map(|r| (r.offset, &r.value[..])).collect();
         assert_eq!(got, [(11, &b"b"[..]), (12, &b"c"[..]), (13, &b"d"[..])]);
-        assert_eq!(records[0].topic, "t");
+        assert_eq!(&*records[0].topic, "t");
         assert_eq!(records[0].partition, 2);
         assert_eq!(records[0].timestamp_ms, 1001);
         assert_eq!(records[0].headers, [Header::new("h", "x")]);

@@ -8,18 +8,44 @@
 //! reach the broker in the order their records were appended.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use brooklet_proto::partitioner::partition_for_key;
 use brooklet_proto::v1;
+use futures::FutureExt as _;
+use futures::future::Shared;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::record::{ProducerRecord, RecordMetadata};
+use crate::record::{Durability, ProducerRecord};
 
-/// Where a record's acknowledgement (or error) goes.
-pub(crate) type Reply = oneshot::Sender<Result<RecordMetadata>>;
+/// How the broker answered a batch: every record of the batch learns its
+/// outcome from this one value, so a record costs no channel of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchAck {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+    /// The first record's offset; `None` when not waited for (acks none).
+    pub(crate) base_offset: Option<u64>,
+    pub(crate) durability: Durability,
+}
+
+/// The batch's outcome as its records await it. The sender is dropped
+/// unanswered only when the producer's task stopped with its runtime.
+pub(crate) type Answer = Shared<oneshot::Receiver<Result<BatchAck>>>;
+
+/// Where an appended record's outcome will come from: its batch's answer
+/// and its place in the batch.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) answer: Answer,
+    pub(crate) index: u32,
+    /// Whether the sender should look again: a batch was started (it has a
+    /// new deadline) or filled.
+    pub(crate) wake: bool,
+}
 
 /// When a batch is complete.
 #[derive(Debug, Clone, Copy)]
@@ -39,14 +65,15 @@ pub(crate) struct Batch {
     first_seq: u64,
     created: Instant,
     bytes: usize,
-    /// Records in the batch (they travel in `records`, answers in `replies`,
-    /// and both are taken on the way).
+    /// Records in the batch (they travel in `records`, taken on the way).
     pub(crate) len: usize,
     pub(crate) records: Vec<v1::ProduceRecord>,
-    /// One per record, in record order, with the timestamp the producer set.
-    pub(crate) replies: Vec<(Reply, Option<i64>)>,
+    /// Where the outcome goes, once; `None` after it was answered.
+    pub(crate) reply: Option<oneshot::Sender<Result<BatchAck>>>,
+    /// Cloned for each record that joins.
+    answer: Answer,
     /// The buffer space the records hold; released when the batch is dropped,
-    /// which is after its replies are sent.
+    /// which is after its answer is sent.
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -155,21 +182,19 @@ impl Accumulator {
         }
     }
 
-    /// Adds `record` to its partition's open batch, or to a new one.
+    /// Adds `record` to its partition's open batch, or to a new one, and
+    /// says where its outcome will come from.
     ///
     /// `partitions` is the topic's partition count (at least 1); an explicit
-    /// partition must already be checked against it. Returns whether the
-    /// sender should look again: a batch was started (it has a new deadline)
-    /// or filled.
+    /// partition must already be checked against it.
     pub(crate) fn append(
         &mut self,
         topic: &str,
         partitions: u32,
         record: ProducerRecord,
-        reply: Reply,
         permit: OwnedSemaphorePermit,
         now: Instant,
-    ) -> Result<bool> {
+    ) -> Result<Slot> {
         if self.closed {
             return Err(Error::Closed);
         }
@@ -209,22 +234,26 @@ impl Accumulator {
         let batch = queue.open.get_or_insert_with(|| {
             started = true;
             outstanding.insert(seq);
+            let (reply, answer) = oneshot::channel();
             Batch {
                 partition,
                 first_seq: seq,
                 created: now,
                 bytes: 0,
                 len: 0,
-                records: Vec::new(),
-                replies: Vec::new(),
+                // Sized for a full batch of records like this one (up to
+                // 1024), so it is not copied as it grows.
+                records: Vec::with_capacity((max / size.max(1)).clamp(1, 1024)),
+                reply: Some(reply),
+                answer: answer.shared(),
                 permit: None,
             }
         });
+        let index = batch.len as u32;
+        let answer = batch.answer.clone();
         batch.bytes += size;
         batch.len += 1;
-        let timestamp = record.timestamp_ms;
         batch.records.push(record.into_proto(partition));
-        batch.replies.push((reply, timestamp));
         match &mut batch.permit {
             Some(held) => held.merge(permit),
             None => batch.permit = Some(permit),
@@ -236,7 +265,7 @@ impl Accumulator {
                 queues.sticky = Some(other_partition(partition, partitions));
             }
         }
-        Ok(started || full)
+        Ok(Slot { answer, index, wake: started || full })
     }
 
     /// Takes the batches ready to send, packed into at most `capacity`
@@ -351,7 +380,6 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use tokio::sync::Semaphore;
 
@@ -363,7 +391,6 @@ mod tests {
         acc: Accumulator,
         buffer: Arc<Semaphore>,
         now: Instant,
-        replies: Vec<oneshot::Receiver<Result<RecordMetadata>>>,
     }
 
     impl Fixture {
@@ -372,7 +399,6 @@ mod tests {
                 acc: Accumulator::new(Limits { linger: LINGER, max_batch_bytes }),
                 buffer: Arc::new(Semaphore::new(1 << 20)),
                 now: Instant::now(),
-                replies: Vec::new(),
             }
         }
 
@@ -380,9 +406,7 @@ mod tests {
             let permits = u32::try_from(record.size()).expect("small record");
             let permit =
                 Arc::clone(&self.buffer).try_acquire_many_owned(permits).expect("the test buffer has room");
-            let (tx, rx) = oneshot::channel();
-            self.replies.push(rx);
-            self.acc.append(topic, partitions, record, tx, permit, self.now)
+            self.acc.append(topic, partitions, record, permit, self.now).map(|slot| slot.wake)
         }
 
         fn drain(&mut self) -> Drained {
