@@ -376,7 +376,7 @@ impl Shared {
             }
         };
         let timestamp_ms = record.timestamp_ms;
-        let slot = self.state.lock().append(topic, partitions, record, permit, Instant::now())?;
+        let slot = self.state.lock().append(topic, partitions, record, permit, Instant::now)?;
         if slot.wake {
             self.wake.notify_one();
         }
@@ -773,7 +773,7 @@ mod tests {
     ) -> Delivery {
         let permit = Arc::clone(buffer).try_acquire_many_owned(64).expect("room");
         let timestamp_ms = record.timestamp_ms;
-        let slot = acc.append("t", partitions, record, permit, now).expect("open");
+        let slot = acc.append("t", partitions, record, permit, || now).expect("open");
         Delivery { answer: slot.answer, index: slot.index, timestamp_ms }
     }
 }

@@ -186,14 +186,15 @@ impl Accumulator {
     /// says where its outcome will come from.
     ///
     /// `partitions` is the topic's partition count (at least 1); an explicit
-    /// partition must already be checked against it.
+    /// partition must already be checked against it. `now` is asked only
+    /// when the record starts a batch.
     pub(crate) fn append(
         &mut self,
         topic: &str,
         partitions: u32,
         record: ProducerRecord,
         permit: OwnedSemaphorePermit,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Result<Slot> {
         if self.closed {
             return Err(Error::Closed);
@@ -238,7 +239,7 @@ impl Accumulator {
             Batch {
                 partition,
                 first_seq: seq,
-                created: now,
+                created: now(),
                 bytes: 0,
                 len: 0,
                 // Sized for a full batch of records like this one (up to
@@ -406,7 +407,7 @@ mod tests {
             let permits = u32::try_from(record.size()).expect("small record");
             let permit =
                 Arc::clone(&self.buffer).try_acquire_many_owned(permits).expect("the test buffer has room");
-            self.acc.append(topic, partitions, record, permit, self.now).map(|slot| slot.wake)
+            self.acc.append(topic, partitions, record, permit, || self.now).map(|slot| slot.wake)
         }
 
         fn drain(&mut self) -> Drained {
