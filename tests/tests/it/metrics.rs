@@ -197,6 +197,7 @@ async fn metrics_health_and_readiness_are_served_over_http() {
     assert!(at("brooklet_uptime_seconds") > 0.0);
     if cfg!(target_os = "linux") {
         assert!(at("brooklet_process_resident_memory_bytes") > 0.0);
+        assert!(at("brooklet_process_cpu_seconds_total") >= 0.0);
     }
 
     let (status, _, body) = get(addr, "/healthz").await;

@@ -165,16 +165,25 @@ impl Summary {
         per_sec(self.bytes as f64 / 1e6, self.elapsed)
     }
 
-    /// Prints the summary to stdout: text, or one JSON object.
+    /// Prints the summary to stdout: text, or one JSON object. The CPU time
+    /// reported is this process's, from its start: the load generator's for
+    /// the network benches, the storage engine's (and its writers') for
+    /// `bench storage`.
     pub fn print(&self, json: bool) {
+        let cpu = brooklet_broker::metrics::process_cpu_time();
         if json {
-            println!("{}", self.to_json());
+            println!("{}", self.to_json(cpu));
         } else {
-            print!("{}", self.to_text());
+            print!("{}", self.to_text(cpu));
         }
     }
 
-    fn to_json(&self) -> Value {
+    /// CPU microseconds per record.
+    fn cpu_us_per_record(&self, cpu: Duration) -> f64 {
+        if self.records == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / self.records as f64 }
+    }
+
+    fn to_json(&self, cpu: Option<Duration>) -> Value {
         let mut out = Map::new();
         out.insert("bench".into(), self.bench.into());
         out.insert(
@@ -196,13 +205,17 @@ impl Summary {
                 out.insert("latency".into(), why.as_str().into());
             }
         }
+        if let Some(cpu) = cpu {
+            out.insert("cpu_seconds".into(), round(cpu.as_secs_f64(), 3).into());
+            out.insert("cpu_us_per_record".into(), round(self.cpu_us_per_record(cpu), 3).into());
+        }
         for (key, value, _) in &self.extra {
             out.insert((*key).into(), value.clone());
         }
         Value::Object(out)
     }
 
-    fn to_text(&self) -> String {
+    fn to_text(&self, cpu: Option<Duration>) -> String {
         let mut out = format!("brooklet bench {}\n", self.bench);
         let config: Vec<String> = self
             .config
@@ -224,6 +237,15 @@ impl Summary {
             Latency::NotMeasured(why) => {
                 let _ = writeln!(out, "  {:<16}not measured: {why}", "latency");
             }
+        }
+        if let Some(cpu) = cpu {
+            let per_record = self.cpu_us_per_record(cpu);
+            let _ = writeln!(
+                out,
+                "  {:<16}{:.3} s, {per_record:.3} us/record  (this process)",
+                "cpu",
+                cpu.as_secs_f64()
+            );
         }
         for (key, _, text) in &self.extra {
             let _ = writeln!(out, "  {key:<16}{text}");
@@ -302,8 +324,10 @@ mod tests {
         }
         let mut s = summary(Latency::Measured { what: "send to ack".into(), hist });
         s.extra("sent", 2_000_000u64);
-        let v = s.to_json();
+        let v = s.to_json(Some(Duration::from_secs(3)));
         assert_eq!(v["records_per_sec"], 500_000.0);
+        assert_eq!(v["cpu_seconds"], 3.0);
+        assert_eq!(v["cpu_us_per_record"], 1.5);
         assert_eq!(v["mb_per_sec"], 50.0);
         assert_eq!(v["latency_ms"]["p50"], 0.5);
         assert_eq!(v["latency_ms"]["max"], 1.0);
@@ -311,18 +335,20 @@ mod tests {
         assert!(v["latency_ms"]["p999"].as_f64().is_some());
         assert_eq!(v["config"]["producers"], 2);
         assert_eq!(v["sent"], 2_000_000);
-        let text = s.to_text();
+        let text = s.to_text(Some(Duration::from_secs(3)));
         assert!(text.contains("records/s       500000.0"), "{text}");
+        assert!(text.contains("1.500 us/record"), "{text}");
         assert!(text.contains("p50 0.500"), "{text}");
     }
 
     #[test]
     fn no_latency_is_null_with_the_reason() {
         let s = summary(Latency::NotMeasured("deliveries are not awaited".into()));
-        let v = s.to_json();
+        let v = s.to_json(None);
         assert!(v["latency_ms"].is_null());
+        assert!(v.get("cpu_seconds").is_none(), "no CPU figure where it cannot be read");
         assert_eq!(v["latency"], "deliveries are not awaited");
-        assert!(s.to_text().contains("not measured: deliveries are not awaited"));
+        assert!(s.to_text(None).contains("not measured: deliveries are not awaited"));
     }
 
     #[test]
