@@ -2,7 +2,9 @@
 //! batch (as a produce request does) and reading it back, at several batch
 //! sizes of 100-byte records. `written` isolates the encode + sled insert
 //! path; `durable` adds the group-commit flush and fdatasync, so it measures
-//! the disk as much as Brooklet.
+//! the disk as much as Brooklet. `storage/read_by_log_length` reads one
+//! batch at spread-out offsets of logs of 1,000 to 300,000 batches: a fetch
+//! seeks by key, so its time must not grow with the log's length.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,9 +92,48 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
+/// Log lengths, in one-record batches, for `storage/read_by_log_length`.
+const LOG_LENGTHS: [u64; 3] = [1_000, 30_000, 300_000];
+
+fn read_by_log_length(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&rt, dir.path());
+    let cancel = CancellationToken::new();
+    let opts = FetchOpts { max_bytes: RECORD_BYTES, max_wait: Duration::ZERO };
+    let mut group = c.benchmark_group("storage/read_by_log_length");
+    for len in LOG_LENGTHS {
+        let topic = format!("len{len}");
+        rt.block_on(async {
+            log.create_topic(&topic, 1, BTreeMap::new()).await.expect("topic");
+            let record = batch(1);
+            for i in 0..len {
+                // Records are readable once durable: the last append waits
+                // for that, and publishes every record before it too.
+                let acks = if i + 1 == len { Acks::Durable } else { Acks::Written };
+                log.produce(&topic, record.clone(), Some(acks), None).await.expect("append");
+            }
+        });
+        group.bench_function(BenchmarkId::from_parameter(len), |b| {
+            let mut i = 0u64;
+            b.to_async(&rt).iter(|| {
+                // Offsets spread over the whole log (a stride coprime with
+                // every length), not one hot spot.
+                i = (i + 7_919) % len;
+                let (log, cancel, topic) = (&log, &cancel, topic.as_str());
+                async move {
+                    let fetched = log.fetch(topic, 0, i, opts, cancel).await.expect("fetch");
+                    assert_eq!(fetched.batches.first().map(|b| b.base_offset), Some(i));
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = append, read
+    targets = append, read, read_by_log_length
 }
 criterion_main!(benches);
