@@ -753,6 +753,13 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_and_producers_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Delivery>();
+        send_sync::<Producer>();
+    }
+
+    #[test]
     fn a_batch_dropped_unanswered_fails_its_deliveries_as_closed() {
         let buffer = Arc::new(Semaphore::new(1 << 20));
         let mut acc = Accumulator::new(Limits { linger: Duration::ZERO, max_batch_bytes: 1 << 20 });
