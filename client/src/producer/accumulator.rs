@@ -242,9 +242,11 @@ impl Accumulator {
                 created: now(),
                 bytes: 0,
                 len: 0,
-                // Sized for a full batch of records like this one (up to
-                // 1024), so it is not copied as it grows.
-                records: Vec::with_capacity((max / size.max(1)).clamp(1, 1024)),
+                // Room for a full batch of records like this one, up to 64
+                // (an open batch per partition: the cap bounds what many
+                // barely used batches reserve), so it is copied less often
+                // as it grows.
+                records: Vec::with_capacity((max / size.max(1)).clamp(1, 64)),
                 reply: Some(reply),
                 answer: answer.shared(),
                 permit: None,
@@ -381,7 +383,6 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
-
     use tokio::sync::Semaphore;
 
     use super::*;

@@ -209,11 +209,11 @@ fn keys(size: usize) -> Vec<bytes::Bytes> {
         .collect()
 }
 
-/// One producer: sends until the budget runs out, then closes the producer,
-/// which waits for every buffered record.
 /// Records a producer claims from the budget at once, when not paced.
 const CLAIM_CHUNK: u64 = 64;
 
+/// One producer: sends until the budget runs out, then closes the producer,
+/// which waits for every buffered record.
 async fn produce(
     plan: Arc<ProducerPlan>,
     index: u32,
