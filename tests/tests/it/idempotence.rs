@@ -22,6 +22,19 @@ async fn new_producer_id(producer: &mut ProducerServiceClient<Channel>) -> u64 {
     producer.init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner().producer_id
 }
 
+/// A broker in `dir` with an `orders` topic of `partitions`, a producer
+/// client, and a new producer id.
+async fn start_producing(
+    dir: &std::path::Path,
+    partitions: u32,
+) -> (TestBroker, ProducerServiceClient<Channel>, u64) {
+    let broker = TestBroker::start_in(dir).await;
+    broker.create_topic("orders", partitions).await;
+    let mut producer = broker.producer();
+    let id = new_producer_id(&mut producer).await;
+    (broker, producer, id)
+}
+
 async fn high_watermark(broker: &TestBroker, partition: u32) -> u64 {
     let d = broker.admin().describe_topic(pb::DescribeTopicRequest { name: "orders".into() }).await.unwrap();
     d.into_inner().partitions[partition as usize].high_watermark
@@ -30,10 +43,7 @@ async fn high_watermark(broker: &TestBroker, partition: u32) -> u64 {
 #[tokio::test]
 async fn retried_batches_are_answered_with_their_original_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path()).await;
-    broker.create_topic("orders", 2).await;
-    let mut producer = broker.producer();
-    let id = new_producer_id(&mut producer).await;
+    let (broker, mut producer, id) = start_producing(dir.path(), 2).await;
     let other = new_producer_id(&mut producer).await;
     assert!(id > 0 && other != id);
 
@@ -82,10 +92,7 @@ async fn retried_batches_are_answered_with_their_original_offsets() {
 #[tokio::test]
 async fn a_batch_stored_in_many_parts_is_recognised_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path()).await;
-    broker.create_topic("orders", 1).await;
-    let mut producer = broker.producer();
-    let id = new_producer_id(&mut producer).await;
+    let (broker, mut producer, id) = start_producing(dir.path(), 1).await;
     // 40 records of 10 KB: 400 KB, stored in parts of at most 32 KiB.
     let value = "v".repeat(10_000);
     let values: Vec<&str> = (0..40).map(|_| value.as_str()).collect();
