@@ -30,9 +30,15 @@ const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Default bound on the bytes of records buffered and in flight.
 const DEFAULT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
-/// Produce requests in flight at once, across all partitions. Each partition
-/// has at most one, so this bounds concurrency without reordering.
-const MAX_IN_FLIGHT_REQUESTS: usize = 8;
+/// Produce requests in flight at once, across all partitions.
+const MAX_IN_FLIGHT_REQUESTS: usize = 16;
+/// Batches in flight at once to one partition, for an idempotent producer
+/// that has its producer id: the broker appends them in the order of their
+/// sequence numbers whatever order they arrive in. Without idempotence (or
+/// before the id is known) a partition has one batch in flight, so its
+/// records cannot be reordered. Below the broker's memory of five batches
+/// per producer and partition, so a retry is always recognised.
+const MAX_IN_FLIGHT_PER_PARTITION: usize = 4;
 
 /// A record's acknowledgement, returned by [`Producer::send`]: resolves with
 /// where the record was written once the broker acknowledged its batch.
@@ -188,7 +194,10 @@ impl ProducerBuilder {
 /// returns a future that resolves once the broker has acknowledged that
 /// batch. A batch is sent when it reaches `max_batch_bytes` or when its
 /// `linger` expires; a request may carry batches of several partitions of
-/// one topic, and up to 8 requests are in flight, at most one per partition.
+/// one topic, and up to 16 requests are in flight: one batch per partition,
+/// or up to 4 per partition for an idempotent producer once it has its id
+/// (the broker appends them in sequence order whatever order they arrive
+/// in).
 ///
 /// # Partitions
 /// A record goes to its explicit partition if it has one, else to
@@ -213,7 +222,11 @@ impl ProducerBuilder {
 /// lost is answered with its original offsets, never appended twice. After
 /// a batch fails for good (its records report the error, e.g.
 /// [`Error::Timeout`], and may or may not have been appended), the producer
-/// starts a new producer id. Without idempotence, delivery is at least once:
+/// starts a new producer id; the batches already sent after it to the same
+/// partition fail too (the broker waits for the missing batch, then refuses
+/// them as a sequence gap), so acknowledged records of a partition are in
+/// the order they were sent.
+/// Without idempotence, delivery is at least once:
 /// a retry after a lost answer appends the batch again.
 ///
 /// # Closing
@@ -442,7 +455,7 @@ impl Shared {
 
     /// Hands out the outcome of a request, then frees its partitions. Replies
     /// go first so a record's future resolves before `flush` returns.
-    fn finish(&self, request: Request, outcome: Result<v1::ProduceResponse>) {
+    fn finish(&self, request: Request, producer_id: Option<u64>, outcome: Result<v1::ProduceResponse>) {
         if let Err(err) = &outcome {
             if self.acks == Durability::None {
                 let records: usize = request.batches.iter().map(|b| b.len).sum();
@@ -453,7 +466,7 @@ impl Shared {
                     "records sent with acks none were not written"
                 );
             }
-            self.reset_idempotence();
+            self.reset_idempotence(producer_id);
             if err.invalidates_metadata() {
                 self.forget_partitions(&request.topic);
             }
@@ -543,56 +556,86 @@ impl Shared {
         Ok(*state.producer_id.get_or_insert(response.producer_id))
     }
 
-    /// Numbers `records` (one request's) for `producer_id`: for each
-    /// partition, the sequence of its first record in the request.
-    fn sequences(&self, producer_id: u64, topic: &str, records: &[v1::ProduceRecord]) -> BTreeMap<u32, u64> {
-        let mut base = BTreeMap::new();
-        let Some(idempotence) = &self.idempotence else { return base };
-        let mut state = idempotence.lock();
-        if state.producer_id != Some(producer_id) {
-            // A reset happened since the id was read: these records are
-            // numbered under the id they travel with, from where it left off.
-            return base;
+    /// Numbers a request's batches under the current producer id: for
+    /// each partition, the sequence of its first record. `None` when not
+    /// idempotent, when no id is known yet, or when the current id is not
+    /// `expected` (a reset came between reading the id and numbering).
+    fn number(&self, request: &Request, expected: Option<u64>) -> Option<Numbering> {
+        let mut state = self.idempotence.as_ref()?.lock();
+        let producer_id = state.producer_id.filter(|id| expected.is_none_or(|e| e == *id))?;
+        let mut base_sequences = BTreeMap::new();
+        for batch in &request.batches {
+            let next = state.next_sequence.entry((request.topic.clone(), batch.partition)).or_default();
+            base_sequences.insert(batch.partition, *next);
+            *next += batch.len as u64;
         }
-        let mut counts = BTreeMap::new();
-        for r in records {
-            *counts.entry(r.partition.unwrap_or_default()).or_insert(0u64) += 1;
+        Some(Numbering { producer_id, base_sequences })
+    }
+
+    /// How many batches a partition may have in flight now.
+    fn in_flight_per_partition(&self) -> usize {
+        match &self.idempotence {
+            Some(state) if state.lock().producer_id.is_some() => MAX_IN_FLIGHT_PER_PARTITION,
+            _ => 1,
         }
-        for (partition, count) in counts {
-            let next = state.next_sequence.entry((topic.to_owned(), partition)).or_default();
-            base.insert(partition, *next);
-            *next += count;
-        }
-        base
     }
 
     /// After a batch failed, the broker may or may not have it, so the
     /// sequence cannot go on: the next request starts a new producer id.
-    fn reset_idempotence(&self) {
+    /// Batches sent after it under the same id fail too (the broker waits
+    /// for the missing one, then refuses them as a gap), and reset nothing
+    /// once the id has changed.
+    fn reset_idempotence(&self, failed_id: Option<u64>) {
         if let Some(idempotence) = &self.idempotence {
-            *idempotence.lock() = Idempotence::default();
+            let mut state = idempotence.lock();
+            if failed_id.is_none() || state.producer_id == failed_id {
+                *state = Idempotence::default();
+            }
         }
     }
 }
 
-/// Sends one request, retrying while the broker is unreachable. With
-/// idempotence, retries carry the same producer id and sequences, so the
-/// broker answers a batch it already has with its original offsets.
-async fn produce(shared: Arc<Shared>, mut request: Request) -> (Request, Result<v1::ProduceResponse>) {
+/// A request's producer id and, per partition, the sequence number of its
+/// first record.
+#[derive(Debug)]
+struct Numbering {
+    producer_id: u64,
+    base_sequences: BTreeMap<u32, u64>,
+}
+
+/// Sends one request, retrying while the broker is unreachable, and returns
+/// it with the producer id it went under. With idempotence, retries carry
+/// the same producer id and sequences, so the broker answers a batch it
+/// already has with its original offsets.
+///
+/// `numbering` is given when the producer id was known as the request was
+/// taken; otherwise the id is asked for first (the partitions then have one
+/// batch in flight each, so numbering late keeps their order).
+async fn produce(
+    shared: Arc<Shared>,
+    mut request: Request,
+    numbering: Option<Numbering>,
+) -> (Request, Option<u64>, Result<v1::ProduceResponse>) {
+    let numbering = match numbering {
+        Some(numbering) => Some(numbering),
+        None => match shared.producer_id().await {
+            Ok(id) => shared.number(&request, Some(id)),
+            Err(e) => return (request, None, Err(e)),
+        },
+    };
     let records: Vec<v1::ProduceRecord> =
         request.batches.iter_mut().flat_map(|batch| std::mem::take(&mut batch.records)).collect();
-    let producer_id = match shared.producer_id().await {
-        Ok(id) => id,
-        Err(e) => return (request, Err(e)),
+    // Without a numbering (not idempotent, or a reset raced this request)
+    // the request goes without a producer id.
+    let (producer_id, base_sequences) = match numbering {
+        Some(Numbering { producer_id, base_sequences }) => (Some(producer_id), base_sequences),
+        None => (None, BTreeMap::new()),
     };
-    let base_sequences = shared.sequences(producer_id, &request.topic, &records);
     let message = v1::ProduceRequest {
         topic: request.topic.clone(),
         records,
         acks: shared.acks.into_proto(),
-        // Without a sequence (not idempotent, or a reset raced this
-        // request) the request goes without the producer id.
-        producer_id: if base_sequences.is_empty() { 0 } else { producer_id },
+        producer_id: producer_id.unwrap_or(0),
         producer_epoch: 0,
         base_sequences: base_sequences.into_iter().collect(),
     };
@@ -604,7 +647,7 @@ async fn produce(shared: Arc<Shared>, mut request: Request) -> (Request, Result<
             async move { client.produce(req).await }
         })
         .await;
-    (request, outcome)
+    (request, producer_id, outcome)
 }
 
 /// The producer's background task: sends ready batches, at most
@@ -613,20 +656,33 @@ async fn produce(shared: Arc<Shared>, mut request: Request) -> (Request, Result<
 async fn run(shared: Arc<Shared>) {
     let mut in_flight = FuturesUnordered::new();
     loop {
-        let drained = {
+        let per_partition = shared.in_flight_per_partition();
+        let (requests, next_deadline) = {
             let mut state = shared.state.lock();
-            let drained = state.drain(Instant::now(), MAX_IN_FLIGHT_REQUESTS - in_flight.len());
             if state.is_finished() {
                 break;
             }
-            drained
+            // A partition gives one batch per drain: drain again for the
+            // next ones, up to the limits.
+            let now = Instant::now();
+            let mut requests = Vec::new();
+            loop {
+                let capacity = MAX_IN_FLIGHT_REQUESTS - in_flight.len() - requests.len();
+                let drained = state.drain(now, capacity, per_partition);
+                if drained.requests.is_empty() {
+                    break (requests, drained.next_deadline);
+                }
+                requests.extend(drained.requests);
+            }
         };
-        let next_deadline = drained.next_deadline;
-        for mut request in drained.requests {
+        for mut request in requests {
             if shared.acks == Durability::None {
                 answer_sent(&mut request);
             }
-            in_flight.push(produce(Arc::clone(&shared), request));
+            // Numbered now, in the order taken, so a partition's batches
+            // carry rising sequences.
+            let numbering = shared.number(&request, None);
+            in_flight.push(produce(Arc::clone(&shared), request, numbering));
         }
         let linger = async {
             match next_deadline {
@@ -635,8 +691,8 @@ async fn run(shared: Arc<Shared>) {
             }
         };
         tokio::select! {
-            Some((request, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                shared.finish(request, outcome);
+            Some((request, producer_id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                shared.finish(request, producer_id, outcome);
             }
             () = shared.wake.notified() => {}
             () = linger => {}
@@ -703,7 +759,7 @@ mod tests {
             let record = ProducerRecord::new("v").partition(p).timestamp_ms(5);
             replies.push(append(&mut acc, &buffer, 2, record, now));
         }
-        let mut drained = acc.drain(now, 8);
+        let mut drained = acc.drain(now, 8, 1);
         let request = drained.requests.remove(0);
         let response = v1::ProduceResponse {
             acks: vec![
@@ -740,7 +796,7 @@ mod tests {
         for _ in 0..2 {
             replies.push(append(&mut acc, &buffer, 1, ProducerRecord::new("v"), now));
         }
-        let request = acc.drain(now, 8).requests.remove(0);
+        let request = acc.drain(now, 8, 1).requests.remove(0);
         let response = v1::ProduceResponse {
             acks: vec![v1::PartitionAck { partition: 0, base_offset: 0, record_count: 1, duplicate: false }],
             durability: 0,
@@ -765,7 +821,7 @@ mod tests {
         let mut acc = Accumulator::new(Limits { linger: Duration::ZERO, max_batch_bytes: 1 << 20 });
         let now = Instant::now();
         let delivery = append(&mut acc, &buffer, 1, ProducerRecord::new("v"), now);
-        drop(acc.drain(now, 8));
+        drop(acc.drain(now, 8, 1));
         let outcome = delivery.now_or_never().expect("answered by the drop");
         assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -190,6 +190,9 @@ struct Partition {
     /// The high watermark at the last compaction: a partition with nothing
     /// new is not compacted again.
     compacted_to: AtomicU64,
+    /// Notified after each idempotent producer's append, for batches that
+    /// arrived ahead of it.
+    sequenced: Notify,
 }
 
 impl Log {
@@ -345,7 +348,11 @@ impl Log {
     ) -> Result<(Vec<Appended>, Acks)> {
         let topic = self.topic(topic)?;
         let acks = acks.or(topic.config().flush_mode).unwrap_or(self.default_acks);
-        let appended = self.append(&topic, records, producer)?;
+        let batches = self.prepare(&topic, records, producer)?;
+        if producer.is_some() {
+            wait_for_earlier_batches(&topic, &batches).await?;
+        }
+        let appended = self.append(&topic, batches)?;
         // Records become readable once they are on disk, whatever the ack
         // waits for: a consumer never reads what a crash could take back.
         match acks {
@@ -387,12 +394,14 @@ impl Log {
         Ok(self.storage.generate_id()? + 1)
     }
 
-    fn append(
+    /// Validates a produce request's records and encodes them into one
+    /// batch per partition, writing nothing.
+    fn prepare(
         &self,
         topic: &Topic,
         records: Vec<NewRecord>,
         producer: Option<&Idempotence>,
-    ) -> Result<Vec<Appended>> {
+    ) -> Result<Vec<PreparedBatch>> {
         let incoming: usize = records.iter().map(NewRecord::size).sum();
         self.check_free_space(incoming as u64)?;
         if records.is_empty() {
@@ -465,15 +474,24 @@ impl Log {
             });
         }
 
-        let mut acks = Vec::with_capacity(by_partition.len());
-        for (partition, records) in by_partition {
-            let record_count = records.len() as u32;
-            let bytes = records.iter().map(Record::size).sum::<usize>() as u64;
-            let seq = producer.map(|p| ProducerSeq {
-                producer_id: p.producer_id,
-                base_sequence: p.base_sequences[&partition],
-            });
-            let parts = encode_parts(records, seq);
+        Ok(by_partition
+            .into_iter()
+            .map(|(partition, records)| {
+                let record_count = records.len() as u32;
+                let bytes = records.iter().map(Record::size).sum::<usize>() as u64;
+                let seq = producer.map(|p| ProducerSeq {
+                    producer_id: p.producer_id,
+                    base_sequence: p.base_sequences[&partition],
+                });
+                PreparedBatch { partition, record_count, bytes, seq, parts: encode_parts(records, seq) }
+            })
+            .collect())
+    }
+
+    /// Appends prepared batches, partition by partition.
+    fn append(&self, topic: &Topic, batches: Vec<PreparedBatch>) -> Result<Vec<Appended>> {
+        let mut acks = Vec::with_capacity(batches.len());
+        for PreparedBatch { partition, record_count, bytes, seq, parts } in batches {
             let (base_offset, duplicate) = topic.partitions[partition as usize].append(
                 &topic.store,
                 &topic.meta.name,
@@ -752,6 +770,60 @@ impl Log {
 /// Most headers one record may carry.
 pub const MAX_HEADERS: usize = 1024;
 
+/// How long an idempotent producer's batch that arrives ahead of an earlier
+/// one waits for it. A producer may have several requests in flight to a
+/// partition, and the broker serves each request (an HTTP/2 stream) on its
+/// own, so a later one can overtake an earlier one by a scheduling slice;
+/// an earlier batch still missing after this long was lost, and the later
+/// one is refused as a sequence gap.
+const SEQUENCE_WAIT: Duration = Duration::from_secs(5);
+
+/// One partition's records of a produce request, validated and encoded.
+#[derive(Debug)]
+struct PreparedBatch {
+    partition: u32,
+    record_count: u32,
+    bytes: u64,
+    seq: Option<ProducerSeq>,
+    parts: Vec<EncodedBatch>,
+}
+
+/// Waits until every batch of an idempotent producer's request is next in
+/// its partition's sequence (or a retry of one appended), so the request's
+/// batches are appended in the order the producer numbered them. Refuses
+/// the request, before anything is written, if a batch is too old or the
+/// batches before it do not arrive within `SEQUENCE_WAIT` (unless the
+/// partition does not know the producer: then the batch is taken as new).
+async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch]) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + SEQUENCE_WAIT;
+    for batch in batches {
+        let Some(seq) = batch.seq else { continue };
+        let partition = &topic.partitions[batch.partition as usize];
+        loop {
+            // Registered before the check, so an append right after it
+            // still wakes this wait.
+            let appended = partition.sequenced.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let decision = partition.writer.lock().producers.check(
+                seq,
+                batch.record_count,
+                &topic.meta.name,
+                batch.partition,
+            )?;
+            let producers::Decision::Ahead { expected, unknown } = decision else { break };
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                if unknown {
+                    // Forgotten, or its first batch was lost: taken as new.
+                    break;
+                }
+                return Err(producers::gap(seq, expected, &topic.meta.name, batch.partition));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Splits a partition's records into stored batches of at most
 /// `TARGET_STORED_BATCH_BYTES` (a larger record alone), numbering each
 /// part's records from 0 (and its producer sequence on from the part before).
@@ -903,6 +975,7 @@ impl Partition {
             writer: Mutex::new(writer),
             high_watermark: watch::Sender::new(next_offset),
             log_start: AtomicU64::new(log_start),
+            sequenced: Notify::new(),
         }
     }
 
@@ -932,8 +1005,14 @@ impl Partition {
             Some(seq) => w.producers.check(seq, count as u32, topic, partition)?,
             None => producers::Decision::Append,
         };
-        if let producers::Decision::Duplicate(base) = decision {
-            return Ok((base, true));
+        match (decision, producer) {
+            (producers::Decision::Duplicate(base), _) => return Ok((base, true)),
+            // The wait before the append is over: a producer the partition
+            // does not know is taken as new, a known one has a gap.
+            (producers::Decision::Ahead { expected, unknown: false }, Some(seq)) => {
+                return Err(producers::gap(seq, expected, topic, partition));
+            }
+            _ => {}
         }
         let base = w.next_offset;
         let next = base + count;
@@ -949,6 +1028,10 @@ impl Partition {
         w.unindexed_bytes = if index.is_some() { 0 } else { w.unindexed_bytes + bytes };
         if let Some(seq) = producer {
             w.producers.record(seq, count as u32, base);
+        }
+        drop(w);
+        if producer.is_some() {
+            self.sequenced.notify_waiters();
         }
         self.stored_bytes.fetch_add(bytes, Ordering::Relaxed);
 

@@ -10,13 +10,14 @@ use std::collections::{HashMap, VecDeque};
 use crate::error::{Error, Result};
 use crate::storage::ProducerSeq;
 
-/// Batches remembered per producer and partition: a producer has at most
-/// this many requests in flight per partition, so a retry is always of one
+/// Batches remembered per producer and partition: a producer has fewer
+/// requests than this in flight per partition, so a retry is always of one
 /// of them.
 pub const BATCHES_PER_PRODUCER: usize = 5;
 
 /// Producers remembered per partition; the least recently active is
-/// forgotten first. A forgotten producer's next batch is accepted as new.
+/// forgotten first. A forgotten producer's next batch is accepted as new,
+/// once it has waited for earlier batches that never come.
 pub const PRODUCERS_PER_PARTITION: usize = 1024;
 
 /// What to do with a producer's batch.
@@ -26,6 +27,29 @@ pub enum Decision {
     Append,
     /// Already appended at this base offset: answer with it.
     Duplicate(u64),
+    /// Ahead of the producer's next sequence, `expected`: an earlier batch
+    /// has not arrived yet (requests in flight together can overtake each
+    /// other). It waits for it; if it never comes, [`gap`] refuses it.
+    Ahead {
+        /// The sequence the partition expects next from the producer.
+        expected: u64,
+        /// The partition knows nothing of the producer: its first batch may
+        /// still be coming, or the producer was forgotten (see
+        /// `PRODUCERS_PER_PARTITION`), whose batch is taken as new once
+        /// the wait is over.
+        unknown: bool,
+    },
+}
+
+/// Refuses a batch whose earlier batches never arrived.
+pub fn gap(seq: ProducerSeq, expected: u64, topic: &str, partition: u32) -> Error {
+    Error::FailedPrecondition {
+        reason: format!(
+            "sequence gap for producer {} on {topic}/{partition}: expected sequence {expected}, got {}; \
+             the batches in between never arrived",
+            seq.producer_id, seq.base_sequence
+        ),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,7 +74,7 @@ pub struct Producers {
 
 impl Producers {
     /// Whether a batch of `record_count` records with `seq` is new, a
-    /// duplicate, or out of order (an error that says which).
+    /// duplicate, ahead of an earlier batch, or too old (an error).
     pub fn check(
         &self,
         seq: ProducerSeq,
@@ -58,11 +82,16 @@ impl Producers {
         topic: &str,
         partition: u32,
     ) -> Result<Decision> {
+        // A producer numbers each partition's records from 0.
+        let unknown = || match seq.base_sequence {
+            0 => Decision::Append,
+            _ => Decision::Ahead { expected: 0, unknown: true },
+        };
         let Some(p) = self.producers.get(&seq.producer_id) else {
-            return Ok(Decision::Append);
+            return Ok(unknown());
         };
         let Some(last) = p.batches.back() else {
-            return Ok(Decision::Append);
+            return Ok(unknown());
         };
         let expected = last.base_sequence + u64::from(last.record_count);
         if seq.base_sequence == expected {
@@ -85,20 +114,16 @@ impl Producers {
                 }
             }
         }
-        let reason = if seq.base_sequence > expected {
-            format!(
-                "sequence gap for producer {} on {topic}/{partition}: expected sequence {expected}, got {}; \
-                 the batches in between never arrived",
-                seq.producer_id, seq.base_sequence
-            )
-        } else {
-            format!(
+        if seq.base_sequence > expected {
+            return Ok(Decision::Ahead { expected, unknown: false });
+        }
+        Err(Error::FailedPrecondition {
+            reason: format!(
                 "sequence {} of producer {} on {topic}/{partition} is older than the last {BATCHES_PER_PRODUCER} \
                  batches kept, or does not match the batch appended with it",
                 seq.base_sequence, seq.producer_id
-            )
-        };
-        Err(Error::FailedPrecondition { reason })
+            ),
+        })
     }
 
     /// Remembers an appended batch, and forgets all but the producer's last
@@ -145,13 +170,15 @@ mod tests {
     #[test]
     fn retries_are_recognised_and_gaps_refused() {
         let mut p = Producers::default();
+        assert_eq!(p.check(seq(3), 2, "t", 0).unwrap(), Decision::Ahead { expected: 0, unknown: true });
         assert_eq!(p.check(seq(0), 3, "t", 0).unwrap(), Decision::Append);
         p.record(seq(0), 3, 100);
         assert_eq!(p.check(seq(3), 2, "t", 0).unwrap(), Decision::Append);
         p.record(seq(3), 2, 103);
         assert_eq!(p.check(seq(0), 3, "t", 0).unwrap(), Decision::Duplicate(100));
         assert_eq!(p.check(seq(3), 2, "t", 0).unwrap(), Decision::Duplicate(103));
-        let gap = p.check(seq(9), 1, "t", 0).unwrap_err().to_string();
+        assert_eq!(p.check(seq(9), 1, "t", 0).unwrap(), Decision::Ahead { expected: 5, unknown: false });
+        let gap = gap(seq(9), 5, "t", 0).to_string();
         assert!(gap.contains("expected sequence 5, got 9"), "{gap}");
         assert!(p.check(seq(1), 1, "t", 0).is_err(), "a sequence inside an appended batch is not a retry");
         // A batch stored in parts (remembered part by part after a restart)

@@ -3,9 +3,12 @@
 //! send and how they pack into requests. Pure state: no I/O, no clock of its
 //! own (callers pass `now`), so it is tested without a broker or a runtime.
 //!
-//! Invariant: a partition has at most one batch in flight, and only the
-//! oldest unsent batch of a partition is ever taken, so a partition's batches
-//! reach the broker in the order their records were appended.
+//! Invariant: a partition has at most the `drain` caller's limit of batches
+//! in flight, and only the oldest unsent batch of a partition is ever taken,
+//! so a partition's batches leave in the order their records were appended.
+//! (With more than one in flight they may still reach the broker out of
+//! order; the producer allows that only when the broker can restore the
+//! order from the batches' sequence numbers.)
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -106,7 +109,8 @@ struct PartitionQueue {
     sealed: VecDeque<Batch>,
     /// The batch records join; younger than every sealed one.
     open: Option<Batch>,
-    in_flight: bool,
+    /// Batches sent and not yet completed.
+    in_flight: usize,
 }
 
 impl PartitionQueue {
@@ -277,15 +281,16 @@ impl Accumulator {
     ///
     /// A batch is ready when it is full, its linger has passed, a flush asked
     /// for it, or the producer is closing; and only if its partition has
-    /// nothing in flight.
-    pub(crate) fn drain(&mut self, now: Instant, mut capacity: usize) -> Drained {
+    /// fewer than `per_partition` batches in flight. A partition gives at
+    /// most one batch per call.
+    pub(crate) fn drain(&mut self, now: Instant, mut capacity: usize, per_partition: usize) -> Drained {
         let Limits { linger, max_batch_bytes } = self.limits;
         let mut requests = Vec::new();
         let mut next_deadline: Option<Instant> = None;
         'topics: for (topic, queues) in &mut self.topics {
             let mut request: Option<(Request, usize)> = None;
             for (&partition, queue) in &mut queues.partitions {
-                if queue.in_flight {
+                if queue.in_flight >= per_partition {
                     continue;
                 }
                 let Some(front) = queue.front() else {
@@ -317,7 +322,7 @@ impl Accumulator {
                 let Some(batch) = queue.sealed.pop_front().or_else(|| queue.open.take()) else {
                     continue;
                 };
-                queue.in_flight = true;
+                queue.in_flight += 1;
                 *bytes += batch.bytes;
                 request.batches.push(batch);
                 if queues.sticky == Some(partition) {
@@ -348,8 +353,8 @@ impl Accumulator {
         };
         for &(partition, _) in keys {
             if let Some(queue) = queues.partitions.get_mut(&partition) {
-                queue.in_flight = false;
-                if queue.is_empty() {
+                queue.in_flight = queue.in_flight.saturating_sub(1);
+                if queue.is_empty() && queue.in_flight == 0 {
                     queues.partitions.remove(&partition);
                 }
             }
@@ -412,7 +417,7 @@ mod tests {
         }
 
         fn drain(&mut self) -> Drained {
-            self.acc.drain(self.now, 8)
+            self.acc.drain(self.now, 8, 1)
         }
     }
 
@@ -517,6 +522,29 @@ mod tests {
     }
 
     #[test]
+    fn batches_of_a_partition_leave_in_order_up_to_the_in_flight_limit() {
+        let size = ProducerRecord::new("v").partition(0).size();
+        let mut f = Fixture::new(size);
+        for _ in 0..4 {
+            f.append("t", 1, ProducerRecord::new("v").partition(0)).expect("append");
+        }
+        let sent: Vec<Drained> = (0..3).map(|_| f.acc.drain(f.now, 8, 2)).collect();
+        let firsts: Vec<u64> =
+            sent.iter().flat_map(|d| &d.requests).map(|r| r.batches[0].first_seq).collect();
+        assert_eq!(firsts, [0, 1], "two in flight, the oldest first; the third waits");
+        complete(&mut f.acc, &sent[0]);
+        let third = f.acc.drain(f.now, 8, 2);
+        assert_eq!(third.requests[0].batches[0].first_seq, 2);
+        assert!(f.acc.drain(f.now, 8, 2).requests.is_empty(), "two in flight again");
+        complete(&mut f.acc, &sent[1]);
+        complete(&mut f.acc, &third);
+        let fourth = f.acc.drain(f.now, 8, 2);
+        assert_eq!(fourth.requests[0].batches[0].first_seq, 3);
+        complete(&mut f.acc, &fourth);
+        assert!(f.acc.topics["t"].partitions.is_empty(), "a partition with nothing left is forgotten");
+    }
+
+    #[test]
     fn ready_batches_of_a_topic_share_a_request_up_to_the_size_limit() {
         let size = ProducerRecord::new("v").partition(0).size();
         let mut f = Fixture::new(size * 2);
@@ -543,10 +571,10 @@ mod tests {
         for p in 0..4 {
             f.append("t", 4, ProducerRecord::new("v").partition(p)).expect("append");
         }
-        let drained = f.acc.drain(f.now, 3);
+        let drained = f.acc.drain(f.now, 3, 1);
         assert_eq!(drained.requests.len(), 3);
         assert_eq!(drained.next_deadline, None);
-        let rest = f.acc.drain(f.now, 3);
+        let rest = f.acc.drain(f.now, 3, 1);
         assert_eq!(shape(&rest), [("t".to_owned(), vec![(3, 1)])]);
     }
 

@@ -4,7 +4,7 @@
 
 use brooklet_proto::v1 as pb;
 use brooklet_proto::v1::producer_service_client::ProducerServiceClient;
-use brooklet_tests::{TestBroker, record};
+use brooklet_tests::{TestBroker, eventually, record};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -120,7 +120,7 @@ async fn a_batch_stored_in_many_parts_is_recognised_after_a_restart() {
 #[tokio::test]
 async fn a_lost_answer_and_a_retry_write_nothing_twice() {
     use brooklet_client::{Producer, ProducerRecord};
-    use brooklet_tests::{Proxy, eventually};
+    use brooklet_tests::Proxy;
 
     let broker = TestBroker::start().await;
     broker.create_topic("orders", 2).await;
@@ -177,5 +177,52 @@ async fn a_lost_answer_and_a_retry_write_nothing_twice() {
         assert_eq!(copies, expected_copies, "idempotent: {idempotent}");
         producer.close().await.unwrap();
     }
+    broker.shutdown().await;
+}
+
+async fn requests_in_flight(metrics: std::net::SocketAddr) -> f64 {
+    let (_, _, body) = crate::metrics::get(metrics, "/metrics").await;
+    crate::metrics::parse_exposition(&body)["brooklet_requests_in_flight"]
+}
+
+/// A producer's requests in flight together may reach the broker out of
+/// order: a batch ahead of its predecessor waits for it, and the two are
+/// appended in sequence order, for a producer the partition knows and for
+/// its first batches too.
+#[tokio::test]
+async fn a_batch_that_overtakes_its_predecessor_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = brooklet_broker::Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = TestBroker::start_with(config).await;
+    let metrics = broker.metrics_addr().expect("metrics are served");
+    broker.create_topic("orders", 1).await;
+    let mut producer = broker.producer();
+    let id = new_producer_id(&mut producer).await;
+
+    for (first, second) in [((0, ["a", "b"]), (2, ["c"])), ((3, ["d", "e"]), (5, ["f"]))] {
+        let mut ahead = broker.producer();
+        let later = tokio::spawn(async move { ahead.produce(request(id, 0, second.0, &second.1)).await });
+        eventually("the later batch to wait at the broker", || async {
+            (requests_in_flight(metrics).await >= 1.0).then_some(())
+        })
+        .await;
+        assert_eq!(high_watermark(&broker, 0).await, first.0, "the later batch is not appended ahead");
+        let earlier = producer.produce(request(id, 0, first.0, &first.1)).await.unwrap().into_inner().acks[0];
+        assert_eq!(earlier.base_offset, first.0);
+        let later = later.await.unwrap().unwrap().into_inner().acks[0];
+        assert_eq!((later.base_offset, later.duplicate), (second.0, false));
+    }
+    let fetch = pb::FetchRequest { topic: "orders".into(), ..Default::default() };
+    let batches = broker.consumer().fetch(fetch).await.unwrap().into_inner().batches;
+    let values: Vec<String> =
+        brooklet_tests::offsets_and_values(&batches).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, ["a", "b", "c", "d", "e", "f"]);
+
+    // A producer the partition does not know, whose earlier batches never
+    // come (it was forgotten), is taken as new once the wait is over.
+    let stranger = new_producer_id(&mut producer).await;
+    let late = producer.produce(request(stranger, 0, 9, &["g"])).await.unwrap().into_inner().acks[0];
+    assert_eq!((late.base_offset, late.duplicate), (6, false));
     broker.shutdown().await;
 }
