@@ -62,6 +62,27 @@ async fn producer_batches_keyed_records_and_consumer_reads_them_in_order() {
     broker.shutdown().await;
 }
 
+/// Small batches to one partition: the idempotent producer keeps several in
+/// flight at once, they may reach the broker out of order, and still every
+/// record lands at the offset of its place in the send order.
+#[tokio::test]
+async fn pipelined_batches_of_a_partition_keep_the_send_order() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    admin.create_topic("orders", NewTopic::new(1)).await.unwrap();
+    let producer = Producer::builder(broker.endpoint()).max_batch_bytes(256).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..2_000u64 {
+        deliveries
+            .push(producer.send("orders", ProducerRecord::new(format!("record-{i:05}"))).await.unwrap());
+    }
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, Some(i as u64), "record {i}");
+    }
+    producer.close().await.unwrap();
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_group_resumes_from_its_committed_offsets() {
     let broker = TestBroker::start().await;

@@ -201,6 +201,10 @@ async fn a_batch_that_overtakes_its_predecessor_waits_for_it() {
     let id = new_producer_id(&mut producer).await;
 
     for (first, second) in [((0, ["a", "b"]), (2, ["c"])), ((3, ["d", "e"]), (5, ["f"]))] {
+        eventually("earlier requests to finish", || async {
+            (requests_in_flight(metrics).await == 0.0).then_some(())
+        })
+        .await;
         let mut ahead = broker.producer();
         let later = tokio::spawn(async move { ahead.produce(request(id, 0, second.0, &second.1)).await });
         eventually("the later batch to wait at the broker", || async {
