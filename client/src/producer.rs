@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brooklet_proto::v1;
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OnceCell, Semaphore, TryAcquireError, watch};
 use tokio::time::Instant;
@@ -572,12 +572,9 @@ impl Shared {
         Some(Numbering { producer_id, base_sequences })
     }
 
-    /// How many batches a partition may have in flight now.
-    fn in_flight_per_partition(&self) -> usize {
-        match &self.idempotence {
-            Some(state) if state.lock().producer_id.is_some() => MAX_IN_FLIGHT_PER_PARTITION,
-            _ => 1,
-        }
+    /// The producer id, if idempotent and known.
+    fn current_producer_id(&self) -> Option<u64> {
+        self.idempotence.as_ref()?.lock().producer_id
     }
 
     /// After a batch failed, the broker may or may not have it, so the
@@ -585,10 +582,12 @@ impl Shared {
     /// Batches sent after it under the same id fail too (the broker waits
     /// for the missing one, then refuses them as a gap), and reset nothing
     /// once the id has changed.
+    /// A request that failed before it was numbered sent nothing under an
+    /// id, and resets nothing.
     fn reset_idempotence(&self, failed_id: Option<u64>) {
         if let Some(idempotence) = &self.idempotence {
             let mut state = idempotence.lock();
-            if failed_id.is_none() || state.producer_id == failed_id {
+            if failed_id.is_some() && state.producer_id == failed_id {
                 *state = Idempotence::default();
             }
         }
@@ -655,8 +654,22 @@ async fn produce(
 /// closed and everything is done.
 async fn run(shared: Arc<Shared>) {
     let mut in_flight = FuturesUnordered::new();
+    // In-flight requests by the producer id they were numbered under when
+    // taken (`None`: not numbered then).
+    let mut taken_under: BTreeMap<Option<u64>, usize> = BTreeMap::new();
     loop {
-        let per_partition = shared.in_flight_per_partition();
+        // Several batches per partition only while every request in flight
+        // was numbered, when taken, under the current id: then a partition's
+        // batches carry rising sequences of one id, which the broker puts in
+        // order. A request still to be numbered, or one under an id a
+        // failure dropped, may end up behind a newer batch of its partition,
+        // so until those are done a partition takes a batch only when it has
+        // none in flight.
+        let current = shared.current_producer_id();
+        let per_partition = match current {
+            Some(id) if taken_under.keys().all(|k| *k == Some(id)) => MAX_IN_FLIGHT_PER_PARTITION,
+            _ => 1,
+        };
         let (requests, next_deadline) = {
             let mut state = shared.state.lock();
             if state.is_finished() {
@@ -682,7 +695,9 @@ async fn run(shared: Arc<Shared>) {
             // Numbered now, in the order taken, so a partition's batches
             // carry rising sequences.
             let numbering = shared.number(&request, None);
-            in_flight.push(produce(Arc::clone(&shared), request, numbering));
+            let key = numbering.as_ref().map(|n| n.producer_id);
+            *taken_under.entry(key).or_default() += 1;
+            in_flight.push(produce(Arc::clone(&shared), request, numbering).map(move |done| (key, done)));
         }
         let linger = async {
             match next_deadline {
@@ -691,7 +706,13 @@ async fn run(shared: Arc<Shared>) {
             }
         };
         tokio::select! {
-            Some((request, producer_id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((key, (request, producer_id, outcome))) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(count) = taken_under.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        taken_under.remove(&key);
+                    }
+                }
                 shared.finish(request, producer_id, outcome);
             }
             () = shared.wake.notified() => {}

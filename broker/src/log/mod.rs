@@ -453,6 +453,24 @@ impl Log {
         }) {
             return Err(Error::invalid("base_sequences", format!("no base sequence for partition {p}")));
         }
+        if let Some(p) = producer {
+            // Sequences of a request's records must not run past u64::MAX.
+            let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+            for part in records.iter().filter_map(|r| r.partition) {
+                *counts.entry(part).or_default() += 1;
+            }
+            for (part, count) in counts {
+                let base = p.base_sequences[&part];
+                if base.checked_add(count).is_none() {
+                    return Err(Error::invalid(
+                        format!("base_sequences[{part}]"),
+                        format!(
+                            "{base} plus the partition's {count} records passes the largest sequence number"
+                        ),
+                    ));
+                }
+            }
+        }
 
         // Keyless records of one request share a partition, so they form one
         // batch; the next request's go to the next partition.
@@ -812,12 +830,18 @@ async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch]) -> R
                 batch.partition,
             )?;
             let producers::Decision::Ahead { expected, unknown } = decision else { break };
-            if tokio::time::timeout_at(deadline, appended).await.is_err() {
-                if unknown {
-                    // Forgotten, or its first batch was lost: taken as new.
-                    break;
+            tokio::select! {
+                () = appended => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    if unknown {
+                        // Forgotten, or its first batch was lost: taken as new.
+                        break;
+                    }
+                    return Err(producers::gap(seq, expected, &topic.meta.name, batch.partition));
                 }
-                return Err(producers::gap(seq, expected, &topic.meta.name, batch.partition));
+                () = topic.deleted.cancelled() => {
+                    return Err(Error::TopicNotFound { topic: topic.meta.name.clone() });
+                }
             }
         }
     }

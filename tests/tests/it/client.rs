@@ -83,6 +83,36 @@ async fn pipelined_batches_of_a_partition_keep_the_send_order() {
     broker.shutdown().await;
 }
 
+/// Requests to another topic fail now and then (a record over its size
+/// limit), and each failure makes the producer start a new producer id while
+/// batches to `orders` are in flight under the old one: those batches, and
+/// the ones after them, still land in send order.
+#[tokio::test]
+async fn failures_elsewhere_during_pipelined_sends_keep_the_send_order() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    admin.create_topic("orders", NewTopic::new(1)).await.unwrap();
+    admin.create_topic("small", NewTopic::new(1).config("max.message.bytes", "64")).await.unwrap();
+    let producer = Producer::builder(broker.endpoint()).max_batch_bytes(256).build().unwrap();
+    let (mut deliveries, mut refused) = (Vec::new(), Vec::new());
+    for i in 0..2_000u64 {
+        deliveries
+            .push(producer.send("orders", ProducerRecord::new(format!("record-{i:05}"))).await.unwrap());
+        if i % 100 == 0 {
+            refused.push(producer.send("small", ProducerRecord::new("x".repeat(100))).await.unwrap());
+        }
+    }
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, Some(i as u64), "record {i}");
+    }
+    for delivery in refused {
+        let err = delivery.await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    }
+    producer.close().await.unwrap();
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_group_resumes_from_its_committed_offsets() {
     let broker = TestBroker::start().await;

@@ -72,6 +72,9 @@ async fn retried_batches_are_answered_with_their_original_offsets() {
     let missing = pb::ProduceRequest { base_sequences: Default::default(), ..request(id, 1, 0, &["y"]) };
     let err = producer.produce(missing).await.unwrap_err();
     assert!(err.message().contains("base_sequences"), "{}", err.message());
+    let overflow = producer.produce(request(id, 1, u64::MAX, &["y"])).await.unwrap_err();
+    assert_eq!(overflow.code(), Code::InvalidArgument);
+    assert!(overflow.message().contains("base_sequences[1]"), "{}", overflow.message());
     assert_eq!(high_watermark(&broker, 1).await, 0, "refused requests append nothing");
 
     // After a restart the broker still knows the batches it has.
@@ -185,6 +188,43 @@ async fn requests_in_flight(metrics: std::net::SocketAddr) -> f64 {
     crate::metrics::parse_exposition(&body)["brooklet_requests_in_flight"]
 }
 
+/// A broker in `dir` serving metrics, with a one-partition `orders` topic,
+/// a producer client, and a new producer id.
+async fn start_with_metrics(
+    dir: &std::path::Path,
+) -> (TestBroker, std::net::SocketAddr, ProducerServiceClient<Channel>, u64) {
+    let mut config = brooklet_broker::Config::new(dir);
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = TestBroker::start_with(config).await;
+    let metrics = broker.metrics_addr().expect("metrics are served");
+    broker.create_topic("orders", 1).await;
+    let mut producer = broker.producer();
+    let id = new_producer_id(&mut producer).await;
+    (broker, metrics, producer, id)
+}
+
+type Answer = Result<tonic::Response<pb::ProduceResponse>, tonic::Status>;
+
+/// Sends `request` on a connection of its own once no other request is in
+/// flight, and returns when the broker has taken it in.
+async fn send_alone(
+    broker: &TestBroker,
+    metrics: std::net::SocketAddr,
+    request: pb::ProduceRequest,
+) -> tokio::task::JoinHandle<Answer> {
+    eventually("earlier requests to finish", || async {
+        (requests_in_flight(metrics).await == 0.0).then_some(())
+    })
+    .await;
+    let mut producer = broker.producer();
+    let answer = tokio::spawn(async move { producer.produce(request).await });
+    eventually("the request to reach the broker", || async {
+        (requests_in_flight(metrics).await >= 1.0).then_some(())
+    })
+    .await;
+    answer
+}
+
 /// A producer's requests in flight together may reach the broker out of
 /// order: a batch ahead of its predecessor waits for it, and the two are
 /// appended in sequence order, for a producer the partition knows and for
@@ -192,25 +232,10 @@ async fn requests_in_flight(metrics: std::net::SocketAddr) -> f64 {
 #[tokio::test]
 async fn a_batch_that_overtakes_its_predecessor_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = brooklet_broker::Config::new(dir.path());
-    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    let broker = TestBroker::start_with(config).await;
-    let metrics = broker.metrics_addr().expect("metrics are served");
-    broker.create_topic("orders", 1).await;
-    let mut producer = broker.producer();
-    let id = new_producer_id(&mut producer).await;
+    let (broker, metrics, mut producer, id) = start_with_metrics(dir.path()).await;
 
     for (first, second) in [((0, ["a", "b"]), (2, ["c"])), ((3, ["d", "e"]), (5, ["f"]))] {
-        eventually("earlier requests to finish", || async {
-            (requests_in_flight(metrics).await == 0.0).then_some(())
-        })
-        .await;
-        let mut ahead = broker.producer();
-        let later = tokio::spawn(async move { ahead.produce(request(id, 0, second.0, &second.1)).await });
-        eventually("the later batch to wait at the broker", || async {
-            (requests_in_flight(metrics).await >= 1.0).then_some(())
-        })
-        .await;
+        let later = send_alone(&broker, metrics, request(id, 0, second.0, &second.1)).await;
         assert_eq!(high_watermark(&broker, 0).await, first.0, "the later batch is not appended ahead");
         let earlier = producer.produce(request(id, 0, first.0, &first.1)).await.unwrap().into_inner().acks[0];
         assert_eq!(earlier.base_offset, first.0);
@@ -228,5 +253,19 @@ async fn a_batch_that_overtakes_its_predecessor_waits_for_it() {
     let stranger = new_producer_id(&mut producer).await;
     let late = producer.produce(request(stranger, 0, 9, &["g"])).await.unwrap().into_inner().acks[0];
     assert_eq!((late.base_offset, late.duplicate), (6, false));
+    broker.shutdown().await;
+}
+
+/// A batch waiting for its predecessor is refused as soon as its topic is
+/// deleted, not appended to the deleted topic once the wait is over.
+#[tokio::test]
+async fn a_waiting_batch_fails_when_its_topic_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, metrics, mut producer, id) = start_with_metrics(dir.path()).await;
+    producer.produce(request(id, 0, 0, &["a"])).await.unwrap();
+    let waiting = send_alone(&broker, metrics, request(id, 0, 5, &["f"])).await;
+    broker.admin().delete_topic(pb::DeleteTopicRequest { name: "orders".into() }).await.unwrap();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
     broker.shutdown().await;
 }
