@@ -580,10 +580,9 @@ impl Shared {
     /// After a batch failed, the broker may or may not have it, so the
     /// sequence cannot go on: the next request starts a new producer id.
     /// Batches sent after it under the same id fail too (the broker waits
-    /// for the missing one, then refuses them as a gap), and reset nothing
-    /// once the id has changed.
-    /// A request that failed before it was numbered sent nothing under an
-    /// id, and resets nothing.
+    /// for the missing one, then refuses them as a gap) and reset nothing
+    /// once the id has changed; nor does a request that failed before it was
+    /// numbered, which sent nothing under an id.
     fn reset_idempotence(&self, failed_id: Option<u64>) {
         if let Some(idempotence) = &self.idempotence {
             let mut state = idempotence.lock();
