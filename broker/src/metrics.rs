@@ -101,6 +101,7 @@ struct Inner {
     connections_active: Gauge,
     requests_in_flight: Gauge,
     requests_shed: Counter,
+    sequence_waits: Counter,
     resident_memory: Gauge,
     cpu: Counter<f64, AtomicU64>,
     uptime: Gauge<f64, AtomicU64>,
@@ -225,6 +226,12 @@ impl Metrics {
              --max-requests-per-connection in flight",
             requests_shed.clone(),
         );
+        let sequence_waits = Counter::default();
+        registry.register(
+            "produce_sequence_waits",
+            "Idempotent producer batches that arrived ahead of an earlier batch and waited for it",
+            sequence_waits.clone(),
+        );
         let resident_memory = Gauge::default();
         if cfg!(target_os = "linux") {
             registry.register(
@@ -263,6 +270,7 @@ impl Metrics {
                 connections_active,
                 requests_in_flight,
                 requests_shed,
+                sequence_waits,
                 resident_memory,
                 cpu,
                 uptime,
@@ -375,7 +383,11 @@ impl Metrics {
         if let Some(rss) = resident_memory_bytes() {
             m.resident_memory.set(gauge_value(rss));
         }
-        // Scrapes take turns here, so the counter only ever catches up.
+        // Scrapes take turns here, so the counters only ever catch up.
+        let waits = log.sequence_waits();
+        if let Some(behind) = waits.checked_sub(m.sequence_waits.get()).filter(|b| *b > 0) {
+            m.sequence_waits.inc_by(behind);
+        }
         if let Some(cpu) = process_cpu_time() {
             let behind = cpu.as_secs_f64() - m.cpu.get();
             if behind > 0.0 {

@@ -152,6 +152,8 @@ pub struct Log {
     /// Read on every request, written only by create and delete; a lock and
     /// not an actor because lookups must not wait on a queue.
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Idempotent batches that arrived ahead of an earlier one and waited.
+    sequence_waits: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -220,7 +222,15 @@ impl Log {
             topics.insert(meta.name.clone(), Arc::new(Topic::new(meta, config, store, partitions)));
         }
         let commit = storage.group_commit(tasks);
-        Ok(Log { storage, commit, tasks: tasks.clone(), limits, default_acks, topics: RwLock::new(topics) })
+        Ok(Log {
+            storage,
+            commit,
+            tasks: tasks.clone(),
+            limits,
+            default_acks,
+            topics: RwLock::new(topics),
+            sequence_waits: AtomicU64::new(0),
+        })
     }
 
     /// The storage beneath the log.
@@ -350,7 +360,7 @@ impl Log {
         let acks = acks.or(topic.config().flush_mode).unwrap_or(self.default_acks);
         let batches = self.prepare(&topic, records, producer)?;
         if producer.is_some() {
-            wait_for_earlier_batches(&topic, &batches).await?;
+            wait_for_earlier_batches(&topic, &batches, &self.sequence_waits).await?;
         }
         let appended = self.append(&topic, batches)?;
         // Records become readable once they are on disk, whatever the ack
@@ -387,6 +397,12 @@ impl Log {
             return Err(Error::DiskFull { dir: self.storage.path().display().to_string(), free, min });
         }
         Ok(())
+    }
+
+    /// Idempotent batches that arrived ahead of an earlier batch of their
+    /// producer and waited for it, since the log opened.
+    pub fn sequence_waits(&self) -> u64 {
+        self.sequence_waits.load(Ordering::Relaxed)
     }
 
     /// A new idempotent producer id; ids are never reused, across restarts too.
@@ -812,11 +828,12 @@ struct PreparedBatch {
 /// the request, before anything is written, if a batch is too old or the
 /// batches before it do not arrive within `SEQUENCE_WAIT` (unless the
 /// partition does not know the producer: then the batch is taken as new).
-async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch]) -> Result<()> {
+async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch], waits: &AtomicU64) -> Result<()> {
     let deadline = tokio::time::Instant::now() + SEQUENCE_WAIT;
     for batch in batches {
         let Some(seq) = batch.seq else { continue };
         let partition = &topic.partitions[batch.partition as usize];
+        let mut counted = false;
         loop {
             // Registered before the check, so an append right after it
             // still wakes this wait.
@@ -830,6 +847,10 @@ async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch]) -> R
                 batch.partition,
             )?;
             let producers::Decision::Ahead { expected, unknown } = decision else { break };
+            if !counted {
+                waits.fetch_add(1, Ordering::Relaxed);
+                counted = true;
+            }
             tokio::select! {
                 () = appended => {}
                 () = tokio::time::sleep_until(deadline) => {

@@ -183,9 +183,9 @@ async fn a_lost_answer_and_a_retry_write_nothing_twice() {
     broker.shutdown().await;
 }
 
-async fn requests_in_flight(metrics: std::net::SocketAddr) -> f64 {
+async fn sequence_waits(metrics: std::net::SocketAddr) -> f64 {
     let (_, _, body) = crate::metrics::get(metrics, "/metrics").await;
-    crate::metrics::parse_exposition(&body)["brooklet_requests_in_flight"]
+    crate::metrics::parse_exposition(&body)["brooklet_produce_sequence_waits_total"]
 }
 
 /// A broker in `dir` serving metrics, with a one-partition `orders` topic,
@@ -205,21 +205,18 @@ async fn start_with_metrics(
 
 type Answer = Result<tonic::Response<pb::ProduceResponse>, tonic::Status>;
 
-/// Sends `request` on a connection of its own once no other request is in
-/// flight, and returns when the broker has taken it in.
-async fn send_alone(
+/// Sends `request`, ahead of an earlier batch of its producer, on a
+/// connection of its own, and returns once the broker counts it waiting.
+async fn send_ahead(
     broker: &TestBroker,
     metrics: std::net::SocketAddr,
     request: pb::ProduceRequest,
 ) -> tokio::task::JoinHandle<Answer> {
-    eventually("earlier requests to finish", || async {
-        (requests_in_flight(metrics).await == 0.0).then_some(())
-    })
-    .await;
+    let before = sequence_waits(metrics).await;
     let mut producer = broker.producer();
     let answer = tokio::spawn(async move { producer.produce(request).await });
-    eventually("the request to reach the broker", || async {
-        (requests_in_flight(metrics).await >= 1.0).then_some(())
+    eventually("the batch to wait at the broker", || async {
+        (sequence_waits(metrics).await > before).then_some(())
     })
     .await;
     answer
@@ -235,7 +232,7 @@ async fn a_batch_that_overtakes_its_predecessor_waits_for_it() {
     let (broker, metrics, mut producer, id) = start_with_metrics(dir.path()).await;
 
     for (first, second) in [((0, ["a", "b"]), (2, ["c"])), ((3, ["d", "e"]), (5, ["f"]))] {
-        let later = send_alone(&broker, metrics, request(id, 0, second.0, &second.1)).await;
+        let later = send_ahead(&broker, metrics, request(id, 0, second.0, &second.1)).await;
         assert_eq!(high_watermark(&broker, 0).await, first.0, "the later batch is not appended ahead");
         let earlier = producer.produce(request(id, 0, first.0, &first.1)).await.unwrap().into_inner().acks[0];
         assert_eq!(earlier.base_offset, first.0);
@@ -263,7 +260,7 @@ async fn a_waiting_batch_fails_when_its_topic_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, metrics, mut producer, id) = start_with_metrics(dir.path()).await;
     producer.produce(request(id, 0, 0, &["a"])).await.unwrap();
-    let waiting = send_alone(&broker, metrics, request(id, 0, 5, &["f"])).await;
+    let waiting = send_ahead(&broker, metrics, request(id, 0, 5, &["f"])).await;
     broker.admin().delete_topic(pb::DeleteTopicRequest { name: "orders".into() }).await.unwrap();
     let err = waiting.await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");

@@ -194,6 +194,7 @@ async fn metrics_health_and_readiness_are_served_over_http() {
     assert!(at("brooklet_group_commit_batches_sum") >= 2.0);
     assert!(at("brooklet_connections_active") >= 1.0, "the test's channel is open");
     assert_eq!(at("brooklet_requests_in_flight"), 0.0);
+    assert_eq!(at("brooklet_produce_sequence_waits_total"), 0.0, "no producer batch came out of order");
     assert!(at("brooklet_uptime_seconds") > 0.0);
     if cfg!(target_os = "linux") {
         assert!(at("brooklet_process_resident_memory_bytes") > 0.0);
