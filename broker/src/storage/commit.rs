@@ -132,9 +132,14 @@ impl GroupCommit {
         let (tx, mut rx) = mpsc::channel::<Waiter>(QUEUE);
         tasks.spawn(async move {
             let mut waiters = Vec::new();
+            // Requests the previous sync carried.
+            let mut last_group = 0;
             while let Some(first) = rx.recv().await {
                 waiters.push(first);
-                if !max_delay.is_zero() {
+                // Only when the previous sync was shared: a lone writer,
+                // waiting for each sync before it writes again, would only
+                // be slowed down.
+                if !max_delay.is_zero() && last_group > 1 {
                     // Let more writers join this sync, for at most the delay.
                     let deadline = tokio::time::Instant::now() + max_delay;
                     loop {
@@ -157,6 +162,7 @@ impl GroupCommit {
                     .await
                     .unwrap_or_else(|e| Err(sled::Error::ReportableBug(format!("flush task failed: {e}"))));
                 let took = started.elapsed();
+                last_group = waiters.len();
                 if let Some(observer) = &observer {
                     observer.flushed(waiters.len(), took);
                 }

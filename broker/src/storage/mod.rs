@@ -740,25 +740,33 @@ mod tests {
         vec![EncodedBatch::encode(&records, None)]
     }
 
-    /// With a flush delay, concurrent syncs wait for the delay and all
-    /// complete (paused time: the delay passes without a real wait).
+    /// A flush delay holds a sync for more writers only after a shared
+    /// sync: a lone writer's sync starts at once, concurrent syncs all
+    /// complete, and the sync after them waits for the delay (paused time:
+    /// the delay passes without a real wait).
     #[tokio::test(start_paused = true)]
-    async fn a_delayed_group_commit_completes_every_waiter() {
+    async fn a_flush_delay_holds_only_syncs_that_follow_a_shared_one() {
+        let delay = std::time::Duration::from_secs(3600);
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(&StorageConfig {
             path: dir.path().to_path_buf(),
             cache_capacity: 16 << 20,
             flush_every_ms: None,
-            flush_max_delay: std::time::Duration::from_secs(3600),
+            flush_max_delay: delay,
         })
         .unwrap();
         let tasks = tokio_util::task::TaskTracker::new();
         let commit = storage.group_commit(&tasks);
         let started = tokio::time::Instant::now();
+        commit.sync().await.unwrap();
+        assert!(started.elapsed() < delay, "a lone sync starts at once");
+        // Both are queued before the flusher runs, so they share one sync.
         let (a, b) = tokio::join!(commit.sync(), commit.sync());
         a.unwrap();
         b.unwrap();
-        assert!(started.elapsed() >= std::time::Duration::from_secs(3600), "the sync waited for its delay");
+        let held = tokio::time::Instant::now();
+        commit.sync().await.unwrap();
+        assert!(held.elapsed() >= delay, "after a shared sync the next one waits for more writers");
     }
 
     /// Leaves full of large batches are consolidated into pages over sled's
