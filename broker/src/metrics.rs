@@ -384,10 +384,7 @@ impl Metrics {
             m.resident_memory.set(gauge_value(rss));
         }
         // Scrapes take turns here, so the counters only ever catch up.
-        let waits = log.sequence_waits();
-        if let Some(behind) = waits.checked_sub(m.sequence_waits.get()).filter(|b| *b > 0) {
-            m.sequence_waits.inc_by(behind);
-        }
+        m.sequence_waits.inc_by(log.sequence_waits().saturating_sub(m.sequence_waits.get()));
         if let Some(cpu) = process_cpu_time() {
             let behind = cpu.as_secs_f64() - m.cpu.get();
             if behind > 0.0 {

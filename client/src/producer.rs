@@ -533,7 +533,7 @@ fn answer_sent(request: &mut Request) {
 #[derive(Debug, Default)]
 struct Idempotence {
     producer_id: Option<u64>,
-    next_sequence: HashMap<(String, u32), u64>,
+    next_sequence: HashMap<String, HashMap<u32, u64>>,
 }
 
 impl Shared {
@@ -563,9 +563,13 @@ impl Shared {
     fn number(&self, request: &Request, expected: Option<u64>) -> Option<Numbering> {
         let mut state = self.idempotence.as_ref()?.lock();
         let producer_id = state.producer_id.filter(|id| expected.is_none_or(|e| e == *id))?;
+        let sequences = match state.next_sequence.get_mut(&request.topic) {
+            Some(sequences) => sequences,
+            None => state.next_sequence.entry(request.topic.clone()).or_default(),
+        };
         let mut base_sequences = BTreeMap::new();
         for batch in &request.batches {
-            let next = state.next_sequence.entry((request.topic.clone(), batch.partition)).or_default();
+            let next = sequences.entry(batch.partition).or_default();
             base_sequences.insert(batch.partition, *next);
             *next += batch.len as u64;
         }

@@ -469,24 +469,6 @@ impl Log {
         }) {
             return Err(Error::invalid("base_sequences", format!("no base sequence for partition {p}")));
         }
-        if let Some(p) = producer {
-            // Sequences of a request's records must not run past u64::MAX.
-            let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-            for part in records.iter().filter_map(|r| r.partition) {
-                *counts.entry(part).or_default() += 1;
-            }
-            for (part, count) in counts {
-                let base = p.base_sequences[&part];
-                if base.checked_add(count).is_none() {
-                    return Err(Error::invalid(
-                        format!("base_sequences[{part}]"),
-                        format!(
-                            "{base} plus the partition's {count} records passes the largest sequence number"
-                        ),
-                    ));
-                }
-            }
-        }
 
         // Keyless records of one request share a partition, so they form one
         // batch; the next request's go to the next partition.
@@ -508,7 +490,7 @@ impl Log {
             });
         }
 
-        Ok(by_partition
+        by_partition
             .into_iter()
             .map(|(partition, records)| {
                 let record_count = records.len() as u32;
@@ -517,9 +499,18 @@ impl Log {
                     producer_id: p.producer_id,
                     base_sequence: p.base_sequences[&partition],
                 });
-                PreparedBatch { partition, record_count, bytes, seq, parts: encode_parts(records, seq) }
+                // Sequences of a request's records must not run past u64::MAX.
+                if let Some(base) =
+                    seq.map(|s| s.base_sequence).filter(|b| b.checked_add(u64::from(record_count)).is_none())
+                {
+                    return Err(Error::invalid(
+                        format!("base_sequences[{partition}]"),
+                        format!("{base} plus the partition's {record_count} records passes the largest sequence number"),
+                    ));
+                }
+                Ok(PreparedBatch { partition, record_count, bytes, seq, parts: encode_parts(records, seq) })
             })
-            .collect())
+            .collect()
     }
 
     /// Appends prepared batches, partition by partition.

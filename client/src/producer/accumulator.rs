@@ -505,13 +505,19 @@ mod tests {
         assert_eq!(shape(&f.drain()), [("t".to_owned(), vec![(0, 1)])]);
     }
 
-    #[test]
-    fn one_batch_in_flight_per_partition_keeps_order() {
+    /// `n` records to partition 0 of `t`, each a full batch of its own.
+    fn single_record_batches(n: usize) -> Fixture {
         let size = ProducerRecord::new("v").partition(0).size();
         let mut f = Fixture::new(size);
-        for _ in 0..3 {
+        for _ in 0..n {
             f.append("t", 1, ProducerRecord::new("v").partition(0)).expect("append");
         }
+        f
+    }
+
+    #[test]
+    fn one_batch_in_flight_per_partition_keeps_order() {
+        let mut f = single_record_batches(3);
         let first = f.drain();
         assert_eq!(shape(&first), [("t".to_owned(), vec![(0, 1)])]);
         assert!(f.drain().requests.is_empty(), "partition 0 is busy");
@@ -523,11 +529,7 @@ mod tests {
 
     #[test]
     fn batches_of_a_partition_leave_in_order_up_to_the_in_flight_limit() {
-        let size = ProducerRecord::new("v").partition(0).size();
-        let mut f = Fixture::new(size);
-        for _ in 0..4 {
-            f.append("t", 1, ProducerRecord::new("v").partition(0)).expect("append");
-        }
+        let mut f = single_record_batches(4);
         let sent: Vec<Drained> = (0..3).map(|_| f.acc.drain(f.now, 8, 2)).collect();
         let firsts: Vec<u64> =
             sent.iter().flat_map(|d| &d.requests).map(|r| r.batches[0].first_seq).collect();

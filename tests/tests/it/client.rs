@@ -68,19 +68,35 @@ async fn producer_batches_keyed_records_and_consumer_reads_them_in_order() {
 #[tokio::test]
 async fn pipelined_batches_of_a_partition_keep_the_send_order() {
     let broker = TestBroker::start().await;
-    let admin = Admin::connect(broker.endpoint()).unwrap();
-    admin.create_topic("orders", NewTopic::new(1)).await.unwrap();
+    Admin::connect(broker.endpoint()).unwrap().create_topic("orders", NewTopic::new(1)).await.unwrap();
+    let refused = send_orders_in_small_batches(&broker, |_| None).await;
+    assert!(refused.is_empty());
+    broker.shutdown().await;
+}
+
+/// Sends 2,000 records to the one-partition `orders` in batches of a few
+/// records, with `extra(i)` sent to `small` after record `i`; checks that
+/// each `orders` record lands at the offset of its place in the send order
+/// and returns the outcomes of the extra records.
+async fn send_orders_in_small_batches(
+    broker: &TestBroker,
+    extra: impl Fn(u64) -> Option<ProducerRecord>,
+) -> Vec<brooklet_client::Result<brooklet_client::RecordMetadata>> {
     let producer = Producer::builder(broker.endpoint()).max_batch_bytes(256).build().unwrap();
-    let mut deliveries = Vec::new();
+    let (mut deliveries, mut extras) = (Vec::new(), Vec::new());
     for i in 0..2_000u64 {
         deliveries
             .push(producer.send("orders", ProducerRecord::new(format!("record-{i:05}"))).await.unwrap());
+        if let Some(record) = extra(i) {
+            extras.push(producer.send("small", record).await.unwrap());
+        }
     }
     for (i, delivery) in deliveries.into_iter().enumerate() {
         assert_eq!(delivery.await.unwrap().offset, Some(i as u64), "record {i}");
     }
+    let outcomes = futures::future::join_all(extras).await;
     producer.close().await.unwrap();
-    broker.shutdown().await;
+    outcomes
 }
 
 /// Requests to another topic fail now and then (a record over its size
@@ -93,23 +109,15 @@ async fn failures_elsewhere_during_pipelined_sends_keep_the_send_order() {
     let admin = Admin::connect(broker.endpoint()).unwrap();
     admin.create_topic("orders", NewTopic::new(1)).await.unwrap();
     admin.create_topic("small", NewTopic::new(1).config("max.message.bytes", "64")).await.unwrap();
-    let producer = Producer::builder(broker.endpoint()).max_batch_bytes(256).build().unwrap();
-    let (mut deliveries, mut refused) = (Vec::new(), Vec::new());
-    for i in 0..2_000u64 {
-        deliveries
-            .push(producer.send("orders", ProducerRecord::new(format!("record-{i:05}"))).await.unwrap());
-        if i % 100 == 0 {
-            refused.push(producer.send("small", ProducerRecord::new("x".repeat(100))).await.unwrap());
-        }
-    }
-    for (i, delivery) in deliveries.into_iter().enumerate() {
-        assert_eq!(delivery.await.unwrap().offset, Some(i as u64), "record {i}");
-    }
-    for delivery in refused {
-        let err = delivery.await.unwrap_err();
+    let refused = send_orders_in_small_batches(&broker, |i| {
+        (i % 100 == 0).then(|| ProducerRecord::new("x".repeat(100)))
+    })
+    .await;
+    assert_eq!(refused.len(), 20);
+    for outcome in refused {
+        let err = outcome.unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
     }
-    producer.close().await.unwrap();
     broker.shutdown().await;
 }
 
