@@ -426,8 +426,12 @@ impl Shared {
                 None => Arc::clone(counts.entry(topic.to_owned()).or_default()),
             }
         };
-        let count = cell
-            .get_or_try_init(|| async {
+        if let Some(&count) = cell.get() {
+            return Ok(count);
+        }
+        // The lookup's future is large (a whole gRPC call): boxed, it does not
+        // make every `send` future that size, and so costly to move.
+        let count = Box::pin(cell.get_or_try_init(|| async {
                 let description = self.admin.describe_topic(topic).await?;
                 match description.info.partitions {
                     0 => {
@@ -435,7 +439,7 @@ impl Shared {
                     }
                     n => Ok(n),
                 }
-            })
+            }))
             .await
             // An empty cell left for a topic that does not exist would stay
             // in the map forever.
