@@ -432,18 +432,16 @@ impl Shared {
         // The lookup's future is large (a whole gRPC call): boxed, it does not
         // make every `send` future that size, and so costly to move.
         let count = Box::pin(cell.get_or_try_init(|| async {
-                let description = self.admin.describe_topic(topic).await?;
-                match description.info.partitions {
-                    0 => {
-                        Err(Error::protocol(Op::DescribeTopic, format!("topic {topic:?} has no partitions")))
-                    }
-                    n => Ok(n),
-                }
-            }))
-            .await
-            // An empty cell left for a topic that does not exist would stay
-            // in the map forever.
-            .inspect_err(|_| self.forget_partitions(topic))?;
+            let description = self.admin.describe_topic(topic).await?;
+            match description.info.partitions {
+                0 => Err(Error::protocol(Op::DescribeTopic, format!("topic {topic:?} has no partitions"))),
+                n => Ok(n),
+            }
+        }))
+        .await
+        // An empty cell left for a topic that does not exist would stay
+        // in the map forever.
+        .inspect_err(|_| self.forget_partitions(topic))?;
         Ok(*count)
     }
 

@@ -5,7 +5,8 @@
 
 use std::process::Stdio;
 
-use brooklet_tests::{BrokerProcess, DEADLINE, brooklet_bin};
+use brooklet_broker::Config;
+use brooklet_tests::{BrokerProcess, DEADLINE, TestBroker, brooklet_bin};
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -189,6 +190,20 @@ async fn bad_arguments_fail_with_one_clear_line() {
     check_fails(&["bench", "storage", "--dir", path, "--record-size", "0"], "--record-size").await;
     check_fails(&["bench", "disk", "--dir", path, "--appends", "0"], "--appends").await;
     check_fails(&["bench", "disk", "--dir", "/nonexistent/brooklet"], "not a directory").await;
+}
+
+#[tokio::test]
+async fn a_record_the_broker_refuses_stops_bench_produce_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.limits.max_record_bytes = 64;
+    let broker = TestBroker::start_with(config).await;
+    let ep = broker.endpoint();
+    let args = ["bench", "produce", "--topic", "t", "--records", "500", "--record-size", "100"];
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--broker", ep.as_str(), "--timeout", "10"]);
+    check_fails(&all, "a record was not acknowledged").await;
+    broker.shutdown().await;
 }
 
 async fn check_fails(args: &[&str], needle: &str) {
