@@ -4,10 +4,13 @@
 //!
 //! A producer task sends; a collector task beside it awaits the deliveries,
 //! so an acknowledgement is timed when it arrives rather than when the
-//! sender gets round to it. The collector awaits the deliveries queued
-//! together as one [`Run`], which costs the load generator about a third
-//! less CPU per record than a future per delivery. Between them a bounded channel, and at most
+//! sender gets round to it. Between them a bounded channel, and at most
 //! `--max-in-flight` deliveries pending: a slow broker slows the sender.
+//!
+//! The collector awaits the deliveries queued together as one [`Run`],
+//! which costs the load generator about a third less CPU per record than a
+//! future per delivery: the load generator shares the machine with the
+//! broker it measures.
 
 use std::future::Future;
 use std::pin::Pin;
