@@ -824,24 +824,26 @@ async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch], wait
     for batch in batches {
         let Some(seq) = batch.seq else { continue };
         let partition = &topic.partitions[batch.partition as usize];
-        let mut counted = false;
-        loop {
-            // Registered before the check, so an append right after it
-            // still wakes this wait.
-            let appended = partition.sequenced.notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            let decision = partition.writer.lock().producers.check(
+        let check = || {
+            partition.writer.lock().producers.check(
                 seq,
                 batch.record_count,
                 &topic.meta.name,
                 batch.partition,
-            )?;
-            let producers::Decision::Ahead { expected, unknown } = decision else { break };
-            if !counted {
-                waits.fetch_add(1, Ordering::Relaxed);
-                counted = true;
-            }
+            )
+        };
+        // The common case, a batch next in sequence, registers no waiter.
+        if !matches!(check()?, producers::Decision::Ahead { .. }) {
+            continue;
+        }
+        waits.fetch_add(1, Ordering::Relaxed);
+        loop {
+            // Registered before checking again, so an append in between
+            // still wakes this wait.
+            let appended = partition.sequenced.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let producers::Decision::Ahead { expected, unknown } = check()? else { break };
             tokio::select! {
                 () = appended => {}
                 () = tokio::time::sleep_until(deadline) => {

@@ -28,7 +28,15 @@ async fn start_producing(
     dir: &std::path::Path,
     partitions: u32,
 ) -> (TestBroker, ProducerServiceClient<Channel>, u64) {
-    let broker = TestBroker::start_in(dir).await;
+    start_producing_with(brooklet_broker::Config::new(dir), partitions).await
+}
+
+/// As [`start_producing`], with `config`.
+async fn start_producing_with(
+    config: brooklet_broker::Config,
+    partitions: u32,
+) -> (TestBroker, ProducerServiceClient<Channel>, u64) {
+    let broker = TestBroker::start_with(config).await;
     broker.create_topic("orders", partitions).await;
     let mut producer = broker.producer();
     let id = new_producer_id(&mut producer).await;
@@ -195,11 +203,8 @@ async fn start_with_metrics(
 ) -> (TestBroker, std::net::SocketAddr, ProducerServiceClient<Channel>, u64) {
     let mut config = brooklet_broker::Config::new(dir);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    let broker = TestBroker::start_with(config).await;
+    let (broker, producer, id) = start_producing_with(config, 1).await;
     let metrics = broker.metrics_addr().expect("metrics are served");
-    broker.create_topic("orders", 1).await;
-    let mut producer = broker.producer();
-    let id = new_producer_id(&mut producer).await;
     (broker, metrics, producer, id)
 }
 
