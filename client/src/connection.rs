@@ -182,15 +182,23 @@ impl Connection {
         let deadline = Instant::now() + budget;
         let backoff = Backoff::default();
         let mut attempt = 0;
+        // The last attempt's connection failure: if the budget runs out
+        // while retrying, that (the broker could not be reached) is the
+        // error, whether the time ran out in a backoff or in an attempt.
+        let mut unreachable: Option<tonic::Status> = None;
+        let out_of_time = |unreachable: Option<tonic::Status>| match unreachable {
+            Some(status) => Error::from_status(status, &context),
+            None => timeout(),
+        };
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(timeout());
+                return Err(out_of_time(unreachable));
             }
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(remaining);
             let status = match tokio::time::timeout(remaining, rpc(request)).await {
-                Err(_elapsed) => return Err(timeout()),
+                Err(_elapsed) => return Err(out_of_time(unreachable)),
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,
             };
@@ -209,6 +217,7 @@ impl Connection {
                 %status,
                 "broker unreachable, retrying"
             );
+            unreachable = Some(status);
             tokio::time::sleep(delay).await;
             attempt = attempt.saturating_add(1);
         }
@@ -315,6 +324,40 @@ mod tests {
             .await;
         assert!(matches!(result, Err(Error::Unavailable { .. })), "{result:?}");
         assert!(attempts > 1, "only {attempts} attempt(s)");
+    }
+
+    /// The budget can run out in the middle of an attempt after earlier
+    /// ones were refused (a loaded machine connects slowly): the broker
+    /// was still unreachable, not slow to answer.
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_spent_retrying_a_refused_broker_is_unavailable() {
+        let mut config = ConnectionConfig::new("127.0.0.1:1".to_owned());
+        config.request_timeout = Duration::from_millis(300);
+        let conn = config.connect().expect("valid endpoint");
+        let mut attempts = 0;
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) };
+        let result = conn
+            .call(opts, brooklet_proto::v1::ListTopicsRequest {}, |_req| {
+                attempts += 1;
+                let first = attempts == 1;
+                async move {
+                    if first {
+                        Err(tonic::Status::unavailable("connection refused"))
+                    } else {
+                        // The next attempt outlasts the budget.
+                        std::future::pending::<
+                            std::result::Result<
+                                tonic::Response<brooklet_proto::v1::ListTopicsResponse>,
+                                tonic::Status,
+                            >,
+                        >()
+                        .await
+                    }
+                }
+            })
+            .await;
+        assert!(matches!(result, Err(Error::Unavailable { .. })), "{result:?}");
+        assert_eq!(attempts, 2);
     }
 
     #[tokio::test]
