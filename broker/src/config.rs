@@ -17,6 +17,12 @@ pub const MAX_RECORD_BYTES_LIMIT: usize = MAX_STORED_BATCH_BYTES - HEADER_LEN - 
 /// The most partitions `max_partitions` may allow.
 pub const MAX_PARTITIONS_LIMIT: u32 = 1 << 20;
 
+/// The default of [`Config::flush_max_delay`].
+pub const DEFAULT_FLUSH_MAX_DELAY: Duration = Duration::ZERO;
+
+/// The longest [`Config::flush_max_delay`] accepted.
+pub const MAX_FLUSH_MAX_DELAY: Duration = Duration::from_secs(1);
+
 /// How a broker runs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -95,7 +101,7 @@ impl Config {
             groups: GroupConfig::default(),
             durability: Acks::Durable,
             retention_check_interval: Duration::from_secs(30),
-            flush_max_delay: Duration::ZERO,
+            flush_max_delay: DEFAULT_FLUSH_MAX_DELAY,
             slow_request: Duration::from_secs(1),
             metrics_listen: None,
         }
@@ -146,10 +152,14 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.flush_max_delay > Duration::from_secs(1) {
+        if self.flush_max_delay > MAX_FLUSH_MAX_DELAY {
             return Err(Error::invalid(
                 "flush_max_delay",
-                format!("{} ms exceeds the maximum of 1000 ms", self.flush_max_delay.as_millis()),
+                format!(
+                    "{} ms exceeds the maximum of {} ms",
+                    self.flush_max_delay.as_millis(),
+                    MAX_FLUSH_MAX_DELAY.as_millis()
+                ),
             ));
         }
         if self.retention_check_interval.is_zero() {

@@ -150,6 +150,27 @@ async fn storage_and_disk_benches_measure_in_a_temporary_directory_and_remove_it
     let records = positive(&storage, "records");
     assert_eq!(number(&storage, "bytes"), records * 100.0, "100-byte records by default");
     assert_eq!(storage["config"]["acks"], "durable");
+    let broker_default = brooklet_broker::config::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64;
+    assert_eq!(
+        storage["config"]["flush_max_delay_ms"], broker_default,
+        "the broker's group commit by default"
+    );
+
+    // With a group-commit window, as `brooklet serve --flush-max-delay-ms`.
+    let windowed = bench_json(&[
+        "storage",
+        "--duration",
+        "1",
+        "--dir",
+        path,
+        "--writers",
+        "2",
+        "--flush-max-delay-ms",
+        "2",
+    ])
+    .await;
+    assert_figures(&windowed);
+    assert_eq!(windowed["config"]["flush_max_delay_ms"], 2);
 
     let disk = bench_json(&["disk", "--dir", path, "--size-mb", "8", "--appends", "100"]).await;
     positive(&disk, "seq_fdatasync_mb_per_sec");
@@ -188,6 +209,11 @@ async fn bad_arguments_fail_with_one_clear_line() {
     let path = dir.path().to_str().unwrap();
     check_fails(&["bench", "storage", "--dir", path, "--writers", "0"], "--writers").await;
     check_fails(&["bench", "storage", "--dir", path, "--record-size", "0"], "--record-size").await;
+    check_fails(
+        &["bench", "storage", "--dir", path, "--flush-max-delay-ms", "1001"],
+        "--flush-max-delay-ms must be 0 to 1000, got 1001",
+    )
+    .await;
     check_fails(&["bench", "disk", "--dir", path, "--appends", "0"], "--appends").await;
     check_fails(&["bench", "disk", "--dir", "/nonexistent/brooklet"], "not a directory").await;
 }

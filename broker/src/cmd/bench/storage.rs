@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use brooklet_broker::Limits;
+use brooklet_broker::config::MAX_FLUSH_MAX_DELAY;
 use brooklet_broker::log::{Acks, Log, NewRecord};
 use brooklet_broker::storage::{Storage, StorageConfig};
 use hdrhistogram::Histogram;
@@ -48,6 +49,13 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let partitions = args.partitions.unwrap_or(args.writers);
     ensure!(partitions >= 1, "--partitions must be at least 1");
     let acks = if args.acks == "written" { Acks::Written } else { Acks::Durable };
+    let flush_max_delay = std::time::Duration::from_millis(args.flush_max_delay_ms);
+    ensure!(
+        flush_max_delay <= MAX_FLUSH_MAX_DELAY,
+        "--flush-max-delay-ms must be 0 to {}, got {}",
+        MAX_FLUSH_MAX_DELAY.as_millis(),
+        args.flush_max_delay_ms
+    );
     ensure!(args.dir.is_dir(), "--dir {} is not a directory", args.dir.display());
     let dir = tempfile::Builder::new()
         .prefix(".brooklet-bench-storage-")
@@ -62,7 +70,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         path: dir.path().to_path_buf(),
         cache_capacity: CACHE_BYTES,
         flush_every_ms: Some(FLUSH_EVERY_MS),
-        flush_max_delay: std::time::Duration::ZERO,
+        flush_max_delay,
     })?;
     let log = Arc::new(Log::open(storage, Limits::default(), Acks::Durable, &tasks)?);
     log.create_topic(TOPIC, partitions, BTreeMap::new()).await?;
@@ -111,6 +119,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
             ("writers", args.writers.into()),
             ("partitions", partitions.into()),
             ("acks", args.acks.clone().into()),
+            ("flush_max_delay_ms", args.flush_max_delay_ms.into()),
             ("duration", args.duration.into()),
         ],
         records,
@@ -194,6 +203,7 @@ mod tests {
             writers: 2,
             partitions: None,
             acks: "written".to_owned(),
+            flush_max_delay_ms: 0,
             json: true,
         };
         run(args).await.expect("the bench runs");
