@@ -302,6 +302,15 @@ mod tests {
         assert!(ConnectionConfig::new("127.0.0.1:1".to_owned()).connect().is_ok());
     }
 
+    /// A connection to `endpoint` with a 300 ms request budget, and the
+    /// options of a ListTopics call that retries refused connections.
+    fn retrying(endpoint: String) -> (Connection, CallOptions<'static>) {
+        let mut config = ConnectionConfig::new(endpoint);
+        config.request_timeout = Duration::from_millis(300);
+        let conn = config.connect().expect("valid endpoint");
+        (conn, CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) })
+    }
+
     /// A refused connection is retried until the budget runs out, then
     /// reported as `Unavailable`.
     #[tokio::test]
@@ -310,11 +319,8 @@ mod tests {
         let addr = listener.local_addr().expect("local addr");
         // Closing the listener leaves a port that refuses connections.
         drop(listener);
-        let mut config = ConnectionConfig::new(addr.to_string());
-        config.request_timeout = Duration::from_millis(300);
-        let conn = config.connect().expect("valid endpoint");
+        let (conn, opts) = retrying(addr.to_string());
         let mut attempts = 0;
-        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) };
         let result = conn
             .call(opts, brooklet_proto::v1::ListTopicsRequest {}, |req| {
                 attempts += 1;
@@ -331,11 +337,8 @@ mod tests {
     /// was still unreachable, not slow to answer.
     #[tokio::test(start_paused = true)]
     async fn a_budget_spent_retrying_a_refused_broker_is_unavailable() {
-        let mut config = ConnectionConfig::new("127.0.0.1:1".to_owned());
-        config.request_timeout = Duration::from_millis(300);
-        let conn = config.connect().expect("valid endpoint");
+        let (conn, opts) = retrying("127.0.0.1:1".to_owned());
         let mut attempts = 0;
-        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) };
         let result = conn
             .call(opts, brooklet_proto::v1::ListTopicsRequest {}, |_req| {
                 attempts += 1;
