@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use brooklet_benches::random_values;
-use brooklet_broker::record::Record;
-use brooklet_broker::storage::{EncodedBatch, decode_batch};
+use brooklet_storage::{EncodedBatch, Record, decode_batch};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use brooklet_benches::random_values;
-use brooklet_broker::Limits;
-use brooklet_broker::log::{Acks, FetchOpts, Log, NewRecord};
-use brooklet_broker::storage::{Storage, StorageConfig};
+use brooklet_core::{Acks, Core, CoreConfig, FetchOpts, NewRecord};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,16 +18,9 @@ use tokio_util::task::TaskTracker;
 const RECORD_BYTES: usize = 100;
 const BATCH_SIZES: [usize; 3] = [1, 64, 1024];
 
-fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Log {
+fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Core {
     let _guard = rt.enter();
-    let storage = Storage::open(&StorageConfig {
-        path: dir.to_path_buf(),
-        cache_capacity: 256 << 20,
-        flush_every_ms: Some(500),
-        flush_max_delay: std::time::Duration::ZERO,
-    })
-    .expect("storage opens");
-    Log::open(storage, Limits::default(), Acks::Durable, &TaskTracker::new()).expect("log opens")
+    Core::open(&CoreConfig::new(dir), None, &TaskTracker::new()).expect("the core opens")
 }
 
 fn batch(n: usize) -> Vec<NewRecord> {
@@ -42,7 +33,8 @@ fn batch(n: usize) -> Vec<NewRecord> {
 fn append(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = open(&rt, dir.path());
+    let core = open(&rt, dir.path());
+    let log = core.log();
     rt.block_on(log.create_topic("bench", 1, BTreeMap::new())).expect("topic");
     let mut group = c.benchmark_group("storage/append");
     for n in BATCH_SIZES {
@@ -62,7 +54,8 @@ fn append(c: &mut Criterion) {
 fn read(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = open(&rt, dir.path());
+    let core = open(&rt, dir.path());
+    let log = core.log();
     rt.block_on(log.create_topic("bench", 1, BTreeMap::new())).expect("topic");
     let mut group = c.benchmark_group("storage/read");
     let cancel = CancellationToken::new();
@@ -98,7 +91,8 @@ const LOG_LENGTHS: [u64; 3] = [1_000, 30_000, 300_000];
 fn read_by_log_length(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = open(&rt, dir.path());
+    let core = open(&rt, dir.path());
+    let log = core.log();
     let cancel = CancellationToken::new();
     let opts = FetchOpts { max_bytes: RECORD_BYTES, max_wait: Duration::ZERO };
     let mut group = c.benchmark_group("storage/read_by_log_length");

@@ -4,7 +4,7 @@
 //!
 //! This crate knows nothing of storage or of the client's public types.
 
-pub mod partitioner;
+pub use brooklet_partitioner as partitioner;
 
 /// The `brooklet.v1` messages and services.
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]

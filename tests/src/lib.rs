@@ -162,7 +162,7 @@ pub fn brooklet_bin() -> PathBuf {
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "brooklet-broker", "--bin", "brooklet"]);
+        build.args(["build", "--quiet", "-p", "brooklet", "--bin", "brooklet"]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             build.arg("--release");
         }

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "brooklet", version, about)]
 pub struct Cli {
-    /// Log filter, e.g. `info` or `brooklet_broker=debug` (RUST_LOG syntax).
+    /// Log filter, e.g. `info` or `brooklet_core=debug` (RUST_LOG syntax).
     /// Default: `info` for `serve`, `warn` for the client commands, whose
     /// output is their result.
     #[arg(long, global = true, env = "BROOKLET_LOG")]
@@ -296,7 +296,7 @@ pub struct ServeArgs {
     /// How long group commit may hold a sync, in ms, for more durable
     /// produces to share it (0: sync at once; produces that arrive during a
     /// sync share the next one anyway). At most 1000.
-    #[arg(long, env = "BROOKLET_FLUSH_MAX_DELAY_MS", default_value_t = brooklet_broker::config::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64)]
+    #[arg(long, env = "BROOKLET_FLUSH_MAX_DELAY_MS", default_value_t = brooklet_broker::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64)]
     pub flush_max_delay_ms: u64,
     /// Connections served at once; more are closed as they arrive.
     #[arg(long, env = "BROOKLET_MAX_CONNECTIONS", default_value_t = 1024)]

@@ -3,9 +3,7 @@
 use anyhow::Context;
 use std::time::Duration;
 
-use brooklet_broker::group::GroupConfig;
-use brooklet_broker::log::Acks;
-use brooklet_broker::{Config, Limits};
+use brooklet_broker::{Acks, Config, GroupConfig, Limits};
 use tokio::net::TcpListener;
 
 use super::ServeArgs;

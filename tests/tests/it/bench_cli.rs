@@ -150,7 +150,7 @@ async fn storage_and_disk_benches_measure_in_a_temporary_directory_and_remove_it
     let records = positive(&storage, "records");
     assert_eq!(number(&storage, "bytes"), records * 100.0, "100-byte records by default");
     assert_eq!(storage["config"]["acks"], "durable");
-    let broker_default = brooklet_broker::config::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64;
+    let broker_default = brooklet_broker::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64;
     assert_eq!(
         storage["config"]["flush_max_delay_ms"], broker_default,
         "the broker's group commit by default"

@@ -263,7 +263,7 @@ pub struct StorageArgs {
     /// How long a group commit may wait for more appends to share it, in ms:
     /// as `brooklet serve --flush-max-delay-ms`, and the same default, so
     /// the ceiling is measured with the broker's group commit. At most 1000.
-    #[arg(long, value_name = "MS", default_value_t = brooklet_broker::config::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64)]
+    #[arg(long, value_name = "MS", default_value_t = brooklet_broker::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64)]
     pub flush_max_delay_ms: u64,
     /// Print exactly one JSON object on stdout instead of the text summary.
     #[arg(long)]

@@ -170,7 +170,7 @@ impl Summary {
     /// the network benches, the storage engine's (and its writers') for
     /// `bench storage`.
     pub fn print(&self, json: bool) {
-        let cpu = brooklet_broker::metrics::process_cpu_time();
+        let cpu = brooklet_metrics::process_cpu_time();
         if json {
             println!("{}", self.to_json(cpu));
         } else {

@@ -1,6 +1,6 @@
 //! `brooklet bench storage`: the log and storage engine alone, in-process,
-//! no network. It opens `Storage` and `Log` in a temporary directory, as the
-//! broker does, and N writer tasks append batches through `Log::produce`,
+//! no network. It opens the core in a temporary directory, as the broker
+//! does, and N writer tasks append batches through `Log::produce`,
 //! durable by default, so concurrent writers share flushes (group commit).
 //! What it reports is the most the engine takes on this disk: the ceiling
 //! for `bench produce`.
@@ -9,10 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, ensure};
-use brooklet_broker::Limits;
-use brooklet_broker::config::MAX_FLUSH_MAX_DELAY;
-use brooklet_broker::log::{Acks, Log, NewRecord};
-use brooklet_broker::storage::{Storage, StorageConfig};
+use brooklet_core::{Acks, Core, CoreConfig, MAX_FLUSH_MAX_DELAY, NewRecord};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -28,8 +25,6 @@ const TOPIC: &str = "bench";
 const MAX_WRITERS: u32 = 1024;
 /// The storage cache, as the broker's default.
 const CACHE_BYTES: u64 = 256 << 20;
-/// sled's background flush interval, as the broker's.
-const FLUSH_EVERY_MS: u64 = 500;
 
 /// What one writer appended.
 #[derive(Debug)]
@@ -66,14 +61,11 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     // The engine is opened and closed as the broker does it: every task that
     // holds the database runs on `tasks`, and closing waits for them.
     let tasks = TaskTracker::new();
-    let storage = Storage::open(&StorageConfig {
-        path: dir.path().to_path_buf(),
-        cache_capacity: CACHE_BYTES,
-        flush_every_ms: Some(FLUSH_EVERY_MS),
-        flush_max_delay,
-    })?;
-    let log = Arc::new(Log::open(storage, Limits::default(), Acks::Durable, &tasks)?);
-    log.create_topic(TOPIC, partitions, BTreeMap::new()).await?;
+    let mut config = CoreConfig::new(dir.path());
+    config.cache_capacity_bytes = CACHE_BYTES;
+    config.flush_max_delay = flush_max_delay;
+    let core = Core::open(&config, None, &tasks)?;
+    core.log().create_topic(TOPIC, partitions, BTreeMap::new()).await?;
     let pool = Arc::new(Pool::new(args.record_size));
 
     let meter = Arc::new(Meter::default());
@@ -83,7 +75,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let mut writers = JoinSet::new();
     for index in 0..args.writers {
         let writer = Writer {
-            log: Arc::clone(&log),
+            core: core.clone(),
             partition: index % partitions,
             acks,
             batch: batch(&pool, index, batch_records, index % partitions),
@@ -98,8 +90,8 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     progress.finish().await;
 
     let closed = async {
-        log.sync().await?;
-        drop(log);
+        core.log().sync().await?;
+        drop(core);
         tasks.close();
         tasks.wait().await;
         dir.close().context("cannot remove the temporary directory")
@@ -151,7 +143,7 @@ fn batch(pool: &Pool, writer: u32, n: usize, partition: u32) -> Vec<NewRecord> {
 /// One writer task.
 #[derive(Debug)]
 struct Writer {
-    log: Arc<Log>,
+    core: Core,
     partition: u32,
     acks: Acks,
     batch: Vec<NewRecord>,
@@ -167,7 +159,8 @@ impl Writer {
         let n = self.batch.len() as u64;
         while self.budget.claim(n) == n {
             let started = Instant::now();
-            self.log
+            self.core
+                .log()
                 .produce(TOPIC, self.batch.clone(), Some(self.acks), None)
                 .await
                 .with_context(|| format!("append to partition {} failed", self.partition))?;

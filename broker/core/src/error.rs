@@ -1,7 +1,7 @@
-//! The broker library's error type. It says what went wrong in terms a client
-//! can act on; `grpc::status` turns it into a gRPC status in one place.
+//! The core's error type. It says what went wrong in terms a client can act
+//! on; each protocol adapter turns it into its own errors in one place.
 
-use crate::storage::StorageError;
+use brooklet_storage::StorageError;
 
 /// Result with the broker's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,18 +80,6 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-/// An error and its sources, joined with ": ", for logs and statuses.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl Error {

@@ -18,18 +18,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use prost::Message;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use brooklet_storage::{
+    Batch, EncodedBatch, GroupCommit, Header, ProducerSeq, Record, Storage, TIME_INDEX_INTERVAL,
+    TimeIndexEntry, TopicMeta, TopicStore, encode_parts, error_chain,
+};
+
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use crate::record::{Batch, Header, Record};
-use crate::storage::{
-    EncodedBatch, GroupCommit, HEADER_LEN, ProducerSeq, Storage, TARGET_STORED_BATCH_BYTES,
-    TIME_INDEX_INTERVAL, TimeIndexEntry, TopicMeta, TopicStore,
-};
 
 pub use topic_config::TopicConfig;
 
@@ -63,7 +62,7 @@ pub enum Acks {
 impl NewRecord {
     /// Its size as the record size limit counts it.
     pub fn size(&self) -> usize {
-        crate::record::record_size(self.key.as_deref(), &self.value, &self.headers)
+        brooklet_storage::record_size(self.key.as_deref(), &self.value, &self.headers)
     }
 }
 
@@ -86,11 +85,22 @@ pub struct Appended {
 /// An idempotent producer's claim on a produce request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Idempotence {
-    /// The producer's id, from `new_producer_id`.
+    /// The producer's id, from [`Log::new_producer_id`].
     pub producer_id: u64,
+    /// Its epoch, as issued with the id.
+    pub producer_epoch: u16,
     /// For each partition of the request, the sequence number of its first
     /// record.
     pub base_sequences: BTreeMap<u32, u64>,
+}
+
+/// An idempotent producer's identity, as issued by [`Log::new_producer_id`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerId {
+    /// The id: never issued twice, across restarts too.
+    pub id: u64,
+    /// The epoch of the id; 0 for an id just issued.
+    pub epoch: u16,
 }
 
 /// What a fetch may return and how long it may wait.
@@ -154,6 +164,9 @@ pub struct Log {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Idempotent batches that arrived ahead of an earlier one and waited.
     sequence_waits: AtomicU64,
+    /// No producer id above this was ever issued: the id generator's value
+    /// at open (ids issued before are below it), raised by each new id.
+    max_producer_id: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -201,7 +214,12 @@ impl Log {
     /// Opens every stored topic and recovers each partition's bounds. Starts
     /// the group-commit flusher on `tasks`; it ends when the log is dropped,
     /// and the database closes with it.
-    pub fn open(storage: Storage, limits: Limits, default_acks: Acks, tasks: &TaskTracker) -> Result<Log> {
+    pub(crate) fn open(
+        storage: Storage,
+        limits: Limits,
+        default_acks: Acks,
+        tasks: &TaskTracker,
+    ) -> Result<Log> {
         let mut topics = BTreeMap::new();
         for meta in storage.load_topics()? {
             let store = storage.topic_store(&meta)?;
@@ -222,6 +240,7 @@ impl Log {
             topics.insert(meta.name.clone(), Arc::new(Topic::new(meta, config, store, partitions)));
         }
         let commit = storage.group_commit(tasks);
+        let max_producer_id = AtomicU64::new(storage.generate_id()?);
         Ok(Log {
             storage,
             commit,
@@ -230,12 +249,13 @@ impl Log {
             default_acks,
             topics: RwLock::new(topics),
             sequence_waits: AtomicU64::new(0),
+            max_producer_id,
         })
     }
 
-    /// The storage beneath the log.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
+    /// The group commit that makes this log's writes durable.
+    pub(crate) fn group_commit(&self) -> GroupCommit {
+        self.commit.clone()
     }
 
     /// The limits every request is held to.
@@ -357,6 +377,9 @@ impl Log {
         producer: Option<&Idempotence>,
     ) -> Result<(Vec<Appended>, Acks)> {
         let topic = self.topic(topic)?;
+        if let Some(p) = producer {
+            self.check_producer(p)?;
+        }
         let acks = acks.or(topic.config().flush_mode).unwrap_or(self.default_acks);
         let batches = self.prepare(&topic, records, producer)?;
         if producer.is_some() {
@@ -376,7 +399,9 @@ impl Log {
                     match commit.sync().await {
                         Ok(()) => topic.publish(&published),
                         // The next successful sync publishes past them.
-                        Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "sync after a written append failed"),
+                        Err(e) => {
+                            tracing::warn!(error = %error_chain(&e), "sync after a written append failed")
+                        }
                     }
                 });
             }
@@ -406,8 +431,35 @@ impl Log {
     }
 
     /// A new idempotent producer id; ids are never reused, across restarts too.
-    pub fn new_producer_id(&self) -> Result<u64> {
-        Ok(self.storage.generate_id()? + 1)
+    pub fn new_producer_id(&self) -> Result<ProducerId> {
+        let id = self.storage.generate_id()? + 1;
+        // Raised before the id is handed out, so its first produce passes.
+        self.max_producer_id.fetch_max(id, Ordering::AcqRel);
+        Ok(ProducerId { id, epoch: 0 })
+    }
+
+    /// Refuses a producer id this broker never issued, or an epoch that is
+    /// not the id's: a client must not write into another producer's
+    /// sequence by guessing its id.
+    fn check_producer(&self, producer: &Idempotence) -> Result<()> {
+        let issued = self.max_producer_id.load(Ordering::Acquire);
+        if producer.producer_id == 0 || producer.producer_id > issued {
+            return Err(Error::FailedPrecondition {
+                reason: format!(
+                    "producer id {} was not issued by this broker: call InitProducerId for one",
+                    producer.producer_id
+                ),
+            });
+        }
+        if producer.producer_epoch != 0 {
+            return Err(Error::FailedPrecondition {
+                reason: format!(
+                    "producer epoch {} is not the current epoch 0 of producer id {}: call InitProducerId",
+                    producer.producer_epoch, producer.producer_id
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Validates a produce request's records and encodes them into one
@@ -478,7 +530,7 @@ impl Log {
         for r in records {
             let partition = match (r.partition, &r.key) {
                 (Some(p), _) => p,
-                (None, Some(key)) => brooklet_proto::partitioner::partition_for_key(key, n),
+                (None, Some(key)) => brooklet_partitioner::partition_for_key(key, n),
                 (None, None) => keyless,
             };
             by_partition.entry(partition).or_default().push(Record {
@@ -662,7 +714,12 @@ impl Log {
     }
 
     /// Enforces retention every `every`, on `tasks`, until `stop`.
-    pub fn spawn_retention(self: &Arc<Self>, every: Duration, stop: CancellationToken, tasks: &TaskTracker) {
+    pub(crate) fn spawn_retention(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: CancellationToken,
+        tasks: &TaskTracker,
+    ) {
         let log = Arc::clone(self);
         tasks.spawn(async move {
             // The first pass comes one interval after start, not at once.
@@ -673,7 +730,7 @@ impl Log {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {
                         if let Err(e) = log.enforce_retention(now_ms()) {
-                            tracing::error!(error = %crate::error::error_chain(&e), "retention failed; retrying later");
+                            tracing::error!(error = %error_chain(&e), "retention failed; retrying later");
                         }
                     }
                 }
@@ -860,30 +917,6 @@ async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch], wait
         }
     }
     Ok(())
-}
-
-/// Splits a partition's records into stored batches of at most
-/// `TARGET_STORED_BATCH_BYTES` (a larger record alone), numbering each
-/// part's records from 0 (and its producer sequence on from the part before).
-fn encode_parts(mut records: Vec<Record>, producer: Option<ProducerSeq>) -> Vec<EncodedBatch> {
-    let seq =
-        |start: usize| producer.map(|p| ProducerSeq { base_sequence: p.base_sequence + start as u64, ..p });
-    let limit = TARGET_STORED_BATCH_BYTES - HEADER_LEN;
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for i in 0..records.len() {
-        let len = records[i].encoded_len() + prost::length_delimiter_len(records[i].encoded_len());
-        if i > start && bytes + len > limit {
-            parts.push(EncodedBatch::encode(&records[start..i], seq(start)));
-            start = i;
-            bytes = 0;
-        }
-        records[i].offset_delta = (i - start) as u32;
-        bytes += len;
-    }
-    parts.push(EncodedBatch::encode(&records[start..], seq(start)));
-    parts
 }
 
 fn now_ms() -> i64 {
@@ -1091,37 +1124,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn large_batches_split_and_renumber() {
-        let value = Bytes::from(vec![7u8; 700 << 10]);
-        let records: Vec<Record> =
-            (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
-        let parts = encode_parts(records, None);
-        assert_eq!(parts.len(), 7, "a record over the target size is a part of its own");
-        assert!(parts.iter().all(|p| p.stored_len() <= crate::storage::MAX_STORED_BATCH_BYTES));
-        assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
-    }
-
-    #[test]
-    fn batches_split_near_the_target_size_at_record_boundaries() {
-        let value = Bytes::from(vec![7u8; 1000]);
-        let records: Vec<Record> =
-            (0..300).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
-        let producer = ProducerSeq { producer_id: 9, base_sequence: 100 };
-        let parts = encode_parts(records, Some(producer));
-        assert!(parts.len() >= 300_000 / TARGET_STORED_BATCH_BYTES, "{} parts", parts.len());
-        assert!(parts.iter().all(|p| p.stored_len() <= TARGET_STORED_BATCH_BYTES));
-        let mut next_sequence = 100;
-        for part in parts {
-            let (header, _) = crate::storage::decode_batch(part.into_value(0).into()).expect("a valid batch");
-            assert_eq!(header.producer.map(|p| p.base_sequence), Some(next_sequence));
-            next_sequence += u64::from(header.record_count);
-        }
-        assert_eq!(next_sequence, 400);
-    }
-
     fn open_log(dir: &std::path::Path, tasks: &TaskTracker) -> Log {
-        let storage = Storage::open(&crate::storage::StorageConfig {
+        let storage = Storage::open(&brooklet_storage::StorageConfig {
             path: dir.to_path_buf(),
             cache_capacity: 16 << 20,
             flush_every_ms: None,

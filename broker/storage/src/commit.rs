@@ -185,11 +185,8 @@ impl GroupCommit {
     /// Waits until everything written before this call is on disk.
     pub async fn sync(&self) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();
-        let stopped = || StorageError::Sled {
-            op: "sync",
-            source: sled::Error::Unsupported("the flusher has stopped".into()),
-        };
+        let stopped = || StorageError::engine("sync", "the flusher has stopped");
         self.tx.send(tx).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?.map_err(|source| StorageError::Sled { op: "sync", source })
+        rx.await.map_err(|_| stopped())?.map_err(|e| StorageError::from_sled("sync", e))
     }
 }

@@ -5,8 +5,8 @@
 //! committed offsets are stored and synced before a commit is answered.
 //! Commits are validated against the log (the topic exists, the partition is
 //! in range, the offset is not past the high watermark) and against the
-//! membership (a member commits only what it owns). Never touches sled
-//! directly: see `storage`.
+//! membership (a member commits only what it owns). Offsets are read and
+//! written through the group's own handle (`offsets`), never through the log.
 
 mod assignor;
 mod coordinator;
@@ -25,7 +25,8 @@ pub use coordinator::{GroupConfig, GroupInfo, GroupState, Heartbeat, HeartbeatRe
 
 use crate::error::{Error, Result};
 use crate::log::Log;
-pub use crate::storage::CommittedOffset;
+use crate::offsets::Offsets;
+pub use brooklet_storage::CommittedOffset;
 
 /// Longest group id, in bytes.
 pub const MAX_GROUP_ID_BYTES: usize = 255;
@@ -85,6 +86,7 @@ pub struct GroupDescription {
 #[derive(Debug, Clone)]
 pub struct Groups {
     log: Arc<Log>,
+    offsets: Offsets,
     /// In-memory membership. A lock, not an actor: every operation on it is
     /// short and synchronous, and it is never held across an `.await`.
     coordinator: Arc<Mutex<Coordinator>>,
@@ -92,13 +94,13 @@ pub struct Groups {
 
 impl Groups {
     /// Groups over `log`.
-    pub fn new(log: Arc<Log>, config: GroupConfig) -> Groups {
-        Groups { log, coordinator: Arc::new(Mutex::new(Coordinator::new(config))) }
+    pub(crate) fn new(log: Arc<Log>, offsets: Offsets, config: GroupConfig) -> Groups {
+        Groups { log, offsets, coordinator: Arc::new(Mutex::new(Coordinator::new(config))) }
     }
 
     /// Removes members whose session timed out, every `every`, on `tasks`
     /// until `stop` is cancelled.
-    pub fn spawn_expiry(&self, every: Duration, stop: CancellationToken, tasks: &TaskTracker) {
+    pub(crate) fn spawn_expiry(&self, every: Duration, stop: CancellationToken, tasks: &TaskTracker) {
         let groups = self.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -160,14 +162,13 @@ impl Groups {
             committer.map(|c| (c.member_id, c.member_epoch)),
             offsets.iter().map(|o| (o.topic.as_str(), o.partition)),
         )?;
-        self.log.storage().commit_offsets(group, offsets)?;
-        self.log.sync().await
+        self.offsets.commit(group, offsets).await
     }
 
     /// A group's committed offsets, for one topic or every topic.
     pub fn committed(&self, group: &str, topic: Option<&str>) -> Result<Vec<CommittedOffset>> {
         validate_group(group)?;
-        Ok(self.log.storage().committed_offsets(group, topic)?)
+        self.offsets.committed(group, topic)
     }
 
     /// Every group with live members or committed offsets: its state and
@@ -180,7 +181,7 @@ impl Groups {
             .into_iter()
             .map(|(name, state, members)| (name, (state, members)))
             .collect();
-        for name in self.log.storage().groups_with_offsets()? {
+        for name in self.offsets.groups()? {
             groups.entry(name).or_insert((GroupState::Empty, 0));
         }
         Ok(groups.into_iter().map(|(name, (state, members))| (name, state, members)).collect())
@@ -191,7 +192,7 @@ impl Groups {
     pub fn describe(&self, group: &str) -> Result<GroupDescription> {
         validate_group(group)?;
         let info = self.coordinator.lock().describe(group);
-        let committed = self.log.storage().committed_offsets(group, None)?;
+        let committed = self.offsets.committed(group, None)?;
         if info.members.is_empty() && committed.is_empty() {
             return Err(Error::GroupNotFound { group: group.to_owned() });
         }
@@ -230,10 +231,10 @@ impl Groups {
     pub async fn delete(&self, group: &str) -> Result<()> {
         validate_group(group)?;
         self.require_empty(group, "deleted")?;
-        if !self.log.storage().delete_group(group)? {
+        if !self.offsets.delete(group).await? {
             return Err(Error::GroupNotFound { group: group.to_owned() });
         }
-        self.log.sync().await
+        Ok(())
     }
 
     /// Moves a group's committed offsets for every partition of `topic`.

@@ -1,7 +1,7 @@
 //! Accepted connections and what each may hold: owns the accept loop, the
 //! connection limit (`--max-connections`) and each connection's places for
 //! requests in flight (`--max-requests-per-connection`). Knows nothing of
-//! gRPC methods; the request layer in `metrics` takes the places.
+//! gRPC methods; the request layer in `admission` takes the places.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::Connected;
 
-use crate::metrics::{ConnectionGuard, Metrics};
+use brooklet_metrics::{ConnectionGuard, Metrics};
 
 /// What a request knows of the connection it came on. Tonic puts it in every
 /// request's extensions.

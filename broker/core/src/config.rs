@@ -1,14 +1,14 @@
-//! Broker configuration, already validated: everything the library needs to
-//! open storage and serve. The binary parses flags and environment into it.
+//! The core's configuration, validated: where the data lives, the limits
+//! every request is held to, group sessions, durability and background work.
+//! Protocol adapters and the server add their own settings around it.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::group::GroupConfig;
 use crate::log::Acks;
-use crate::storage::{HEADER_LEN, MAX_STORED_BATCH_BYTES};
+use brooklet_storage::{HEADER_LEN, MAX_STORED_BATCH_BYTES};
 
 /// The largest `max_record_bytes` the storage layout allows: one record must
 /// fit in one stored batch, with room for its encoding overhead.
@@ -17,15 +17,15 @@ pub const MAX_RECORD_BYTES_LIMIT: usize = MAX_STORED_BATCH_BYTES - HEADER_LEN - 
 /// The most partitions `max_partitions` may allow.
 pub const MAX_PARTITIONS_LIMIT: u32 = 1 << 20;
 
-/// The default of [`Config::flush_max_delay`].
+/// The default of [`CoreConfig::flush_max_delay`].
 pub const DEFAULT_FLUSH_MAX_DELAY: Duration = Duration::ZERO;
 
-/// The longest [`Config::flush_max_delay`] accepted.
+/// The longest [`CoreConfig::flush_max_delay`] accepted.
 pub const MAX_FLUSH_MAX_DELAY: Duration = Duration::from_secs(1);
 
-/// How a broker runs.
+/// How the core runs.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub struct CoreConfig {
     /// Where the data lives.
     pub data_dir: PathBuf,
     /// Request limits.
@@ -44,14 +44,6 @@ pub struct Config {
     /// (default 0: sync at once; writers that arrive during a sync share
     /// the next one anyway).
     pub flush_max_delay: Duration,
-    /// Requests slower than this are logged as warnings (default 1 s;
-    /// long-poll fetches excepted).
-    pub slow_request: Duration,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz` over HTTP; `None`
-    /// serves none. [`Config::new`] leaves it `None`, so that brokers in
-    /// parallel tests never compete for a port; `brooklet serve` defaults to
-    /// 127.0.0.1:7071.
-    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Limits applied to every request.
@@ -91,10 +83,10 @@ impl Default for Limits {
     }
 }
 
-impl Config {
+impl CoreConfig {
     /// A configuration with default limits storing its data in `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> CoreConfig {
+        CoreConfig {
             data_dir: data_dir.into(),
             limits: Limits::default(),
             cache_capacity_bytes: 256 << 20,
@@ -102,8 +94,6 @@ impl Config {
             durability: Acks::Durable,
             retention_check_interval: Duration::from_secs(30),
             flush_max_delay: DEFAULT_FLUSH_MAX_DELAY,
-            slow_request: Duration::from_secs(1),
-            metrics_listen: None,
         }
     }
 

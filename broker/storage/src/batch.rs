@@ -126,6 +126,30 @@ impl EncodedBatch {
     }
 }
 
+/// Splits a partition's records into stored batches of at most
+/// [`TARGET_STORED_BATCH_BYTES`](crate::TARGET_STORED_BATCH_BYTES) (a larger record alone), numbering each
+/// part's records from 0 (and its producer sequence on from the part before).
+pub fn encode_parts(mut records: Vec<Record>, producer: Option<ProducerSeq>) -> Vec<EncodedBatch> {
+    let seq =
+        |start: usize| producer.map(|p| ProducerSeq { base_sequence: p.base_sequence + start as u64, ..p });
+    let limit = crate::TARGET_STORED_BATCH_BYTES - HEADER_LEN;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for i in 0..records.len() {
+        let len = records[i].encoded_len() + prost::length_delimiter_len(records[i].encoded_len());
+        if i > start && bytes + len > limit {
+            parts.push(EncodedBatch::encode(&records[start..i], seq(start)));
+            start = i;
+            bytes = 0;
+        }
+        records[i].offset_delta = (i - start) as u32;
+        bytes += len;
+    }
+    parts.push(EncodedBatch::encode(&records[start..], seq(start)));
+    parts
+}
+
 /// The header of a stored batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
@@ -236,5 +260,34 @@ mod tests {
         value.truncate(last);
         assert!(matches!(decode(Bytes::from(value)), Err(BatchError::Truncated { .. })));
         assert!(matches!(decode(Bytes::from_static(&[1, 2, 3])), Err(BatchError::Truncated { .. })));
+    }
+
+    #[test]
+    fn large_batches_split_and_renumber() {
+        let value = Bytes::from(vec![7u8; 700 << 10]);
+        let records: Vec<Record> =
+            (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
+        let parts = encode_parts(records, None);
+        assert_eq!(parts.len(), 7, "a record over the target size is a part of its own");
+        assert!(parts.iter().all(|p| p.stored_len() <= crate::MAX_STORED_BATCH_BYTES));
+        assert_eq!(parts.iter().map(|p| p.record_count()).sum::<u32>(), 7);
+    }
+
+    #[test]
+    fn batches_split_near_the_target_size_at_record_boundaries() {
+        let value = Bytes::from(vec![7u8; 1000]);
+        let records: Vec<Record> =
+            (0..300).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
+        let producer = ProducerSeq { producer_id: 9, base_sequence: 100 };
+        let parts = encode_parts(records, Some(producer));
+        assert!(parts.len() >= 300_000 / crate::TARGET_STORED_BATCH_BYTES, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.stored_len() <= crate::TARGET_STORED_BATCH_BYTES));
+        let mut next_sequence = 100;
+        for part in parts {
+            let (header, _) = decode(part.into_value(0).into()).expect("a valid batch");
+            assert_eq!(header.producer.map(|p| p.base_sequence), Some(next_sequence));
+            next_sequence += u64::from(header.record_count);
+        }
+        assert_eq!(next_sequence, 400);
     }
 }

@@ -4,9 +4,10 @@ use brooklet_proto::v1 as pb;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::group::{CommittedOffset, GroupDescription, GroupState, TopicPartition};
-use crate::log::{NewRecord, PartitionState, TopicInfo};
-use crate::record::{Batch, Header, Record};
+use brooklet_core::{
+    Batch, CommittedOffset, GroupDescription, GroupState, Header, NewRecord, PartitionState, Record,
+    TopicInfo, TopicPartition,
+};
 
 pub(super) fn topic_info(t: TopicInfo) -> pb::TopicInfo {
     pb::TopicInfo {

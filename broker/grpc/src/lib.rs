@@ -1,12 +1,25 @@
-//! gRPC services: `brooklet.v1` requests in, log and group calls, responses
-//! out. Owns proto ⇄ domain conversion (`convert`) and the mapping of errors
-//! to statuses (`status`). Holds no state of its own beyond handles.
+//! The gRPC adapter: `brooklet.v1` requests in, calls on the core's handle,
+//! responses out. The only broker crate that knows tonic.
+//!
+//! - [`serve`]: the tonic server on a listener it is given (health,
+//!   reflection, the four services), until shutdown.
+//! - `connection`: the accept loop and the connection limit.
+//! - `admission`: each request takes a place of its connection's, or is
+//!   refused at once; then it is counted and timed.
+//! - `convert`: proto ⇄ core types; `status`: core errors → statuses, in one
+//!   place.
+//!
+//! Holds no state of its own beyond handles.
 
+mod admission;
+mod connection;
 mod convert;
+mod server;
 mod status;
 
+pub use server::{GrpcError, GrpcOptions, serve};
+
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use brooklet_proto::v1 as pb;
@@ -18,11 +31,11 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use brooklet_core::{Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo};
+use brooklet_metrics::Metrics;
+
 use crate::connection::ConnInfo;
-use crate::error::Error;
-use crate::group::{Committer, Groups, Heartbeat, ResetTo};
-use crate::log::{Acks, FetchOpts, Idempotence, Log, NewRecord};
-use crate::metrics::Metrics;
+use crate::status::status;
 
 /// Default and maximum of `max_bytes` in fetch and subscribe requests.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -35,9 +48,8 @@ const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 
 /// Shared by every service.
 #[derive(Clone, Debug)]
-pub struct Services {
-    log: Arc<Log>,
-    groups: Groups,
+struct Services {
+    core: Core,
     /// Cancelled when shutdown begins: ends waiting fetches and streams.
     shutdown: CancellationToken,
     /// Where subscription tasks run, so shutdown can wait for them.
@@ -49,15 +61,9 @@ pub struct Services {
 }
 
 impl Services {
-    /// Services over `log` and `groups`, stopped by `shutdown`.
-    pub fn new(
-        log: Arc<Log>,
-        groups: Groups,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-        metrics: Metrics,
-    ) -> Services {
-        Services { log, groups, shutdown, tasks, metrics, started: std::time::Instant::now() }
+    /// Services over `core`, stopped by `shutdown`.
+    fn new(core: Core, shutdown: CancellationToken, tasks: TaskTracker, metrics: Metrics) -> Services {
+        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now() }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -66,7 +72,7 @@ impl Services {
             n => n.min(MAX_FETCH_BYTES),
         };
         let max_wait = Duration::from_millis(u64::from(max_wait_ms));
-        let limit = self.log.limits().max_fetch_wait;
+        let limit = self.core.log().limits().max_fetch_wait;
         if max_wait > limit {
             return Err(Error::invalid(
                 "max_wait_ms",
@@ -84,7 +90,12 @@ impl pb::admin_service_server::AdminService for Services {
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
         let req = request.into_inner();
-        let info = self.log.create_topic(&req.name, req.partitions, req.config.into_iter().collect()).await?;
+        let info = self
+            .core
+            .log()
+            .create_topic(&req.name, req.partitions, req.config.into_iter().collect())
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::CreateTopicResponse { topic: Some(convert::topic_info(info)) }))
     }
 
@@ -92,7 +103,7 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        self.log.delete_topic(&request.into_inner().name).await?;
+        self.core.log().delete_topic(&request.into_inner().name).await.map_err(status)?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
@@ -101,7 +112,12 @@ impl pb::admin_service_server::AdminService for Services {
         request: Request<pb::AlterTopicConfigRequest>,
     ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
         let req = request.into_inner();
-        let info = self.log.alter_topic_config(&req.name, req.set.into_iter().collect(), &req.remove).await?;
+        let info = self
+            .core
+            .log()
+            .alter_topic_config(&req.name, req.set.into_iter().collect(), &req.remove)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::AlterTopicConfigResponse { topic: Some(convert::topic_info(info)) }))
     }
 
@@ -109,22 +125,22 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let storage = self.log.storage();
+        let disk = self.core.disk_usage().map_err(status)?;
         let mut topics = Vec::new();
-        for t in self.log.list_topics() {
+        for t in self.core.log().list_topics() {
             // A topic deleted since the listing is left out.
-            let Ok((_, states)) = self.log.describe_topic(&t.name) else { continue };
+            let Ok((_, states)) = self.core.log().describe_topic(&t.name) else { continue };
             topics.push(pb::TopicStatus {
                 records: states.iter().map(|s| s.high_watermark - s.log_start).sum(),
-                stored_bytes: self.log.stored_bytes(&t.name).unwrap_or(0),
+                stored_bytes: self.core.log().stored_bytes(&t.name).unwrap_or(0),
                 name: t.name,
                 partitions: t.partitions,
             });
         }
         let mut groups = Vec::new();
-        for (group, state, members) in self.groups.list()? {
+        for (group, state, members) in self.core.groups().list().map_err(status)? {
             let total_lag =
-                self.groups.describe(&group).map_or(0, |d| d.partitions.iter().map(|p| p.lag).sum());
+                self.core.groups().describe(&group).map_or(0, |d| d.partitions.iter().map(|p| p.lag).sum());
             groups.push(pb::GroupStatus {
                 group,
                 state: convert::group_state(state).into(),
@@ -135,9 +151,9 @@ impl pb::admin_service_server::AdminService for Services {
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            data_dir: storage.path().display().to_string(),
-            disk_bytes: storage.size_on_disk().map_err(Error::from)?,
-            disk_free_bytes: storage.free_space().map_err(Error::from)?,
+            data_dir: self.core.data_dir().display().to_string(),
+            disk_bytes: disk.used_bytes,
+            disk_free_bytes: disk.free_bytes,
             topics,
             groups,
         }))
@@ -147,7 +163,7 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         _request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
-        let topics = self.log.list_topics().into_iter().map(convert::topic_info).collect();
+        let topics = self.core.log().list_topics().into_iter().map(convert::topic_info).collect();
         Ok(Response::new(pb::ListTopicsResponse { topics }))
     }
 
@@ -155,7 +171,8 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
-        let (info, partitions) = self.log.describe_topic(&request.into_inner().name)?;
+        let (info, partitions) =
+            self.core.log().describe_topic(&request.into_inner().name).map_err(status)?;
         Ok(Response::new(pb::DescribeTopicResponse {
             topic: Some(convert::topic_info(info)),
             partitions: partitions.into_iter().map(convert::partition_info).collect(),
@@ -179,13 +196,29 @@ impl pb::producer_service_server::ProducerService for Services {
         };
         let records: Vec<NewRecord> = req.records.into_iter().map(convert::new_record).collect();
 
-        let producer = (req.producer_id != 0).then(|| Idempotence {
-            producer_id: req.producer_id,
-            base_sequences: req.base_sequences.into_iter().collect(),
-        });
+        let producer = match req.producer_id {
+            0 => None,
+            producer_id => Some(Idempotence {
+                producer_id,
+                producer_epoch: u16::try_from(req.producer_epoch)
+                    .map_err(|_| {
+                        Error::invalid(
+                            "producer_epoch",
+                            format!("{} exceeds the largest epoch, {}", req.producer_epoch, u16::MAX),
+                        )
+                    })
+                    .map_err(status)?,
+                base_sequences: req.base_sequences.into_iter().collect(),
+            }),
+        };
         let span = tracing::info_span!("produce", topic = %req.topic);
-        let (appended, acks) =
-            self.log.produce(&req.topic, records, acks, producer.as_ref()).instrument(span).await?;
+        let (appended, acks) = self
+            .core
+            .log()
+            .produce(&req.topic, records, acks, producer.as_ref())
+            .instrument(span)
+            .await
+            .map_err(status)?;
         // A retried batch the partition already had was not appended again.
         let new = appended.iter().filter(|a| !a.duplicate);
         let new_records: u64 = new.clone().map(|a| u64::from(a.record_count)).sum();
@@ -211,9 +244,19 @@ impl pb::producer_service_server::ProducerService for Services {
         &self,
         _request: Request<pb::InitProducerIdRequest>,
     ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
-        let producer_id = self.log.new_producer_id()?;
-        Ok(Response::new(pb::InitProducerIdResponse { producer_id, producer_epoch: 0 }))
+        let id = self.core.log().new_producer_id().map_err(status)?;
+        Ok(Response::new(pb::InitProducerIdResponse {
+            producer_id: id.id,
+            producer_epoch: u32::from(id.epoch),
+        }))
     }
+}
+
+/// Counts the records of `batches` served from `topic`.
+fn count_fetched(metrics: &Metrics, topic: &str, batches: &[brooklet_core::Batch]) {
+    let records = batches.iter().flat_map(|b| &b.records);
+    let (n, bytes) = records.fold((0, 0), |(n, bytes), r| (n + 1, bytes + r.size() as u64));
+    metrics.fetched(topic, n, bytes);
 }
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
@@ -222,14 +265,16 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 impl pb::consumer_service_server::ConsumerService for Services {
     async fn fetch(&self, request: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
         let req = request.into_inner();
-        let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms)?;
+        let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms).map_err(status)?;
         let span = tracing::info_span!("fetch", topic = %req.topic, partition = req.partition);
         let fetched = self
-            .log
+            .core
+            .log()
             .fetch(&req.topic, req.partition, req.offset, opts, &self.shutdown)
             .instrument(span)
-            .await?;
-        self.metrics.fetched(&req.topic, fetched.batches.iter().flat_map(|b| &b.records));
+            .await
+            .map_err(status)?;
+        count_fetched(&self.metrics, &req.topic, &fetched.batches);
         Ok(Response::new(pb::FetchResponse {
             batches: fetched.batches.into_iter().map(|b| convert::batch(req.partition, b)).collect(),
             high_watermark: fetched.high_watermark,
@@ -244,7 +289,11 @@ impl pb::consumer_service_server::ConsumerService for Services {
         request: Request<pb::ListOffsetsRequest>,
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
         let req = request.into_inner();
-        let found = self.log.offsets_for_time(&req.topic, &req.partitions, req.timestamp_ms)?;
+        let found = self
+            .core
+            .log()
+            .offsets_for_time(&req.topic, &req.partitions, req.timestamp_ms)
+            .map_err(status)?;
         let offsets = found
             .into_iter()
             .map(|f| pb::PartitionTimestampOffset {
@@ -261,22 +310,22 @@ impl pb::consumer_service_server::ConsumerService for Services {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
         let req = request.into_inner();
-        let opts = FetchOpts { max_wait: SUBSCRIBE_POLL, ..self.fetch_opts(req.max_bytes, 0)? };
+        let opts =
+            FetchOpts { max_wait: SUBSCRIBE_POLL, ..self.fetch_opts(req.max_bytes, 0).map_err(status)? };
         // Validate the start before the stream opens, so a bad request fails
         // the call itself rather than its first message.
-        let state = self.log.partition_state(&req.topic, req.partition)?;
+        let state = self.core.log().partition_state(&req.topic, req.partition).map_err(status)?;
         if req.offset < state.log_start || req.offset > state.high_watermark {
-            return Err(Error::OffsetOutOfRange {
+            return Err(status(Error::OffsetOutOfRange {
                 topic: req.topic,
                 partition: req.partition,
                 offset: req.offset,
                 log_start: state.log_start,
                 high_watermark: state.high_watermark,
-            }
-            .into());
+            }));
         }
         let (tx, rx) = mpsc::channel(SUBSCRIBE_BUFFER);
-        let log = self.log.clone();
+        let core = self.core.clone();
         let shutdown = self.shutdown.clone();
         let metrics = self.metrics.clone();
         let span = tracing::info_span!("subscribe", topic = %req.topic, partition = req.partition);
@@ -287,13 +336,13 @@ impl pb::consumer_service_server::ConsumerService for Services {
                     let fetched = tokio::select! {
                         // The reader went away: stop reading for it.
                         _ = tx.closed() => return,
-                        fetched = log.fetch(&req.topic, req.partition, offset, opts, &shutdown) => fetched,
+                        fetched = core.log().fetch(&req.topic, req.partition, offset, opts, &shutdown) => fetched,
                     };
                     let response = match fetched {
                         Ok(f) if f.batches.is_empty() => continue,
                         Ok(f) => {
                             offset = f.batches.last().map_or(offset, |b| b.next_offset());
-                            metrics.fetched(&req.topic, f.batches.iter().flat_map(|b| &b.records));
+                            count_fetched(&metrics, &req.topic, &f.batches);
                             Ok(pb::SubscribeResponse {
                                 batches: f
                                     .batches
@@ -305,7 +354,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
                         }
                         // Shutdown ends the stream cleanly.
                         Err(Error::ShuttingDown) => return,
-                        Err(e) => Err(Status::from(e)),
+                        Err(e) => Err(status(e)),
                     };
                     let failed = response.is_err();
                     // A bounded channel: a slow reader makes this send wait, so
@@ -340,7 +389,7 @@ impl pb::group_service_server::GroupService for Services {
             session_timeout: (req.session_timeout_ms > 0)
                 .then(|| Duration::from_millis(u64::from(req.session_timeout_ms))),
         };
-        let reply = self.groups.heartbeat(hb)?;
+        let reply = self.core.groups().heartbeat(hb).map_err(status)?;
         Ok(Response::new(pb::HeartbeatResponse {
             member_id: reply.member_id,
             member_epoch: reply.member_epoch,
@@ -354,8 +403,10 @@ impl pb::group_service_server::GroupService for Services {
         _request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let groups = self
-            .groups
-            .list()?
+            .core
+            .groups()
+            .list()
+            .map_err(status)?
             .into_iter()
             .map(|(group, state, members)| pb::GroupSummary {
                 group,
@@ -371,7 +422,7 @@ impl pb::group_service_server::GroupService for Services {
         request: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
         let group = request.into_inner().group;
-        let d = self.groups.describe(&group)?;
+        let d = self.core.groups().describe(&group).map_err(status)?;
         Ok(Response::new(convert::group_description(group, d)))
     }
 
@@ -379,7 +430,7 @@ impl pb::group_service_server::GroupService for Services {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        self.groups.delete(&request.into_inner().group).await?;
+        self.core.groups().delete(&request.into_inner().group).await.map_err(status)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
 
@@ -395,14 +446,13 @@ impl pb::group_service_server::GroupService for Services {
             Some(To::Offset(o)) => ResetTo::Offset(o),
             Some(To::TimestampMs(ts)) => ResetTo::Timestamp(ts),
             None => {
-                return Err(Error::invalid(
+                return Err(status(Error::invalid(
                     "to",
                     "one of earliest, latest, offset or timestamp_ms is required",
-                )
-                .into());
+                )));
             }
         };
-        let offsets = self.groups.reset_offsets(&req.group, &req.topic, to).await?;
+        let offsets = self.core.groups().reset_offsets(&req.group, &req.topic, to).await.map_err(status)?;
         Ok(Response::new(pb::ResetOffsetsResponse {
             offsets: offsets.into_iter().map(convert::partition_offset).collect(),
         }))
@@ -417,7 +467,7 @@ impl pb::group_service_server::GroupService for Services {
         let committer = (!req.member_id.is_empty())
             .then_some(Committer { member_id: &req.member_id, member_epoch: req.member_epoch });
         let span = tracing::info_span!("commit_offsets", group = %req.group);
-        self.groups.commit(&req.group, committer, &offsets).instrument(span).await?;
+        self.core.groups().commit(&req.group, committer, &offsets).instrument(span).await.map_err(status)?;
         Ok(Response::new(pb::CommitOffsetsResponse {}))
     }
 
@@ -427,7 +477,7 @@ impl pb::group_service_server::GroupService for Services {
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
         let req = request.into_inner();
         let topic = (!req.topic.is_empty()).then_some(req.topic.as_str());
-        let offsets = self.groups.committed(&req.group, topic)?;
+        let offsets = self.core.groups().committed(&req.group, topic).map_err(status)?;
         Ok(Response::new(pb::FetchOffsetsResponse {
             offsets: offsets.into_iter().map(convert::partition_offset).collect(),
         }))

@@ -1,29 +1,46 @@
-//! Serving: opens storage, wires the gRPC services, health, reflection and
-//! metrics, and runs them on listeners it is given until shutdown. Also the
-//! embedded broker that tests start in-process.
+//! Brooklet's broker as a library: [`run`] opens the core and serves it on
+//! listeners it is given (the gRPC adapter, and the HTTP listener of
+//! metrics and health checks) until a shutdown future resolves, then drains
+//! and flushes. [`EmbeddedBroker`] starts one in-process for tests.
+//!
+//! It wires the parts together and owns none of their rules: the core owns
+//! topics, groups and offsets (`brooklet-core`), the adapters own their
+//! protocols (`brooklet-grpc`), metrics their registry (`brooklet-metrics`).
+//! It never names tonic or sled.
+//!
+//! # Embedding a broker in a test
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let broker = brooklet_broker::EmbeddedBroker::start().await?;
+//! println!("broker listening at {}", broker.endpoint());
+//! broker.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod http;
+
+pub use brooklet_core::{
+    Acks, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY, MAX_PARTITIONS_LIMIT,
+    MAX_RECORD_BYTES_LIMIT,
+};
+pub use config::Config;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use brooklet_proto::v1 as pb;
-use std::time::Duration;
-
+use brooklet_core::Core;
+use brooklet_grpc::{GrpcError, GrpcOptions};
+use brooklet_metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Server;
-
-use crate::config::Config;
-use crate::connection::accept_loop;
-use crate::error::Error;
-use crate::group::Groups;
-use crate::grpc::Services;
-use crate::log::Log;
-use crate::metrics::Metrics;
-use crate::storage::{Storage, StorageConfig};
 
 /// The sockets a broker serves on, bound by its caller.
 #[derive(Debug)]
@@ -68,12 +85,9 @@ pub enum ServeError {
         #[source]
         source: Error,
     },
-    /// The reflection service could not read the API's descriptors.
-    #[error("cannot build the reflection service")]
-    Reflection(#[source] tonic_reflection::server::Error),
-    /// The gRPC server failed.
-    #[error("the gRPC server failed")]
-    Transport(#[source] tonic::transport::Error),
+    /// The gRPC listener failed.
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
     /// The task running an embedded broker panicked.
     #[error("the broker's task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -103,107 +117,56 @@ pub async fn run(
     let metrics = Metrics::new();
     let storage_error =
         |source: Error| ServeError::Storage { dir: config.data_dir.display().to_string(), source };
-    let storage = Storage::open(&StorageConfig {
-        path: config.data_dir.clone(),
-        cache_capacity: config.cache_capacity_bytes,
-        flush_every_ms: Some(500),
-        flush_max_delay: config.flush_max_delay,
-    })
-    .map_err(|e| storage_error(e.into()))?
-    .with_flush_observer(Arc::new(metrics.clone()));
     // Every task that holds the database open runs on `tasks`, so that
     // shutdown can wait for the last of them before the directory is reused.
     let tasks = TaskTracker::new();
-    let log = Arc::new(
-        Log::open(storage, config.limits.clone(), config.durability, &tasks).map_err(storage_error)?,
-    );
+    let core_config = config.core();
+    let core = Core::open(&core_config, Some(Arc::new(metrics.clone())), &tasks).map_err(storage_error)?;
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
 
     let stop = CancellationToken::new();
-    log.spawn_retention(config.retention_check_interval, stop.clone(), &tasks);
-    let groups = Groups::new(log.clone(), config.groups.clone());
-    // Sessions are checked often enough that a member is removed within a
-    // quarter of the shortest session timeout after it ends.
-    let expiry_every = (config.groups.min_session_timeout / 4).min(Duration::from_millis(250));
-    groups.spawn_expiry(expiry_every, stop.clone(), &tasks);
+    core.spawn_background(&core_config, &stop, &tasks);
     // The metrics server outlives the gRPC drain, so that `/readyz` can
     // answer 503 while in-flight requests finish.
     let metrics_stop = CancellationToken::new();
     if let Some(l) = metrics_listener {
-        let addr = crate::metrics::spawn_http(
-            metrics.clone(),
-            log.clone(),
-            groups.clone(),
-            l,
-            metrics_stop.clone(),
-            &tasks,
-        )
-        .map_err(listen_error("for metrics"))?;
+        let addr = http::spawn_http(metrics.clone(), core.clone(), l, metrics_stop.clone(), &tasks)
+            .map_err(listen_error("for metrics"))?;
         tracing::info!(%addr, "metrics serving");
     }
-    let services = Services::new(log.clone(), groups, stop.clone(), tasks.clone(), metrics.clone());
-    let max_msg = config.limits.max_request_bytes;
-
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
-    // Both reflection versions, so grpcurl and `buf curl` work either way.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(brooklet_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let options = GrpcOptions {
+        max_request_bytes: config.limits.max_request_bytes,
+        max_connections: config.limits.max_connections,
+        max_requests_per_connection: config.limits.max_requests_per_connection,
+        slow_request: config.slow_request,
     };
-    let reflection_v1 = reflection().build_v1().map_err(ServeError::Reflection)?;
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(ServeError::Reflection)?;
-
-    let incoming = Box::pin(accept_loop(
-        listener,
-        metrics.clone(),
-        config.limits.max_connections,
-        config.limits.max_requests_per_connection,
-    ));
+    let grpc =
+        brooklet_grpc::serve(core.clone(), metrics.clone(), listener, options, stop.clone(), tasks.clone());
     let signal = {
         let (stop, metrics) = (stop.clone(), metrics.clone());
         async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests");
             metrics.set_ready(false);
-            health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             stop.cancel();
         }
     };
     metrics.set_ready(true);
-    let served = Server::builder()
-        // Admits each request to a place of its connection's (past the limit
-        // it is refused at once with RESOURCE_EXHAUSTED, so a flood from one
-        // connection costs no memory), then counts and times it.
-        .layer(metrics.layer(config.slow_request))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            pb::admin_service_server::AdminServiceServer::new(services.clone())
-                .max_decoding_message_size(max_msg),
-        )
-        .add_service(
-            pb::producer_service_server::ProducerServiceServer::new(services.clone())
-                .max_decoding_message_size(max_msg),
-        )
-        .add_service(
-            pb::consumer_service_server::ConsumerServiceServer::new(services.clone())
-                .max_decoding_message_size(max_msg),
-        )
-        .add_service(
-            pb::group_service_server::GroupServiceServer::new(services).max_decoding_message_size(max_msg),
-        )
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await;
+    tokio::pin!(grpc);
+    // The listener ends by itself only if it fails; otherwise it drains once
+    // the signal has cancelled `stop`.
+    let served = tokio::select! {
+        served = &mut grpc => served,
+        () = signal => grpc.await,
+    };
+    stop.cancel();
     metrics.set_ready(false);
     metrics_stop.cancel();
-    served.map_err(ServeError::Transport)?;
+    served?;
 
-    log.storage().sync().map_err(|e| storage_error(e.into()))?;
-    drop(log);
+    core.flush().map_err(storage_error)?;
+    drop(core);
     tasks.close();
     tasks.wait().await;
     tracing::info!("brooklet stopped; storage flushed and closed");

@@ -1,29 +1,21 @@
-//! Operator observability: owns the Prometheus registry, the HTTP server of
-//! `/metrics`, `/healthz` and `/readyz`, and the tower layer that counts and
-//! times gRPC requests.
+//! Operator observability: owns the Prometheus registry and its text
+//! exposition. Adapters count what they serve through its methods; the
+//! server crate serves it over HTTP.
 //!
-//! It reads the log and the groups through their public methods at scrape
-//! time; none of them knows it exists. The one exception is group commit,
-//! which reports each flush through the storage-owned [`FlushObserver`]
-//! trait so that storage never depends on this module.
+//! It reads the core through its public handle at scrape time; the core
+//! does not know it exists. The one exception is group commit, which
+//! reports each flush through the storage-owned [`FlushObserver`] trait.
 //!
 //! Cardinality is bounded: labels are only topic, partition, group, rpc and
 //! gRPC code, never a record, producer or request.
 
 use std::fmt::Write as _;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use brooklet_core::{Core, FlushObserver};
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,15 +23,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use crate::connection::ConnInfo;
-use crate::group::Groups;
-use crate::log::Log;
-use crate::record::Record;
-use crate::storage::FlushObserver;
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -283,19 +266,15 @@ impl Metrics {
 
     /// Counts records appended to `topic` (duplicates of an idempotent retry
     /// excluded by the caller).
-    pub(crate) fn produced(&self, topic: &str, records: u64, bytes: u64) {
+    pub fn produced(&self, topic: &str, records: u64, bytes: u64) {
         let labels = TopicLabels { topic: topic.to_owned() };
         self.inner.records_produced.get_or_create(&labels).inc_by(records);
         self.inner.bytes_produced.get_or_create(&labels).inc_by(bytes);
     }
 
-    /// Counts records served from `topic`.
-    pub(crate) fn fetched<'a>(&self, topic: &str, records: impl IntoIterator<Item = &'a Record>) {
-        let (mut n, mut bytes) = (0u64, 0u64);
-        for r in records {
-            n += 1;
-            bytes += r.size() as u64;
-        }
+    /// Counts `n` records of `bytes` (key + value + headers) served from
+    /// `topic`.
+    pub fn fetched(&self, topic: &str, n: u64, bytes: u64) {
         if n > 0 {
             let labels = TopicLabels { topic: topic.to_owned() };
             self.inner.records_fetched.get_or_create(&labels).inc_by(n);
@@ -304,7 +283,7 @@ impl Metrics {
     }
 
     /// Marks the broker ready (storage open, accepting) or not (shutting down).
-    pub(crate) fn set_ready(&self, ready: bool) {
+    pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Release);
     }
 
@@ -313,29 +292,45 @@ impl Metrics {
         self.inner.ready.load(Ordering::Acquire)
     }
 
-    /// A tower layer for the tonic server that counts and times requests.
-    pub(crate) fn layer(&self, slow_request: Duration) -> RequestLayer {
-        RequestLayer { metrics: self.clone(), slow_request }
+    /// Counts a request refused at admission (its connection had no free
+    /// place).
+    pub fn request_shed(&self) {
+        self.inner.requests_shed.inc();
+    }
+
+    /// Counts a request admitted; [`Metrics::request_ended`] ends it.
+    pub fn request_started(&self) {
+        self.inner.requests_in_flight.inc();
+    }
+
+    /// Ends an admitted request: `rpc` names the method (from a bounded
+    /// set), `code` its final status, `took` its latency.
+    pub fn request_ended(&self, rpc: &str, code: &'static str, took: Duration) {
+        let m = &self.inner;
+        m.requests_in_flight.dec();
+        m.request_duration.get_or_create(&RpcLabels { rpc: rpc.to_owned() }).observe(took.as_secs_f64());
+        m.requests.get_or_create(&RpcCodeLabels { rpc: rpc.to_owned(), code }).inc();
     }
 
     /// Counts one open connection until the guard is dropped.
-    pub(crate) fn connection(&self) -> ConnectionGuard {
+    pub fn connection(&self) -> ConnectionGuard {
         self.inner.connections_active.inc();
         ConnectionGuard { metrics: self.clone() }
     }
 
     /// The exposition, in the Prometheus text format 0.0.4, after refreshing
-    /// what is computed at scrape time from `log` and `groups`.
-    pub fn render(&self, log: &Log, groups: &Groups) -> String {
+    /// what is computed at scrape time from the core.
+    pub fn render(&self, core: &Core) -> String {
         let _scrape = self.inner.scrape.lock();
-        self.refresh(log, groups);
+        self.refresh(core);
         let mut open_metrics = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut open_metrics, &self.inner.registry);
         to_text_format(&open_metrics)
     }
 
-    fn refresh(&self, log: &Log, groups: &Groups) {
+    fn refresh(&self, core: &Core) {
+        let (log, groups) = (core.log(), core.groups());
         let m = &self.inner;
         // Cleared first so that deleted topics and groups leave no series.
         m.high_watermark.clear();
@@ -355,9 +350,9 @@ impl Metrics {
                 m.storage_bytes.get_or_create(&TopicLabels { topic: topic.name }).set(gauge_value(bytes));
             }
         }
-        match log.storage().size_on_disk() {
-            Ok(bytes) => {
-                m.storage_disk_bytes.set(gauge_value(bytes));
+        match core.disk_usage() {
+            Ok(usage) => {
+                m.storage_disk_bytes.set(gauge_value(usage.used_bytes));
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the database size for metrics"),
         }
@@ -465,278 +460,13 @@ fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
 
 /// Counts an open connection; dropped when the connection closes.
 #[derive(Debug)]
-pub(crate) struct ConnectionGuard {
+pub struct ConnectionGuard {
     metrics: Metrics,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.metrics.inner.connections_active.dec();
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener`, on `tasks`,
-/// until `stop` is cancelled.
-pub(crate) fn spawn_http(
-    metrics: Metrics,
-    log: Arc<Log>,
-    groups: Groups,
-    listener: TcpListener,
-    stop: CancellationToken,
-    tasks: &TaskTracker,
-) -> std::io::Result<SocketAddr> {
-    let addr = listener.local_addr()?;
-    let router = Router::new()
-        .route("/metrics", get(scrape))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(HttpState { metrics, log, groups });
-    tasks.spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the metrics server failed");
-        }
-    });
-    Ok(addr)
-}
-
-#[derive(Clone, Debug)]
-struct HttpState {
-    metrics: Metrics,
-    log: Arc<Log>,
-    groups: Groups,
-}
-
-async fn scrape(State(state): State<HttpState>) -> impl IntoResponse {
-    // Scrape-time gauges read sled (sizes, committed offsets): off the
-    // async workers.
-    let rendered = tokio::task::spawn_blocking(move || state.metrics.render(&state.log, &state.groups)).await;
-    match rendered {
-        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
-        Err(e) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering metrics failed: {e}\n")).into_response()
-        }
-    }
-}
-
-async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    readiness(&state.metrics)
-}
-
-fn readiness(metrics: &Metrics) -> (StatusCode, &'static str) {
-    if metrics.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down\n")
-    }
-}
-
-/// Admits, counts and times every gRPC request: see [`RequestService`].
-#[derive(Clone, Debug)]
-pub(crate) struct RequestLayer {
-    metrics: Metrics,
-    /// Requests slower than this are logged as a warning.
-    slow_request: Duration,
-}
-
-impl<S> tower_layer::Layer<S> for RequestLayer {
-    type Service = RequestService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestService { inner, metrics: self.metrics.clone(), slow_request: self.slow_request }
-    }
-}
-
-/// Admission, then measurement, of each request.
-///
-/// A request first takes one of its connection's places (see
-/// [`ConnInfo::admit`]); with none free it is answered RESOURCE_EXHAUSTED at
-/// once and counted in `brooklet_requests_shed_total`. The place is held
-/// until the response ends, streams included, so a connection cannot hold
-/// more work than its limit.
-///
-/// A request is timed until its response headers. It is counted by rpc and
-/// by its final `grpc-status`: from the headers of a trailers-only response
-/// (how tonic answers a failed unary call), otherwise from the trailers that
-/// end the body, so a stream that fails after its first message counts as
-/// failed. A response dropped before its trailers counts as CANCELLED.
-#[derive(Clone, Debug)]
-pub(crate) struct RequestService<S> {
-    inner: S,
-    metrics: Metrics,
-    slow_request: Duration,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for RequestService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().trim_start_matches('/').to_owned();
-        let metrics = self.metrics.clone();
-        let place = match request.extensions().get::<ConnInfo>() {
-            Some(conn) => match conn.admit() {
-                Some(place) => Some(place),
-                None => {
-                    metrics.inner.requests_shed.inc();
-                    let status = tonic::Status::resource_exhausted(format!(
-                        "too many requests in flight on this connection: the limit is {} \
-                         (--max-requests-per-connection)",
-                        conn.limit()
-                    ));
-                    return Box::pin(std::future::ready(Ok(status.into_http())));
-                }
-            },
-            // Not through the accept loop: nothing to admit to.
-            None => None,
-        };
-        metrics.inner.requests_in_flight.inc();
-        let mut outcome = Outcome {
-            metrics,
-            path,
-            started: Instant::now(),
-            headers_after: Duration::ZERO,
-            slow_request: self.slow_request,
-            _place: place,
-            ended: false,
-        };
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = match response.await {
-                Ok(response) => response,
-                Err(e) => {
-                    outcome.end(tonic::Code::Unknown);
-                    return Err(e);
-                }
-            };
-            outcome.headers_after = outcome.started.elapsed();
-            if let Some(code) = response.headers().get("grpc-status") {
-                outcome.end(tonic::Code::from_bytes(code.as_bytes()));
-                return Ok(response);
-            }
-            Ok(response.map(|body| tonic::body::Body::new(ObservedBody { inner: body, outcome })))
-        })
-    }
-}
-
-/// A response body that ends its request's [`Outcome`] with the status in
-/// its trailers.
-struct ObservedBody {
-    inner: tonic::body::Body,
-    outcome: Outcome,
-}
-
-impl http_body::Body for ObservedBody {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    let code = trailers
-                        .get("grpc-status")
-                        .map_or(tonic::Code::Unknown, |v| tonic::Code::from_bytes(v.as_bytes()));
-                    self.outcome.end(code);
-                }
-            }
-            Some(Err(status)) => self.outcome.end(status.code()),
-            // A gRPC body ends with trailers; one without them failed.
-            None => self.outcome.end(tonic::Code::Unknown),
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// One request from admission to its final status: holds its connection
-/// place and its count in `requests_in_flight`, and counts it once, however
-/// it ends (a dropped, unfinished request counts as CANCELLED).
-struct Outcome {
-    metrics: Metrics,
-    path: String,
-    started: Instant,
-    /// From admission to the response headers: the request's latency.
-    headers_after: Duration,
-    slow_request: Duration,
-    _place: Option<tokio::sync::OwnedSemaphorePermit>,
-    ended: bool,
-}
-
-impl Outcome {
-    fn end(&mut self, code: tonic::Code) {
-        if std::mem::replace(&mut self.ended, true) {
-            return;
-        }
-        let m = &self.metrics.inner;
-        m.requests_in_flight.dec();
-        // Only paths that reached a real method get their own label: an
-        // unknown service or method (UNIMPLEMENTED) shares one, so a client
-        // cannot grow the label set.
-        let rpc = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { self.path.clone() };
-        let took = if self.headers_after.is_zero() { self.started.elapsed() } else { self.headers_after };
-        // A fetch waits for data by design (long-poll): not slow.
-        if took > self.slow_request && !rpc.ends_with("/Fetch") {
-            tracing::warn!(
-                rpc = %rpc,
-                code = code_name(code),
-                millis = took.as_millis() as u64,
-                "slow request (above --slow-request-ms)"
-            );
-        }
-        m.request_duration.get_or_create(&RpcLabels { rpc: rpc.clone() }).observe(took.as_secs_f64());
-        m.requests.get_or_create(&RpcCodeLabels { rpc, code: code_name(code) }).inc();
-    }
-}
-
-impl Drop for Outcome {
-    fn drop(&mut self) {
-        self.end(tonic::Code::Cancelled);
-    }
-}
-
-/// The canonical name of a gRPC status code, as in the gRPC spec.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -763,16 +493,6 @@ mod tests {
             "# HELP brooklet_x_total Xs.\n# TYPE brooklet_x_total counter\nbrooklet_x_total{topic=\"t\"} 3\n\
              # HELP brooklet_g G.\n# TYPE brooklet_g gauge\nbrooklet_g 1\n"
         );
-    }
-
-    #[test]
-    fn readiness_follows_the_flag() {
-        let metrics = Metrics::new();
-        assert_eq!(readiness(&metrics).0, StatusCode::SERVICE_UNAVAILABLE, "not ready before start-up ends");
-        metrics.set_ready(true);
-        assert_eq!(readiness(&metrics).0, StatusCode::OK);
-        metrics.set_ready(false);
-        assert_eq!(readiness(&metrics).0, StatusCode::SERVICE_UNAVAILABLE, "not ready once shutdown begins");
     }
 
     #[test]

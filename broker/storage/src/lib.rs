@@ -1,14 +1,19 @@
-//! Storage: the only module that names sled. It owns key encoding (`keys`),
-//! the stored batch layout (`batch`), and the trees: `topics` (topic
-//! metadata), `offsets` (committed group offsets) and one tree per topic
-//! holding its batches.
+//! Storage: the only crate that knows sled. It owns key encoding (`keys`),
+//! the stored batch layout (`batch`), records as stored (`record`), group
+//! commit (`commit`), recovery of a partition's bounds, and the trees:
+//! `topics` (topic metadata), `offsets` (committed group offsets),
+//! `log_starts`, and per topic its batches and its sparse time index.
 //!
-//! Storage knows nothing of offsets assignment, waiting readers or gRPC: the
-//! log module decides what to append where; storage writes and reads it.
+//! It never assigns offsets, waits for readers, or knows a protocol: the
+//! core decides what to append where; storage writes and reads it. Its
+//! errors say what kind of failure they are ([`StorageErrorKind`]) and name
+//! no engine type.
 
 mod batch;
 mod commit;
+mod error;
 mod keys;
+mod record;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,10 +23,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-pub use batch::{BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq, decode as decode_batch};
+pub use batch::{
+    BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq, decode as decode_batch, encode_parts,
+};
 pub use commit::{FlushObserver, GroupCommit};
 
-use crate::record::Batch;
+use error::sled_err;
+pub use error::{StorageError, StorageErrorKind, error_chain};
+pub use record::{Batch, Header, Record, record_size};
 
 /// sled writes a value larger than a quarter of its segment into a separate
 /// blob file. Brooklet keeps every batch inline: segments of 8 MiB put the
@@ -49,54 +58,11 @@ fn release_deferred() {
     crossbeam::epoch::pin().flush();
 }
 
-/// A storage failure, with what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// sled failed.
-    #[error("storage {op} failed")]
-    Sled {
-        /// What was being done.
-        op: &'static str,
-        /// sled's error.
-        #[source]
-        source: sled::Error,
-    },
-    /// A stored batch is damaged.
-    #[error("stored batch {topic}/{partition}@{base_offset} is damaged")]
-    Corrupt {
-        /// Topic name.
-        topic: String,
-        /// Partition.
-        partition: u32,
-        /// The batch key's base offset.
-        base_offset: u64,
-        /// What is wrong.
-        #[source]
-        source: BatchError,
-    },
-    /// Stored metadata does not decode.
-    #[error("stored {what} does not decode")]
-    Metadata {
-        /// Which metadata.
-        what: &'static str,
-        /// The decode error.
-        #[source]
-        source: prost::DecodeError,
-    },
-}
-
 fn index_entry((key, value): (sled::IVec, sled::IVec)) -> Result<TimeIndexEntry, StorageError> {
-    let bad = || StorageError::Sled {
-        op: "read time index",
-        source: sled::Error::Unsupported("malformed time-index entry".into()),
-    };
+    let bad = || StorageError::engine("read time index", "malformed time-index entry");
     let (_, max_timestamp_ms) = keys::parse_time_index(&key).ok_or_else(bad)?;
     let next_offset = u64::from_be_bytes(value.as_ref().try_into().map_err(|_| bad())?);
     Ok(TimeIndexEntry { max_timestamp_ms, next_offset })
-}
-
-fn sled_err(op: &'static str) -> impl FnOnce(sled::Error) -> StorageError {
-    move |source| StorageError::Sled { op, source }
 }
 
 /// Storage tuning.
@@ -199,7 +165,7 @@ pub struct TopicStore {
 pub const TIME_INDEX_INTERVAL: u64 = 256 << 10;
 
 /// A stored batch: its header, its records, and its stored size in bytes.
-pub type StoredBatch = (BatchHeader, Vec<crate::record::Record>, usize);
+pub type StoredBatch = (BatchHeader, Vec<Record>, usize);
 
 /// A time-index entry: every record before `next_offset` has a timestamp of
 /// at most `max_timestamp_ms`.
@@ -225,8 +191,8 @@ impl Storage {
         let topics = db.open_tree("topics").map_err(sled_err("open topics"))?;
         let offsets = db.open_tree("offsets").map_err(sled_err("open offsets"))?;
         let log_starts = db.open_tree("log_starts").map_err(sled_err("open log starts"))?;
-        let log_file = File::open(config.path.join("db"))
-            .map_err(|e| StorageError::Sled { op: "open the database file", source: sled::Error::Io(e) })?;
+        let log_file =
+            File::open(config.path.join("db")).map_err(|e| StorageError::io("open the database file", e))?;
         let syncer = Arc::new(commit::Syncer::new(db.clone(), log_file, config.path.join("blobs")));
         let storage = Storage {
             db,
@@ -336,6 +302,47 @@ impl Storage {
         Ok(())
     }
 
+    /// Bytes free for an unprivileged writer on the data directory's file
+    /// system.
+    pub fn free_space(&self) -> Result<u64, StorageError> {
+        fs4::available_space(&self.path).map_err(|e| StorageError::io("read free disk space", e))
+    }
+
+    /// A new unique id; ids only grow, across restarts too.
+    pub fn generate_id(&self) -> Result<u64, StorageError> {
+        self.db.generate_id().map_err(sled_err("generate id"))
+    }
+
+    /// Writes every dirty buffer to the database file and `fdatasync`s it
+    /// and every new blob file.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.syncer.sync().map_err(sled_err("sync"))
+    }
+
+    /// Blob files that no sync has covered yet: after a durable sync, 0.
+    pub fn unsynced_blob_files(&self) -> Result<usize, StorageError> {
+        self.syncer.unsynced_blobs().map_err(|e| StorageError::io("list blob files", e))
+    }
+
+    /// The committed offsets of every group.
+    pub fn offsets(&self) -> OffsetStore {
+        OffsetStore { tree: self.offsets.clone() }
+    }
+
+    /// Starts a group-commit flusher for this database on `tasks`.
+    pub fn group_commit(&self, tasks: &tokio_util::task::TaskTracker) -> GroupCommit {
+        GroupCommit::start(self.syncer.clone(), self.flush_max_delay, self.flush_observer.clone(), tasks)
+    }
+}
+
+/// Committed group offsets, keyed by group, topic and partition. Writes are
+/// in the engine when they return; a group commit makes them durable.
+#[derive(Clone, Debug)]
+pub struct OffsetStore {
+    tree: sled::Tree,
+}
+
+impl OffsetStore {
     /// Stores committed offsets for a group, all of them or none.
     pub fn commit_offsets(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
@@ -343,7 +350,7 @@ impl Storage {
             let value = StoredOffset { offset: o.offset, metadata: o.metadata.clone() };
             batch.insert(keys::committed_offset(group, &o.topic, o.partition), value.encode_to_vec());
         }
-        self.offsets.apply_batch(batch).map_err(sled_err("write committed offsets"))
+        self.tree.apply_batch(batch).map_err(sled_err("write committed offsets"))
     }
 
     /// A group's committed offsets, for one topic or all.
@@ -357,7 +364,7 @@ impl Storage {
             None => keys::group_prefix(group),
         };
         let mut out = Vec::new();
-        for entry in self.offsets.scan_prefix(prefix) {
+        for entry in self.tree.scan_prefix(prefix) {
             let (key, value) = entry.map_err(sled_err("read committed offsets"))?;
             let Some((_, topic, partition)) = keys::parse_committed_offset(&key) else {
                 continue;
@@ -369,22 +376,10 @@ impl Storage {
         Ok(out)
     }
 
-    /// Bytes free for an unprivileged writer on the data directory's file
-    /// system.
-    pub fn free_space(&self) -> Result<u64, StorageError> {
-        fs4::available_space(&self.path)
-            .map_err(|e| StorageError::Sled { op: "read free disk space", source: sled::Error::Io(e) })
-    }
-
-    /// A new unique id; ids only grow, across restarts too.
-    pub fn generate_id(&self) -> Result<u64, StorageError> {
-        self.db.generate_id().map_err(sled_err("generate id"))
-    }
-
     /// Every group with at least one committed offset.
     pub fn groups_with_offsets(&self) -> Result<Vec<String>, StorageError> {
         let mut groups: Vec<String> = Vec::new();
-        for entry in self.offsets.iter().keys() {
+        for entry in self.tree.iter().keys() {
             let key = entry.map_err(sled_err("read offsets"))?;
             if let Some((group, _, _)) =
                 keys::parse_committed_offset(&key).filter(|(g, _, _)| groups.last() != Some(g))
@@ -399,30 +394,12 @@ impl Storage {
     pub fn delete_group(&self, group: &str) -> Result<bool, StorageError> {
         let mut batch = sled::Batch::default();
         let mut any = false;
-        for entry in self.offsets.scan_prefix(keys::group_prefix(group)).keys() {
+        for entry in self.tree.scan_prefix(keys::group_prefix(group)).keys() {
             batch.remove(entry.map_err(sled_err("read offsets"))?);
             any = true;
         }
-        self.offsets.apply_batch(batch).map_err(sled_err("delete group offsets"))?;
+        self.tree.apply_batch(batch).map_err(sled_err("delete group offsets"))?;
         Ok(any)
-    }
-
-    /// Writes every dirty buffer to the database file and `fdatasync`s it
-    /// and every new blob file.
-    pub fn sync(&self) -> Result<(), StorageError> {
-        self.syncer.sync().map_err(sled_err("sync"))
-    }
-
-    /// Blob files that no sync has covered yet: after a durable sync, 0.
-    pub fn unsynced_blob_files(&self) -> Result<usize, StorageError> {
-        self.syncer
-            .unsynced_blobs()
-            .map_err(|e| StorageError::Sled { op: "list blob files", source: e.into() })
-    }
-
-    /// Starts a group-commit flusher for this database on `tasks`.
-    pub fn group_commit(&self, tasks: &tokio_util::task::TaskTracker) -> GroupCommit {
-        GroupCommit::start(self.syncer.clone(), self.flush_max_delay, self.flush_observer.clone(), tasks)
     }
 }
 
@@ -620,7 +597,7 @@ impl TopicStore {
                 }
                 Err(source) => {
                     let err = self.corrupt(partition, last_base, source);
-                    tracing::warn!(error = %crate::error::error_chain(&err), "truncating a damaged batch at the end of the log");
+                    tracing::warn!(error = %error_chain(&err), "truncating a damaged batch at the end of the log");
                     self.tree.remove(&last_key).map_err(sled_err("truncate damaged batch"))?;
                 }
             }
@@ -715,7 +692,6 @@ impl TopicStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Record;
 
     fn open(dir: &Path) -> Storage {
         Storage::open(&StorageConfig {

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::error::{Error, Result};
-use crate::storage::ProducerSeq;
+use brooklet_storage::ProducerSeq;
 
 /// Batches remembered per producer and partition: a producer has fewer
 /// requests than this in flight per partition, so a retry is always of one
