@@ -15,6 +15,8 @@
 //! - `offsets`: committed offsets, owned by the groups.
 //! - `config`, `error`: validated settings; the typed error.
 
+#![warn(unreachable_pub)]
+
 mod config;
 mod error;
 mod group;

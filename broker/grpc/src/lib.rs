@@ -11,6 +11,8 @@
 //!
 //! Holds no state of its own beyond handles.
 
+#![warn(unreachable_pub)]
+
 mod admission;
 mod connection;
 mod convert;

@@ -9,6 +9,8 @@
 //! Cardinality is bounded: labels are only topic, partition, group, rpc and
 //! gRPC code, never a record, producer or request.
 
+#![warn(unreachable_pub)]
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -20,6 +20,8 @@
 //! # }
 //! ```
 
+#![warn(unreachable_pub)]
+
 mod config;
 mod http;
 

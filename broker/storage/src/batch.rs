@@ -177,7 +177,7 @@ impl BatchHeader {
 }
 
 /// Reads a stored value's header, checking only its length and version.
-pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
+pub(crate) fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
     if value.len() < HEADER_LEN {
         return Err(BatchError::Truncated { len: value.len(), needed: HEADER_LEN });
     }

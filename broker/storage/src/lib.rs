@@ -9,6 +9,8 @@
 //! errors say what kind of failure they are ([`StorageErrorKind`]) and name
 //! no engine type.
 
+#![warn(unreachable_pub)]
+
 mod batch;
 mod commit;
 mod error;

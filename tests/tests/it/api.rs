@@ -700,3 +700,26 @@ async fn a_topics_flush_mode_sets_the_guarantee_of_requests_that_name_none() {
         .await;
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_idempotent_produce_with_a_producer_id_never_issued_is_refused() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 1).await;
+    let request = |producer_id| pb::ProduceRequest {
+        topic: "orders".into(),
+        records: vec![record("paid", Some(0))],
+        producer_id,
+        base_sequences: [(0, 0)].into(),
+        ..Default::default()
+    };
+    let refused = broker.producer().produce(request(987_654_321)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("InitProducerId"), "{}", refused.message());
+    let fetched = broker.consumer().fetch(fetch("orders", 0, 0)).await.unwrap().into_inner();
+    assert_eq!(fetched.high_watermark, 0, "nothing was appended");
+
+    let issued = broker.producer().init_producer_id(pb::InitProducerIdRequest {}).await.unwrap().into_inner();
+    let acked = broker.producer().produce(request(issued.producer_id)).await.unwrap().into_inner();
+    assert_eq!(acked.acks[0].base_offset, 0);
+    broker.shutdown().await;
+}

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 pub type TopicPartition = (String, u32);
 
 /// The assignment: member id → partitions.
-pub type Assignment = BTreeMap<String, BTreeSet<TopicPartition>>;
+pub(super) type Assignment = BTreeMap<String, BTreeSet<TopicPartition>>;
 
 /// Assigns every partition of every subscribed topic to one eligible member.
 ///
 /// `subscriptions` maps member id → topics; `partitions` maps topic →
 /// partition count (topics missing from it are ignored); `previous` is the
 /// last assignment, kept where it still fits.
-pub fn assign(
+pub(super) fn assign(
     subscriptions: &BTreeMap<String, BTreeSet<String>>,
     partitions: &BTreeMap<String, u32>,
     previous: &Assignment,

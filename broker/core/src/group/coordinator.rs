@@ -148,20 +148,20 @@ struct Member {
 
 /// Every group's membership.
 #[derive(Debug, Default)]
-pub struct Coordinator {
+pub(super) struct Coordinator {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
 }
 
 impl Coordinator {
     /// A coordinator with `config`.
-    pub fn new(config: GroupConfig) -> Coordinator {
+    pub(super) fn new(config: GroupConfig) -> Coordinator {
         Coordinator { config, groups: BTreeMap::new() }
     }
 
     /// Handles one heartbeat at `now`. `partitions` gives a topic's
     /// partition count (`None` for a topic that does not exist).
-    pub fn heartbeat(
+    pub(super) fn heartbeat(
         &mut self,
         hb: Heartbeat,
         now: Instant,
@@ -286,7 +286,7 @@ impl Coordinator {
 
     /// Removes members whose session ended before `now`; their partitions
     /// become free at once. Returns how many were removed.
-    pub fn expire(&mut self, now: Instant, partitions: impl Fn(&str) -> Option<u32>) -> usize {
+    pub(super) fn expire(&mut self, now: Instant, partitions: impl Fn(&str) -> Option<u32>) -> usize {
         let mut removed = 0;
         for (name, group) in &mut self.groups {
             let before = group.members.len();
@@ -311,7 +311,7 @@ impl Coordinator {
 
     /// Checks that `member_id` at `member_epoch` may commit offsets for
     /// `partitions` of `group`; with no member, that the group is empty.
-    pub fn check_commit<'a>(
+    pub(super) fn check_commit<'a>(
         &self,
         group: &str,
         member: Option<(&str, i32)>,
@@ -355,12 +355,12 @@ impl Coordinator {
     }
 
     /// Groups with live members, with their state and member count.
-    pub fn list(&self) -> Vec<(String, GroupState, usize)> {
+    pub(super) fn list(&self) -> Vec<(String, GroupState, usize)> {
         self.groups.iter().map(|(name, g)| (name.clone(), g.state(), g.members.len())).collect()
     }
 
     /// A group's membership; an empty group if it has no live members.
-    pub fn describe(&self, group: &str) -> GroupInfo {
+    pub(super) fn describe(&self, group: &str) -> GroupInfo {
         let Some(g) = self.groups.get(group) else {
             return GroupInfo { state: GroupState::Empty, epoch: 0, members: Vec::new() };
         };

@@ -924,7 +924,7 @@ fn now_ms() -> i64 {
 }
 
 /// Topic names are `[A-Za-z0-9._-]{1,249}`, except `.` and `..`.
-pub fn validate_topic_name(name: &str) -> Result<()> {
+pub(crate) fn validate_topic_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 249 {
         return Err(Error::invalid(
             "name",
@@ -1185,5 +1185,40 @@ mod tests {
             log.produce("t", vec![value("d")], Some(Acks::Written), None).await.unwrap().0[0].base_offset,
             3
         );
+    }
+
+    #[tokio::test]
+    async fn only_issued_producer_ids_with_their_epoch_may_produce() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = TaskTracker::new();
+        let claim = |producer_id, producer_epoch| Idempotence {
+            producer_id,
+            producer_epoch,
+            base_sequences: BTreeMap::from([(0, 0)]),
+        };
+        let issued = {
+            let log = open_log(dir.path(), &tasks);
+            log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+            let never_issued = log.produce("t", vec![value("a")], None, Some(&claim(987_654_321, 0))).await;
+            let Err(Error::FailedPrecondition { reason }) = never_issued else { panic!("{never_issued:?}") };
+            assert!(reason.contains("InitProducerId"), "{reason}");
+
+            let issued = log.new_producer_id().unwrap();
+            assert_eq!(issued.epoch, 0);
+            let wrong_epoch = log.produce("t", vec![value("a")], None, Some(&claim(issued.id, 1))).await;
+            assert!(matches!(wrong_epoch, Err(Error::FailedPrecondition { .. })), "{wrong_epoch:?}");
+            assert_eq!(log.describe_topic("t").unwrap().1[0].high_watermark, 0, "nothing was appended");
+
+            log.produce("t", vec![value("a")], None, Some(&claim(issued.id, 0))).await.unwrap();
+            issued
+        };
+        tasks.close();
+        tasks.wait().await;
+        // An id issued before a restart is still this broker's.
+        let log = open_log(dir.path(), &TaskTracker::new());
+        let mut next = claim(issued.id, 0);
+        next.base_sequences.insert(0, 1);
+        log.produce("t", vec![value("b")], None, Some(&next)).await.unwrap();
+        assert!(log.new_producer_id().unwrap().id > issued.id, "ids are never reused");
     }
 }

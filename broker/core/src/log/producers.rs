@@ -13,16 +13,16 @@ use brooklet_storage::ProducerSeq;
 /// Batches remembered per producer and partition: a producer has fewer
 /// requests than this in flight per partition, so a retry is always of one
 /// of them.
-pub const BATCHES_PER_PRODUCER: usize = 5;
+pub(super) const BATCHES_PER_PRODUCER: usize = 5;
 
 /// Producers remembered per partition; the least recently active is
 /// forgotten first. A forgotten producer's next batch is accepted as new,
 /// once it has waited for earlier batches that never come.
-pub const PRODUCERS_PER_PARTITION: usize = 1024;
+pub(super) const PRODUCERS_PER_PARTITION: usize = 1024;
 
 /// What to do with a producer's batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(super) enum Decision {
     /// New: append it.
     Append,
     /// Already appended at this base offset: answer with it.
@@ -42,7 +42,7 @@ pub enum Decision {
 }
 
 /// Refuses a batch whose earlier batches never arrived.
-pub fn gap(seq: ProducerSeq, expected: u64, topic: &str, partition: u32) -> Error {
+pub(super) fn gap(seq: ProducerSeq, expected: u64, topic: &str, partition: u32) -> Error {
     Error::FailedPrecondition {
         reason: format!(
             "sequence gap for producer {} on {topic}/{partition}: expected sequence {expected}, got {}; \
@@ -67,7 +67,7 @@ struct Producer {
 
 /// The producers of one partition.
 #[derive(Debug, Default)]
-pub struct Producers {
+pub(super) struct Producers {
     producers: HashMap<u64, Producer>,
     clock: u64,
 }
@@ -75,7 +75,7 @@ pub struct Producers {
 impl Producers {
     /// Whether a batch of `record_count` records with `seq` is new, a
     /// duplicate, ahead of an earlier batch, or too old (an error).
-    pub fn check(
+    pub(super) fn check(
         &self,
         seq: ProducerSeq,
         record_count: u32,
@@ -128,7 +128,7 @@ impl Producers {
 
     /// Remembers an appended batch, and forgets all but the producer's last
     /// `BATCHES_PER_PRODUCER`.
-    pub fn record(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
+    pub(super) fn record(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
         let p = self.remember(seq, record_count, base_offset);
         while p.batches.len() > BATCHES_PER_PRODUCER {
             p.batches.pop_front();
@@ -139,7 +139,7 @@ impl Producers {
     /// batch appended in parts is found part by part, and a retry of it
     /// must find them all. The producer's next `record` trims its batches;
     /// by then it has moved past any retry.
-    pub fn recover(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
+    pub(super) fn recover(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
         self.remember(seq, record_count, base_offset);
     }
 

@@ -7,7 +7,7 @@ use crate::config::Limits;
 use crate::error::{Error, Result};
 
 /// Keys a topic's config may set.
-pub const KEYS: &[&str] = &[
+pub(super) const KEYS: &[&str] = &[
     "cleanup.policy",
     "delete.retention.ms",
     "flush.mode",
@@ -17,10 +17,10 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// Tombstones of a compacted topic are kept a day unless it says otherwise.
-pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+pub(super) const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Records are kept for 7 days unless a topic says otherwise.
-pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+pub(super) const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// A topic's parsed configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
