@@ -117,7 +117,7 @@ fn read_by_log_length(c: &mut Criterion) {
                 let (log, cancel, topic) = (&log, &cancel, topic.as_str());
                 async move {
                     let fetched = log.fetch(topic, 0, i, opts, cancel).await.expect("fetch");
-                    assert_eq!(fetched.batches.first().map(|b| b.base_offset), Some(i));
+                    assert_eq!(fetched.batches.first().map(|b| b.base_offset()), Some(i));
                 }
             });
         });

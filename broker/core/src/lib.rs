@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use brooklet_storage::{
-    Batch, FlushObserver, Header, Record, StorageError, StorageErrorKind, error_chain, record_size,
+    FlushObserver, Header, Record, StorageError, StorageErrorKind, StoredRecords, error_chain, record_size,
 };
 pub use config::{
     CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Limits, MAX_FLUSH_MAX_DELAY, MAX_PARTITIONS_LIMIT,

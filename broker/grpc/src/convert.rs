@@ -1,13 +1,15 @@
-//! Conversions between `brooklet.v1` messages and the broker's own types.
+//! Conversions between `brooklet.v1` messages and the core's types.
 
 use brooklet_proto::v1 as pb;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use brooklet_core::{
-    Batch, CommittedOffset, GroupDescription, GroupState, Header, NewRecord, PartitionState, Record,
+    CommittedOffset, GroupDescription, GroupState, Header, NewRecord, PartitionState, StoredRecords,
     TopicInfo, TopicPartition,
 };
+
+use crate::wire;
 
 pub(super) fn topic_info(t: TopicInfo) -> pb::TopicInfo {
     pb::TopicInfo {
@@ -36,22 +38,9 @@ pub(super) fn new_record(r: pb::ProduceRecord) -> NewRecord {
     }
 }
 
-pub(super) fn batch(partition: u32, b: Batch) -> pb::RecordBatch {
-    pb::RecordBatch {
-        partition,
-        base_offset: b.base_offset,
-        records: b.records.into_iter().map(record).collect(),
-    }
-}
-
-fn record(r: Record) -> pb::Record {
-    pb::Record {
-        offset_delta: r.offset_delta,
-        timestamp_ms: r.timestamp_ms,
-        key: r.key,
-        value: r.value,
-        headers: r.headers.into_iter().map(|h| pb::Header { name: h.name, value: h.value }).collect(),
-    }
+/// A batch as read, served with its records' stored encodings.
+pub(super) fn batch(partition: u32, b: StoredRecords) -> wire::RecordBatch {
+    wire::RecordBatch { partition, base_offset: b.base_offset(), records: b.encodings().cloned().collect() }
 }
 
 pub(super) fn committed_offset(o: pb::PartitionOffset) -> CommittedOffset {
@@ -117,29 +106,5 @@ pub(super) fn group_description(group: String, d: GroupDescription) -> pb::Descr
                 member_id: p.owner.unwrap_or_default(),
             })
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use prost::Message;
-
-    use super::*;
-
-    /// The stored record encoding is the wire encoding: a stored batch can be
-    /// served as it is.
-    #[test]
-    fn stored_record_is_wire_compatible() {
-        let stored = Record {
-            offset_delta: 3,
-            timestamp_ms: 1_700_000_000_000,
-            key: Some(Bytes::from_static(b"k")),
-            value: Bytes::from_static(b"value"),
-            headers: vec![Header { name: "n".into(), value: Bytes::from_static(b"v") }],
-        };
-        let wire = pb::Record::decode(stored.encode_to_vec().as_slice()).unwrap();
-        assert_eq!(wire, record(stored.clone()));
-        assert_eq!(wire.encode_to_vec(), stored.encode_to_vec());
     }
 }

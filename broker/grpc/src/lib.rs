@@ -18,6 +18,7 @@ mod connection;
 mod convert;
 mod server;
 mod status;
+mod wire;
 
 pub use server::{GrpcError, GrpcOptions, serve};
 
@@ -33,7 +34,9 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use brooklet_core::{Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo};
+use brooklet_core::{
+    Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo, StoredRecords,
+};
 use brooklet_metrics::Metrics;
 
 use crate::connection::ConnInfo;
@@ -255,17 +258,20 @@ impl pb::producer_service_server::ProducerService for Services {
 }
 
 /// Counts the records of `batches` served from `topic`.
-fn count_fetched(metrics: &Metrics, topic: &str, batches: &[brooklet_core::Batch]) {
-    let records = batches.iter().flat_map(|b| &b.records);
-    let (n, bytes) = records.fold((0, 0), |(n, bytes), r| (n + 1, bytes + r.size() as u64));
-    metrics.fetched(topic, n, bytes);
+fn count_fetched(metrics: &Metrics, topic: &str, batches: &[StoredRecords]) {
+    let n = batches.iter().map(|b| b.len() as u64).sum();
+    metrics.fetched(topic, n, batches.iter().map(StoredRecords::encoded_bytes).sum());
 }
 
-type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<wire::SubscribeResponse, Status>> + Send>>;
 
+/// Served with the records' stored encodings: see `wire`.
 #[tonic::async_trait]
-impl pb::consumer_service_server::ConsumerService for Services {
-    async fn fetch(&self, request: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
+impl wire::consumer::consumer_service_server::ConsumerService for Services {
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<wire::FetchResponse>, Status> {
         let req = request.into_inner();
         let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms).map_err(status)?;
         let span = tracing::info_span!("fetch", topic = %req.topic, partition = req.partition);
@@ -277,7 +283,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
             .await
             .map_err(status)?;
         count_fetched(&self.metrics, &req.topic, &fetched.batches);
-        Ok(Response::new(pb::FetchResponse {
+        Ok(Response::new(wire::FetchResponse {
             batches: fetched.batches.into_iter().map(|b| convert::batch(req.partition, b)).collect(),
             high_watermark: fetched.high_watermark,
             log_start_offset: fetched.log_start,
@@ -345,7 +351,7 @@ impl pb::consumer_service_server::ConsumerService for Services {
                         Ok(f) => {
                             offset = f.batches.last().map_or(offset, |b| b.next_offset());
                             count_fetched(&metrics, &req.topic, &f.batches);
-                            Ok(pb::SubscribeResponse {
+                            Ok(wire::SubscribeResponse {
                                 batches: f
                                     .batches
                                     .into_iter()

@@ -93,7 +93,7 @@ pub async fn serve(
                 .max_decoding_message_size(max_msg),
         )
         .add_service(
-            pb::consumer_service_server::ConsumerServiceServer::new(services.clone())
+            crate::wire::consumer::consumer_service_server::ConsumerServiceServer::new(services.clone())
                 .max_decoding_message_size(max_msg),
         )
         .add_service(

@@ -136,7 +136,7 @@ impl Metrics {
         let bytes_fetched = Family::default();
         registry.register(
             "bytes_fetched",
-            "Bytes of records served (key + value + headers), by topic",
+            "Bytes of records served, each as stored and sent (its protobuf encoding: key, value, headers, timestamp, offset), by topic",
             bytes_fetched.clone(),
         );
         let requests = Family::default();
@@ -274,8 +274,8 @@ impl Metrics {
         self.inner.bytes_produced.get_or_create(&labels).inc_by(bytes);
     }
 
-    /// Counts `n` records of `bytes` (key + value + headers) served from
-    /// `topic`.
+    /// Counts `n` records of `bytes` (their encodings, as stored and sent)
+    /// served from `topic`.
     pub fn fetched(&self, topic: &str, n: u64, bytes: u64) {
         if n > 0 {
             let labels = TopicLabels { topic: topic.to_owned() };

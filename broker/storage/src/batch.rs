@@ -221,6 +221,38 @@ pub fn decode(value: Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     Ok((header, records))
 }
 
+/// Only the offset delta of a stored record: decoding into it skips every
+/// other field without reading it.
+#[derive(Clone, PartialEq, Message)]
+struct OffsetDelta {
+    #[prost(uint32, tag = "1")]
+    offset_delta: u32,
+}
+
+/// Verifies a stored value's checksum and splits its payload into its
+/// records' encodings (each a `Record` message without its length prefix,
+/// a slice of `value`), with each record's offset delta. Nothing else of a
+/// record is decoded.
+pub(crate) fn split(value: Bytes) -> Result<(BatchHeader, Vec<(u32, Bytes)>), BatchError> {
+    let header = read_header(&value)?;
+    let mut payload = value.slice(HEADER_LEN..);
+    let computed = crc32c::crc32c(&payload);
+    if computed != header.crc {
+        return Err(BatchError::Checksum { stored: header.crc, computed });
+    }
+    let mut records = Vec::with_capacity(header.record_count as usize);
+    while payload.has_remaining() {
+        let len = prost::decode_length_delimiter(&mut payload)?;
+        if len > payload.remaining() {
+            return Err(BatchError::Truncated { len: payload.remaining(), needed: len });
+        }
+        let record = payload.split_to(len);
+        let delta = OffsetDelta::decode(record.clone())?.offset_delta;
+        records.push((delta, record));
+    }
+    Ok((header, records))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +281,19 @@ mod tests {
         assert_eq!(header.max_timestamp_ms, 30);
         assert_eq!(header.next_offset(), 45);
         assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn split_records_are_their_encodings_with_their_offsets() {
+        let records = vec![record(0, 20, b"a"), record(1, 10, b""), record(5, 30, b"ccc")];
+        let value = Bytes::from(EncodedBatch::encode_span(&records, 6, None).into_value(42));
+        let (header, split) = split(value.clone()).unwrap();
+        assert_eq!(header, decode(value).unwrap().0);
+        let deltas: Vec<u32> = split.iter().map(|(d, _)| *d).collect();
+        assert_eq!(deltas, [0, 1, 5]);
+        for ((_, encoded), original) in split.iter().zip(&records) {
+            assert_eq!(Record::decode(encoded.clone()).unwrap(), *original);
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use commit::{FlushObserver, GroupCommit};
 
 use error::sled_err;
 pub use error::{StorageError, StorageErrorKind, error_chain};
-pub use record::{Batch, Header, Record, record_size};
+pub use record::{Header, Record, StoredRecords, record_size};
 
 /// sled writes a value larger than a quarter of its segment into a separate
 /// blob file. Brooklet keeps every batch inline: segments of 8 MiB put the
@@ -651,14 +651,15 @@ impl TopicStore {
 
     /// Reads batches of `partition` holding offsets in `[from, until)`, up to
     /// `max_bytes` of stored values (always at least one batch). The first
-    /// returned batch starts exactly at `from`.
+    /// returned batch starts exactly at `from` (or at the first record after
+    /// it, in a compacted gap). Records stay in their stored encoding.
     pub fn read(
         &self,
         partition: u32,
         from: u64,
         until: u64,
         max_bytes: usize,
-    ) -> Result<Vec<Batch>, StorageError> {
+    ) -> Result<Vec<StoredRecords>, StorageError> {
         let mut out = Vec::new();
         if from >= until {
             return Ok(out);
@@ -671,16 +672,13 @@ impl TopicStore {
                 break;
             }
             bytes += value.len();
-            let (header, mut records) = batch::decode(Bytes::copy_from_slice(&value))
+            let (header, records) = batch::split(Bytes::copy_from_slice(&value))
                 .map_err(|source| self.corrupt(partition, base, source))?;
             // Trim records before `from` (in the first batch) and at or after
             // `until` (a batch appended while this read ran).
-            records.retain(|r| {
-                let offset = header.base_offset + u64::from(r.offset_delta);
-                offset >= from && offset < until
-            });
-            if !records.is_empty() {
-                out.push(Batch { base_offset: header.base_offset, records });
+            let kept = StoredRecords::within(header.base_offset, records, from, until);
+            if !kept.is_empty() {
+                out.push(kept);
             }
         }
         Ok(out)
@@ -789,7 +787,7 @@ mod tests {
         assert!(store.tree.get(key).unwrap().is_none(), "the damaged batch is gone");
 
         let read = store.read(0, 0, 2, 1 << 20).unwrap();
-        assert_eq!(read[0].records.len(), 2);
+        assert_eq!(read[0].len(), 2);
 
         // A batch of an unknown format version is a newer broker's, not a
         // torn write: it is kept, and opening fails.

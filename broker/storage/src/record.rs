@@ -2,10 +2,12 @@
 //!
 //! These are prost messages so that the storage layer can encode them without
 //! a second format. Their field numbers match `brooklet.v1.Record` and
-//! `brooklet.v1.Header`, so a stored batch's payload is also valid wire
-//! encoding (pinned by a test in `grpc::convert`).
+//! `brooklet.v1.Header`, so a stored record is also its gRPC wire encoding
+//! (pinned by a test in brooklet-grpc): reads hand out [`StoredRecords`],
+//! the stored encodings, and the gRPC adapter serves them as they are.
 
 use bytes::Bytes;
+use prost::Message;
 
 /// One record of a batch. Its offset is the batch's base offset plus
 /// `offset_delta`.
@@ -55,18 +57,63 @@ pub fn record_size(key: Option<&[u8]>, value: &[u8], headers: &[Header]) -> usiz
         + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
 }
 
-/// Records of one partition with consecutive offsets.
+/// Records of one stored batch as read: each record's stored encoding (a
+/// [`Record`] message without its length prefix) and its offset, in offset
+/// order. Serving them needs no decoding; [`StoredRecords::decode`] decodes
+/// them for an adapter that needs their fields.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
-    /// The offset of the batch's first record.
-    pub base_offset: u64,
-    /// The records; record `i` has offset `base_offset + records[i].offset_delta`.
-    pub records: Vec<Record>,
+pub struct StoredRecords {
+    base_offset: u64,
+    /// (offset delta from `base_offset`, encoding).
+    records: Vec<(u32, Bytes)>,
 }
 
-impl Batch {
-    /// The offset after the batch's last record.
+impl StoredRecords {
+    /// The records of a batch at `base_offset` whose offsets are in
+    /// `[from, until)`.
+    pub(crate) fn within(base_offset: u64, mut records: Vec<(u32, Bytes)>, from: u64, until: u64) -> Self {
+        records.retain(|(delta, _)| {
+            let offset = base_offset + u64::from(*delta);
+            offset >= from && offset < until
+        });
+        StoredRecords { base_offset, records }
+    }
+
+    /// The offset the batch's deltas count from; its first record here may
+    /// be later (the read started inside the batch, or compaction removed
+    /// records).
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// No records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The offset after the last record.
     pub fn next_offset(&self) -> u64 {
-        self.records.last().map_or(self.base_offset, |r| self.base_offset + u64::from(r.offset_delta) + 1)
+        self.records.last().map_or(self.base_offset, |(delta, _)| self.base_offset + u64::from(*delta) + 1)
+    }
+
+    /// Bytes of the records' encodings.
+    pub fn encoded_bytes(&self) -> u64 {
+        self.records.iter().map(|(_, r)| r.len() as u64).sum()
+    }
+
+    /// Each record's encoding, in offset order: the wire encoding of
+    /// `brooklet.v1.Record`.
+    pub fn encodings(&self) -> impl ExactSizeIterator<Item = &Bytes> {
+        self.records.iter().map(|(_, r)| r)
+    }
+
+    /// Decodes the records.
+    pub fn decode(&self) -> Result<Vec<Record>, prost::DecodeError> {
+        self.records.iter().map(|(_, r)| Record::decode(r.clone())).collect()
     }
 }

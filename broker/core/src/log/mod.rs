@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use brooklet_storage::{
-    Batch, EncodedBatch, GroupCommit, Header, ProducerSeq, Record, Storage, TIME_INDEX_INTERVAL,
+    EncodedBatch, GroupCommit, Header, ProducerSeq, Record, Storage, StoredRecords, TIME_INDEX_INTERVAL,
     TimeIndexEntry, TopicMeta, TopicStore, encode_parts, error_chain,
 };
 
@@ -115,8 +115,10 @@ pub struct FetchOpts {
 /// Records read from a partition, with its bounds at the time of the read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fetched {
-    /// Batches in offset order; the first starts at the requested offset.
-    pub batches: Vec<Batch>,
+    /// Batches in offset order, their records in their stored encoding;
+    /// the first record is at the requested offset (or, in a compacted gap,
+    /// the next one after it).
+    pub batches: Vec<StoredRecords>,
     /// Next offset to be written.
     pub high_watermark: u64,
     /// First offset in the log.
