@@ -20,17 +20,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    let parsed = command.try_get_matches_from(args).and_then(|m| cmd::Cli::from_arg_matches(&m));
-    let cli = match parsed {
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(e),
+    };
+    if let Err(refused) = cmd::refuse_broker_flags(&matches) {
+        eprintln!("error: {refused}");
+        return ExitCode::from(2);
+    }
+    let cli = match cmd::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // One line, like every other error; `--help` has the rest.
-            let rendered = e.render().to_string();
-            let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
-            eprintln!("{}", first.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(e),
     };
     cmd::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -50,4 +50,16 @@ fn main() -> ExitCode {
             if invalid { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// Prints a command-line error as one line, like every other error (`--help`
+/// has the rest), or the help or version clap was asked for.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        e.exit(); // --help, --version
+    }
+    let rendered = e.render().to_string();
+    let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    eprintln!("{}", first.join(" "));
+    ExitCode::from(2)
 }

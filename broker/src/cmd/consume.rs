@@ -12,11 +12,11 @@ use std::io::Write;
 
 use brooklet_client::{Admin, CommittedOffset, Consumer, ConsumerRecord, Offset};
 
-use super::{ConsumeArgs, Format, From};
+use super::{BrokerArgs, ConsumeArgs, Format, From};
 
-pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let timeout = args.broker.timeout();
-    let admin = Admin::builder(&args.broker.url).request_timeout(timeout).build()?;
+pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
+    let timeout = broker.timeout();
+    let admin = Admin::builder(&broker.url).request_timeout(timeout).build()?;
     let described = admin.describe_topic(&args.topic).await?;
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
         anyhow::bail!(
@@ -31,7 +31,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         described.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
     let member = args.group.is_some() && args.partition.is_none();
 
-    let mut builder = Consumer::builder(&args.broker.url).request_timeout(timeout);
+    let mut builder = Consumer::builder(&broker.url).request_timeout(timeout);
     if let Some(group) = &args.group {
         // Commits are made here, for exactly what was printed.
         builder = builder.group(group.clone()).auto_commit(None);

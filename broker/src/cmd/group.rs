@@ -8,16 +8,16 @@ fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
 }
 
-pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
+pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()> {
     match command {
-        GroupCommand::List { broker } => {
+        GroupCommand::List => {
             let groups = admin(&broker)?.list_groups().await?;
             println!("{:<40} {:<12} {:>7}", "GROUP", "STATE", "MEMBERS");
             for g in groups {
                 println!("{:<40} {:<12} {:>7}", g.group, g.state.to_string(), g.members);
             }
         }
-        GroupCommand::Describe { group, broker } => {
+        GroupCommand::Describe { group } => {
             let d = admin(&broker)?.describe_group(&group).await?;
             let total: u64 = d.partitions.iter().map(|p| p.lag).sum();
             println!(
@@ -60,14 +60,14 @@ pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        GroupCommand::ResetOffsets { group, topic, to, broker } => {
+        GroupCommand::ResetOffsets { group, topic, to } => {
             let offsets = admin(&broker)?.reset_offsets(&group, &topic, to).await?;
             println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
             for o in offsets {
                 println!("{:<30} {:>9} {:>12}", o.topic, o.partition, o.offset);
             }
         }
-        GroupCommand::Delete { group, broker } => {
+        GroupCommand::Delete { group } => {
             admin(&broker)?.delete_group(&group).await?;
             println!("deleted group {group}");
         }

@@ -8,9 +8,9 @@ fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
 }
 
-pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
+pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()> {
     match command {
-        TopicCommand::Create { name, partitions, config, broker } => {
+        TopicCommand::Create { name, partitions, config } => {
             let topic = config.into_iter().fold(NewTopic::new(partitions), |t, (k, v)| t.config(k, v));
             let info = admin(&broker)?.create_topic(&name, topic).await?;
             println!(
@@ -18,14 +18,14 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 info.name, info.partitions, info.topic_id
             );
         }
-        TopicCommand::List { broker } => {
+        TopicCommand::List => {
             let topics = admin(&broker)?.list_topics().await?;
             println!("{:<40} {:>10}  ID", "TOPIC", "PARTITIONS");
             for t in topics {
                 println!("{:<40} {:>10}  {}", t.name, t.partitions, t.topic_id);
             }
         }
-        TopicCommand::Describe { name, broker } => {
+        TopicCommand::Describe { name } => {
             let d = admin(&broker)?.describe_topic(&name).await?;
             println!("topic {} (id {}), {} partitions", d.info.name, d.info.topic_id, d.info.partitions);
             for (k, v) in &d.info.config {
@@ -42,7 +42,7 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TopicCommand::Alter { name, config, delete_config, broker } => {
+        TopicCommand::Alter { name, config, delete_config } => {
             if config.is_empty() && delete_config.is_empty() {
                 anyhow::bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
             }
@@ -55,7 +55,7 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
                 if entries.is_empty() { "defaults".to_owned() } else { entries.join(" ") }
             );
         }
-        TopicCommand::Delete { name, broker } => {
+        TopicCommand::Delete { name } => {
             admin(&broker)?.delete_topic(&name).await?;
             println!("deleted topic {name}");
         }

@@ -3,12 +3,13 @@
 
 use std::process::Stdio;
 
-use brooklet_tests::{BrokerProcess as Server, DEADLINE, brooklet_bin, eventually};
+use brooklet_tests::{BrokerProcess as Server, DEADLINE, TestBroker, brooklet_bin, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 struct Output {
     success: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -30,6 +31,7 @@ async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
         tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
     Output {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
@@ -204,6 +206,7 @@ async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = tokio::time::timeout(DEADLINE, command.output()).await.expect("finishes in time").unwrap();
     Output {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
@@ -245,4 +248,52 @@ async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(2), "a missing config file is a usage error");
+}
+
+#[tokio::test]
+async fn broker_flags_go_before_or_after_the_subcommand_or_in_the_environment() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    let ep = ep.as_str();
+
+    let before = run_with_env(&["--broker", ep, "--timeout", "5", "topic", "create", "early"], &[]).await;
+    assert!(before.success, "{}", before.stderr);
+    assert!(before.stdout.starts_with("created topic early"), "{}", before.stdout);
+    let between = run_with_env(&["topic", "--broker", ep, "list"], &[]).await;
+    assert!(between.success, "{}", between.stderr);
+    assert!(between.stdout.lines().any(|l| l.starts_with("early ")), "{}", between.stdout);
+    let after = run_with_env(&["topic", "describe", "early", "--broker", ep, "--timeout", "5"], &[]).await;
+    assert!(after.success, "{}", after.stderr);
+    assert!(after.stdout.starts_with("topic early"), "{}", after.stdout);
+    let from_env = run_with_env(&["status"], &[("BROOKLET_BROKER", ep)]).await;
+    assert!(from_env.success, "{}", from_env.stderr);
+    assert!(from_env.stdout.starts_with("brooklet "), "{}", from_env.stdout);
+    // A flag beats the environment, wherever it is given.
+    let env_off = [("BROOKLET_BROKER", "http://invalid.invalid:1")];
+    let flag_first =
+        run_with_env(&["--broker", ep, "bench", "consume", "--topic", "early", "--json"], &env_off).await;
+    assert!(flag_first.success, "{}", flag_first.stderr);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&flag_first.stdout).unwrap()["records"], 0);
+
+    // `serve` refuses them on its command line, before or after `serve`,
+    // with a usage error (it would otherwise ignore them), but not from the
+    // environment, which a shell may export for the client commands.
+    for args in [
+        &["serve", "--broker", ep, "--print-config"][..],
+        &["--broker", ep, "serve", "--print-config"],
+        &["--timeout", "3", "serve", "--print-config"],
+    ] {
+        let refused = run_with_env(args, &[]).await;
+        assert_eq!(refused.code, Some(2), "{args:?}: {}{}", refused.stdout, refused.stderr);
+        let stderr = refused.stderr.trim();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("`serve` does not take --"), "{stderr}");
+        assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    }
+    let exported =
+        run_with_env(&["serve", "--print-config"], &[("BROOKLET_BROKER", ep), ("BROOKLET_TIMEOUT", "3")])
+            .await;
+    assert!(exported.success, "{}", exported.stderr);
+    assert!(exported.stdout.contains("listen = "), "{}", exported.stdout);
+    broker.shutdown().await;
 }

@@ -12,9 +12,9 @@ use brooklet_client::{Admin, CommittedOffset, Consumer, Offset};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::ConsumeArgs;
 use super::load::{self, Budget, Limit};
 use super::report::{Latency, Meter, Progress, Summary};
+use super::{BrokerArgs, ConsumeArgs};
 
 /// Most consumers one run may start.
 const MAX_CONSUMERS: u32 = 1024;
@@ -38,15 +38,15 @@ struct Read {
 }
 
 /// `brooklet bench consume`.
-pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(None)?;
     super::check_count("--consumers", u64::from(args.consumers), u64::from(MAX_CONSUMERS))?;
     ensure!(args.fetch_bytes > 0, "--fetch-bytes must be at least 1");
     if let Some(group) = &args.group {
         ensure!(!group.is_empty() && group.len() <= 255, "--group must be 1 to 255 bytes");
     }
-    let timeout = args.broker.timeout();
-    let admin = Admin::builder(&args.broker.url).request_timeout(timeout).build()?;
+    let timeout = broker.timeout();
+    let admin = Admin::builder(&broker.url).request_timeout(timeout).build()?;
     let described = admin.describe_topic(&args.topic).await?;
     let partitions = described.info.partitions;
     ensure!(
@@ -75,7 +75,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     for share in shares {
         let reader = Reader {
-            endpoint: args.broker.url.clone(),
+            endpoint: broker.url.clone(),
             timeout,
             topic: args.topic.clone(),
             fetch_bytes: args.fetch_bytes,

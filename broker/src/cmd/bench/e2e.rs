@@ -19,10 +19,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::E2eArgs;
 use super::load::{self, Budget};
 use super::produce::{self, DEFAULT_RUN, ProducerPlan};
 use super::report::{self, Latency, Meter, Progress, Summary};
+use super::{BrokerArgs, E2eArgs};
 
 /// Most consumers one run may start.
 const MAX_CONSUMERS: u32 = 1024;
@@ -39,10 +39,10 @@ struct Received {
 }
 
 /// `brooklet bench e2e`.
-pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
+pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
     super::check_count("--consumers", u64::from(args.consumers), u64::from(MAX_CONSUMERS))?;
-    let mut plan = ProducerPlan::new(&args.producer, &args.broker, true)?;
+    let mut plan = ProducerPlan::new(&args.producer, broker, true)?;
     let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
     let default_partitions = plan.producers.max(args.consumers);
     plan.partitions =

@@ -425,9 +425,9 @@ impl Future for Run {
 }
 
 /// `brooklet bench produce`.
-pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
+pub async fn run(args: ProduceArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
-    let mut plan = ProducerPlan::new(&args.producer, &args.broker, false)?;
+    let mut plan = ProducerPlan::new(&args.producer, broker, false)?;
     let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
     plan.partitions = ensure_topic(&admin, &plan.topic, args.producer.partitions, plan.producers).await?;
     let plan = Arc::new(plan);
