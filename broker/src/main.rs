@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             // A setting the broker refuses is a usage error, like a bad flag.
             let invalid = matches!(e.downcast_ref(), Some(brooklet_broker::Error::InvalidArgument { .. }))
                 || matches!(e.downcast_ref(), Some(brooklet_broker::ServeError::Config(_)));
@@ -62,4 +62,40 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
     eprintln!("{}", first.join(" "));
     ExitCode::from(2)
+}
+
+/// The error's chain on one line, as `{e:#}` prints it, except that a broker
+/// that cannot be reached is told in a few words: the client's `Unavailable`
+/// error carries tonic's whole transport chain, some 400 characters of debug
+/// output. That chain goes to the debug log (`--log-level debug`).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        if let Some(brooklet_client::Error::Unavailable { endpoint, source }) = cause.downcast_ref() {
+            tracing::debug!(error = format!("{e:#}"), "cannot reach the broker");
+            let why = io_cause(source.as_ref()).map(|why| format!(" ({why})")).unwrap_or_default();
+            parts.push(format!(
+                "cannot reach the broker at {endpoint}{why}: is `brooklet serve` running there?"
+            ));
+            break;
+        }
+        parts.push(cause.to_string());
+    }
+    parts.join(": ")
+}
+
+/// The first I/O error in `error`'s chain, e.g. `connection refused`, without
+/// the OS error number.
+fn io_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            let text = text.split(" (os error").next().unwrap_or_default();
+            let mut chars = text.chars();
+            return chars.next().map(|first| first.to_lowercase().chain(chars).collect());
+        }
+        next = e.source();
+    }
+    None
 }

@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 
-use anyhow::bail;
 use brooklet_client::{Delivery, Durability, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -70,6 +69,7 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
             println!("{acked} records {done} ({guarantee})");
             Ok(())
         }
-        Some(e) => bail!("{acked} of {read} records {done} ({guarantee}); first failure: {e}"),
+        Some(e) => Err(anyhow::Error::new(e)
+            .context(format!("{acked} of {read} records {done} ({guarantee}); first failure"))),
     }
 }

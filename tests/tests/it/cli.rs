@@ -143,7 +143,7 @@ async fn client_commands_fail_with_one_clear_line() {
     server.terminate().await;
 
     // Nothing listens there any more.
-    fails(&ep, &["topic", "list"], "unreachable").await;
+    fails(&ep, &["topic", "list"], "cannot reach the broker").await;
 }
 
 #[tokio::test]
@@ -296,4 +296,60 @@ async fn broker_flags_go_before_or_after_the_subcommand_or_in_the_environment() 
     assert!(exported.success, "{}", exported.stderr);
     assert!(exported.stdout.contains("listen = "), "{}", exported.stdout);
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_one_short_line_with_the_chain_in_the_debug_log() {
+    // A port that refuses connections, reliably: a socket bound to it but
+    // never listening. The kernel answers a connection attempt there with a
+    // reset (connection refused), and while the socket stays bound (it does
+    // not set SO_REUSEADDR) no other test can bind or listen on that port. A
+    // port freed by dropping a listener could be taken meanwhile; port 1
+    // could have a listener.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let ep = format!("http://{}", socket.local_addr().unwrap());
+    let flags = ["--broker", ep.as_str(), "--timeout", "1"];
+    let commands: &[&[&str]] = &[
+        &["topic", "list"],
+        &["topic", "create", "t"],
+        &["status"],
+        &["consume", "t"],
+        &["group", "describe", "g"],
+        &["bench", "produce", "--records", "10"],
+    ];
+    let runs = commands.iter().map(|args| {
+        let all = [args, &flags[..]].concat();
+        async move { (args.to_vec(), run_with_env(&all, &[]).await) }
+    });
+    // `produce` reads its records from stdin (and gives up after 5 s).
+    let (mut outs, produced) =
+        tokio::join!(futures::future::join_all(runs), brooklet(&ep, &["produce", "t"], "a\nb\n"));
+    assert!(produced.stderr.contains("records acknowledged (durable); first failure"), "{}", produced.stderr);
+    outs.push((vec!["produce", "t"], produced));
+
+    for (args, out) in outs {
+        assert!(!out.success, "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout: {}", out.stdout);
+        let stderr = out.stderr.trim_end();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.len() < 200, "{args:?}: a short line: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach the broker at {ep} (connection refused)")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("tonic::"), "{args:?}: {stderr}");
+    }
+
+    // The whole chain is in the debug log.
+    let debug = run_with_env(
+        &["topic", "list", "--log-level", "brooklet=debug"],
+        &[("BROOKLET_BROKER", &ep), ("BROOKLET_TIMEOUT", "1")],
+    )
+    .await;
+    assert!(!debug.success);
+    let (log, last) = debug.stderr.trim_end().rsplit_once('\n').expect("a debug log before the error");
+    assert!(log.contains("DEBUG") && log.contains("tonic::transport::Error"), "{log}");
+    assert!(last.starts_with("error: cannot reach the broker at"), "{last}");
+    drop(socket);
 }
