@@ -12,7 +12,7 @@ use std::io::Write;
 
 use brooklet_client::{Admin, CommittedOffset, Consumer, ConsumerRecord, Offset};
 
-use super::{BrokerArgs, ConsumeArgs, Format, From};
+use super::{BrokerArgs, ConsumeArgs, Format, From, count};
 
 pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let timeout = broker.timeout();
@@ -20,9 +20,9 @@ pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let described = admin.describe_topic(&args.topic).await?;
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
         anyhow::bail!(
-            "topic `{}` has {} partitions; there is no partition {p}",
+            "topic `{}` has {}; there is no partition {p}",
             args.topic,
-            described.info.partitions
+            count(described.info.partitions.into(), "partition")
         );
     }
     // Where each partition's log ended when we started: without --follow,

@@ -2,7 +2,7 @@
 
 use brooklet_client::{Admin, ResetTo};
 
-use super::{BrokerArgs, GroupCommand};
+use super::{BrokerArgs, GroupCommand, count};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
@@ -21,11 +21,11 @@ pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()
             let d = admin(&broker)?.describe_group(&group).await?;
             let total: u64 = d.partitions.iter().map(|p| p.lag).sum();
             println!(
-                "group {} is {} (epoch {}), {} members, total lag {total}",
+                "group {} is {} (epoch {}), {}, total lag {total}",
                 d.group,
                 d.state,
                 d.epoch,
-                d.members.len()
+                count(d.members.len() as u64, "member")
             );
             if !d.members.is_empty() {
                 println!();

@@ -339,6 +339,11 @@ fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
         .map_err(|e| format!("expected an address such as 127.0.0.1:7071, or `off`: {e}"))
 }
 
+/// `n` and `noun`, singular for one: `1 partition`, `3 partitions`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("{n} {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Logs go to stderr so that `consume` can print records on stdout.
 pub fn init_tracing(cli: &Cli) {
     let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use brooklet_client::{Delivery, Durability, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{BrokerArgs, ProduceArgs};
+use super::{BrokerArgs, ProduceArgs, count};
 
 /// Deliveries awaited at once; older ones are awaited as new lines arrive, so
 /// memory stays bounded whatever the input's length.
@@ -66,10 +66,10 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let guarantee = acks.name();
     match failure {
         None => {
-            println!("{acked} records {done} ({guarantee})");
+            println!("{} {done} ({guarantee})", count(acked, "record"));
             Ok(())
         }
         Some(e) => Err(anyhow::Error::new(e)
-            .context(format!("{acked} of {read} records {done} ({guarantee}); first failure"))),
+            .context(format!("{acked} of {} {done} ({guarantee}); first failure", count(read, "record")))),
     }
 }

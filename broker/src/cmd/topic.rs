@@ -2,7 +2,7 @@
 
 use brooklet_client::{Admin, NewTopic};
 
-use super::{BrokerArgs, TopicCommand};
+use super::{BrokerArgs, TopicCommand, count};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
@@ -14,8 +14,10 @@ pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()
             let topic = config.into_iter().fold(NewTopic::new(partitions), |t, (k, v)| t.config(k, v));
             let info = admin(&broker)?.create_topic(&name, topic).await?;
             println!(
-                "created topic {} with {} partitions (id {})",
-                info.name, info.partitions, info.topic_id
+                "created topic {} with {} (id {})",
+                info.name,
+                count(info.partitions.into(), "partition"),
+                info.topic_id
             );
         }
         TopicCommand::List => {
@@ -27,7 +29,12 @@ pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()
         }
         TopicCommand::Describe { name } => {
             let d = admin(&broker)?.describe_topic(&name).await?;
-            println!("topic {} (id {}), {} partitions", d.info.name, d.info.topic_id, d.info.partitions);
+            println!(
+                "topic {} (id {}), {}",
+                d.info.name,
+                d.info.topic_id,
+                count(d.info.partitions.into(), "partition")
+            );
             for (k, v) in &d.info.config {
                 println!("config {k}={v}");
             }

@@ -62,7 +62,7 @@ async fn serve_create_produce_consume_restart() {
     let produced = ok(&ep, &["produce", "orders", "--partition", "1"], "first\nsecond\nthird\n").await;
     assert_eq!(produced.trim(), "3 records acknowledged (durable)");
     let keyed = ok(&ep, &["produce", "orders", "--key-separator", "=", "--acks", "written"], "k=v\n").await;
-    assert_eq!(keyed.trim(), "1 records acknowledged (written)");
+    assert_eq!(keyed.trim(), "1 record acknowledged (written)");
     let key_partition = brooklet_proto::partitioner::partition_for_key(b"k", 2);
 
     let text = ok(&ep, &["consume", "orders", "--partition", "1"], "").await;
@@ -106,7 +106,7 @@ async fn serve_create_produce_consume_restart() {
     // (the producer waits for its answers before exiting), readable once
     // the sync that follows completes.
     let fired = ok(&ep, &["produce", "orders", "--partition", "0", "--acks", "none"], "fire\n").await;
-    assert_eq!(fired.trim(), "1 records sent, not acknowledged (none)");
+    assert_eq!(fired.trim(), "1 record sent, not acknowledged (none)");
     eventually("the fire-and-forget record to be readable", || {
         let ep = ep.clone();
         async move {
@@ -139,7 +139,7 @@ async fn client_commands_fail_with_one_clear_line() {
     fails(&ep, &["consume", "t", "--partition", "3"], "partition 3").await;
     let out = brooklet(&ep, &["produce", "t", "--partition", "4"], "a\nb\n").await;
     assert!(!out.success);
-    assert!(out.stderr.contains("0 of 1 records acknowledged"), "{}", out.stderr);
+    assert!(out.stderr.contains("0 of 1 record acknowledged"), "{}", out.stderr);
     server.terminate().await;
 
     // Nothing listens there any more.
@@ -325,7 +325,7 @@ async fn an_unreachable_broker_is_one_short_line_with_the_chain_in_the_debug_log
     // `produce` reads its records from stdin (and gives up after 5 s).
     let (mut outs, produced) =
         tokio::join!(futures::future::join_all(runs), brooklet(&ep, &["produce", "t"], "a\nb\n"));
-    assert!(produced.stderr.contains("records acknowledged (durable); first failure"), "{}", produced.stderr);
+    assert!(produced.stderr.contains(" acknowledged (durable); first failure: "), "{}", produced.stderr);
     outs.push((vec!["produce", "t"], produced));
 
     for (args, out) in outs {
@@ -352,4 +352,31 @@ async fn an_unreachable_broker_is_one_short_line_with_the_chain_in_the_debug_log
     assert!(log.contains("DEBUG") && log.contains("tonic::transport::Error"), "{log}");
     assert!(last.starts_with("error: cannot reach the broker at"), "{last}");
     drop(socket);
+}
+
+#[tokio::test]
+async fn counts_of_one_are_singular() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    let created = ok(&ep, &["topic", "create", "one"], "").await;
+    assert!(created.starts_with("created topic one with 1 partition (id "), "{created}");
+    let described = ok(&ep, &["topic", "describe", "one"], "").await;
+    assert!(described.lines().next().unwrap().ends_with("), 1 partition"), "{described}");
+    let produced = ok(&ep, &["produce", "one"], "only\n").await;
+    assert_eq!(produced.trim(), "1 record acknowledged (durable)");
+    fails(
+        &ep,
+        &["consume", "one", "--partition", "1"],
+        "topic `one` has 1 partition; there is no partition 1",
+    )
+    .await;
+    ok(&ep, &["consume", "one", "--partition", "0", "--group", "g"], "").await;
+    let group = ok(&ep, &["group", "describe", "g"], "").await;
+    assert!(group.starts_with("group g is empty (epoch 0), 0 members, total lag 0"), "{group}");
+    // Other counts stay plural.
+    let created = ok(&ep, &["topic", "create", "two", "--partitions", "2"], "").await;
+    assert!(created.starts_with("created topic two with 2 partitions (id "), "{created}");
+    let produced = ok(&ep, &["produce", "two"], "a\nb\n").await;
+    assert_eq!(produced.trim(), "2 records acknowledged (durable)");
+    broker.shutdown().await;
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::load::{self, Budget, Limit};
 use super::report::{Latency, Meter, Progress, Summary};
 use super::{BrokerArgs, ConsumeArgs};
+use crate::cmd::count;
 
 /// Most consumers one run may start.
 const MAX_CONSUMERS: u32 = 1024;
@@ -51,8 +52,9 @@ pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let partitions = described.info.partitions;
     ensure!(
         args.consumers <= partitions,
-        "--consumers {} exceeds the {partitions} partitions of topic {:?}: each consumer needs one",
+        "--consumers {} exceeds the {} of topic {:?}: each consumer needs one",
         args.consumers,
+        count(partitions.into(), "partition"),
         args.topic
     );
     let spans: Vec<Span> = described

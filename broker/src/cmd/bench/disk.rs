@@ -87,13 +87,13 @@ pub async fn run(args: DiskArgs) -> anyhow::Result<()> {
             sequential.elapsed.as_secs_f64()
         );
         println!(
-            "  {:<24}p50 {} us  p90 {} us  p99 {} us  max {} us  ({} appends of {APPEND} bytes)",
+            "  {:<24}p50 {} us  p90 {} us  p99 {} us  max {} us  ({} of {APPEND} bytes)",
             "append + fdatasync",
             us(0.50),
             us(0.90),
             us(0.99),
             hist.max(),
-            hist.len()
+            crate::cmd::count(hist.len(), "append")
         );
     }
     Ok(())

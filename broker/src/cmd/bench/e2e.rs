@@ -23,6 +23,7 @@ use super::load::{self, Budget};
 use super::produce::{self, DEFAULT_RUN, ProducerPlan};
 use super::report::{self, Latency, Meter, Progress, Summary};
 use super::{BrokerArgs, E2eArgs};
+use crate::cmd::count;
 
 /// Most consumers one run may start.
 const MAX_CONSUMERS: u32 = 1024;
@@ -49,9 +50,9 @@ pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
         produce::ensure_topic(&admin, &plan.topic, args.producer.partitions, default_partitions).await?;
     ensure!(
         args.consumers <= plan.partitions,
-        "--consumers {} exceeds the {} partitions of topic {:?}: each consumer needs one",
+        "--consumers {} exceeds the {} of topic {:?}: each consumer needs one",
         args.consumers,
-        plan.partitions,
+        count(plan.partitions.into(), "partition"),
         plan.topic
     );
     let plan = Arc::new(plan);
@@ -158,7 +159,8 @@ async fn wait_for_consumers(
                     budget.abort();
                     let _ = load::join_all(consumers, budget).await;
                     bail!(
-                        "consumers received {now} of the {target} records acknowledged; none arrived for {:.0} s",
+                        "consumers received {now} of the {} acknowledged; none arrived for {:.0} s",
+                        count(target, "record"),
                         stall.as_secs_f64()
                     );
                 }

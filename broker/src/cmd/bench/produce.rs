@@ -150,7 +150,9 @@ pub async fn ensure_topic(
     }
     let existing = admin.describe_topic(topic).await?.info.partitions;
     if partitions.is_some_and(|p| p != existing) {
-        eprintln!("bench: topic {topic:?} exists with {existing} partitions; using them");
+        let partitions = crate::cmd::count(existing.into(), "partition");
+        let them = if existing == 1 { "it" } else { "them" };
+        eprintln!("bench: topic {topic:?} exists with {partitions}; using {them}");
     }
     Ok(existing)
 }

@@ -126,7 +126,11 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         bytes: records * args.record_size as u64,
         elapsed,
         latency: Latency::Measured {
-            what: format!("one batch of {batch_records} records through Log::produce, {} ack", args.acks),
+            what: format!(
+                "one batch of {} through Log::produce, {} ack",
+                crate::cmd::count(batch_records as u64, "record"),
+                args.acks
+            ),
             hist: report::merge(appended.iter().map(|a| &a.latency))?,
         },
         extra: Vec::new(),
