@@ -1,6 +1,8 @@
 //! The `brooklet` binary: parse the command line, set up logging, run one
 //! command. The broker itself is the library; the client commands use
-//! `brooklet-client`. Errors print one line to stderr and exit non-zero.
+//! `brooklet-client`. Errors print one line to stderr and exit non-zero; a
+//! standard output closed by its reader (`brooklet … | head`) ends the
+//! command quietly with exit code 0, as in ripgrep.
 
 mod cmd;
 
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cmd::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `brooklet … | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|cause| cause.is::<cmd::StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             // A setting the broker refuses is a usage error, like a bad flag.

@@ -339,6 +339,39 @@ fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
         .map_err(|e| format!("expected an address such as 127.0.0.1:7071, or `off`: {e}"))
 }
 
+/// Standard output was closed by its reader, as `brooklet topic describe t
+/// | head -3` does once it has its lines: the command stops there and the
+/// process exits 0 without a message, as ripgrep does.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// What a command prints its result with: `writeln!(stdout(), …)?` returns
+/// an error where `println!` would panic, [`StdoutClosed`] for a closed pipe.
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout())
+}
+
+/// Standard output, written with `write!` and `writeln!`.
+#[derive(Debug)]
+pub struct Stdout(std::io::Stdout);
+
+impl Stdout {
+    /// What `write!` and `writeln!` call.
+    pub fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+        std::io::Write::write_fmt(&mut self.0, args).map_err(output_error)
+    }
+}
+
+/// A failed write to standard output, as the command's error.
+pub fn output_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("cannot write to standard output")
+    }
+}
+
 /// `n` and `noun`, singular for one: `1 partition`, `3 partitions`.
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("{n} {noun}") } else { format!("{n} {noun}s") }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use brooklet_client::{Delivery, Durability, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{BrokerArgs, ProduceArgs, count};
+use super::{BrokerArgs, ProduceArgs, count, stdout};
 
 /// Deliveries awaited at once; older ones are awaited as new lines arrive, so
 /// memory stays bounded whatever the input's length.
@@ -66,7 +66,7 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let guarantee = acks.name();
     match failure {
         None => {
-            println!("{} {done} ({guarantee})", count(acked, "record"));
+            writeln!(stdout(), "{} {done} ({guarantee})", count(acked, "record"))?;
             Ok(())
         }
         Some(e) => Err(anyhow::Error::new(e)

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use brooklet_tests::{BrokerProcess as Server, DEADLINE, TestBroker, brooklet_bin, eventually};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 struct Output {
@@ -378,5 +378,106 @@ async fn counts_of_one_are_singular() {
     assert!(created.starts_with("created topic two with 2 partitions (id "), "{created}");
     let produced = ok(&ep, &["produce", "two"], "a\nb\n").await;
     assert_eq!(produced.trim(), "2 records acknowledged (durable)");
+    broker.shutdown().await;
+}
+
+/// Runs `brooklet` against `endpoint` with a standard output whose reader is
+/// already gone: its first write fails with a broken pipe, whenever it comes.
+async fn with_stdout_closed(endpoint: &str, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(brooklet_bin())
+        .args(args)
+        .args(["--broker", endpoint, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let out =
+        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
+    Output {
+        success: out.status.success(),
+        code: out.status.code(),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_a_command_quietly_with_success() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    ok(&ep, &["topic", "create", "wide", "--partitions", "50"], "").await;
+    ok(&ep, &["produce", "wide"], "a\nb\nc\n").await;
+    ok(&ep, &["consume", "wide", "--group", "g"], "").await;
+    let commands: &[&[&str]] = &[
+        &["topic", "describe", "wide"],
+        &["topic", "list"],
+        &["topic", "create", "other"],
+        &["status"],
+        &["group", "list"],
+        &["group", "describe", "g"],
+        &["consume", "wide"],
+        &["bench", "produce", "--topic", "bench", "--records", "10", "--json"],
+        &["bench", "consume", "--topic", "wide"],
+    ];
+    for args in commands {
+        let out = with_stdout_closed(&ep, args).await;
+        // Exit code 0 and nothing on stderr but, for a bench, its progress.
+        assert!(out.success, "{args:?} exits 0 on a closed stdout, got {:?}: {}", out.code, out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("error"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("Broken pipe"), "{args:?}: {}", out.stderr);
+    }
+    broker.shutdown().await;
+}
+
+/// `brooklet consume --group g | head -3`: the consumer stops at the first
+/// write that fails, commits what it printed before, and exits 0.
+#[tokio::test]
+async fn a_consumer_whose_reader_leaves_commits_what_it_printed_and_exits_0() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    ok(&ep, &["topic", "create", "long"], "").await;
+    // 200 kB of records: more than a pipe holds (64 KiB on Linux), so the
+    // consumer is still writing when the reader leaves.
+    let value = |i: u64| format!("{i:0>100}");
+    let records: String = (0..2000).map(|i| value(i) + "\n").collect();
+    ok(&ep, &["produce", "long"], &records).await;
+
+    let mut child = Command::new(brooklet_bin())
+        .args(["consume", "long", "--group", "g", "--broker", &ep, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for i in 0..3 {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
+        assert_eq!(line, Some(value(i)));
+    }
+    drop(lines);
+    let out =
+        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exits 0, got {:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+
+    let admin = brooklet_client::Admin::connect(ep.as_str()).unwrap();
+    let committed = admin.fetch_offsets("g", Some("long")).await.unwrap();
+    assert_eq!(committed.len(), 1, "{committed:?}");
+    let printed = committed[0].offset;
+    // At least the three lines read; at most what the pipe held.
+    assert!((3..2000).contains(&printed), "committed {printed}");
+    // The group resumes exactly after what was printed.
+    let rest = ok(&ep, &["consume", "long", "--group", "g"], "").await;
+    assert_eq!(rest.lines().count() as u64, 2000 - printed);
+    assert_eq!(rest.lines().next(), Some(value(printed).as_str()));
     broker.shutdown().await;
 }

@@ -131,8 +131,7 @@ pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
             _ => "end of log",
         },
     );
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }
 
 /// One consumer's settings.

@@ -121,8 +121,7 @@ pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
         Some(hist) => summary.extra_latency("ack_latency_ms", &plan.latency_what(), hist),
         None => summary.extra("ack_latency_ms", serde_json::Value::Null),
     }
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }
 
 /// Waits for the consumers to receive `target` records. Fails if none

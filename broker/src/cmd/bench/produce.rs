@@ -457,6 +457,5 @@ pub async fn run(args: ProduceArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
         extra: Vec::new(),
     };
     summary.extra("sent", produced.sent);
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }

@@ -136,8 +136,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         extra: Vec::new(),
     };
     summary.extra("batches", appended.iter().map(|a| a.batches).sum::<u64>());
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }
 
 /// One writer's batch: `n` records for `partition`, values from the pool
