@@ -135,6 +135,7 @@ async fn produce_then_consume_then_e2e_against_a_served_broker() {
     assert_eq!(unacked["bytes"], 300 * 108);
     assert!(unacked["latency_ms"].is_null(), "{unacked}");
     assert!(unacked["latency"].as_str().unwrap().contains("not awaited"), "{unacked}");
+    assert!(unacked["max_in_flight_observed"].is_null(), "no window without acks: {unacked}");
     // Answered before the sync that makes them readable, as `brooklet
     // produce --acks none` is (see cli.rs): wait for that sync.
     eventually("every record sent without waiting to be readable", || {
@@ -157,6 +158,36 @@ async fn produce_then_consume_then_e2e_against_a_served_broker() {
     assert!(ack["p50"].as_f64().is_some_and(|p| p > 0.0), "{e2e}");
 
     server.terminate().await;
+}
+
+#[tokio::test]
+async fn bench_produce_keeps_at_most_max_in_flight_records_unacknowledged() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    // Without linger and with quick acks, a producer sends far faster than
+    // acknowledgements come back: only the window holds it back.
+    let args = [
+        "produce",
+        "--topic",
+        "w",
+        "--records",
+        "1000",
+        "--producers",
+        "2",
+        "--linger-ms",
+        "0",
+        "--acks",
+        "written",
+        "--max-in-flight",
+        "4",
+    ];
+    let produced = against(&ep, &args).await;
+    assert_eq!(produced["records"], 1000, "{produced}");
+    assert_eq!(produced["latency_ms"]["count"], 1000, "{produced}");
+    assert_eq!(produced["config"]["max_in_flight"], 4);
+    let observed = produced["max_in_flight_observed"].as_u64().expect("a count");
+    assert!((1..=4).contains(&observed), "at most 4 records in flight per producer: {produced}");
+    broker.shutdown().await;
 }
 
 #[tokio::test]

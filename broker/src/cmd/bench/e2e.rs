@@ -117,6 +117,8 @@ pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     };
     summary.extra("sent", produced.sent);
     summary.extra("acked", produced.acked);
+    summary
+        .extra("max_in_flight_observed", produced.max_in_flight.map_or(serde_json::Value::Null, Into::into));
     match &produced.ack_latency {
         Some(hist) => summary.extra_latency("ack_latency_ms", &plan.latency_what(), hist),
         None => summary.extra("ack_latency_ms", serde_json::Value::Null),

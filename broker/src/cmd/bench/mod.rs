@@ -117,7 +117,8 @@ pub struct ProducerOpts {
     /// as fast as the broker takes them).
     #[arg(long, value_name = "RECORDS_PER_SEC", allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Records per producer sent and not yet acknowledged, at most.
+    /// Records per producer sent and not yet acknowledged, at most (not
+    /// with `--acks none`, which awaits no acknowledgement).
     #[arg(long, value_name = "N", default_value_t = 32_768)]
     pub max_in_flight: usize,
 }
