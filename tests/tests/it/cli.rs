@@ -14,6 +14,17 @@ struct Output {
     stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(brooklet_bin())
         .args(args)
@@ -29,12 +40,7 @@ async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
     drop(input);
     let out =
         tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    Output {
-        success: out.status.success(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 async fn ok(endpoint: &str, args: &[&str], stdin: &str) -> String {
@@ -204,12 +210,7 @@ async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(k, v);
     }
     let out = tokio::time::timeout(DEADLINE, command.output()).await.expect("finishes in time").unwrap();
-    Output {
-        success: out.status.success(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 #[tokio::test]
@@ -398,12 +399,7 @@ async fn with_stdout_closed(endpoint: &str, args: &[&str]) -> Output {
         .expect("brooklet runs");
     let out =
         tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    Output {
-        success: out.status.success(),
-        code: out.status.code(),
-        stdout: String::new(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 #[tokio::test]
