@@ -1,6 +1,8 @@
 //! The `brooklet` binary: parse the command line, set up logging, run one
 //! command. The broker itself is the library; the client commands use
-//! `brooklet-client`. Errors print one line to stderr and exit non-zero.
+//! `brooklet-client`. Errors print one line to stderr and exit non-zero; a
+//! standard output closed by its reader (`brooklet … | head`) ends the
+//! command quietly with exit code 0, as in ripgrep.
 
 mod cmd;
 
@@ -20,17 +22,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    let parsed = command.try_get_matches_from(args).and_then(|m| cmd::Cli::from_arg_matches(&m));
-    let cli = match parsed {
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(e),
+    };
+    if let Err(refused) = cmd::refuse_broker_flags(&matches) {
+        eprintln!("error: {refused}");
+        return ExitCode::from(2);
+    }
+    let cli = match cmd::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // One line, like every other error; `--help` has the rest.
-            let rendered = e.render().to_string();
-            let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
-            eprintln!("{}", first.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(e),
     };
     cmd::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -42,12 +44,62 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cmd::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `brooklet … | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|cause| cause.is::<cmd::StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             // A setting the broker refuses is a usage error, like a bad flag.
             let invalid = matches!(e.downcast_ref(), Some(brooklet_broker::Error::InvalidArgument { .. }))
                 || matches!(e.downcast_ref(), Some(brooklet_broker::ServeError::Config(_)));
             if invalid { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// Prints a command-line error as one line, like every other error (`--help`
+/// has the rest), or the help or version clap was asked for.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        e.exit(); // --help, --version
+    }
+    let rendered = e.render().to_string();
+    let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    eprintln!("{}", first.join(" "));
+    ExitCode::from(2)
+}
+
+/// The error's chain on one line, as `{e:#}` prints it, except that a broker
+/// that cannot be reached is told in a few words: the client's `Unavailable`
+/// error carries tonic's whole transport chain, some 400 characters of debug
+/// output. That chain goes to the debug log (`--log-level debug`).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        if let Some(brooklet_client::Error::Unavailable { endpoint, source }) = cause.downcast_ref() {
+            tracing::debug!(error = format!("{e:#}"), "cannot reach the broker");
+            let why = io_cause(source.as_ref()).map(|why| format!(" ({why})")).unwrap_or_default();
+            parts.push(format!(
+                "cannot reach the broker at {endpoint}{why}: is `brooklet serve` running there?"
+            ));
+            break;
+        }
+        parts.push(cause.to_string());
+    }
+    parts.join(": ")
+}
+
+/// The first I/O error in `error`'s chain, e.g. `connection refused`, without
+/// the OS error number.
+fn io_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            let text = text.split(" (os error").next().unwrap_or_default();
+            let mut chars = text.chars();
+            return chars.next().map(|first| first.to_lowercase().chain(chars).collect());
+        }
+        next = e.source();
+    }
+    None
 }

@@ -79,7 +79,12 @@ pub fn apply(command: clap::Command, path: &Path) -> Result<clap::Command, Confi
     let settable: Vec<String> = serve
         .get_arguments()
         .map(|a| a.get_id().to_string())
-        .filter(|id| !matches!(id.as_str(), "config" | "print_config" | "help" | "log_level" | "log_format"))
+        .filter(|id| {
+            !matches!(
+                id.as_str(),
+                "config" | "print_config" | "help" | "log_level" | "log_format" | "url" | "timeout_secs"
+            )
+        })
         .collect();
     let mut defaults = Vec::new();
     for (key, value) in table {

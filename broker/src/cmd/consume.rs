@@ -5,24 +5,25 @@
 //! partitions; with `--partition` it reads that partition and commits under
 //! the group (allowed while the group has no live members). Either way a
 //! group commits exactly what was printed, and ctrl-c stops cleanly: the
-//! consumer commits and leaves its group.
+//! consumer commits and leaves its group. So does a standard output that
+//! fails, such as a pipe whose reader left (`| head`), which then exits 0.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use brooklet_client::{Admin, CommittedOffset, Consumer, ConsumerRecord, Offset};
 
-use super::{ConsumeArgs, Format, From};
+use super::{BrokerArgs, ConsumeArgs, Format, From, count};
 
-pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let timeout = args.broker.timeout();
-    let admin = Admin::builder(&args.broker.url).request_timeout(timeout).build()?;
+pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
+    let timeout = broker.timeout();
+    let admin = Admin::builder(&broker.url).request_timeout(timeout).build()?;
     let described = admin.describe_topic(&args.topic).await?;
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
         anyhow::bail!(
-            "topic `{}` has {} partitions; there is no partition {p}",
+            "topic `{}` has {}; there is no partition {p}",
             args.topic,
-            described.info.partitions
+            count(described.info.partitions.into(), "partition")
         );
     }
     // Where each partition's log ended when we started: without --follow,
@@ -31,7 +32,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         described.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
     let member = args.group.is_some() && args.partition.is_none();
 
-    let mut builder = Consumer::builder(&args.broker.url).request_timeout(timeout);
+    let mut builder = Consumer::builder(&broker.url).request_timeout(timeout);
     if let Some(group) = &args.group {
         // Commits are made here, for exactly what was printed.
         builder = builder.group(group.clone()).auto_commit(None);
@@ -72,6 +73,10 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     // committing, since its consumer commits what `poll` returned.
     let mut unprinted: BTreeMap<u32, u64> = BTreeMap::new();
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    // A write that fails (the reader closed the pipe, the disk is full)
+    // stops the reading like ctrl-c: what was printed before it is still
+    // committed, and the error is returned after.
+    let mut written: std::io::Result<()> = Ok(());
     'read: loop {
         if !args.follow && caught_up(&consumer, &args.topic, &end) {
             break;
@@ -83,28 +88,36 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         for record in &records {
             let cut = args.count.is_some_and(|c| printed >= c);
             let past_end = !args.follow && record.offset >= end[&record.partition];
-            if cut || past_end {
+            if cut || past_end || written.is_err() {
                 unprinted.entry(record.partition).or_insert(record.offset);
                 continue;
             }
-            print_record(&mut out, record, args.format)?;
+            if let Err(e) = print_record(&mut out, record, args.format) {
+                written = Err(e);
+                unprinted.entry(record.partition).or_insert(record.offset);
+                continue;
+            }
             printed += 1;
             next.insert(record.partition, record.offset + 1);
         }
-        out.flush()?;
-        if args.count.is_some_and(|c| printed >= c) {
+        if written.is_ok() {
+            written = out.flush();
+        }
+        if written.is_err() || args.count.is_some_and(|c| printed >= c) {
             break 'read;
         }
         if args.follow && !records.is_empty() {
             commit(&mut consumer, &admin, &args, &next, &mut unprinted, member).await?;
         }
     }
-    out.flush()?;
+    if written.is_ok() {
+        written = out.flush();
+    }
     commit(&mut consumer, &admin, &args, &next, &mut unprinted, member).await?;
     if member {
         consumer.close().await?;
     }
-    Ok(())
+    written.map_err(super::output_error)
 }
 
 /// Whether every partition the consumer reads has reached where its log

@@ -2,54 +2,59 @@
 
 use brooklet_client::{Admin, ResetTo};
 
-use super::{BrokerArgs, GroupCommand};
+use super::{BrokerArgs, GroupCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
 }
 
-pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
+pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()> {
+    let mut out = stdout();
     match command {
-        GroupCommand::List { broker } => {
+        GroupCommand::List => {
             let groups = admin(&broker)?.list_groups().await?;
-            println!("{:<40} {:<12} {:>7}", "GROUP", "STATE", "MEMBERS");
+            writeln!(out, "{:<40} {:<12} {:>7}", "GROUP", "STATE", "MEMBERS")?;
             for g in groups {
-                println!("{:<40} {:<12} {:>7}", g.group, g.state.to_string(), g.members);
+                writeln!(out, "{:<40} {:<12} {:>7}", g.group, g.state.to_string(), g.members)?;
             }
         }
-        GroupCommand::Describe { group, broker } => {
+        GroupCommand::Describe { group } => {
             let d = admin(&broker)?.describe_group(&group).await?;
             let total: u64 = d.partitions.iter().map(|p| p.lag).sum();
-            println!(
-                "group {} is {} (epoch {}), {} members, total lag {total}",
+            writeln!(
+                out,
+                "group {} is {} (epoch {}), {}, total lag {total}",
                 d.group,
                 d.state,
                 d.epoch,
-                d.members.len()
-            );
+                count(d.members.len() as u64, "member")
+            )?;
             if !d.members.is_empty() {
-                println!();
-                println!("{:<38} {:<20} {:<22} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST");
+                writeln!(out)?;
+                writeln!(out, "{:<38} {:<20} {:<22} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST")?;
                 for m in &d.members {
                     let assignment: Vec<String> =
                         m.assignment.iter().map(|(t, p)| format!("{t}/{p}")).collect();
-                    println!(
+                    writeln!(
+                        out,
                         "{:<38} {:<20} {:<22} {}",
                         m.member_id,
                         m.client_id,
                         m.host,
                         assignment.join(",")
-                    );
+                    )?;
                 }
             }
-            println!();
-            println!(
+            writeln!(out)?;
+            writeln!(
+                out,
                 "{:<30} {:>9} {:>12} {:>15} {:>10}  OWNER",
                 "TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG"
-            );
+            )?;
             for p in &d.partitions {
                 let committed = p.committed_offset.map_or_else(|| "-".to_owned(), |o| o.to_string());
-                println!(
+                writeln!(
+                    out,
                     "{:<30} {:>9} {:>12} {:>15} {:>10}  {}",
                     p.topic,
                     p.partition,
@@ -57,19 +62,19 @@ pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
                     p.high_watermark,
                     p.lag,
                     p.member_id.as_deref().unwrap_or("-")
-                );
+                )?;
             }
         }
-        GroupCommand::ResetOffsets { group, topic, to, broker } => {
+        GroupCommand::ResetOffsets { group, topic, to } => {
             let offsets = admin(&broker)?.reset_offsets(&group, &topic, to).await?;
-            println!("{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET");
+            writeln!(out, "{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET")?;
             for o in offsets {
-                println!("{:<30} {:>9} {:>12}", o.topic, o.partition, o.offset);
+                writeln!(out, "{:<30} {:>9} {:>12}", o.topic, o.partition, o.offset)?;
             }
         }
-        GroupCommand::Delete { group, broker } => {
+        GroupCommand::Delete { group } => {
             admin(&broker)?.delete_group(&group).await?;
-            println!("deleted group {group}");
+            writeln!(out, "deleted group {group}")?;
         }
     }
     Ok(())

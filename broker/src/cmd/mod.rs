@@ -27,6 +27,10 @@ pub struct Cli {
     /// Log format: `text`, or `json` for one JSON object per line.
     #[arg(long, global = true, env = "BROOKLET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    // Global, so they go before the subcommand or after it, as in kcat and
+    // rpk; `serve` refuses them (see `refuse_broker_flags`).
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -54,21 +58,41 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCommand),
     /// Version, uptime, disk use, topics and groups with their lag.
-    Status {
-        #[command(flatten)]
-        broker: BrokerArgs,
-    },
+    Status,
 }
 
 /// How client commands reach the broker.
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// The broker's gRPC endpoint.
-    #[arg(long = "broker", env = "BROOKLET_BROKER", default_value = "http://127.0.0.1:7070")]
+    /// The broker's gRPC endpoint (client commands; `serve` uses --listen).
+    #[arg(long = "broker", global = true, env = "BROOKLET_BROKER", default_value = "http://127.0.0.1:7070")]
     pub url: String,
-    /// Give up on a request (retries included) after this many seconds.
-    #[arg(long = "timeout", value_name = "SECS", env = "BROOKLET_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// Give up on a request (retries included) after this many seconds
+    /// (client commands).
+    #[arg(long = "timeout", global = true, value_name = "SECS", env = "BROOKLET_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
+}
+
+/// The ids of [`BrokerArgs`]' flags.
+const BROKER_FLAGS: [(&str, &str); 2] = [("url", "--broker"), ("timeout_secs", "--timeout")];
+
+/// `serve` takes no `--broker` or `--timeout`: being global, clap accepts
+/// them there, so they are refused here rather than silently ignored (a
+/// `--broker` meant as the address to serve would otherwise start a broker
+/// on the default one). Set by the environment they are ignored, since a
+/// shell that exports `BROOKLET_BROKER` for the client commands may also run
+/// `serve`.
+pub fn refuse_broker_flags(matches: &clap::ArgMatches) -> Result<(), String> {
+    let Some(("serve", serve)) = matches.subcommand() else { return Ok(()) };
+    for (id, flag) in BROKER_FLAGS {
+        if serve.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            return Err(format!(
+                "`serve` does not take {flag}: --broker and --timeout are for the client commands (`serve` \
+                 listens at --listen)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl BrokerArgs {
@@ -91,20 +115,13 @@ pub enum TopicCommand {
         /// A config entry `key=value`; repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         config: Vec<(String, String)>,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
     /// List topics.
-    List {
-        #[command(flatten)]
-        broker: BrokerArgs,
-    },
+    List,
     /// Show a topic's partitions and offsets.
     Describe {
         /// Topic name.
         name: String,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
     /// Change a topic's configuration at run time.
     Alter {
@@ -116,15 +133,11 @@ pub enum TopicCommand {
         /// A config key to return to its default; repeatable.
         #[arg(long = "delete-config", value_name = "KEY")]
         delete_config: Vec<String>,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
     /// Delete a topic with its records and committed offsets.
     Delete {
         /// Topic name.
         name: String,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
 }
 
@@ -132,16 +145,11 @@ pub enum TopicCommand {
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
     /// List groups with live members or committed offsets.
-    List {
-        #[command(flatten)]
-        broker: BrokerArgs,
-    },
+    List,
     /// Show a group's members, assignments and lag per partition.
     Describe {
         /// Group id.
         group: String,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
     /// Move a group's committed offsets for a topic (only while the group
     /// has no live members).
@@ -155,15 +163,11 @@ pub enum GroupCommand {
         /// 2026-11-26T10:00:00Z (the first offset at or after it).
         #[arg(long, value_parser = group::parse_reset_to)]
         to: brooklet_client::ResetTo,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
     /// Delete a group's committed offsets (only while it has no live members).
     Delete {
         /// Group id.
         group: String,
-        #[command(flatten)]
-        broker: BrokerArgs,
     },
 }
 
@@ -186,8 +190,6 @@ pub struct ProduceArgs {
     /// acknowledged).
     #[arg(long, default_value = "durable", value_parser = ["durable", "written", "none"])]
     pub acks: String,
-    #[command(flatten)]
-    pub broker: BrokerArgs,
 }
 
 /// Where `consume` starts.
@@ -235,8 +237,6 @@ pub struct ConsumeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    #[command(flatten)]
-    pub broker: BrokerArgs,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -339,6 +339,44 @@ fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
         .map_err(|e| format!("expected an address such as 127.0.0.1:7071, or `off`: {e}"))
 }
 
+/// Standard output was closed by its reader, as `brooklet topic describe t
+/// | head -3` does once it has its lines: the command stops there and the
+/// process exits 0 without a message, as ripgrep does.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// What a command prints its result with: `writeln!(stdout(), …)?` returns
+/// an error where `println!` would panic, [`StdoutClosed`] for a closed pipe.
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout())
+}
+
+/// Standard output, written with `write!` and `writeln!`.
+#[derive(Debug)]
+pub struct Stdout(std::io::Stdout);
+
+impl Stdout {
+    /// What `write!` and `writeln!` call.
+    pub fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+        std::io::Write::write_fmt(&mut self.0, args).map_err(output_error)
+    }
+}
+
+/// A failed write to standard output, as the command's error.
+pub fn output_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("cannot write to standard output")
+    }
+}
+
+/// `n` and `noun`, singular for one: `1 partition`, `3 partitions`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("{n} {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Logs go to stderr so that `consume` can print records on stdout.
 pub fn init_tracing(cli: &Cli) {
     let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
@@ -355,13 +393,14 @@ pub fn init_tracing(cli: &Cli) {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let broker = cli.broker;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Topic(command) => topic::run(command).await,
-        Command::Produce(args) => produce::run(args).await,
-        Command::Consume(args) => consume::run(args).await,
-        Command::Bench(command) => bench::run(command).await,
-        Command::Group(command) => group::run(command).await,
-        Command::Status { broker } => status::run(broker).await,
+        Command::Topic(command) => topic::run(command, broker).await,
+        Command::Produce(args) => produce::run(args, broker).await,
+        Command::Consume(args) => consume::run(args, broker).await,
+        Command::Bench(command) => bench::run(command, broker).await,
+        Command::Group(command) => group::run(command, broker).await,
+        Command::Status => status::run(broker).await,
     }
 }

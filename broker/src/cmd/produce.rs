@@ -4,24 +4,22 @@
 
 use std::collections::VecDeque;
 
-use anyhow::bail;
 use brooklet_client::{Delivery, Durability, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::ProduceArgs;
+use super::{BrokerArgs, ProduceArgs, count, stdout};
 
 /// Deliveries awaited at once; older ones are awaited as new lines arrive, so
 /// memory stays bounded whatever the input's length.
 const MAX_PENDING: usize = 10_000;
 
-pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
+pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let acks = match args.acks.as_str() {
         "none" => Durability::None,
         "written" => Durability::Written,
         _ => Durability::Durable,
     };
-    let producer =
-        Producer::builder(&args.broker.url).request_timeout(args.broker.timeout()).acks(acks).build()?;
+    let producer = Producer::builder(&broker.url).request_timeout(broker.timeout()).acks(acks).build()?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let (mut read, mut acked) = (0u64, 0u64);
@@ -68,9 +66,10 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let guarantee = acks.name();
     match failure {
         None => {
-            println!("{acked} records {done} ({guarantee})");
+            writeln!(stdout(), "{} {done} ({guarantee})", count(acked, "record"))?;
             Ok(())
         }
-        Some(e) => bail!("{acked} of {read} records {done} ({guarantee}); first failure: {e}"),
+        Some(e) => Err(anyhow::Error::new(e)
+            .context(format!("{acked} of {} {done} ({guarantee}); first failure", count(read, "record")))),
     }
 }

@@ -6,12 +6,11 @@ use std::time::Duration;
 use brooklet_broker::{Acks, Config, GroupConfig, Limits};
 use tokio::net::TcpListener;
 
-use super::ServeArgs;
+use super::{ServeArgs, stdout};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.print_config {
-        print_config(&args);
-        return Ok(());
+        return print_config(&args);
     }
     let config = Config {
         data_dir: args.data_dir,
@@ -45,25 +44,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The effective settings, as a config file would give them.
-fn print_config(a: &ServeArgs) {
+fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
+    let mut out = stdout();
     let metrics = a.metrics_listen.0.map_or_else(|| "off".to_owned(), |addr| addr.to_string());
-    println!("data_dir = {:?}", a.data_dir.display().to_string());
-    println!("listen = \"{}\"", a.listen);
-    println!("metrics_listen = \"{metrics}\"");
-    println!("max_partitions = {}", a.max_partitions);
-    println!("max_record_bytes = {}", a.max_record_bytes);
-    println!("cache_mb = {}", a.cache_mb);
-    println!("durability = \"{}\"", a.durability);
-    println!("min_free_mb = {}", a.min_free_mb);
-    println!("flush_max_delay_ms = {}", a.flush_max_delay_ms);
-    println!("max_connections = {}", a.max_connections);
-    println!("max_requests_per_connection = {}", a.max_requests_per_connection);
-    println!("slow_request_ms = {}", a.slow_request_ms);
-    println!("retention_check_ms = {}", a.retention_check_ms);
-    println!("group_heartbeat_ms = {}", a.group_heartbeat_ms);
-    println!("group_session_timeout_ms = {}", a.group_session_timeout_ms);
-    println!("group_min_session_timeout_ms = {}", a.group_min_session_timeout_ms);
-    println!("group_max_session_timeout_ms = {}", a.group_max_session_timeout_ms);
+    writeln!(out, "data_dir = {:?}", a.data_dir.display().to_string())?;
+    writeln!(out, "listen = \"{}\"", a.listen)?;
+    writeln!(out, "metrics_listen = \"{metrics}\"")?;
+    writeln!(out, "max_partitions = {}", a.max_partitions)?;
+    writeln!(out, "max_record_bytes = {}", a.max_record_bytes)?;
+    writeln!(out, "cache_mb = {}", a.cache_mb)?;
+    writeln!(out, "durability = \"{}\"", a.durability)?;
+    writeln!(out, "min_free_mb = {}", a.min_free_mb)?;
+    writeln!(out, "flush_max_delay_ms = {}", a.flush_max_delay_ms)?;
+    writeln!(out, "max_connections = {}", a.max_connections)?;
+    writeln!(out, "max_requests_per_connection = {}", a.max_requests_per_connection)?;
+    writeln!(out, "slow_request_ms = {}", a.slow_request_ms)?;
+    writeln!(out, "retention_check_ms = {}", a.retention_check_ms)?;
+    writeln!(out, "group_heartbeat_ms = {}", a.group_heartbeat_ms)?;
+    writeln!(out, "group_session_timeout_ms = {}", a.group_session_timeout_ms)?;
+    writeln!(out, "group_min_session_timeout_ms = {}", a.group_min_session_timeout_ms)?;
+    writeln!(out, "group_max_session_timeout_ms = {}", a.group_max_session_timeout_ms)?;
+    Ok(())
 }
 
 /// Resolves on the first SIGINT (ctrl-c) or SIGTERM.

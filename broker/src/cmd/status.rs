@@ -2,35 +2,38 @@
 
 use brooklet_client::Admin;
 
-use super::BrokerArgs;
+use super::{BrokerArgs, stdout};
 
 pub async fn run(broker: BrokerArgs) -> anyhow::Result<()> {
     let admin = Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?;
     let s = admin.status().await?;
+    let mut out = stdout();
     let secs = s.uptime.as_secs();
-    println!(
+    writeln!(
+        out,
         "brooklet {} at {}, up {}h{:02}m{:02}s",
         s.version,
         broker.url,
         secs / 3600,
         secs / 60 % 60,
         secs % 60
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "data dir {}: {:.1} MB used, {:.1} MB free",
         s.data_dir,
         s.disk_bytes as f64 / 1e6,
         s.disk_free_bytes as f64 / 1e6
-    );
-    println!();
-    println!("{:<40} {:>10} {:>14} {:>14}", "TOPIC", "PARTITIONS", "RECORDS", "STORED-BYTES");
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{:<40} {:>10} {:>14} {:>14}", "TOPIC", "PARTITIONS", "RECORDS", "STORED-BYTES")?;
     for t in &s.topics {
-        println!("{:<40} {:>10} {:>14} {:>14}", t.name, t.partitions, t.records, t.stored_bytes);
+        writeln!(out, "{:<40} {:>10} {:>14} {:>14}", t.name, t.partitions, t.records, t.stored_bytes)?;
     }
-    println!();
-    println!("{:<40} {:<12} {:>7} {:>14}", "GROUP", "STATE", "MEMBERS", "TOTAL-LAG");
+    writeln!(out)?;
+    writeln!(out, "{:<40} {:<12} {:>7} {:>14}", "GROUP", "STATE", "MEMBERS", "TOTAL-LAG")?;
     for g in &s.groups {
-        println!("{:<40} {:<12} {:>7} {:>14}", g.group, g.state.to_string(), g.members, g.total_lag);
+        writeln!(out, "{:<40} {:<12} {:>7} {:>14}", g.group, g.state.to_string(), g.members, g.total_lag)?;
     }
     Ok(())
 }

@@ -2,47 +2,62 @@
 
 use brooklet_client::{Admin, NewTopic};
 
-use super::{BrokerArgs, TopicCommand};
+use super::{BrokerArgs, TopicCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
 }
 
-pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
+pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()> {
+    let mut out = stdout();
     match command {
-        TopicCommand::Create { name, partitions, config, broker } => {
+        TopicCommand::Create { name, partitions, config } => {
             let topic = config.into_iter().fold(NewTopic::new(partitions), |t, (k, v)| t.config(k, v));
             let info = admin(&broker)?.create_topic(&name, topic).await?;
-            println!(
-                "created topic {} with {} partitions (id {})",
-                info.name, info.partitions, info.topic_id
-            );
+            writeln!(
+                out,
+                "created topic {} with {} (id {})",
+                info.name,
+                count(info.partitions.into(), "partition"),
+                info.topic_id
+            )?;
         }
-        TopicCommand::List { broker } => {
+        TopicCommand::List => {
             let topics = admin(&broker)?.list_topics().await?;
-            println!("{:<40} {:>10}  ID", "TOPIC", "PARTITIONS");
+            writeln!(out, "{:<40} {:>10}  ID", "TOPIC", "PARTITIONS")?;
             for t in topics {
-                println!("{:<40} {:>10}  {}", t.name, t.partitions, t.topic_id);
+                writeln!(out, "{:<40} {:>10}  {}", t.name, t.partitions, t.topic_id)?;
             }
         }
-        TopicCommand::Describe { name, broker } => {
+        TopicCommand::Describe { name } => {
             let d = admin(&broker)?.describe_topic(&name).await?;
-            println!("topic {} (id {}), {} partitions", d.info.name, d.info.topic_id, d.info.partitions);
+            writeln!(
+                out,
+                "topic {} (id {}), {}",
+                d.info.name,
+                d.info.topic_id,
+                count(d.info.partitions.into(), "partition")
+            )?;
             for (k, v) in &d.info.config {
-                println!("config {k}={v}");
+                writeln!(out, "config {k}={v}")?;
             }
-            println!("{:>9} {:>16} {:>16} {:>12}", "PARTITION", "LOG-START", "HIGH-WATERMARK", "RECORDS");
+            writeln!(
+                out,
+                "{:>9} {:>16} {:>16} {:>12}",
+                "PARTITION", "LOG-START", "HIGH-WATERMARK", "RECORDS"
+            )?;
             for p in &d.partitions {
-                println!(
+                writeln!(
+                    out,
                     "{:>9} {:>16} {:>16} {:>12}",
                     p.partition,
                     p.log_start_offset,
                     p.high_watermark,
                     p.high_watermark - p.log_start_offset
-                );
+                )?;
             }
         }
-        TopicCommand::Alter { name, config, delete_config, broker } => {
+        TopicCommand::Alter { name, config, delete_config } => {
             if config.is_empty() && delete_config.is_empty() {
                 anyhow::bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
             }
@@ -50,14 +65,15 @@ pub async fn run(command: TopicCommand) -> anyhow::Result<()> {
             let remove: Vec<&str> = delete_config.iter().map(String::as_str).collect();
             let info = admin(&broker)?.alter_topic_config(&name, &set, &remove).await?;
             let entries: Vec<String> = info.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
+            writeln!(
+                out,
                 "altered topic {name}: {}",
                 if entries.is_empty() { "defaults".to_owned() } else { entries.join(" ") }
-            );
+            )?;
         }
-        TopicCommand::Delete { name, broker } => {
+        TopicCommand::Delete { name } => {
             admin(&broker)?.delete_topic(&name).await?;
-            println!("deleted topic {name}");
+            writeln!(out, "deleted topic {name}")?;
         }
     }
     Ok(())

@@ -3,14 +3,26 @@
 
 use std::process::Stdio;
 
-use brooklet_tests::{BrokerProcess as Server, DEADLINE, brooklet_bin, eventually};
-use tokio::io::AsyncWriteExt;
+use brooklet_tests::{BrokerProcess as Server, DEADLINE, TestBroker, brooklet_bin, eventually};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 struct Output {
     success: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
@@ -28,11 +40,7 @@ async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
     drop(input);
     let out =
         tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    Output {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 async fn ok(endpoint: &str, args: &[&str], stdin: &str) -> String {
@@ -60,7 +68,7 @@ async fn serve_create_produce_consume_restart() {
     let produced = ok(&ep, &["produce", "orders", "--partition", "1"], "first\nsecond\nthird\n").await;
     assert_eq!(produced.trim(), "3 records acknowledged (durable)");
     let keyed = ok(&ep, &["produce", "orders", "--key-separator", "=", "--acks", "written"], "k=v\n").await;
-    assert_eq!(keyed.trim(), "1 records acknowledged (written)");
+    assert_eq!(keyed.trim(), "1 record acknowledged (written)");
     let key_partition = brooklet_proto::partitioner::partition_for_key(b"k", 2);
 
     let text = ok(&ep, &["consume", "orders", "--partition", "1"], "").await;
@@ -104,7 +112,7 @@ async fn serve_create_produce_consume_restart() {
     // (the producer waits for its answers before exiting), readable once
     // the sync that follows completes.
     let fired = ok(&ep, &["produce", "orders", "--partition", "0", "--acks", "none"], "fire\n").await;
-    assert_eq!(fired.trim(), "1 records sent, not acknowledged (none)");
+    assert_eq!(fired.trim(), "1 record sent, not acknowledged (none)");
     eventually("the fire-and-forget record to be readable", || {
         let ep = ep.clone();
         async move {
@@ -137,11 +145,11 @@ async fn client_commands_fail_with_one_clear_line() {
     fails(&ep, &["consume", "t", "--partition", "3"], "partition 3").await;
     let out = brooklet(&ep, &["produce", "t", "--partition", "4"], "a\nb\n").await;
     assert!(!out.success);
-    assert!(out.stderr.contains("0 of 1 records acknowledged"), "{}", out.stderr);
+    assert!(out.stderr.contains("0 of 1 record acknowledged"), "{}", out.stderr);
     server.terminate().await;
 
     // Nothing listens there any more.
-    fails(&ep, &["topic", "list"], "unreachable").await;
+    fails(&ep, &["topic", "list"], "cannot reach the broker").await;
 }
 
 #[tokio::test]
@@ -202,11 +210,7 @@ async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(k, v);
     }
     let out = tokio::time::timeout(DEADLINE, command.output()).await.expect("finishes in time").unwrap();
-    Output {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 #[tokio::test]
@@ -245,4 +249,231 @@ async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(2), "a missing config file is a usage error");
+}
+
+#[tokio::test]
+async fn broker_flags_go_before_or_after_the_subcommand_or_in_the_environment() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    let ep = ep.as_str();
+
+    let before = run_with_env(&["--broker", ep, "--timeout", "5", "topic", "create", "early"], &[]).await;
+    assert!(before.success, "{}", before.stderr);
+    assert!(before.stdout.starts_with("created topic early"), "{}", before.stdout);
+    let between = run_with_env(&["topic", "--broker", ep, "list"], &[]).await;
+    assert!(between.success, "{}", between.stderr);
+    assert!(between.stdout.lines().any(|l| l.starts_with("early ")), "{}", between.stdout);
+    let after = run_with_env(&["topic", "describe", "early", "--broker", ep, "--timeout", "5"], &[]).await;
+    assert!(after.success, "{}", after.stderr);
+    assert!(after.stdout.starts_with("topic early"), "{}", after.stdout);
+    let from_env = run_with_env(&["status"], &[("BROOKLET_BROKER", ep)]).await;
+    assert!(from_env.success, "{}", from_env.stderr);
+    assert!(from_env.stdout.starts_with("brooklet "), "{}", from_env.stdout);
+    // A flag beats the environment, wherever it is given.
+    let env_off = [("BROOKLET_BROKER", "http://invalid.invalid:1")];
+    let flag_first =
+        run_with_env(&["--broker", ep, "bench", "consume", "--topic", "early", "--json"], &env_off).await;
+    assert!(flag_first.success, "{}", flag_first.stderr);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&flag_first.stdout).unwrap()["records"], 0);
+
+    // `serve` refuses them on its command line, before or after `serve`,
+    // with a usage error (it would otherwise ignore them), but not from the
+    // environment, which a shell may export for the client commands.
+    for args in [
+        &["serve", "--broker", ep, "--print-config"][..],
+        &["--broker", ep, "serve", "--print-config"],
+        &["--timeout", "3", "serve", "--print-config"],
+    ] {
+        let refused = run_with_env(args, &[]).await;
+        assert_eq!(refused.code, Some(2), "{args:?}: {}{}", refused.stdout, refused.stderr);
+        let stderr = refused.stderr.trim();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("`serve` does not take --"), "{stderr}");
+        assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    }
+    let exported =
+        run_with_env(&["serve", "--print-config"], &[("BROOKLET_BROKER", ep), ("BROOKLET_TIMEOUT", "3")])
+            .await;
+    assert!(exported.success, "{}", exported.stderr);
+    assert!(exported.stdout.contains("listen = "), "{}", exported.stdout);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_one_short_line_with_the_chain_in_the_debug_log() {
+    // A port that refuses connections, reliably: a socket bound to it but
+    // never listening. The kernel answers a connection attempt there with a
+    // reset (connection refused), and while the socket stays bound (it does
+    // not set SO_REUSEADDR) no other test can bind or listen on that port. A
+    // port freed by dropping a listener could be taken meanwhile; port 1
+    // could have a listener.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let ep = format!("http://{}", socket.local_addr().unwrap());
+    let flags = ["--broker", ep.as_str(), "--timeout", "1"];
+    let commands: &[&[&str]] = &[
+        &["topic", "list"],
+        &["topic", "create", "t"],
+        &["status"],
+        &["consume", "t"],
+        &["group", "describe", "g"],
+        &["bench", "produce", "--records", "10"],
+    ];
+    let runs = commands.iter().map(|args| {
+        let all = [args, &flags[..]].concat();
+        async move { (args.to_vec(), run_with_env(&all, &[]).await) }
+    });
+    // `produce` reads its records from stdin (and gives up after 5 s).
+    let (mut outs, produced) =
+        tokio::join!(futures::future::join_all(runs), brooklet(&ep, &["produce", "t"], "a\nb\n"));
+    assert!(produced.stderr.contains(" acknowledged (durable); first failure: "), "{}", produced.stderr);
+    outs.push((vec!["produce", "t"], produced));
+
+    for (args, out) in outs {
+        assert!(!out.success, "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout: {}", out.stdout);
+        let stderr = out.stderr.trim_end();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.len() < 200, "{args:?}: a short line: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach the broker at {ep} (connection refused)")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("tonic::"), "{args:?}: {stderr}");
+    }
+
+    // The whole chain is in the debug log.
+    let debug = run_with_env(
+        &["topic", "list", "--log-level", "brooklet=debug"],
+        &[("BROOKLET_BROKER", &ep), ("BROOKLET_TIMEOUT", "1")],
+    )
+    .await;
+    assert!(!debug.success);
+    let (log, last) = debug.stderr.trim_end().rsplit_once('\n').expect("a debug log before the error");
+    assert!(log.contains("DEBUG") && log.contains("tonic::transport::Error"), "{log}");
+    assert!(last.starts_with("error: cannot reach the broker at"), "{last}");
+    drop(socket);
+}
+
+#[tokio::test]
+async fn counts_of_one_are_singular() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    let created = ok(&ep, &["topic", "create", "one"], "").await;
+    assert!(created.starts_with("created topic one with 1 partition (id "), "{created}");
+    let described = ok(&ep, &["topic", "describe", "one"], "").await;
+    assert!(described.lines().next().unwrap().ends_with("), 1 partition"), "{described}");
+    let produced = ok(&ep, &["produce", "one"], "only\n").await;
+    assert_eq!(produced.trim(), "1 record acknowledged (durable)");
+    fails(
+        &ep,
+        &["consume", "one", "--partition", "1"],
+        "topic `one` has 1 partition; there is no partition 1",
+    )
+    .await;
+    ok(&ep, &["consume", "one", "--partition", "0", "--group", "g"], "").await;
+    let group = ok(&ep, &["group", "describe", "g"], "").await;
+    assert!(group.starts_with("group g is empty (epoch 0), 0 members, total lag 0"), "{group}");
+    // Other counts stay plural.
+    let created = ok(&ep, &["topic", "create", "two", "--partitions", "2"], "").await;
+    assert!(created.starts_with("created topic two with 2 partitions (id "), "{created}");
+    let produced = ok(&ep, &["produce", "two"], "a\nb\n").await;
+    assert_eq!(produced.trim(), "2 records acknowledged (durable)");
+    broker.shutdown().await;
+}
+
+/// Runs `brooklet` against `endpoint` with a standard output whose reader is
+/// already gone: its first write fails with a broken pipe, whenever it comes.
+async fn with_stdout_closed(endpoint: &str, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(brooklet_bin())
+        .args(args)
+        .args(["--broker", endpoint, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let out =
+        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
+    Output::from(out)
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_a_command_quietly_with_success() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    ok(&ep, &["topic", "create", "wide", "--partitions", "50"], "").await;
+    ok(&ep, &["produce", "wide"], "a\nb\nc\n").await;
+    ok(&ep, &["consume", "wide", "--group", "g"], "").await;
+    let commands: &[&[&str]] = &[
+        &["topic", "describe", "wide"],
+        &["topic", "list"],
+        &["topic", "create", "other"],
+        &["status"],
+        &["group", "list"],
+        &["group", "describe", "g"],
+        &["consume", "wide"],
+        &["bench", "produce", "--topic", "bench", "--records", "10", "--json"],
+        &["bench", "consume", "--topic", "wide"],
+    ];
+    for args in commands {
+        let out = with_stdout_closed(&ep, args).await;
+        // Exit code 0 and nothing on stderr but, for a bench, its progress.
+        assert!(out.success, "{args:?} exits 0 on a closed stdout, got {:?}: {}", out.code, out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("error"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("Broken pipe"), "{args:?}: {}", out.stderr);
+    }
+    broker.shutdown().await;
+}
+
+/// `brooklet consume --group g | head -3`: the consumer stops at the first
+/// write that fails, commits what it printed before, and exits 0.
+#[tokio::test]
+async fn a_consumer_whose_reader_leaves_commits_what_it_printed_and_exits_0() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    ok(&ep, &["topic", "create", "long"], "").await;
+    // 200 kB of records: more than a pipe holds (64 KiB on Linux), so the
+    // consumer is still writing when the reader leaves.
+    let value = |i: u64| format!("{i:0>100}");
+    let records: String = (0..2000).map(|i| value(i) + "\n").collect();
+    ok(&ep, &["produce", "long"], &records).await;
+
+    let mut child = Command::new(brooklet_bin())
+        .args(["consume", "long", "--group", "g", "--broker", &ep, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for i in 0..3 {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
+        assert_eq!(line, Some(value(i)));
+    }
+    drop(lines);
+    let out =
+        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exits 0, got {:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+
+    let admin = brooklet_client::Admin::connect(ep.as_str()).unwrap();
+    let committed = admin.fetch_offsets("g", Some("long")).await.unwrap();
+    assert_eq!(committed.len(), 1, "{committed:?}");
+    let printed = committed[0].offset;
+    // At least the three lines read; at most what the pipe held.
+    assert!((3..2000).contains(&printed), "committed {printed}");
+    // The group resumes exactly after what was printed.
+    let rest = ok(&ep, &["consume", "long", "--group", "g"], "").await;
+    assert_eq!(rest.lines().count() as u64, 2000 - printed);
+    assert_eq!(rest.lines().next(), Some(value(printed).as_str()));
+    broker.shutdown().await;
 }

@@ -12,9 +12,10 @@ use brooklet_client::{Admin, CommittedOffset, Consumer, Offset};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::ConsumeArgs;
 use super::load::{self, Budget, Limit};
 use super::report::{Latency, Meter, Progress, Summary};
+use super::{BrokerArgs, ConsumeArgs};
+use crate::cmd::count;
 
 /// Most consumers one run may start.
 const MAX_CONSUMERS: u32 = 1024;
@@ -38,21 +39,22 @@ struct Read {
 }
 
 /// `brooklet bench consume`.
-pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(None)?;
     super::check_count("--consumers", u64::from(args.consumers), u64::from(MAX_CONSUMERS))?;
     ensure!(args.fetch_bytes > 0, "--fetch-bytes must be at least 1");
     if let Some(group) = &args.group {
         ensure!(!group.is_empty() && group.len() <= 255, "--group must be 1 to 255 bytes");
     }
-    let timeout = args.broker.timeout();
-    let admin = Admin::builder(&args.broker.url).request_timeout(timeout).build()?;
+    let timeout = broker.timeout();
+    let admin = Admin::builder(&broker.url).request_timeout(timeout).build()?;
     let described = admin.describe_topic(&args.topic).await?;
     let partitions = described.info.partitions;
     ensure!(
         args.consumers <= partitions,
-        "--consumers {} exceeds the {partitions} partitions of topic {:?}: each consumer needs one",
+        "--consumers {} exceeds the {} of topic {:?}: each consumer needs one",
         args.consumers,
+        count(partitions.into(), "partition"),
         args.topic
     );
     let spans: Vec<Span> = described
@@ -75,7 +77,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     for share in shares {
         let reader = Reader {
-            endpoint: args.broker.url.clone(),
+            endpoint: broker.url.clone(),
             timeout,
             topic: args.topic.clone(),
             fetch_bytes: args.fetch_bytes,
@@ -129,8 +131,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             _ => "end of log",
         },
     );
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }
 
 /// One consumer's settings.

@@ -61,6 +61,7 @@ pub async fn run(args: DiskArgs) -> anyhow::Result<()> {
 
     let mb_per_sec = per_sec(sequential.bytes as f64 / 1e6, sequential.elapsed);
     let us = |q: f64| hist.value_at_quantile(q);
+    let mut stdout = crate::cmd::stdout();
     if args.json {
         let out = json!({
             "bench": "disk",
@@ -75,26 +76,28 @@ pub async fn run(args: DiskArgs) -> anyhow::Result<()> {
             "fdatasync_p99_us": us(0.99),
             "fdatasync_max_us": hist.max(),
         });
-        println!("{out}");
+        writeln!(stdout, "{out}")?;
     } else {
-        println!("brooklet bench disk");
-        println!("  dir={}", args.dir.display());
-        println!(
+        writeln!(stdout, "brooklet bench disk")?;
+        writeln!(stdout, "  dir={}", args.dir.display())?;
+        writeln!(
+            stdout,
             "  {:<24}{:.1} MB/s  ({} MiB in {:.3} s; MB = 10^6 bytes)",
             "sequential + fdatasync",
             mb_per_sec,
             sequential.bytes >> 20,
             sequential.elapsed.as_secs_f64()
-        );
-        println!(
-            "  {:<24}p50 {} us  p90 {} us  p99 {} us  max {} us  ({} appends of {APPEND} bytes)",
+        )?;
+        writeln!(
+            stdout,
+            "  {:<24}p50 {} us  p90 {} us  p99 {} us  max {} us  ({} of {APPEND} bytes)",
             "append + fdatasync",
             us(0.50),
             us(0.90),
             us(0.99),
             hist.max(),
-            hist.len()
-        );
+            crate::cmd::count(hist.len(), "append")
+        )?;
     }
     Ok(())
 }

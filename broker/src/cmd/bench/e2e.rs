@@ -19,10 +19,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::E2eArgs;
 use super::load::{self, Budget};
 use super::produce::{self, DEFAULT_RUN, ProducerPlan};
 use super::report::{self, Latency, Meter, Progress, Summary};
+use super::{BrokerArgs, E2eArgs};
+use crate::cmd::count;
 
 /// Most consumers one run may start.
 const MAX_CONSUMERS: u32 = 1024;
@@ -39,19 +40,19 @@ struct Received {
 }
 
 /// `brooklet bench e2e`.
-pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
+pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
     super::check_count("--consumers", u64::from(args.consumers), u64::from(MAX_CONSUMERS))?;
-    let mut plan = ProducerPlan::new(&args.producer, &args.broker, true)?;
+    let mut plan = ProducerPlan::new(&args.producer, broker, true)?;
     let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
     let default_partitions = plan.producers.max(args.consumers);
     plan.partitions =
         produce::ensure_topic(&admin, &plan.topic, args.producer.partitions, default_partitions).await?;
     ensure!(
         args.consumers <= plan.partitions,
-        "--consumers {} exceeds the {} partitions of topic {:?}: each consumer needs one",
+        "--consumers {} exceeds the {} of topic {:?}: each consumer needs one",
         args.consumers,
-        plan.partitions,
+        count(plan.partitions.into(), "partition"),
         plan.topic
     );
     let plan = Arc::new(plan);
@@ -116,12 +117,13 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     };
     summary.extra("sent", produced.sent);
     summary.extra("acked", produced.acked);
+    summary
+        .extra("max_in_flight_observed", produced.max_in_flight.map_or(serde_json::Value::Null, Into::into));
     match &produced.ack_latency {
         Some(hist) => summary.extra_latency("ack_latency_ms", &plan.latency_what(), hist),
         None => summary.extra("ack_latency_ms", serde_json::Value::Null),
     }
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }
 
 /// Waits for the consumers to receive `target` records. Fails if none
@@ -158,7 +160,8 @@ async fn wait_for_consumers(
                     budget.abort();
                     let _ = load::join_all(consumers, budget).await;
                     bail!(
-                        "consumers received {now} of the {target} records acknowledged; none arrived for {:.0} s",
+                        "consumers received {now} of the {} acknowledged; none arrived for {:.0} s",
+                        count(target, "record"),
                         stall.as_secs_f64()
                     );
                 }

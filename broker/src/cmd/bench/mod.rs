@@ -117,7 +117,8 @@ pub struct ProducerOpts {
     /// as fast as the broker takes them).
     #[arg(long, value_name = "RECORDS_PER_SEC", allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Records per producer sent and not yet acknowledged, at most.
+    /// Records per producer sent and not yet acknowledged, at most (not
+    /// with `--acks none`, which awaits no acknowledgement).
     #[arg(long, value_name = "N", default_value_t = 32_768)]
     pub max_in_flight: usize,
 }
@@ -162,8 +163,6 @@ pub struct ProduceArgs {
     /// Print exactly one JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub broker: BrokerArgs,
 }
 
 /// `brooklet bench consume`.
@@ -190,8 +189,6 @@ pub struct ConsumeArgs {
     /// Print exactly one JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub broker: BrokerArgs,
 }
 
 /// `brooklet bench e2e`.
@@ -208,8 +205,6 @@ pub struct E2eArgs {
     /// Print exactly one JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub broker: BrokerArgs,
 }
 
 /// `brooklet bench disk`.
@@ -271,11 +266,11 @@ pub struct StorageArgs {
 }
 
 /// Runs a bench.
-pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(command: BenchCommand, broker: BrokerArgs) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Produce(args) => produce::run(args).await,
-        BenchCommand::Consume(args) => consume::run(args).await,
-        BenchCommand::E2e(args) => e2e::run(args).await,
+        BenchCommand::Produce(args) => produce::run(args, &broker).await,
+        BenchCommand::Consume(args) => consume::run(args, &broker).await,
+        BenchCommand::E2e(args) => e2e::run(args, &broker).await,
         BenchCommand::Disk(args) => disk::run(args).await,
         BenchCommand::Storage(args) => storage::run(args).await,
     }

@@ -4,8 +4,11 @@
 //!
 //! A producer task sends; a collector task beside it awaits the deliveries,
 //! so an acknowledgement is timed when it arrives rather than when the
-//! sender gets round to it. Between them a bounded channel, and at most
-//! `--max-in-flight` deliveries pending: a slow broker slows the sender.
+//! sender gets round to it. Between them a bounded channel, and a [`Window`]
+//! of `--max-in-flight` permits: the sender takes one before each send and
+//! the collector gives it back once it has seen the record acknowledged, so
+//! at most that many records are sent and not yet acknowledged, and a slow
+//! broker slows the sender.
 //!
 //! The collector awaits the deliveries queued together as one [`Run`],
 //! which costs the load generator about a third less CPU per record than a
@@ -15,6 +18,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -24,7 +28,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -150,7 +154,9 @@ pub async fn ensure_topic(
     }
     let existing = admin.describe_topic(topic).await?.info.partitions;
     if partitions.is_some_and(|p| p != existing) {
-        eprintln!("bench: topic {topic:?} exists with {existing} partitions; using them");
+        let partitions = crate::cmd::count(existing.into(), "partition");
+        let them = if existing == 1 { "it" } else { "them" };
+        eprintln!("bench: topic {topic:?} exists with {partitions}; using {them}");
     }
     Ok(existing)
 }
@@ -163,6 +169,9 @@ pub struct Produced {
     /// Records acknowledged (equal to `sent` with `--acks none`, where
     /// nothing is awaited).
     pub acked: u64,
+    /// The most records one producer had sent and not seen acknowledged, at
+    /// any send; `None` with `--acks none`.
+    pub max_in_flight: Option<u64>,
     /// `send` to acknowledgement, µs; `None` with `--acks none`.
     pub ack_latency: Option<Histogram<u64>>,
 }
@@ -196,6 +205,7 @@ pub async fn run_producers(
     Ok(Produced {
         sent: done.iter().map(|p| p.sent).sum(),
         acked: done.iter().map(|p| p.acked).sum(),
+        max_in_flight: done.iter().filter_map(|p| p.max_in_flight).max(),
         ack_latency,
     })
 }
@@ -236,19 +246,23 @@ async fn produce(
         .acks(plan.acks.durability())
         .build()?;
     let record_bytes = plan.record_bytes();
-    let (acks, collector) = if plan.acks == AckMode::None {
-        (None, None)
+    // With `--acks none` nothing is awaited, so there is no window.
+    let (acks, collector, window) = if plan.acks == AckMode::None {
+        (None, None, None)
     } else {
         let (tx, rx) = mpsc::channel(ACK_QUEUE);
+        let window = Arc::new(Window::new(plan.max_in_flight));
         let collector = tokio::spawn(collect(
             rx,
-            plan.max_in_flight,
+            Arc::clone(&window),
             Arc::clone(&meter),
             record_bytes,
             Arc::clone(&budget),
         ));
-        (Some(tx), Some(collector))
+        (Some(tx), Some(collector), Some(window))
     };
+    // The most records sent and not yet acknowledged, seen after a send.
+    let mut max_in_flight = 0;
     let mut pacer = Pacer::new(plan.rate.map(|rate| rate / f64::from(plan.producers)));
     let mut sent = 0u64;
     let mut failure = None;
@@ -278,6 +292,21 @@ async fn produce(
         if let Some(keys) = &pools.keys {
             record = record.key(keys[(sent % keys.len() as u64) as usize].clone());
         }
+        if let Some(window) = &window {
+            // The permit goes back once the record is acknowledged.
+            match window.permits.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => tokio::select! {
+                    biased;
+                    permit = window.permits.acquire() => match permit {
+                        Ok(permit) => permit.forget(),
+                        // The collector stopped: a record failed, and it says why.
+                        Err(_) => break,
+                    },
+                    () = budget.aborted() => break,
+                },
+            }
+        }
         let started = Instant::now();
         let delivery = tokio::select! {
             biased;
@@ -292,6 +321,9 @@ async fn produce(
             }
         };
         sent += 1;
+        if let Some(window) = &window {
+            max_in_flight = max_in_flight.max(sent - window.acked.load(Ordering::Acquire));
+        }
         match &acks {
             Some(acks) => {
                 if acks.send((started, delivery)).await.is_err() {
@@ -325,22 +357,56 @@ async fn produce(
         }
         None => (sent, None),
     };
-    Ok(Produced { sent, acked, ack_latency })
+    Ok(Produced { sent, acked, max_in_flight: window.map(|_| max_in_flight), ack_latency })
 }
 
-/// Awaits the deliveries of one producer, at most `max_in_flight` at a time,
-/// timing each from its `send`. The first failed record aborts the run.
+/// One producer's records sent and not yet acknowledged: at most
+/// `--max-in-flight`, one permit each.
+#[derive(Debug)]
+struct Window {
+    permits: Semaphore,
+    /// Records the collector has seen acknowledged. Counted before their
+    /// permits go back, so a sender that got a permit back also sees its
+    /// record counted here, and `sent - acked` never overstates the records
+    /// in flight.
+    acked: AtomicU64,
+}
+
+impl Window {
+    fn new(max_in_flight: usize) -> Window {
+        Window { permits: Semaphore::new(max_in_flight), acked: AtomicU64::new(0) }
+    }
+
+    /// `records` were acknowledged: their permits go back to the sender.
+    fn release(&self, records: usize) {
+        self.acked.fetch_add(records as u64, Ordering::Release);
+        self.permits.add_permits(records);
+    }
+}
+
+/// Closes the window when the collector ends, however it ends, so that a
+/// sender waiting for a permit stops instead of waiting forever.
+struct CloseOnDrop(Arc<Window>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.permits.close();
+    }
+}
+
+/// Awaits the deliveries of one producer, timing each from its `send` and
+/// giving its permit back to the window as soon as it resolves. The first
+/// failed record aborts the run.
 async fn collect(
     mut deliveries: mpsc::Receiver<(Instant, Delivery)>,
-    max_in_flight: usize,
+    window: Arc<Window>,
     meter: Arc<Meter>,
     record_bytes: u64,
     budget: Arc<Budget>,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let _close = CloseOnDrop(Arc::clone(&window));
     let mut hist = report::histogram();
     let mut pending = FuturesUnordered::<Run>::new();
-    // Deliveries in `pending`'s runs.
-    let mut in_flight = 0;
     let mut open = true;
     let mut acked = 0u64;
     while open || !pending.is_empty() {
@@ -350,7 +416,6 @@ async fn collect(
             Some(outcome) = pending.next(), if !pending.is_empty() => match outcome {
                 Ok(latencies) => {
                     let records = latencies.len() as u64;
-                    in_flight -= latencies.len();
                     acked += records;
                     meter.add(records, records * record_bytes);
                     for latency in latencies {
@@ -362,18 +427,20 @@ async fn collect(
                     return Err(anyhow::Error::new(e).context("a record was not acknowledged"));
                 }
             },
-            next = deliveries.recv(), if open && in_flight < max_in_flight => match next {
+            // The window bounds what the channel holds, so the collector
+            // always takes what is there: a delivery is timed only once
+            // taken.
+            next = deliveries.recv(), if open => match next {
                 Some(first) => {
                     // Whatever else is queued joins the same run.
                     let mut run = vec![first];
-                    while run.len() < MAX_RUN && in_flight + run.len() < max_in_flight {
+                    while run.len() < MAX_RUN {
                         match deliveries.try_recv() {
                             Ok(delivery) => run.push(delivery),
                             Err(_) => break,
                         }
                     }
-                    in_flight += run.len();
-                    pending.push(Run { pending: run, latencies: Vec::new() });
+                    pending.push(Run { pending: run, latencies: Vec::new(), window: Arc::clone(&window) });
                 }
                 None => open = false,
             },
@@ -391,11 +458,13 @@ const MAX_RUN: usize = 256;
 /// Each poll times every delivery it finds resolved, just as a future per
 /// delivery would be timed when polled, without a task and a wake-up per
 /// record: deliveries sent back to back mostly share a batch and resolve
-/// together. Resolves with their latencies once all have, or with the first
-/// failure.
+/// together. Their permits go back to the window at once, not when the
+/// whole run has resolved. Resolves with their latencies once all have, or
+/// with the first failure.
 struct Run {
     pending: Vec<(Instant, Delivery)>,
     latencies: Vec<Duration>,
+    window: Arc<Window>,
 }
 
 impl Future for Run {
@@ -405,6 +474,7 @@ impl Future for Run {
         let run = &mut *self;
         let mut now = None;
         let mut i = 0;
+        let before = run.latencies.len();
         while i < run.pending.len() {
             match Pin::new(&mut run.pending[i].1).poll(cx) {
                 Poll::Pending => i += 1,
@@ -416,6 +486,9 @@ impl Future for Run {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
         }
+        if run.latencies.len() > before {
+            run.window.release(run.latencies.len() - before);
+        }
         if run.pending.is_empty() {
             Poll::Ready(Ok(std::mem::take(&mut run.latencies)))
         } else {
@@ -425,9 +498,9 @@ impl Future for Run {
 }
 
 /// `brooklet bench produce`.
-pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
+pub async fn run(args: ProduceArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
-    let mut plan = ProducerPlan::new(&args.producer, &args.broker, false)?;
+    let mut plan = ProducerPlan::new(&args.producer, broker, false)?;
     let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
     plan.partitions = ensure_topic(&admin, &plan.topic, args.producer.partitions, plan.producers).await?;
     let plan = Arc::new(plan);
@@ -455,6 +528,6 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         extra: Vec::new(),
     };
     summary.extra("sent", produced.sent);
-    summary.print(args.json);
-    Ok(())
+    summary.extra("max_in_flight_observed", produced.max_in_flight.map_or(Value::Null, Value::from));
+    summary.print(args.json)
 }

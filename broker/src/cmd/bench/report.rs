@@ -169,13 +169,10 @@ impl Summary {
     /// reported is this process's, from its start: the load generator's for
     /// the network benches, the storage engine's (and its writers') for
     /// `bench storage`.
-    pub fn print(&self, json: bool) {
+    pub fn print(&self, json: bool) -> anyhow::Result<()> {
         let cpu = brooklet_metrics::process_cpu_time();
-        if json {
-            println!("{}", self.to_json(cpu));
-        } else {
-            print!("{}", self.to_text(cpu));
-        }
+        let mut out = crate::cmd::stdout();
+        if json { writeln!(out, "{}", self.to_json(cpu)) } else { write!(out, "{}", self.to_text(cpu)) }
     }
 
     /// CPU microseconds per record.

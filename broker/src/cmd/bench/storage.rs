@@ -118,14 +118,17 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         bytes: records * args.record_size as u64,
         elapsed,
         latency: Latency::Measured {
-            what: format!("one batch of {batch_records} records through Log::produce, {} ack", args.acks),
+            what: format!(
+                "one batch of {} through Log::produce, {} ack",
+                crate::cmd::count(batch_records as u64, "record"),
+                args.acks
+            ),
             hist: report::merge(appended.iter().map(|a| &a.latency))?,
         },
         extra: Vec::new(),
     };
     summary.extra("batches", appended.iter().map(|a| a.batches).sum::<u64>());
-    summary.print(args.json);
-    Ok(())
+    summary.print(args.json)
 }
 
 /// One writer's batch: `n` records for `partition`, values from the pool
