@@ -601,8 +601,13 @@ async fn members_are_readmitted_by_a_restarted_broker_and_read_on() {
 
     // The restarted broker has forgotten the members; their next heartbeats
     // re-admit them under the same ids, and they read what comes next.
+    // While no broker is up, the proxy drops every connection: the stopped
+    // broker's port is free for the OS to give to a test running beside this
+    // one, and a client the proxy sent there would stay with that broker.
+    proxy.block(true);
     let broker = broker.restart().await;
     proxy.redirect(&broker);
+    proxy.block(false);
     for p in 0..2 {
         produce(&producer, "restart", p, (0..10).map(|i| (100 + p as u64 * 10 + i).to_string())).await;
     }
