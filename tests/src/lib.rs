@@ -236,10 +236,19 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `brooklet serve` on `data_dir` and waits until it listens.
     pub async fn start(data_dir: &Path) -> BrokerProcess {
+        BrokerProcess::start_on(data_dir, ([127, 0, 0, 1], 0).into()).await
+    }
+
+    /// As [`start`](Self::start), serving gRPC on `listen`: say, the address
+    /// of a [`ReservedPort`], so that between a broker's death and the next
+    /// one's start its port refuses connections rather than going to a
+    /// listener of another test.
+    pub async fn start_on(data_dir: &Path, listen: std::net::SocketAddr) -> BrokerProcess {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(brooklet_bin())
+            .args(["serve", "--listen", &listen.to_string()])
             // Port 0 for metrics too: parallel tests must not share 7071.
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("BROOKLET_LOG", "info")
             .stdin(std::process::Stdio::null())
