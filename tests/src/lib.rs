@@ -152,6 +152,51 @@ where
     }
 }
 
+/// A port on 127.0.0.1 that is bound but never listens: connections to it
+/// are refused, as by a broker that has stopped. Unlike a port freed by
+/// dropping a listener, it stays this test's while the value lives: the OS
+/// hands a bound port to no other socket that binds port 0 (in this test
+/// binary, where tests run in parallel, or any other process), so nothing
+/// else can start listening on it.
+///
+/// The socket has `SO_REUSEADDR`, as every listener std and Tokio bind has,
+/// so a broker told to listen on exactly [`addr`](Self::addr) (say, as its
+/// `metrics_listen`) can bind it beside this one; once that broker is gone,
+/// connections are refused again and the port is still held.
+#[derive(Debug)]
+pub struct ReservedPort {
+    /// Held only to keep the port bound.
+    _socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl ReservedPort {
+    /// Binds a port on 127.0.0.1 chosen by the OS, without listening.
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(([127, 0, 0, 1], 0).into()).expect("bind a loopback port");
+        let addr = socket.local_addr().expect("the bound address");
+        ReservedPort { _socket: socket, addr }
+    }
+
+    /// The reserved address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The address as a gRPC endpoint, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Default for ReservedPort {
+    fn default() -> Self {
+        ReservedPort::new()
+    }
+}
+
 /// The `brooklet` binary of this build, built (or found up to date) once per
 /// test process so a test never runs a stale binary.
 pub fn brooklet_bin() -> PathBuf {
@@ -191,10 +236,19 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `brooklet serve` on `data_dir` and waits until it listens.
     pub async fn start(data_dir: &Path) -> BrokerProcess {
+        BrokerProcess::start_on(data_dir, ([127, 0, 0, 1], 0).into()).await
+    }
+
+    /// As [`start`](Self::start), serving gRPC on `listen`: say, the address
+    /// of a [`ReservedPort`], so that between a broker's death and the next
+    /// one's start its port refuses connections rather than going to a
+    /// listener of another test.
+    pub async fn start_on(data_dir: &Path, listen: std::net::SocketAddr) -> BrokerProcess {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(brooklet_bin())
+            .args(["serve", "--listen", &listen.to_string()])
             // Port 0 for metrics too: parallel tests must not share 7071.
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("BROOKLET_LOG", "info")
             .stdin(std::process::Stdio::null())

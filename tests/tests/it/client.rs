@@ -6,7 +6,7 @@ use std::time::Duration;
 use brooklet_client::{
     Admin, CommittedOffset, Consumer, Durability, Error, NewTopic, Offset, Producer, ProducerRecord,
 };
-use brooklet_tests::TestBroker;
+use brooklet_tests::{ReservedPort, TestBroker};
 use futures::StreamExt;
 
 #[tokio::test]
@@ -272,21 +272,14 @@ async fn client_errors_are_typed() {
     assert!(err.to_string().contains("1048576"), "{err}");
     broker.shutdown().await;
 
-    // A stopped broker: calls fail as unavailable within their deadline.
-    let admin = Admin::builder(broker_endpoint_gone().await)
-        .request_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
+    // A broker that is gone (its port refuses connections): calls fail as
+    // unavailable within their deadline. The port stays reserved while the
+    // call runs, so no broker of a test running beside this one can be
+    // listening there, as one could on the port of a stopped broker.
+    let gone = ReservedPort::new();
+    let admin = Admin::builder(gone.endpoint()).request_timeout(Duration::from_millis(500)).build().unwrap();
     let err = admin.list_topics().await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. } | Error::Timeout { .. }), "{err}");
-}
-
-/// An endpoint where nothing listens: a broker that was started and stopped.
-async fn broker_endpoint_gone() -> String {
-    let broker = TestBroker::start().await;
-    let endpoint = broker.endpoint();
-    broker.shutdown().await;
-    endpoint
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use brooklet_client::{Admin, NewTopic, Producer, ProducerRecord};
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{BrokerProcess, DEADLINE};
+use brooklet_tests::{BrokerProcess, DEADLINE, ReservedPort};
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
@@ -30,8 +30,15 @@ async fn acknowledged_records_survive_kill_9() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().unwrap();
     let acked: Acked = Arc::default();
+    // Every broker of the test listens on this one port, reserved for the
+    // whole test. An aborted producer still sends the records it had
+    // buffered, for as long as its request timeout: to the next broker on
+    // the same data, or nowhere (connections are refused between a kill and
+    // the restart), never to a broker of another test that the OS gave a
+    // port freed by the kill.
+    let port = ReservedPort::new();
 
-    let broker = BrokerProcess::start(dir.path()).await;
+    let broker = BrokerProcess::start_on(dir.path(), port.addr()).await;
     Admin::connect(broker.endpoint.clone())
         .unwrap()
         .create_topic("crash", NewTopic::new(PARTITIONS))
@@ -58,19 +65,22 @@ async fn acknowledged_records_survive_kill_9() {
             p.abort();
         }
 
-        let restarted = BrokerProcess::start(dir.path()).await;
+        let restarted = BrokerProcess::start_on(dir.path(), port.addr()).await;
         let snapshot = acked.lock().clone();
         verify(&restarted.endpoint, &snapshot, cycle).await;
         broker = Some(restarted);
     }
     broker.take().expect("a broker runs").terminate().await;
+    drop(port);
 }
 
-/// Sends records until aborted, recording each acknowledged one.
+/// Sends records until aborted, recording each acknowledged one. It stops
+/// at its first failure, so its requests wait as long as the harness waits
+/// for anything: a durable write slowed down by a busy machine is not one.
 async fn produce(endpoint: String, acked: Acked, tag: String) {
     let producer = Producer::builder(endpoint)
         .linger(Duration::from_millis(1))
-        .request_timeout(Duration::from_secs(2))
+        .request_timeout(DEADLINE)
         .build()
         .expect("producer builds");
     let mut pending = futures::stream::FuturesUnordered::new();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use brooklet_broker::Config;
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{DEADLINE, TestBroker, record};
+use brooklet_tests::{DEADLINE, ReservedPort, TestBroker, record};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A plain HTTP/1.1 GET: status, headers (lower-cased names) and body.
@@ -111,9 +111,13 @@ fn promtool_check(exposition: &str) {
 async fn metrics_health_and_readiness_are_served_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    // A reserved port rather than port 0, so that once the broker is gone no
+    // other test's listener can be given the port: see the end.
+    let port = ReservedPort::new();
+    config.metrics_listen = Some(port.addr());
     let broker = TestBroker::start_with(config).await;
     let addr = broker.metrics_addr().expect("metrics are served");
+    assert_eq!(addr, port.addr());
 
     broker.create_topic("metered", 1).await;
     let records: Vec<_> = ["a", "bb", "ccc", "dddd", "eeeee"].iter().map(|v| record(v, Some(0))).collect();
@@ -212,9 +216,11 @@ async fn metrics_health_and_readiness_are_served_over_http() {
     assert_eq!(status, 404);
 
     // Readiness turning 503 when shutdown begins is covered by the broker's
-    // unit tests; here, the port closes with the broker.
+    // unit tests; here, the port closes with the broker. It is still
+    // reserved, so a refused connection means the broker stopped listening.
     broker.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the metrics port is closed after shutdown");
+    drop(port);
 }
 
 #[tokio::test]
