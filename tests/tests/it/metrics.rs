@@ -177,7 +177,8 @@ async fn metrics_health_and_readiness_are_served_over_http() {
     assert_eq!(at(r#"brooklet_bytes_produced_total{topic="metered"}"#), 15.0);
     assert_eq!(at(r#"brooklet_records_fetched_total{topic="metered"}"#), 3.0, "offsets 2, 3 and 4");
     // Served bytes are the records' encodings, as stored and as sent.
-    let served: usize = fetched.batches.iter().flat_map(|b| &b.records).map(prost::Message::encoded_len).sum();
+    let served: usize =
+        fetched.batches.iter().flat_map(|b| &b.records).map(prost::Message::encoded_len).sum();
     assert!(served > 12, "more than key + value + headers ({served})");
     assert_eq!(at(r#"brooklet_bytes_fetched_total{topic="metered"}"#), served as f64);
     assert_eq!(at(r#"brooklet_partition_high_watermark{topic="metered",partition="0"}"#), 5.0);
