@@ -315,10 +315,7 @@ mod tests {
     /// reported as `Unavailable`.
     #[tokio::test]
     async fn unreachable_broker_is_retried_then_unavailable() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        // Closing the listener leaves a port that refuses connections.
-        drop(listener);
+        let (_reserved, addr) = crate::test_support::refusing_addr();
         let (conn, opts) = retrying(addr.to_string());
         let mut attempts = 0;
         let result = conn
@@ -365,9 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_that_must_not_repeat_are_tried_once() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        drop(listener);
+        let (_reserved, addr) = crate::test_support::refusing_addr();
         let conn = ConnectionConfig::new(addr.to_string()).connect().expect("valid endpoint");
         let mut attempts = 0;
         let result = conn

@@ -74,3 +74,18 @@ pub use error::{Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
 pub use record::{ConsumerRecord, Durability, Header, ProducerRecord, RecordMetadata};
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+mod test_support {
+    /// A loopback address that refuses connections for as long as the
+    /// returned socket lives: bound, never listening, so the OS hands its
+    /// port to no other test meanwhile (a port freed by closing a listener
+    /// could be).
+    pub(crate) fn refusing_addr() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.bind(([127, 0, 0, 1], 0).into()).expect("bind a loopback port");
+        let addr = socket.local_addr().expect("the bound address");
+        (socket, addr)
+    }
+}

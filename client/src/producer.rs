@@ -764,9 +764,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_broker_fails_the_send() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        drop(listener);
+        let (_reserved, addr) = crate::test_support::refusing_addr();
         // A budget that the first, refused attempt cannot outlast even on a
         // loaded machine; the retries then end as unavailable.
         let producer = Producer::builder(addr.to_string())

@@ -514,9 +514,7 @@ mod tests {
     /// heartbeating with backoff and never claims to have joined.
     #[tokio::test]
     async fn an_unreachable_broker_is_retried_without_joining() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        drop(listener);
+        let (_reserved, addr) = crate::test_support::refusing_addr();
         let conn =
             crate::connection::ConnectionConfig::new(addr.to_string()).connect().expect("valid endpoint");
         let positions = Arc::new(Mutex::new(Positions::default()));
