@@ -18,7 +18,7 @@ fn records(n: usize) -> Vec<Record> {
         .map(|(i, value)| Record {
             offset_delta: i as u32,
             timestamp_ms: 1_700_000_000_000,
-            value,
+            value: Some(value),
             ..Record::default()
         })
         .collect()

@@ -26,7 +26,7 @@ fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Core {
 fn batch(n: usize) -> Vec<NewRecord> {
     random_values(n, RECORD_BYTES)
         .into_iter()
-        .map(|value| NewRecord { partition: Some(0), value, ..NewRecord::default() })
+        .map(|value| NewRecord { partition: Some(0), value: Some(value), ..NewRecord::default() })
         .collect()
 }
 

@@ -48,6 +48,7 @@ pub use log::{
     Acks, Appended, FetchOpts, Fetched, Idempotence, Log, MAX_HEADERS, NewRecord, PartitionState, ProducerId,
     TimeOffset, TopicConfig, TopicInfo,
 };
+pub use uuid::Uuid;
 
 /// The one handle every protocol adapter calls: the log (topics, produce,
 /// fetch and wait, offsets by time, producer ids) and the groups

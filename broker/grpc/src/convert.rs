@@ -14,7 +14,7 @@ use crate::wire;
 pub(super) fn topic_info(t: TopicInfo) -> pb::TopicInfo {
     pb::TopicInfo {
         name: t.name,
-        topic_id: t.id,
+        topic_id: t.id.to_string(),
         partitions: t.partitions,
         config: t.config.into_iter().collect(),
     }
@@ -28,12 +28,14 @@ pub(super) fn partition_info(p: PartitionState) -> pb::PartitionInfo {
     }
 }
 
+/// A produced record. `brooklet.v1` has no null value: an empty value is the
+/// API's tombstone, so it becomes the core's null.
 pub(super) fn new_record(r: pb::ProduceRecord) -> NewRecord {
     NewRecord {
         partition: r.partition,
         timestamp_ms: r.timestamp_ms,
         key: r.key,
-        value: r.value,
+        value: (!r.value.is_empty()).then_some(r.value),
         headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
     }
 }

@@ -66,15 +66,21 @@ mod tests {
             offset_delta: 3,
             timestamp_ms: 1_700_000_000_000,
             key: Some(Bytes::from_static(b"k")),
-            value: Bytes::from_static(b"value"),
+            value: Some(Bytes::from_static(b"value")),
             headers: vec![Header { name: "n".into(), value: Bytes::from_static(b"v") }],
         };
-        let empty = Record { offset_delta: 4, ..Record::default() };
+        // A null value and an empty one both read as empty.
+        let empty = Record { offset_delta: 4, value: Some(Bytes::new()), ..Record::default() };
+        let null = Record { offset_delta: 5, ..Record::default() };
         let served = FetchResponse {
             batches: vec![RecordBatch {
                 partition: 2,
                 base_offset: 40,
-                records: vec![stored.encode_to_vec().into(), empty.encode_to_vec().into()],
+                records: vec![
+                    stored.encode_to_vec().into(),
+                    empty.encode_to_vec().into(),
+                    null.encode_to_vec().into(),
+                ],
             }],
             high_watermark: 45,
             log_start_offset: 7,
@@ -84,7 +90,7 @@ mod tests {
             offset_delta: r.offset_delta,
             timestamp_ms: r.timestamp_ms,
             key: r.key.clone(),
-            value: r.value.clone(),
+            value: r.value.clone().unwrap_or_default(),
             headers: r
                 .headers
                 .iter()
@@ -95,7 +101,7 @@ mod tests {
             batches: vec![pb::RecordBatch {
                 partition: 2,
                 base_offset: 40,
-                records: vec![record(&stored), record(&empty)],
+                records: vec![record(&stored), record(&empty), record(&null)],
             }],
             high_watermark: 45,
             log_start_offset: 7,

@@ -263,7 +263,7 @@ mod tests {
             offset_delta: delta,
             timestamp_ms: ts,
             key: Some(Bytes::from_static(b"k")),
-            value: Bytes::from_static(value),
+            value: Some(Bytes::from_static(value)),
             headers: vec![Header { name: "h".into(), value: Bytes::from_static(b"v") }],
         }
     }
@@ -285,15 +285,18 @@ mod tests {
 
     #[test]
     fn split_records_are_their_encodings_with_their_offsets() {
-        let records = vec![record(0, 20, b"a"), record(1, 10, b""), record(5, 30, b"ccc")];
+        let null = Record { offset_delta: 3, value: None, ..record(3, 10, b"") };
+        let records = vec![record(0, 20, b"a"), record(1, 10, b""), null, record(5, 30, b"ccc")];
         let value = Bytes::from(EncodedBatch::encode_span(&records, 6, None).into_value(42));
         let (header, split) = split(value.clone()).unwrap();
         assert_eq!(header, decode(value).unwrap().0);
         let deltas: Vec<u32> = split.iter().map(|(d, _)| *d).collect();
-        assert_eq!(deltas, [0, 1, 5]);
+        assert_eq!(deltas, [0, 1, 3, 5]);
         for ((_, encoded), original) in split.iter().zip(&records) {
             assert_eq!(Record::decode(encoded.clone()).unwrap(), *original);
         }
+        assert_eq!(Record::decode(split[1].1.clone()).unwrap().value, Some(Bytes::new()), "empty, not null");
+        assert_eq!(Record::decode(split[2].1.clone()).unwrap().value, None, "null, not empty");
     }
 
     #[test]
@@ -311,7 +314,7 @@ mod tests {
     fn large_batches_split_and_renumber() {
         let value = Bytes::from(vec![7u8; 700 << 10]);
         let records: Vec<Record> =
-            (0..7).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
+            (0..7).map(|_| Record { value: Some(value.clone()), ..Record::default() }).collect();
         let parts = encode_parts(records, None);
         assert_eq!(parts.len(), 7, "a record over the target size is a part of its own");
         assert!(parts.iter().all(|p| p.stored_len() <= crate::MAX_STORED_BATCH_BYTES));
@@ -322,7 +325,7 @@ mod tests {
     fn batches_split_near_the_target_size_at_record_boundaries() {
         let value = Bytes::from(vec![7u8; 1000]);
         let records: Vec<Record> =
-            (0..300).map(|_| Record { value: value.clone(), ..Record::default() }).collect();
+            (0..300).map(|_| Record { value: Some(value.clone()), ..Record::default() }).collect();
         let producer = ProducerSeq { producer_id: 9, base_sequence: 100 };
         let parts = encode_parts(records, Some(producer));
         assert!(parts.len() >= 300_000 / crate::TARGET_STORED_BATCH_BYTES, "{} parts", parts.len());

@@ -709,7 +709,7 @@ mod tests {
             .enumerate()
             .map(|(i, v)| Record {
                 offset_delta: i as u32,
-                value: Bytes::from_static(v.as_bytes()),
+                value: Some(Bytes::from_static(v.as_bytes())),
                 ..Record::default()
             })
             .collect();
@@ -756,7 +756,7 @@ mod tests {
         let value = Bytes::from(vec![7u8; 400 << 10]);
         let mut blobs_seen = false;
         for i in 0..64u64 {
-            let record = Record { value: value.clone(), ..Record::default() };
+            let record = Record { value: Some(value.clone()), ..Record::default() };
             store.append(0, i, vec![EncodedBatch::encode(&[record], None)], None).unwrap();
             storage.sync().unwrap();
             assert_eq!(storage.unsynced_blob_files().unwrap(), 0, "after batch {i}");

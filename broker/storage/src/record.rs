@@ -22,9 +22,13 @@ pub struct Record {
     /// Optional key; it decides the partition when the producer names none.
     #[prost(bytes = "bytes", optional, tag = "3")]
     pub key: Option<Bytes>,
-    /// The payload; may be empty.
-    #[prost(bytes = "bytes", tag = "4")]
-    pub value: Bytes,
+    /// The payload: `None` is a null value (a tombstone), distinct from an
+    /// empty one. Field 4 is absent for a null value and present, possibly
+    /// empty, otherwise; a reader of `brooklet.v1.Record` (whose value is not
+    /// optional) sees both as empty. Records stored with an empty value
+    /// before values could be null read as null.
+    #[prost(bytes = "bytes", optional, tag = "4")]
+    pub value: Option<Bytes>,
     /// Ordered headers; names may repeat.
     #[prost(message, repeated, tag = "5")]
     pub headers: Vec<Header>,
@@ -45,15 +49,15 @@ impl Record {
     /// The bytes a record counts against the record size limit: key, value,
     /// and every header's name and value.
     pub fn size(&self) -> usize {
-        record_size(self.key.as_deref(), &self.value, &self.headers)
+        record_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
     }
 }
 
 /// What a record counts against the size limit and in the byte metrics:
 /// key, value, and every header's name and value. The one definition.
-pub fn record_size(key: Option<&[u8]>, value: &[u8], headers: &[Header]) -> usize {
+pub fn record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
     key.map_or(0, <[u8]>::len)
-        + value.len()
+        + value.map_or(0, <[u8]>::len)
         + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
 }
 

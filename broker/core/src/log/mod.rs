@@ -21,6 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 use brooklet_storage::{
     EncodedBatch, GroupCommit, Header, ProducerSeq, Record, Storage, StoredRecords, TIME_INDEX_INTERVAL,
@@ -41,8 +42,9 @@ pub struct NewRecord {
     pub timestamp_ms: Option<i64>,
     /// Optional key.
     pub key: Option<Bytes>,
-    /// Payload.
-    pub value: Bytes,
+    /// Payload; `None` is a null value (a tombstone in a compacted topic),
+    /// distinct from an empty one.
+    pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<Header>,
 }
@@ -62,7 +64,7 @@ pub enum Acks {
 impl NewRecord {
     /// Its size as the record size limit counts it.
     pub fn size(&self) -> usize {
-        brooklet_storage::record_size(self.key.as_deref(), &self.value, &self.headers)
+        brooklet_storage::record_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
     }
 }
 
@@ -141,8 +143,9 @@ pub struct PartitionState {
 pub struct TopicInfo {
     /// Name.
     pub name: String,
-    /// UUID fixed at creation.
-    pub id: String,
+    /// The topic id, fixed at creation: a new topic of the same name gets
+    /// another (Kafka's topic ids are these 16 bytes).
+    pub id: Uuid,
     /// Partition count.
     pub partitions: u32,
     /// Configuration.
@@ -173,6 +176,8 @@ pub struct Log {
 
 #[derive(Debug)]
 struct Topic {
+    /// `meta.id`, parsed.
+    id: Uuid,
     /// Name, id and partition count never change; the config map in it is
     /// the one at open or creation, and `settings` holds the current one.
     meta: TopicMeta,
@@ -239,7 +244,13 @@ impl Log {
             }
             let config = TopicConfig::parse(&meta.config, &limits)?;
             tracing::debug!(topic = %meta.name, partitions = meta.partitions, "opened topic");
-            topics.insert(meta.name.clone(), Arc::new(Topic::new(meta, config, store, partitions)));
+            let id = Uuid::parse_str(&meta.id).map_err(|e| Error::FailedPrecondition {
+                reason: format!(
+                    "topic `{}` has a stored id `{}` that is not a UUID: {e}",
+                    meta.name, meta.id
+                ),
+            })?;
+            topics.insert(meta.name.clone(), Arc::new(Topic::new(id, meta, config, store, partitions)));
         }
         let commit = storage.group_commit(tasks);
         let max_producer_id = AtomicU64::new(storage.generate_id()?);
@@ -296,11 +307,11 @@ impl Log {
         if topics.contains_key(name) {
             return Err(Error::TopicExists { topic: name.to_owned() });
         }
-        let meta =
-            TopicMeta { name: name.to_owned(), id: uuid::Uuid::new_v4().to_string(), partitions, config };
+        let id = Uuid::new_v4();
+        let meta = TopicMeta { name: name.to_owned(), id: id.to_string(), partitions, config };
         let store = self.storage.create_topic(&meta)?;
         let parts = (0..partitions).map(|_| Partition::new(0, 0, Writer::default())).collect();
-        let topic = Arc::new(Topic::new(meta, parsed, store, parts));
+        let topic = Arc::new(Topic::new(id, meta, parsed, store, parts));
         let info = topic.info();
         topics.insert(name.to_owned(), topic);
         tracing::info!(topic = name, partitions, "created topic");
@@ -742,7 +753,7 @@ impl Log {
 }
 
 /// Compacts one partition: every record whose key has a newer record is
-/// removed, and so is a tombstone (a record with an empty value) whose batch
+/// removed, and so is a tombstone (a record with a null value) whose batch
 /// is older than `delete_retention_ms`. Offsets are kept: a compacted batch
 /// still spans its offsets, with gaps where records were. The newest batch is
 /// left alone, so the newest record of every key is always there. Returns
@@ -784,7 +795,7 @@ fn compact(
             .filter(|r| {
                 let offset = header.base_offset + u64::from(r.offset_delta);
                 let newest_of_key = r.key.as_ref().is_none_or(|k| newest.get(k) == Some(&offset));
-                newest_of_key && !(r.value.is_empty() && expired)
+                newest_of_key && !(r.value.is_none() && expired)
             })
             .collect();
         if kept.len() == before {
@@ -943,9 +954,16 @@ pub(crate) fn validate_topic_name(name: &str) -> Result<()> {
 }
 
 impl Topic {
-    fn new(meta: TopicMeta, config: TopicConfig, store: TopicStore, partitions: Vec<Partition>) -> Topic {
+    fn new(
+        id: Uuid,
+        meta: TopicMeta,
+        config: TopicConfig,
+        store: TopicStore,
+        partitions: Vec<Partition>,
+    ) -> Topic {
         let settings = RwLock::new(Settings { entries: meta.config.clone(), parsed: config });
         Topic {
+            id,
             meta,
             settings,
             store,
@@ -978,7 +996,7 @@ impl Topic {
     fn info(&self) -> TopicInfo {
         TopicInfo {
             name: self.meta.name.clone(),
-            id: self.meta.id.clone(),
+            id: self.id,
             partitions: self.meta.partitions,
             config: self.settings.read().entries.clone(),
         }
@@ -1138,7 +1156,11 @@ mod tests {
     }
 
     fn value(v: &'static str) -> NewRecord {
-        NewRecord { partition: Some(0), value: Bytes::from_static(v.as_bytes()), ..NewRecord::default() }
+        NewRecord {
+            partition: Some(0),
+            value: Some(Bytes::from_static(v.as_bytes())),
+            ..NewRecord::default()
+        }
     }
 
     #[tokio::test]
@@ -1222,5 +1244,20 @@ mod tests {
         next.base_sequences.insert(0, 1);
         log.produce("t", vec![value("b")], None, Some(&next)).await.unwrap();
         assert!(log.new_producer_id().unwrap().id > issued.id, "ids are never reused");
+    }
+
+    #[tokio::test]
+    async fn a_null_value_stays_distinct_from_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path(), &TaskTracker::new());
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let null = NewRecord { partition: Some(0), value: None, ..NewRecord::default() };
+        let empty = NewRecord { partition: Some(0), value: Some(Bytes::new()), ..NewRecord::default() };
+        log.produce("t", vec![null, empty, value("v")], Some(Acks::Durable), None).await.unwrap();
+        let opts = FetchOpts { max_bytes: 1 << 20, max_wait: Duration::ZERO };
+        let fetched = log.fetch("t", 0, 0, opts, &CancellationToken::new()).await.unwrap();
+        let values: Vec<Option<Bytes>> =
+            fetched.batches.iter().flat_map(|b| b.decode().unwrap()).map(|r| r.value).collect();
+        assert_eq!(values, [None, Some(Bytes::new()), Some(Bytes::from_static(b"v"))]);
     }
 }

@@ -41,7 +41,7 @@ pub struct TopicConfig {
     /// `cleanup.policy` includes `compact`: only the newest record of each
     /// key is kept, and every record needs a key.
     pub compact: bool,
-    /// How long a compacted topic keeps a tombstone (a record with an empty
+    /// How long a compacted topic keeps a tombstone (a record with a null
     /// value), in ms.
     pub delete_retention_ms: i64,
 }

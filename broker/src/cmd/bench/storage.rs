@@ -137,7 +137,9 @@ fn batch(pool: &Pool, writer: u32, n: usize, partition: u32) -> Vec<NewRecord> {
     (0..n as u64)
         .map(|i| NewRecord {
             partition: Some(partition),
-            value: pool.get(u64::from(writer) * n as u64 + i).expect("record sizes are at least 1").clone(),
+            value: Some(
+                pool.get(u64::from(writer) * n as u64 + i).expect("record sizes are at least 1").clone(),
+            ),
             ..NewRecord::default()
         })
         .collect()
@@ -185,7 +187,9 @@ mod tests {
         let pool = Pool::new(10);
         let records = batch(&pool, 1, 3, 2);
         assert_eq!(records.len(), 3);
-        assert!(records.iter().all(|r| r.partition == Some(2) && r.value.len() == 10 && r.key.is_none()));
+        assert!(records.iter().all(|r| r.partition == Some(2)
+            && r.value.as_ref().is_some_and(|v| v.len() == 10)
+            && r.key.is_none()));
     }
 
     #[tokio::test]
