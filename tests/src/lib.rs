@@ -41,7 +41,7 @@ impl TestBroker {
 
     /// A broker with a custom configuration.
     pub async fn start_with(config: Config) -> TestBroker {
-        let dir = config.data_dir.clone();
+        let dir = config.core.data_dir.clone();
         let broker = EmbeddedBroker::start_with(config).await.expect("embedded broker starts");
         TestBroker::connect(broker, Some(dir)).await
     }

@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let mut config = Config::new(dir.path());
-    config.cache_capacity_bytes = cache_mb << 20;
+    config.core.cache_capacity_bytes = cache_mb << 20;
     let broker = EmbeddedBroker::start_with(config).await?;
     Admin::connect(broker.endpoint())?.create_topic("soak", NewTopic::new(4)).await?;
 

@@ -26,8 +26,8 @@ mod config;
 mod http;
 
 pub use brooklet_core::{
-    Acks, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY, MAX_PARTITIONS_LIMIT,
-    MAX_RECORD_BYTES_LIMIT,
+    Acks, CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY,
+    MAX_PARTITIONS_LIMIT, MAX_RECORD_BYTES_LIMIT,
 };
 pub use config::Config;
 
@@ -118,17 +118,17 @@ pub async fn run(
     };
     let metrics = Metrics::new();
     let storage_error =
-        |source: Error| ServeError::Storage { dir: config.data_dir.display().to_string(), source };
+        |source: Error| ServeError::Storage { dir: config.core.data_dir.display().to_string(), source };
     // Every task that holds the database open runs on `tasks`, so that
     // shutdown can wait for the last of them before the directory is reused.
     let tasks = TaskTracker::new();
-    let core_config = config.core();
-    let core = Core::open(&core_config, Some(Arc::new(metrics.clone())), &tasks).map_err(storage_error)?;
+    let core_config = &config.core;
+    let core = Core::open(core_config, Some(Arc::new(metrics.clone())), &tasks).map_err(storage_error)?;
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "brooklet serving");
+    tracing::info!(%addr, data_dir = %config.core.data_dir.display(), "brooklet serving");
 
     let stop = CancellationToken::new();
-    core.spawn_background(&core_config, &stop, &tasks);
+    core.spawn_background(core_config, &stop, &tasks);
     // The metrics server outlives the gRPC drain, so that `/readyz` can
     // answer 503 while in-flight requests finish.
     let metrics_stop = CancellationToken::new();
@@ -138,9 +138,9 @@ pub async fn run(
         tracing::info!(%addr, "metrics serving");
     }
     let options = GrpcOptions {
-        max_request_bytes: config.limits.max_request_bytes,
-        max_connections: config.limits.max_connections,
-        max_requests_per_connection: config.limits.max_requests_per_connection,
+        max_request_bytes: config.core.limits.max_request_bytes,
+        max_connections: config.core.limits.max_connections,
+        max_requests_per_connection: config.core.limits.max_requests_per_connection,
         slow_request: config.slow_request,
     };
     let grpc =

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::time::Duration;
 
-use brooklet_broker::{Acks, Config, GroupConfig, Limits};
+use brooklet_broker::{Acks, Config, CoreConfig, GroupConfig, Limits};
 use tokio::net::TcpListener;
 
 use super::{ServeArgs, stdout};
@@ -12,7 +12,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.print_config {
         return print_config(&args);
     }
-    let config = Config {
+    let core = CoreConfig {
         data_dir: args.data_dir,
         limits: Limits {
             max_partitions: args.max_partitions,
@@ -25,8 +25,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_capacity_bytes: args.cache_mb.saturating_mul(1 << 20),
         retention_check_interval: Duration::from_millis(args.retention_check_ms),
         flush_max_delay: Duration::from_millis(args.flush_max_delay_ms),
-        slow_request: Duration::from_millis(args.slow_request_ms),
-        metrics_listen: args.metrics_listen.0,
         durability: if args.durability == "written" { Acks::Written } else { Acks::Durable },
         groups: GroupConfig {
             heartbeat_interval: Duration::from_millis(args.group_heartbeat_ms),
@@ -35,9 +33,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
         },
     };
+    let config = Config {
+        core,
+        slow_request: Duration::from_millis(args.slow_request_ms),
+        metrics_listen: args.metrics_listen.0,
+    };
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.core.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.core.data_dir.display()))?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     Ok(brooklet_broker::run(config, listener, shutdown_signal()).await?)

@@ -205,15 +205,21 @@ pub(crate) fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
-/// Verifies a stored value's checksum and decodes its records. Keys, values
-/// and header values are slices of `value`, not copies.
-pub fn decode(value: Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
+/// A stored value's header and its payload, once the checksum matches.
+fn verified(value: Bytes) -> Result<(BatchHeader, Bytes), BatchError> {
     let header = read_header(&value)?;
-    let mut payload = value.slice(HEADER_LEN..);
+    let payload = value.slice(HEADER_LEN..);
     let computed = crc32c::crc32c(&payload);
     if computed != header.crc {
         return Err(BatchError::Checksum { stored: header.crc, computed });
     }
+    Ok((header, payload))
+}
+
+/// Verifies a stored value's checksum and decodes its records. Keys, values
+/// and header values are slices of `value`, not copies.
+pub fn decode(value: Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
+    let (header, mut payload) = verified(value)?;
     let mut records = Vec::with_capacity(header.record_count as usize);
     while payload.has_remaining() {
         records.push(Record::decode_length_delimited(&mut payload)?);
@@ -234,12 +240,7 @@ struct OffsetDelta {
 /// a slice of `value`), with each record's offset delta. Nothing else of a
 /// record is decoded.
 pub(crate) fn split(value: Bytes) -> Result<(BatchHeader, Vec<(u32, Bytes)>), BatchError> {
-    let header = read_header(&value)?;
-    let mut payload = value.slice(HEADER_LEN..);
-    let computed = crc32c::crc32c(&payload);
-    if computed != header.crc {
-        return Err(BatchError::Checksum { stored: header.crc, computed });
-    }
+    let (header, mut payload) = verified(value)?;
     let mut records = Vec::with_capacity(header.record_count as usize);
     while payload.has_remaining() {
         let len = prost::decode_length_delimiter(&mut payload)?;

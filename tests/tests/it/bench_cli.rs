@@ -273,7 +273,7 @@ async fn bad_arguments_fail_with_one_clear_line() {
 async fn a_record_the_broker_refuses_stops_bench_produce_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.limits.max_record_bytes = 64;
+    config.core.limits.max_record_bytes = 64;
     let broker = TestBroker::start_with(config).await;
     let ep = broker.endpoint();
     let args = ["bench", "produce", "--topic", "t", "--records", "500", "--record-size", "100"];

@@ -101,8 +101,8 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         );
     }
     let mut config = Config::new(dir.path().join("data"));
-    std::fs::create_dir_all(&config.data_dir).unwrap();
-    config.limits.min_free_disk_bytes = match tmpfs {
+    std::fs::create_dir_all(&config.core.data_dir).unwrap();
+    config.core.limits.min_free_disk_bytes = match tmpfs {
         Some(_) => 16 << 20,
         // Without root: a reserve no disk can meet.
         None => u64::MAX / 2,

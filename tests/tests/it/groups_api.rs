@@ -139,11 +139,11 @@ fn count(tps: &[pb::TopicPartitions]) -> usize {
 async fn membership_assignment_fencing_and_description() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.groups.heartbeat_interval = Duration::from_millis(100);
+    config.core.groups.heartbeat_interval = Duration::from_millis(100);
     // The members below heartbeat only when the test does, and ask for the
     // default session: one no pause of a loaded machine between two steps
     // can outlast (the broker's own default is 10 s).
-    config.groups.default_session_timeout = Duration::from_secs(120);
+    config.core.groups.default_session_timeout = Duration::from_secs(120);
     let broker = TestBroker::start_with(config).await;
     broker.create_topic("jobs", 4).await;
     broker.producer().produce(produce("jobs", 0, &[1, 2, 3], 1)).await.unwrap();

@@ -28,8 +28,8 @@ const LONG_SESSION: Duration = Duration::from_secs(60);
 async fn start() -> (tempfile::TempDir, TestBroker, Admin) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.groups.heartbeat_interval = Duration::from_millis(100);
-    config.groups.min_session_timeout = Duration::from_millis(200);
+    config.core.groups.heartbeat_interval = Duration::from_millis(100);
+    config.core.groups.min_session_timeout = Duration::from_millis(200);
     let broker = TestBroker::start_with(config).await;
     let admin = Admin::connect(broker.endpoint()).unwrap();
     (dir, broker, admin)

@@ -17,7 +17,7 @@ fn long_poll() -> pb::FetchRequest {
 async fn a_connection_past_its_request_limit_is_answered_resource_exhausted() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.limits.max_requests_per_connection = 2;
+    config.core.limits.max_requests_per_connection = 2;
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let broker = TestBroker::start_with(config).await;
     let metrics = broker.metrics_addr().expect("metrics are served");
@@ -63,7 +63,7 @@ async fn a_connection_past_its_request_limit_is_answered_resource_exhausted() {
 async fn connections_past_the_limit_are_closed_until_one_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
-    config.limits.max_connections = 2;
+    config.core.limits.max_connections = 2;
     let broker = TestBroker::start_with(config).await;
     // The harness's channel holds one place, this one the other.
     let first = Channel::from_shared(broker.endpoint()).unwrap().connect().await.unwrap();

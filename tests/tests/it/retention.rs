@@ -15,7 +15,7 @@ fn now_ms() -> i64 {
 
 async fn start(dir: &std::path::Path) -> TestBroker {
     let mut config = Config::new(dir);
-    config.retention_check_interval = Duration::from_millis(20);
+    config.core.retention_check_interval = Duration::from_millis(20);
     TestBroker::start_with(config).await
 }
 
