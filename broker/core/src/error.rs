@@ -61,16 +61,21 @@ pub enum Error {
         reason: String,
     },
     /// The data directory's disk has less free space than the broker keeps
-    /// in reserve: writes are refused until space returns; reads go on.
+    /// in reserve: writes are refused until space returns (space that
+    /// deletes freed inside the database counts for up to half the
+    /// reserve); reads go on.
     #[error(
-        "disk full: {free} bytes free in {dir}, below the {min} kept in reserve (--min-free-mb); \
-         writes resume when space is freed, reads continue"
+        "disk full: {free} bytes free in {dir} and {reusable} freed inside the database, \
+         below the {min} kept in reserve (--min-free-mb); writes resume when space is freed \
+         (delete topics or records), reads continue"
     )]
     DiskFull {
         /// The data directory.
         dir: String,
-        /// Bytes free.
+        /// Bytes free on the file system.
         free: u64,
+        /// Bytes that deletes freed inside the database, as counted.
+        reusable: u64,
         /// The reserve.
         min: u64,
     },
