@@ -201,6 +201,8 @@ async fn storage_and_disk_benches_measure_in_a_temporary_directory_and_remove_it
     let records = positive(&storage, "records");
     assert_eq!(number(&storage, "bytes"), records * 100.0, "100-byte records by default");
     assert_eq!(storage["config"]["acks"], "durable");
+    assert_eq!(storage["config"]["in_flight"], 4, "as many batches as the client pipelines per partition");
+    assert!(storage["config"]["rate"].is_null(), "unpaced by default: {storage}");
     let broker_default = brooklet_broker::DEFAULT_FLUSH_MAX_DELAY.as_millis() as u64;
     assert_eq!(
         storage["config"]["flush_max_delay_ms"], broker_default,
@@ -236,6 +238,56 @@ async fn storage_and_disk_benches_measure_in_a_temporary_directory_and_remove_it
 }
 
 #[tokio::test]
+async fn bench_storage_pipelines_each_writer_and_holds_a_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let piped =
+        bench_json(&["storage", "--dir", path, "--writers", "2", "--in-flight", "3", "--duration", "0.5"])
+            .await;
+    assert_eq!(piped["config"]["in_flight"], 3, "{piped}");
+    positive(&piped, "records");
+    assert_eq!(piped["latency_ms"]["count"], piped["batches"], "one sample per batch: {piped}");
+    let observed = piped["max_in_flight_observed"].as_u64().expect("a count");
+    assert!((1..=3).contains(&observed), "at most 3 batches in flight per writer: {piped}");
+
+    // Paced: two writers of 10-record batches share 2000 records/s, so each
+    // sends a batch every 10 ms. A bound on what pacing lets out, not on
+    // how fast this machine is: at most the rate over the run, with room
+    // to spare, plus the one batch each writer sends when its schedule
+    // starts.
+    let (rate, secs) = (2000.0, 1.0);
+    let paced = bench_json(&[
+        "storage",
+        "--dir",
+        path,
+        "--writers",
+        "2",
+        "--record-size",
+        "100",
+        "--batch-bytes",
+        "1000",
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+    ])
+    .await;
+    assert_eq!(paced["config"]["rate"], rate, "{paced}");
+    assert_eq!(paced["config"]["batch_records"], 10, "{paced}");
+    let records = positive(&paced, "records");
+    let bound = rate * secs * 1.5 + 2.0 * 10.0;
+    assert!(records <= bound, "pacing lets out at most {bound} records: {paced}");
+    // The run lasts at least its duration, so the rate is bounded too.
+    assert!(number(&paced, "seconds") >= secs, "{paced}");
+    assert!(number(&paced, "records_per_sec") <= bound / secs, "{paced}");
+    assert_eq!(paced["latency_ms"]["count"], paced["batches"], "{paced}");
+
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the bench leaves nothing behind: {left:?}");
+}
+
+#[tokio::test]
 async fn bad_arguments_fail_with_one_clear_line() {
     // Arguments are checked before anything is reached: no broker is needed.
     let unreachable = ["--broker", "http://127.0.0.1:1"];
@@ -265,6 +317,20 @@ async fn bad_arguments_fail_with_one_clear_line() {
         "--flush-max-delay-ms must be 0 to 1000, got 1001",
     )
     .await;
+    check_fails(
+        &["bench", "storage", "--dir", path, "--in-flight", "0"],
+        "--in-flight must be 1 to 1024, got 0",
+    )
+    .await;
+    check_fails(
+        &["bench", "storage", "--dir", path, "--in-flight", "1025"],
+        "--in-flight must be 1 to 1024, got 1025",
+    )
+    .await;
+    check_fails(&["bench", "storage", "--dir", path, "--rate", "0"], "--rate must be above 0").await;
+    check_fails(&["bench", "storage", "--dir", path, "--rate", "-5"], "--rate must be above 0").await;
+    let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(made.is_empty(), "refused before anything is created: {made:?}");
     check_fails(&["bench", "disk", "--dir", path, "--appends", "0"], "--appends").await;
     check_fails(&["bench", "disk", "--dir", "/nonexistent/brooklet"], "not a directory").await;
 }

@@ -105,7 +105,15 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 impl Pacer {
     /// A pacer for `per_sec` records a second, or none for an unlimited rate.
     pub fn new(per_sec: Option<f64>) -> Option<Pacer> {
-        per_sec.map(|rate| Pacer { interval: Duration::from_secs_f64(1.0 / rate), next: Instant::now() })
+        Pacer::starting_at(per_sec, Instant::now())
+    }
+
+    /// A pacer whose first record is due at `first`: workers that pace
+    /// whole batches start their schedules apart, so that together they
+    /// spread their batches evenly instead of sending them at the same
+    /// instants.
+    pub fn starting_at(per_sec: Option<f64>, first: Instant) -> Option<Pacer> {
+        per_sec.map(|rate| Pacer { interval: Duration::from_secs_f64(1.0 / rate), next: first })
     }
 
     /// Waits until the next record is due, or until `deadline`.

@@ -36,6 +36,11 @@ const DEFAULT_TOPIC: &str = "brooklet-bench";
 const MAX_DURATION_SECS: f64 = 24.0 * 3600.0;
 /// The largest batch accepted: the broker's default request size limit.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// Batches a `bench storage` writer keeps in flight by default: as many as
+/// the client's producer pipelines to one partition
+/// (`MAX_IN_FLIGHT_PER_PARTITION` in `brooklet-client`, for an idempotent
+/// producer, which it is by default).
+const DEFAULT_STORAGE_IN_FLIGHT: usize = 4;
 
 /// `brooklet bench …`.
 #[derive(Debug, Subcommand)]
@@ -66,8 +71,10 @@ pub enum BenchCommand {
     /// The storage engine alone, in-process: records/s, MB/s, batch latency.
     ///
     /// Opens the log and storage in a temporary directory, no network, and N
-    /// writers append batches through the log, durable by default, sharing
-    /// flushes (group commit). MB/s counts 10^6 bytes of values.
+    /// writers append batches through the log, each with several batches in
+    /// flight as the client pipelines them, durable by default, sharing
+    /// flushes (group commit); as fast as the engine takes them, or at a
+    /// paced rate. MB/s counts 10^6 bytes of values.
     Storage(StorageArgs),
 }
 
@@ -247,6 +254,27 @@ pub struct StorageArgs {
     /// Concurrent writer tasks; more of them share each flush (group commit).
     #[arg(long, default_value_t = 4)]
     pub writers: u32,
+    /// Batches each writer keeps in flight (appended and not yet
+    /// acknowledged) at once, 1 to 1024. The default, 4, is what the
+    /// client's producer pipelines to one partition
+    /// (`MAX_IN_FLIGHT_PER_PARTITION` in brooklet-client), so a flush can
+    /// carry several batches of one writer, as the broker's can of one
+    /// client.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_STORAGE_IN_FLIGHT)]
+    pub in_flight: usize,
+    /// Target total rate in records/s, spread evenly over the writers, as
+    /// `bench produce --rate` over its producers (default: as fast as the
+    /// engine takes them). Each writer calls `Log::produce` with a batch
+    /// every batch-records × writers / rate seconds, the writers'
+    /// schedules staggered evenly, open loop up to --in-flight: a batch due
+    /// while all of its writer's batches are in flight goes as soon as one
+    /// is acknowledged, and a writer that fell behind catches up at most
+    /// 100 ms of batches at once. Latency is timed as without --rate and as
+    /// `bench produce` times it, from the call to the ack: the call is made
+    /// at the batch's paced time, or later when the writer had to wait for
+    /// a free in-flight slot, and that wait is not counted.
+    #[arg(long, value_name = "RECORDS_PER_SEC", allow_negative_numbers = true)]
+    pub rate: Option<f64>,
     /// Partitions of the bench topic (default: one per writer; writer i
     /// appends to partition i mod partitions).
     #[arg(long)]
