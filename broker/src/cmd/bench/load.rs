@@ -113,7 +113,13 @@ impl Pacer {
     /// spread their batches evenly instead of sending them at the same
     /// instants.
     pub fn starting_at(per_sec: Option<f64>, first: Instant) -> Option<Pacer> {
-        per_sec.map(|rate| Pacer { interval: Duration::from_secs_f64(1.0 / rate), next: first })
+        // A rate so low that its interval passes a day (or any Duration) is
+        // paced at one a day: the runs are bounded by a day anyway.
+        const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+        per_sec.map(|rate| {
+            let interval = Duration::try_from_secs_f64(1.0 / rate).map_or(DAY, |d| d.min(DAY));
+            Pacer { interval, next: first }
+        })
     }
 
     /// Waits until the next record is due, or until `deadline`.
@@ -248,6 +254,12 @@ mod tests {
         assert_eq!(budget.claim(5), 5);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(budget.claim(5), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tiny_rate_is_paced_at_one_a_day_not_a_panic() {
+        let pacer = Pacer::new(Some(1e-300)).expect("a rate");
+        assert_eq!(pacer.interval, Duration::from_secs(24 * 60 * 60));
     }
 
     #[tokio::test(start_paused = true)]
