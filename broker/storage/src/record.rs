@@ -116,8 +116,9 @@ impl StoredRecords {
         self.records.iter().map(|(_, r)| r)
     }
 
-    /// Decodes the records.
-    pub fn decode(&self) -> Result<Vec<Record>, prost::DecodeError> {
-        self.records.iter().map(|(_, r)| Record::decode(r.clone())).collect()
+    /// Decodes the records. Their batch's checksum was verified when it
+    /// was read, so an error here means a record that was stored damaged.
+    pub fn decode(&self) -> Result<Vec<Record>, crate::BatchError> {
+        self.records.iter().map(|(_, r)| Record::decode(r.clone()).map_err(crate::BatchError::from)).collect()
     }
 }
