@@ -38,7 +38,8 @@
 //!
 //! # Code map
 //!
-//! - `error`: [`Error`], and the one conversion from a gRPC status to it.
+//! - `error`: [`Error`] and [`Code`], and the one conversion from a gRPC
+//!   status to them. Nothing public mentions a tonic type.
 //! - `connection`: endpoint → tonic channel; deadlines, retries and backoff.
 //!   Knows nothing of records.
 //! - `record`: the public record types, and their conversions to and from
@@ -70,7 +71,7 @@ pub use admin::{
     TopicDescription, TopicInfo, TopicStatus,
 };
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerBuilder, Offset, RebalanceEvent, RebalanceEvents};
-pub use error::{Error, Result};
+pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
 pub use record::{ConsumerRecord, Durability, Header, ProducerRecord, RecordMetadata};
