@@ -42,15 +42,21 @@
 //! carry the client's own gRPC [`Code`], so matching on them needs no tonic
 //! dependency.
 //!
+//! # Features
+//!
+//! - `json` (off by default): `ProducerRecord::json` serializes a value into
+//!   a record and `ConsumerRecord::json` deserializes one, with serde and
+//!   serde_json.
+//!
 //! # Code map
 //!
 //! - `error`: [`Error`] and [`Code`], and the one conversion from a gRPC
 //!   status to them. Nothing public mentions a tonic type.
 //! - `connection`: endpoint → tonic channel; deadlines, retries and backoff.
 //!   Knows nothing of records.
-//! - `record`: the public record types and [`IntoBytes`], and their
-//!   conversions to and from the wire types. No other public type mentions
-//!   a proto type.
+//! - `record`: the public record types and [`IntoBytes`], their JSON
+//!   helpers, and their conversions to and from the wire types. No other
+//!   public type mentions a proto type.
 //! - `admin`: [`Admin`]: topics, groups and offsets. The producer and
 //!   consumer use it for metadata and offsets.
 //! - `group`: the public types `Admin` shows groups with, and their

@@ -3,6 +3,7 @@
 //! [`Header`] they share, and [`IntoBytes`], what their keys, values and
 //! header values can be made of. The conversions to and from the wire types
 //! live here too, crate-private, so no proto type leaks into the public API.
+//! With the `json` feature, records also convert to and from JSON.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -195,6 +196,30 @@ impl ProducerRecord {
             timestamp_ms: None,
             partition: None,
         }
+    }
+
+    /// A record whose value is `value` serialized as JSON, otherwise as
+    /// [`new`](Self::new) makes it. Fails only where `serde_json` does: a
+    /// map whose keys are not strings, or a `Serialize` implementation that
+    /// fails. Needs the `json` feature.
+    ///
+    /// ```
+    /// use brooklet_client::ProducerRecord;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Shipped<'a> {
+    ///     order: &'a str,
+    ///     parcels: u32,
+    /// }
+    ///
+    /// let order = String::from("order-42");
+    /// let record = ProducerRecord::json(&Shipped { order: &order, parcels: 2 })?.key(order.as_str());
+    /// # let _ = record;
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self::new(serde_json::to_vec(value)?))
     }
 
     /// Sets the key. Without an explicit [`partition`](Self::partition), the
@@ -410,6 +435,31 @@ impl ConsumerRecord {
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a Bytes> + 'a {
         self.headers.iter().filter(move |h| h.name == name).map(|h| &h.value)
     }
+
+    /// The value deserialized from JSON. `T` may borrow from the record
+    /// (`&str` fields), or own its data (any
+    /// [`DeserializeOwned`](serde::de::DeserializeOwned) type). Needs the
+    /// `json` feature.
+    ///
+    /// ```
+    /// use brooklet_client::ConsumerRecord;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Shipped<'a> {
+    ///     order: &'a str,
+    ///     parcels: u32,
+    /// }
+    ///
+    /// let record = ConsumerRecord::new("orders", 0, 7, r#"{"order":"order-42","parcels":2}"#);
+    /// let shipped: Shipped<'_> = record.json()?;
+    /// assert_eq!((shipped.order, shipped.parcels), ("order-42", 2));
+    /// assert!(ConsumerRecord::new("orders", 0, 8, "not json").json::<Shipped<'_>>().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.value)
+    }
 }
 
 /// Flattens fetched batches into records, dropping any before `from` (the
@@ -560,6 +610,22 @@ mod tests {
         assert_eq!(all, [&Bytes::from("1"), &Bytes::from("3")]);
         assert_eq!(record.headers_named("a").next_back(), record.header("a"));
         assert_eq!(record.headers_named("c").count(), 0);
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_round_trips_through_a_record() {
+        use std::collections::BTreeMap;
+
+        let sent: BTreeMap<&str, u32> = [("parcels", 2), ("weight", 700)].into();
+        let record = ProducerRecord::json(&sent).unwrap().key("order-42");
+        assert_eq!(record.key.as_deref(), Some(&b"order-42"[..]));
+        let read = ConsumerRecord::new("orders", 0, 0, record.value.clone());
+        assert_eq!(read.json::<BTreeMap<&str, u32>>().unwrap(), sent);
+        assert_eq!(read.json::<BTreeMap<String, u32>>().unwrap().len(), 2);
+        assert!(read.json::<Vec<u32>>().is_err());
+        let non_string_keys: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(ProducerRecord::json(&non_string_keys).is_err());
     }
 
     #[test]

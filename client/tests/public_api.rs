@@ -78,3 +78,21 @@ fn a_handler_is_tested_with_records_built_by_hand() {
     assert_eq!((&*record.topic, record.partition, record.offset), ("shipments", 1, 17));
     assert_eq!(parcels(&ConsumerRecord::new("shipments", 1, 18, "shipped")), None);
 }
+
+#[cfg(feature = "json")]
+#[test]
+fn json_values_round_trip_with_derived_types() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Shipped {
+        order: String,
+        parcels: u32,
+    }
+
+    let sent = Shipped { order: "order-42".into(), parcels: 2 };
+    let record = ProducerRecord::json(&sent).unwrap();
+    assert_eq!(record, ProducerRecord::new(r#"{"order":"order-42","parcels":2}"#));
+    let read = ConsumerRecord::new("orders", 0, 0, r#"{"order":"order-42","parcels":2}"#);
+    assert_eq!(read.json::<Shipped>().unwrap(), sent);
+    let err: serde_json::Error = ConsumerRecord::new("orders", 0, 1, "{").json::<Shipped>().unwrap_err();
+    assert!(err.is_eof(), "{err}");
+}
