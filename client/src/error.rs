@@ -1,12 +1,14 @@
 //! The client's error type, and the one place where a gRPC `Status` becomes an
-//! [`Error`]. Every other module returns these errors and never inspects a
-//! status code itself.
+//! [`Error`]: its tonic code becomes the client's own [`Code`] here, so no
+//! tonic type appears in the public API. Every other module returns these
+//! errors and never inspects a status code itself.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// What can go wrong talking to a Brooklet broker.
 ///
@@ -82,7 +84,15 @@ pub enum Error {
     },
 
     /// Any other answer from the broker, with its gRPC code.
-    #[error("the broker answered {code:?}: {message}")]
+    ///
+    /// ```
+    /// use brooklet_client::{Code, Error};
+    ///
+    /// fn worth_retrying_later(err: &Error) -> bool {
+    ///     matches!(err, Error::Broker { code: Code::ResourceExhausted, .. })
+    /// }
+    /// ```
+    #[error("the broker answered {code}: {message}")]
     Broker {
         /// The gRPC status code.
         code: Code,
@@ -132,6 +142,111 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A gRPC status code, as [`Error::Broker`] reports it: the broker's answer
+/// when no more specific [`Error`] variant fits.
+///
+/// These are the standard gRPC codes other than `OK`. Some rarely reach
+/// [`Error::Broker`] because they have a variant of their own where the call
+/// makes their meaning clear: `NOT_FOUND` for one named topic or group is
+/// [`Error::TopicNotFound`] or [`Error::GroupNotFound`], `INVALID_ARGUMENT` is
+/// [`Error::InvalidArgument`], `DEADLINE_EXCEEDED` is [`Error::Timeout`],
+/// `UNAVAILABLE` is [`Error::Unavailable`]. Displayed as the code's gRPC name,
+/// e.g. `RESOURCE_EXHAUSTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Code {
+    /// `CANCELLED`: the call was cancelled, usually by the caller.
+    Cancelled,
+    /// `UNKNOWN`: an error the broker did not classify.
+    Unknown,
+    /// `INVALID_ARGUMENT`: the request was malformed, whatever the broker's
+    /// state.
+    InvalidArgument,
+    /// `DEADLINE_EXCEEDED`: the deadline passed before the call completed.
+    DeadlineExceeded,
+    /// `NOT_FOUND`: something the call named does not exist.
+    NotFound,
+    /// `ALREADY_EXISTS`: something the call would create already exists.
+    AlreadyExists,
+    /// `PERMISSION_DENIED`: the caller may not do this.
+    PermissionDenied,
+    /// `RESOURCE_EXHAUSTED`: the broker is overloaded (too many requests on
+    /// the connection, a full disk) or a message exceeds a size limit; the
+    /// message says which.
+    ResourceExhausted,
+    /// `FAILED_PRECONDITION`: the broker's state does not allow the call.
+    FailedPrecondition,
+    /// `ABORTED`: the call was aborted, e.g. by a concurrent change.
+    Aborted,
+    /// `OUT_OF_RANGE`: an offset or size outside what is valid.
+    OutOfRange,
+    /// `UNIMPLEMENTED`: the broker does not know the call; it may be older
+    /// than the client.
+    Unimplemented,
+    /// `INTERNAL`: the broker failed, or its answer broke the protocol.
+    Internal,
+    /// `UNAVAILABLE`: the broker cannot serve the call right now.
+    Unavailable,
+    /// `DATA_LOSS`: data was lost or corrupted.
+    DataLoss,
+    /// `UNAUTHENTICATED`: the call lacks valid credentials.
+    Unauthenticated,
+}
+
+impl Code {
+    /// The code's gRPC name, e.g. `NOT_FOUND`: what [`Display`](fmt::Display)
+    /// writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+
+    /// The client's code for a tonic code. `OK` never comes with a failed
+    /// call; should a broker send it, it is [`Code::Unknown`].
+    fn from_tonic(code: tonic::Code) -> Code {
+        match code {
+            tonic::Code::Ok | tonic::Code::Unknown => Code::Unknown,
+            tonic::Code::Cancelled => Code::Cancelled,
+            tonic::Code::InvalidArgument => Code::InvalidArgument,
+            tonic::Code::DeadlineExceeded => Code::DeadlineExceeded,
+            tonic::Code::NotFound => Code::NotFound,
+            tonic::Code::AlreadyExists => Code::AlreadyExists,
+            tonic::Code::PermissionDenied => Code::PermissionDenied,
+            tonic::Code::ResourceExhausted => Code::ResourceExhausted,
+            tonic::Code::FailedPrecondition => Code::FailedPrecondition,
+            tonic::Code::Aborted => Code::Aborted,
+            tonic::Code::OutOfRange => Code::OutOfRange,
+            tonic::Code::Unimplemented => Code::Unimplemented,
+            tonic::Code::Internal => Code::Internal,
+            tonic::Code::Unavailable => Code::Unavailable,
+            tonic::Code::DataLoss => Code::DataLoss,
+            tonic::Code::Unauthenticated => Code::Unauthenticated,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The broker RPCs, named in errors and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,8 +315,8 @@ pub(crate) struct CallContext<'a> {
 /// a source; statuses decoded from a broker's answer never do.
 pub(crate) fn is_connection_failure(status: &Status) -> bool {
     match status.code() {
-        Code::Unavailable => true,
-        Code::Unknown | Code::Cancelled | Code::Internal => status.source().is_some(),
+        tonic::Code::Unavailable => true,
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal => status.source().is_some(),
         _ => false,
     }
 }
@@ -213,27 +328,29 @@ impl Error {
             return Error::Unavailable { endpoint: call.endpoint.to_owned(), source: Arc::new(status) };
         }
         let message = status.message().to_owned();
-        if let (Code::NotFound, Some(group)) = (status.code(), call.group) {
+        if let (tonic::Code::NotFound, Some(group)) = (status.code(), call.group) {
             return Error::GroupNotFound { group: group.to_owned() };
         }
         match (status.code(), call.topic) {
-            (Code::NotFound, Some(topic)) => Error::TopicNotFound { topic: topic.to_owned() },
-            (Code::AlreadyExists, Some(topic)) if call.op == Op::CreateTopic => {
+            (tonic::Code::NotFound, Some(topic)) => Error::TopicNotFound { topic: topic.to_owned() },
+            (tonic::Code::AlreadyExists, Some(topic)) if call.op == Op::CreateTopic => {
                 Error::TopicExists { topic: topic.to_owned() }
             }
-            (Code::InvalidArgument, _) => Error::InvalidArgument { message },
+            (tonic::Code::InvalidArgument, _) => Error::InvalidArgument { message },
             // Only reads and commits carry offsets; elsewhere OUT_OF_RANGE is
             // tonic's message-size limit and must not pass for an offset error.
-            (Code::OutOfRange, _) if matches!(call.op, Op::Fetch | Op::CommitOffsets | Op::ResetOffsets) => {
+            (tonic::Code::OutOfRange, _)
+                if matches!(call.op, Op::Fetch | Op::CommitOffsets | Op::ResetOffsets) =>
+            {
                 Error::OffsetOutOfRange { message }
             }
-            (Code::FailedPrecondition, _) => Error::FailedPrecondition { message },
-            (Code::DeadlineExceeded, _) => Error::Timeout {
+            (tonic::Code::FailedPrecondition, _) => Error::FailedPrecondition { message },
+            (tonic::Code::DeadlineExceeded, _) => Error::Timeout {
                 endpoint: call.endpoint.to_owned(),
                 operation: call.op.name(),
                 timeout: call.timeout,
             },
-            (code, _) => Error::Broker { code, message },
+            (code, _) => Error::Broker { code: Code::from_tonic(code), message },
         }
     }
 
@@ -338,12 +455,36 @@ mod tests {
     fn a_transport_failure_is_unavailable_but_a_broker_internal_error_is_not() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let transport = Status::from_error(Box::new(io));
-        assert_eq!(transport.code(), Code::Unknown);
+        assert_eq!(transport.code(), tonic::Code::Unknown);
         assert!(is_connection_failure(&transport));
         let from_broker = Status::internal("storage failed");
         assert!(!is_connection_failure(&from_broker));
         let err = Error::from_status(from_broker, &call(Op::Fetch, Some("t")));
         assert!(matches!(err, Error::Broker { code: Code::Internal, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn every_tonic_error_code_has_a_client_code_of_the_same_name() {
+        for value in 1..=16 {
+            let tonic = tonic::Code::from_i32(value);
+            let code = Code::from_tonic(tonic);
+            assert_eq!(format!("{code:?}"), format!("{tonic:?}"));
+            let upper_camel: String =
+                code.name().split('_').map(|w| w[..1].to_owned() + &w[1..].to_lowercase()).collect();
+            assert_eq!(upper_camel, format!("{tonic:?}"));
+        }
+        assert_eq!(Code::from_tonic(tonic::Code::Unknown), Code::Unknown);
+        assert_eq!(Code::from_tonic(tonic::Code::Ok), Code::Unknown);
+    }
+
+    #[test]
+    fn a_broker_error_displays_the_grpc_name_of_its_code() {
+        let err = Error::from_status(
+            Status::resource_exhausted("too many requests"),
+            &call(Op::Produce, Some("t")),
+        );
+        assert!(matches!(err, Error::Broker { code: Code::ResourceExhausted, .. }), "{err:?}");
+        assert_eq!(err.to_string(), "the broker answered RESOURCE_EXHAUSTED: too many requests");
     }
 
     #[test]

@@ -36,13 +36,27 @@
 //! are safe to repeat are retried with jittered exponential backoff while the
 //! broker is unreachable, until that deadline.
 //!
+//! Keys, values and header values are anything [`IntoBytes`]: `Bytes`,
+//! `Vec<u8>` and `String` move in, borrowed `&str` and `&[u8]` are copied.
+//! Failures are an [`Error`]; the broker's answers that fit no other variant
+//! carry the client's own gRPC [`Code`], so matching on them needs no tonic
+//! dependency.
+//!
+//! # Features
+//!
+//! - `json` (off by default): `ProducerRecord::json` serializes a value into
+//!   a record and `ConsumerRecord::json` deserializes one, with serde and
+//!   serde_json.
+//!
 //! # Code map
 //!
-//! - `error`: [`Error`], and the one conversion from a gRPC status to it.
+//! - `error`: [`Error`] and [`Code`], and the one conversion from a gRPC
+//!   status to them. Nothing public mentions a tonic type.
 //! - `connection`: endpoint → tonic channel; deadlines, retries and backoff.
 //!   Knows nothing of records.
-//! - `record`: the public record types, and their conversions to and from
-//!   the wire types. No other public type mentions a proto type.
+//! - `record`: the public record types and [`IntoBytes`], their JSON
+//!   helpers, and their conversions to and from the wire types. No other
+//!   public type mentions a proto type.
 //! - `admin`: [`Admin`]: topics, groups and offsets. The producer and
 //!   consumer use it for metadata and offsets.
 //! - `group`: the public types `Admin` shows groups with, and their
@@ -70,10 +84,10 @@ pub use admin::{
     TopicDescription, TopicInfo, TopicStatus,
 };
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerBuilder, Offset, RebalanceEvent, RebalanceEvents};
-pub use error::{Error, Result};
+pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
-pub use record::{ConsumerRecord, Durability, Header, ProducerRecord, RecordMetadata};
+pub use record::{ConsumerRecord, Durability, Header, IntoBytes, ProducerRecord, RecordMetadata};
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]
