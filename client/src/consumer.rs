@@ -6,14 +6,25 @@
 //! (`subscribe`: the `membership` task heartbeats and owns the set of
 //! partitions, `poll` only reads them). `positions` is the bookkeeping both
 //! share; it never talks to the broker.
+//!
+//! A poll runs a *round* of fetches: a future that owns what it needs (the
+//! [`Reader`], the long-polls), kept in the consumer until it ends, so a
+//! `poll` dropped halfway (in a `select!`) leaves it for the next `poll` or
+//! stream to resume. Its records go to the consumer's buffer, from which
+//! `poll` and [`ConsumerStream`] hand them out, up to `max_poll_records` at
+//! a time; only then do they count as delivered.
 
 mod membership;
 mod positions;
 
+use std::borrow::BorrowMut;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use brooklet_proto::v1;
@@ -46,6 +57,29 @@ const DEFAULT_CLIENT_ID: &str = "brooklet-client";
 /// Rebalance events kept for a receiver that has not read them yet; a
 /// receiver further behind loses the oldest.
 const EVENTS_CAPACITY: usize = 64;
+
+/// What a subscribed consumer does about subscribed topics that do not
+/// exist, as [`ConsumerBuilder::missing_topics`] sets it.
+///
+/// The broker assigns only partitions of topics that exist, so a member
+/// subscribed to a missing topic joins its group and reads nothing of it
+/// until the topic is created (then it gets its share at its next
+/// heartbeat, with nothing to do on the application's side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum MissingTopics {
+    /// Join anyway and log a warning naming the missing topics, repeated
+    /// every 30 s while any is still missing.
+    #[default]
+    Warn,
+    /// Do not join: [`Consumer::await_joined`],
+    /// [`Consumer::await_assignment`] and [`Consumer::poll`] (and the
+    /// stream) fail with [`Error::TopicNotFound`], and the consumer stops
+    /// (a member that was already in the group, subscribing again to a
+    /// missing topic, commits and leaves). Checked when the consumer
+    /// subscribes; a topic deleted later is not noticed this way.
+    Fail,
+}
 
 /// Where to read a partition from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +122,8 @@ pub enum RebalanceEvent {
     Assigned(Vec<(String, u32)>),
     /// The consumer stopped reading these partitions: the broker moved them
     /// (their delivered positions were committed first, where the broker
-    /// still allowed it), the session was lost, or the consumer closed.
+    /// still allowed it), the session was lost, or the consumer closed or
+    /// was dropped.
     Revoked(Vec<(String, u32)>),
 }
 
@@ -154,6 +189,8 @@ pub struct ConsumerBuilder {
     auto_offset_reset: AutoOffsetReset,
     session_timeout: Option<Duration>,
     client_id: String,
+    max_poll_records: Option<usize>,
+    missing_topics: MissingTopics,
 }
 
 impl ConsumerBuilder {
@@ -209,6 +246,28 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Bound on the records one [`Consumer::poll`] returns (Kafka's
+    /// `max.poll.records`; default: no bound beyond what one round of
+    /// fetches returns, `max_bytes` per partition).
+    ///
+    /// Records fetched beyond it stay in the consumer and come first from
+    /// the next `poll`, which fetches nothing until they are all returned:
+    /// nothing is skipped, nothing is fetched twice. A record counts as
+    /// delivered only once `poll` returns it, so a commit after a bounded
+    /// poll commits exactly what was returned.
+    pub fn max_poll_records(mut self, max: usize) -> Self {
+        self.max_poll_records = Some(max);
+        self
+    }
+
+    /// What a subscribed consumer does about subscribed topics that do not
+    /// exist (default [`MissingTopics::Warn`]: join, read nothing of them
+    /// until they exist, and log a warning every 30 s meanwhile).
+    pub fn missing_topics(mut self, missing: MissingTopics) -> Self {
+        self.missing_topics = missing;
+        self
+    }
+
     /// The client id the group shows for this member (default
     /// `brooklet-client`).
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
@@ -236,8 +295,8 @@ impl ConsumerBuilder {
     /// [`Error::InvalidEndpoint`] for an unusable endpoint;
     /// [`Error::InvalidArgument`] for a `max_wait` above 60 s, a group id
     /// that is empty or longer than 255 bytes, a zero timeout or
-    /// auto-commit interval, or a session timeout beyond `u32::MAX`
-    /// milliseconds.
+    /// auto-commit interval, a session timeout beyond `u32::MAX`
+    /// milliseconds, or a `max_poll_records` of zero.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
@@ -257,6 +316,9 @@ impl ConsumerBuilder {
                 group.len()
             ));
         }
+        if self.max_poll_records == Some(0) {
+            return invalid("max_poll_records must be at least 1".to_owned());
+        }
         if self.auto_commit.is_some_and(|every| every.is_zero()) {
             return invalid("auto_commit must be a positive interval, or None to turn it off".to_owned());
         }
@@ -269,20 +331,26 @@ impl ConsumerBuilder {
             ));
         }
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
-        Ok(Consumer {
+        let reader = Reader {
             admin: Admin { conn: self.conn.connect()? },
-            request_timeout: self.conn.request_timeout,
             group: self.group,
             max_wait: self.max_wait,
             max_bytes: self.max_bytes,
-            auto_commit: self.auto_commit,
             auto_offset_reset: self.auto_offset_reset,
+            positions: Arc::new(Mutex::new(Positions::default())),
+        };
+        Ok(Consumer {
+            reader: Arc::new(reader),
+            request_timeout: self.conn.request_timeout,
+            auto_commit: self.auto_commit,
             session_timeout: self.session_timeout,
             client_id: self.client_id,
-            positions: Arc::new(Mutex::new(Positions::default())),
+            max_poll_records: self.max_poll_records.unwrap_or(usize::MAX),
+            missing_topics: self.missing_topics,
             events,
             membership: None,
-            long_polls: Mutex::default(),
+            buffered: VecDeque::new(),
+            fetching: Mutex::default(),
         })
     }
 }
@@ -307,12 +375,44 @@ impl ConsumerBuilder {
 /// # }
 /// ```
 ///
+/// Or as a [`Stream`] of records, with [`stream`](Consumer::stream) (which
+/// borrows the consumer) or [`into_stream`](Consumer::into_stream) (which
+/// owns it); either derefs to the consumer, so it can commit:
+///
+/// ```no_run
+/// # async fn example() -> brooklet_client::Result<()> {
+/// use brooklet_client::Consumer;
+/// use futures::StreamExt;
+///
+/// let mut consumer = Consumer::builder("http://127.0.0.1:7070").group("billing").build()?;
+/// consumer.subscribe(&["orders"])?;
+/// let mut records = consumer.stream();
+/// let mut handled = 0;
+/// while let Some(record) = records.next().await {
+///     let record = record?;
+///     println!("{} @{}", record.partition, record.offset);
+///     handled += 1;
+///     if handled % 100 == 0 {
+///         records.commit().await?; // exactly what the stream yielded
+///     }
+///     if handled == 1000 {
+///         break;
+///     }
+/// }
+/// drop(records);
+/// consumer.close().await?; // commits the rest, leaves the group
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Assigned by hand, or by the group
 /// [`assign`](Consumer::assign), [`assign_all`](Consumer::assign_all) and
 /// [`seek`](Consumer::seek) choose the partitions; a group, if set, only
 /// names the committed offsets, and [`commit`](Consumer::commit) stores them
-/// from outside the group (which the broker allows only while the group has
-/// no live members).
+/// from outside the group, which the broker allows only while the group has
+/// no live members: while another consumer is subscribed to the group, such
+/// a commit fails with [`Error::FailedPrecondition`]. To read with others
+/// and commit, subscribe.
 ///
 /// [`subscribe`](Consumer::subscribe) instead makes the consumer a member of
 /// its group: a background task heartbeats, and the broker spreads the
@@ -338,21 +438,23 @@ impl ConsumerBuilder {
 /// [`Error::OffsetOutOfRange`] until the caller seeks.
 ///
 /// # Delivery: at least once
-/// A record is *delivered* when `poll` returns it (or the stream of
-/// [`into_stream`](Consumer::into_stream) yields it). Commits store the
-/// delivered position: the offset after the last delivered record of each
-/// partition; a fetch that ran ahead of what the stream yielded is not
-/// committed. A subscribed consumer commits every
-/// [`auto_commit`](ConsumerBuilder::auto_commit) interval, on
+/// A record is *delivered* when `poll` returns it (or a
+/// [`ConsumerStream`] yields it). Records fetched but not delivered yet
+/// (beyond [`max_poll_records`](ConsumerBuilder::max_poll_records), or
+/// ahead of what a stream yielded) wait in the consumer and are not
+/// committed. Commits store the delivered position: the offset after the
+/// last delivered record of each partition. A subscribed consumer commits
+/// every [`auto_commit`](ConsumerBuilder::auto_commit) interval, on
 /// [`commit`](Consumer::commit), before it gives up a partition, and on
 /// [`close`](Consumer::close).
 ///
-/// - A consumer that crashes (or is dropped without `close`, or is cut off
-///   from the broker for a whole session timeout) leaves the records it
-///   delivered after its last commit uncommitted: once the broker gives its
-///   partitions to another member, at the session timeout, that member
-///   delivers them again, starting at the last commit. Those records, and
-///   only those, are delivered again; none is skipped.
+/// - A consumer that crashes, is dropped without `close`, or is cut off
+///   from the broker for a whole session timeout leaves the records it
+///   delivered after its last commit uncommitted: the member the broker
+///   gives its partitions to (at once after a drop, which leaves the group;
+///   at the session timeout otherwise) delivers them again, starting at the
+///   last commit. Those records, and only those, are delivered again; none
+///   is skipped.
 /// - `close`, and a rebalance in which the old owner released the partition
 ///   itself, deliver nothing twice: the commit of exactly what was delivered
 ///   reaches the broker before the partition moves. A record fetched while
@@ -370,33 +472,106 @@ impl ConsumerBuilder {
 /// finish with a record before the next `poll`, because the next commit may
 /// cover it.
 ///
+/// # Cancellation
+/// Every `async` method may be dropped before it completes (a branch of
+/// `tokio::select!` that lost, a `tokio::time::timeout`), with these
+/// effects:
+///
+/// - [`poll`](Consumer::poll), and the `next()` of a [`ConsumerStream`],
+///   are cancel-safe: a poll dropped halfway has delivered nothing and
+///   loses nothing. Its fetches keep their place in the consumer, and the
+///   next `poll` (or stream) resumes them and returns their records; no
+///   record is skipped or returned twice. `poll` in a `select!` loop is
+///   therefore fine.
+/// - [`commit`](Consumer::commit) may or may not have committed when
+///   dropped: a subscribed consumer's commit runs in its background task,
+///   which finishes it once asked; an assigned-by-hand consumer's commit
+///   call may or may not have reached the broker. Either way nothing is
+///   lost, and committing again is harmless (the same offsets, or later
+///   ones).
+/// - [`close`](Consumer::close) takes the consumer: dropped halfway, the
+///   consumer is gone as if dropped (see below), except that a subscribed
+///   consumer whose close already reached its task still commits and
+///   leaves.
+/// - [`await_joined`](Consumer::await_joined),
+///   [`await_assignment`](Consumer::await_assignment),
+///   [`assign_all`](Consumer::assign_all) and [`RebalanceEvents::recv`]
+///   are cancel-safe: they change nothing before they complete.
+///
 /// # Dropping
-/// Dropping a subscribed consumer stops its task at once, without a commit
-/// or a goodbye: its partitions move when the broker's session timeout
-/// expires, and records delivered since the last commit are delivered
-/// again. Call [`close`](Consumer::close) to hand over cleanly.
+/// Dropping a subscribed consumer without [`close`](Consumer::close) leaves
+/// its group without committing: its background task sends the leave (a
+/// heartbeat with epoch -1) and ends, so the broker gives its partitions to
+/// the other members at once, which deliver again what was delivered after
+/// the last commit (committing it might lose records the application had
+/// not finished with). The task runs on the Tokio runtime that `subscribe`
+/// was called on, wherever the consumer is dropped; if that runtime has
+/// shut down (or shuts down before the leave is sent, as at the end of
+/// `main`), nothing is sent and the partitions move when the broker's
+/// session timeout expires. Call `close` to commit and leave for certain.
 #[derive(Debug)]
 pub struct Consumer {
-    admin: Admin,
+    /// What a round of fetches needs, shared with the round in flight.
+    reader: Arc<Reader>,
     request_timeout: Duration,
+    auto_commit: Option<Duration>,
+    session_timeout: Option<Duration>,
+    client_id: String,
+    /// Bound on the records one `poll` returns; `usize::MAX` for none.
+    max_poll_records: usize,
+    missing_topics: MissingTopics,
+    events: broadcast::Sender<RebalanceEvent>,
+    /// The group task, once subscribed.
+    membership: Option<Handle>,
+    /// Records fetched but not delivered yet, in order, each with the lease
+    /// it was read under: `poll` returns them before fetching again.
+    buffered: VecDeque<(u64, ConsumerRecord)>,
+    /// The round of fetches in flight, or the long-polls kept between
+    /// rounds. A lock only so that the consumer stays `Sync`: it is used
+    /// only through `&mut self`, so it is never contended.
+    fetching: Mutex<Fetching>,
+}
+
+/// What a round of fetches reads with: the part of the consumer a round
+/// needs, owned by the round so that it can outlive the `poll` that started
+/// it.
+#[derive(Debug)]
+struct Reader {
+    admin: Admin,
     group: Option<String>,
     max_wait: Duration,
     max_bytes: u32,
-    auto_commit: Option<Duration>,
     auto_offset_reset: AutoOffsetReset,
-    session_timeout: Option<Duration>,
-    client_id: String,
     /// Positions by topic and partition. Shared with the group task, which
     /// adds and removes partitions while `poll` moves positions; see
     /// `membership` for why it is a lock.
     positions: Arc<Mutex<Positions>>,
-    events: broadcast::Sender<RebalanceEvent>,
-    /// The group task, once subscribed.
-    membership: Option<Handle>,
-    /// Long-polls still running from an earlier `poll`; see [`LongPolls`].
-    /// A lock only so that the consumer stays `Sync`: `poll` takes
-    /// `&mut self`, so it is never contended.
-    long_polls: Mutex<LongPolls>,
+}
+
+/// How a round ended: its records (already filtered by lease, positions
+/// moved past them), and the long-polls it leaves running.
+struct RoundOutcome {
+    long_polls: LongPolls,
+    result: Result<Vec<(u64, ConsumerRecord)>>,
+}
+
+/// The consumer's fetching state between calls.
+#[derive(Default)]
+struct Fetching {
+    /// Long-polls left running by the last round; the next round takes them.
+    idle: LongPolls,
+    /// The round in flight, which owns the long-polls meanwhile. Left here
+    /// when the `poll` awaiting it is dropped, for the next one to resume.
+    round: Option<BoxFuture<'static, RoundOutcome>>,
+}
+
+impl std::fmt::Debug for Fetching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetching")
+            .field("idle", &self.idle)
+            .field("round_in_flight", &self.round.is_some())
+            .finish()
+    }
 }
 
 /// Long-polls of caught-up partitions. When one partition's records arrive
@@ -467,6 +642,8 @@ impl Consumer {
             auto_offset_reset: AutoOffsetReset::Earliest,
             session_timeout: None,
             client_id: DEFAULT_CLIENT_ID.to_owned(),
+            max_poll_records: None,
+            missing_topics: MissingTopics::Warn,
         }
     }
 
@@ -485,13 +662,19 @@ impl Consumer {
             return;
         }
         let start = self.default_start();
-        let mut positions = self.positions.lock();
+        let mut positions = self.reader.positions.lock();
         for &partition in partitions {
             positions.assign(topic, partition, start);
         }
     }
 
     /// Assigns every partition of `topic`.
+    ///
+    /// This reads the partitions whatever the group's members read: with a
+    /// [`group`](ConsumerBuilder::group), [`commit`](Consumer::commit)
+    /// succeeds only while the group has no live members. To share the
+    /// partitions with the group's members and commit as one of them, use
+    /// [`subscribe`](Consumer::subscribe) instead.
     ///
     /// # Errors
     /// [`Error::TopicNotFound`], or the broker being unreachable;
@@ -500,7 +683,7 @@ impl Consumer {
         if self.membership.is_some() {
             return Err(subscribed("assign_all"));
         }
-        let description = self.admin.describe_topic(topic).await?;
+        let description = self.reader.admin.describe_topic(topic).await?;
         let partitions: Vec<u32> = description.partitions.iter().map(|p| p.partition).collect();
         self.assign(topic, &partitions);
         Ok(())
@@ -516,25 +699,28 @@ impl Consumer {
             );
             return;
         }
-        self.positions.lock().remove_topic(topic);
+        self.reader.positions.lock().remove_topic(topic);
+        self.buffered.retain(|(_, record)| &*record.topic != topic);
     }
 
     /// Moves the position of `topic`/`partition`, assigning the partition if
     /// it is not assigned yet. The offset is resolved on the next `poll`.
+    /// Records of the partition fetched but not yet returned are dropped,
+    /// and the position counts as delivered: the next commit stores it.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for [`Offset::Committed`] on a consumer
     /// without a group, or, on a subscribed consumer, for a partition it
     /// does not own.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: Offset) -> Result<()> {
-        if offset == Offset::Committed && self.group.is_none() {
+        if offset == Offset::Committed && self.reader.group.is_none() {
             return Err(no_group("seek to Offset::Committed"));
         }
         let position = match offset {
             Offset::At(offset) => Position::At { offset, caught_up: false },
             symbolic => Position::Pending(symbolic),
         };
-        let mut positions = self.positions.lock();
+        let mut positions = self.reader.positions.lock();
         // Checked under the same lock as the seek, so the group task cannot
         // revoke the partition in between.
         if self.membership.is_some() && positions.get(topic, partition).is_none() {
@@ -545,15 +731,21 @@ impl Consumer {
             });
         }
         positions.seek(topic, partition, position);
+        drop(positions);
+        self.buffered.retain(|(_, record)| &*record.topic != topic || record.partition != partition);
         Ok(())
     }
 
     /// The offset of the next record `poll` will return from
-    /// `topic`/`partition`; `None` if the partition is not assigned or its
-    /// start is not resolved yet.
+    /// `topic`/`partition` (records already fetched and waiting in the
+    /// consumer included): the offset after the last record delivered, which
+    /// is what a commit would store. `None` if the partition is not assigned
+    /// or its start is not resolved yet.
     pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        match self.positions.lock().get(topic, partition)?.position {
-            Position::At { offset, .. } => Some(offset),
+        let positions = self.reader.positions.lock();
+        let slot = positions.get(topic, partition)?;
+        match slot.position {
+            Position::At { .. } => slot.delivered,
             Position::Pending(_) => None,
         }
     }
@@ -577,7 +769,7 @@ impl Consumer {
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
-        let Some(group) = self.group.clone() else {
+        let Some(group) = self.reader.group.clone() else {
             return Err(no_group("subscribe"));
         };
         if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
@@ -592,7 +784,7 @@ impl Consumer {
             handle.topics.send_replace(topics);
             return Ok(());
         }
-        if !self.positions.lock().is_empty() {
+        if !self.reader.positions.lock().is_empty() {
             return Err(Error::InvalidArgument {
                 message: "partitions are assigned by hand: unassign them before subscribing, \
                           a consumer reads either what it assigns itself or what its group assigns it"
@@ -605,12 +797,13 @@ impl Consumer {
             session_timeout: self.session_timeout,
             auto_commit: self.auto_commit,
             request_timeout: self.request_timeout,
+            missing_topics: self.missing_topics,
         };
         self.membership = Some(Handle::spawn(
-            self.admin.conn.clone(),
+            self.reader.admin.conn.clone(),
             settings,
             topics,
-            Arc::clone(&self.positions),
+            Arc::clone(&self.reader.positions),
             self.events.clone(),
         ));
         Ok(())
@@ -620,7 +813,7 @@ impl Consumer {
     /// consumer, what it owns in its group; otherwise what was assigned by
     /// hand.
     pub fn assignment(&self) -> Vec<(String, u32)> {
-        self.positions.lock().partitions()
+        self.reader.positions.lock().partitions()
     }
 
     /// The id the broker gave this consumer in its group; `None` before the
@@ -681,16 +874,25 @@ impl Consumer {
         RebalanceEvents { receiver: self.events.subscribe() }
     }
 
-    /// Fetches records from every partition the consumer reads and advances
-    /// their positions past the records returned.
+    /// Returns the next records from every partition the consumer reads,
+    /// fetching them if none are waiting in the consumer.
     ///
-    /// Partitions are fetched concurrently. When any is behind, `poll` fetches
-    /// without waiting and returns what all of them had. When all are caught
-    /// up, it waits up to `max_wait` and returns the first records to arrive,
-    /// or an empty `Vec` if none did. A subscribed consumer that owns nothing
-    /// waits up to `max_wait` for an assignment and returns an empty `Vec`;
-    /// one whose assignment changes while it waits returns early, so the
-    /// next `poll` reads the new partitions.
+    /// Records fetched by an earlier `poll` beyond
+    /// [`max_poll_records`](ConsumerBuilder::max_poll_records) come first,
+    /// without a fetch. Otherwise partitions are fetched concurrently. When
+    /// any is behind, `poll` fetches without waiting and returns what all of
+    /// them had. When all are caught up, it waits up to `max_wait` and
+    /// returns the first records to arrive, or an empty `Vec` if none did. A
+    /// subscribed consumer that owns nothing waits up to `max_wait` for an
+    /// assignment and returns an empty `Vec`; one whose assignment changes
+    /// while it waits returns early, so the next `poll` reads the new
+    /// partitions.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropped before it completes (in `tokio::select!`, say),
+    /// it has delivered nothing, and its fetches stay in the consumer for
+    /// the next `poll` to resume; no record is lost, skipped or returned
+    /// twice.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when nothing is assigned (and the consumer
@@ -702,47 +904,67 @@ impl Consumer {
     /// log start, see the type's docs), so the next `poll` fetches the same
     /// records again.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
-        let records = self.poll_leased(true).await?;
-        Ok(records.into_iter().map(|(_, record)| record).collect())
+        let max = self.max_poll_records;
+        futures::future::poll_fn(|cx| self.poll_records(cx, max)).await
     }
 
     /// Commits the delivered position of every partition the consumer reads,
-    /// for its group.
+    /// for its group: what `poll` returned and a stream yielded, not what was
+    /// fetched beyond.
     ///
     /// A subscribed consumer commits as a member of its group: only the
     /// partitions it owns, only where the position moved since its last
     /// commit. If the broker refuses the commit as stale, the consumer
     /// heartbeats (which applies any revocation) and tries once more with
     /// what it still owns. An assigned-by-hand consumer commits from
-    /// outside the group, every resolved partition; partitions whose start
-    /// is not resolved yet are skipped.
+    /// outside the group, every resolved partition (partitions whose start
+    /// is not resolved yet are skipped), which the broker accepts only while
+    /// the group has no live members.
+    ///
+    /// # Cancel safety
+    /// Dropped before it completes, the commit may or may not have been
+    /// made: a subscribed consumer's background task finishes a commit it
+    /// was asked for. Committing again is harmless.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the consumer has no group;
-    /// [`Error::FailedPrecondition`] if the broker refused the commit, or if
-    /// since the last `commit` the consumer lost partitions with delivered
-    /// records it could not commit (the error names them: another member
-    /// will deliver those records again); otherwise as
-    /// [`Admin::commit_offsets`].
+    /// [`Error::FailedPrecondition`] if the broker refused the commit (for an
+    /// assigned-by-hand consumer, because the group has live members: the
+    /// message says to subscribe instead), or if since the last `commit` the
+    /// consumer lost partitions with delivered records it could not commit
+    /// (the error names them: another member will deliver those records
+    /// again); otherwise as [`Admin::commit_offsets`].
     pub async fn commit(&self) -> Result<()> {
-        let Some(group) = self.group.as_deref() else {
+        let Some(group) = self.reader.group.as_deref() else {
             return Err(no_group("commit"));
         };
         if let Some(handle) = &self.membership {
             return handle.request(Command::Commit).await;
         }
         let offsets: Vec<CommittedOffset> =
-            self.positions.lock().delivered().into_iter().map(|c| c.offset).collect();
+            self.reader.positions.lock().delivered().into_iter().map(|c| c.offset).collect();
         if offsets.is_empty() {
             return Ok(());
         }
-        self.admin.commit_offsets(group, &offsets).await
+        match self.reader.admin.commit_offsets(group, &offsets).await {
+            // Without a member id the broker refuses a commit for one reason
+            // only: the group has live members.
+            Err(Error::FailedPrecondition { message }) => Err(refused_outside_commit(group, &message)),
+            outcome => outcome,
+        }
     }
 
     /// Commits the delivered positions, then, for a subscribed consumer,
     /// leaves the group so its partitions move to the other members at once,
     /// and stops the background task. The consumer leaves even if the
     /// commit fails.
+    ///
+    /// # Cancel safety
+    /// Dropped before it completes, the consumer is dropped too (see the
+    /// type's docs on dropping: it still leaves its group); a subscribed
+    /// consumer whose close already reached its background task still
+    /// commits before leaving. For a consumer assigned by hand, close is a
+    /// commit, which may or may not have been made.
     ///
     /// # Errors
     /// As [`commit`](Consumer::commit); for a subscribed consumer, also
@@ -755,85 +977,234 @@ impl Consumer {
                 Err(_) if handle.view.borrow().failed.is_some() => Ok(()),
                 outcome => outcome,
             },
-            None if self.group.is_some() => self.commit().await,
+            None if self.reader.group.is_some() => self.commit().await,
             None => Ok(()),
         }
     }
 
-    /// Turns the consumer into a stream of records, polling as needed.
+    /// The consumer's records as a [`Stream`], borrowing the consumer: once
+    /// the stream is dropped, the consumer is usable again (to `poll`,
+    /// `commit` or `close` it), and no record fetched for the stream is
+    /// lost. The stream derefs to the consumer, so
+    /// `stream.commit().await` commits what it yielded so far.
     ///
-    /// Records are delivered one at a time: a subscribed consumer commits
-    /// only up to the last record the stream yielded, and drops fetched
-    /// records of a partition revoked before they were yielded. A stream
-    /// cannot be closed: dropping it drops the consumer (see the type's
-    /// docs on dropping).
+    /// See [`ConsumerStream`].
+    pub fn stream(&mut self) -> ConsumerStream<&mut Consumer> {
+        ConsumerStream { consumer: self }
+    }
+
+    /// The consumer's records as a [`Stream`] that owns the consumer: for a
+    /// stream that must be `'static` (moved into a spawned task, say).
+    /// [`ConsumerStream::close`] commits and leaves;
+    /// [`into_inner`](ConsumerStream::into_inner) gives the consumer back.
     ///
-    /// An error is yielded as an item and the stream goes on, polling again
-    /// when asked for the next item; stop on the errors you cannot handle.
-    /// The stream ends only when dropped.
-    pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> + Send + Unpin + 'static {
-        let stream = futures::stream::unfold(
-            (self, VecDeque::<(u64, ConsumerRecord)>::new()),
-            |(mut consumer, mut buffered)| async move {
-                loop {
-                    while let Some((lease, record)) = buffered.pop_front() {
-                        let held = consumer.positions.lock().deliver(
-                            &record.topic,
-                            record.partition,
-                            lease,
-                            record.offset,
-                        );
-                        if held {
-                            return Some((Ok(record), (consumer, buffered)));
-                        }
-                    }
-                    match consumer.poll_leased(false).await {
-                        Ok(records) => buffered.extend(records),
-                        Err(err) => return Some((Err(err), (consumer, buffered))),
-                    }
-                }
-            },
-        );
-        Box::pin(stream)
+    /// See [`ConsumerStream`].
+    pub fn into_stream(self) -> ConsumerStream<Consumer> {
+        ConsumerStream { consumer: self }
     }
 
     fn default_start(&self) -> Offset {
-        if self.group.is_some() { Offset::Committed } else { Offset::Earliest }
+        if self.reader.group.is_some() { Offset::Committed } else { Offset::Earliest }
     }
 
-    /// `poll`, with each record's lease. With `deliver`, the records count
-    /// as delivered; without, the caller marks each one as it hands it out.
-    async fn poll_leased(&mut self, deliver: bool) -> Result<Vec<(u64, ConsumerRecord)>> {
-        let mut changes = match &self.membership {
-            Some(handle) => {
-                if let Some(err) = handle.failure() {
-                    return Err(err);
+    /// Hands out up to `max` buffered records, marking each as delivered;
+    /// records of partitions no longer held under their lease are dropped.
+    fn take_buffered(&mut self, max: usize) -> Vec<ConsumerRecord> {
+        if self.buffered.is_empty() {
+            return Vec::new();
+        }
+        let mut positions = self.reader.positions.lock();
+        let mut records = Vec::new();
+        while records.len() < max
+            && let Some((lease, record)) = self.buffered.pop_front()
+        {
+            if positions.deliver(&record.topic, record.partition, lease, record.offset) {
+                records.push(record);
+            }
+        }
+        records
+    }
+
+    /// The one implementation of `poll` and of the stream: up to `max`
+    /// buffered records, else the outcome of a round of fetches (started
+    /// now, or resumed). Ready with an empty `Vec` when a round found no
+    /// records. Everything that outlives a `Pending` is in the consumer, so
+    /// dropping the caller loses nothing.
+    fn poll_records(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Vec<ConsumerRecord>>> {
+        loop {
+            let records = self.take_buffered(max);
+            if !records.is_empty() {
+                return Poll::Ready(Ok(records));
+            }
+            let fetching = self.fetching.get_mut();
+            if fetching.round.is_none() {
+                let changes = match &self.membership {
+                    Some(handle) => {
+                        if let Some(err) = handle.failure() {
+                            return Poll::Ready(Err(err));
+                        }
+                        let mut view = handle.view.clone();
+                        view.mark_unchanged();
+                        Some(view)
+                    }
+                    None if self.reader.positions.lock().is_empty() => {
+                        return Poll::Ready(Err(Error::InvalidArgument {
+                            message:
+                                "no partitions assigned: call subscribe, assign, assign_all or seek first"
+                                    .to_owned(),
+                        }));
+                    }
+                    None => None,
+                };
+                let reader = Arc::clone(&self.reader);
+                let mut long_polls = std::mem::take(&mut fetching.idle);
+                fetching.round = Some(Box::pin(async move {
+                    let result = reader.round(&mut long_polls, changes).await;
+                    RoundOutcome { long_polls, result }
+                }));
+            }
+            let round = fetching.round.as_mut().expect("a round is in flight");
+            let outcome = ready!(round.poll_unpin(cx));
+            fetching.round = None;
+            fetching.idle = outcome.long_polls;
+            match outcome.result {
+                Err(err) => return Poll::Ready(Err(err)),
+                Ok(records) if records.is_empty() => return Poll::Ready(Ok(Vec::new())),
+                // Handed out at the top of the loop.
+                Ok(records) => self.buffered.extend(records),
+            }
+        }
+    }
+}
+
+/// A [`Stream`] of a consumer's records, from [`Consumer::stream`]
+/// (borrowing: `ConsumerStream<&mut Consumer>`) or
+/// [`Consumer::into_stream`] (owning: `ConsumerStream<Consumer>`).
+///
+/// It derefs to the [`Consumer`], so everything the consumer does is at
+/// hand while streaming: [`stream.commit().await`](Consumer::commit)
+/// commits exactly what the stream yielded, and
+/// [`assignment`](Consumer::assignment), [`seek`](Consumer::seek) and the
+/// others work as on the consumer. An owning stream also
+/// [`close`](ConsumerStream::close)s.
+///
+/// Records are yielded one at a time and count as delivered as each is
+/// yielded: a commit covers only records the stream yielded, never ones
+/// fetched ahead of them, which wait in the consumer (for the stream, or
+/// for `poll` once the stream is dropped). Records of a partition revoked
+/// before they were yielded are dropped. [`max_poll_records`] does not
+/// apply: the stream fetches when none is waiting.
+///
+/// An error is yielded as an item and the stream goes on, polling again
+/// when asked for the next item; stop on the errors you cannot handle. The
+/// stream never ends by itself.
+///
+/// # Cancel safety
+/// `next()` is cancel-safe, as [`Consumer::poll`] is: dropped before it
+/// yields, it loses nothing.
+///
+/// # Dropping
+/// Dropping a borrowing stream leaves the consumer as it was, records
+/// fetched but not yielded included. Dropping an owning stream drops the
+/// consumer (see [`Consumer`] on dropping: a subscribed consumer leaves its
+/// group without committing); call [`close`](ConsumerStream::close) to
+/// commit and leave, or [`into_inner`](ConsumerStream::into_inner) to keep
+/// the consumer.
+///
+/// ```no_run
+/// # async fn example() -> brooklet_client::Result<()> {
+/// use brooklet_client::Consumer;
+/// use futures::StreamExt;
+///
+/// let mut consumer = Consumer::builder("http://127.0.0.1:7070").group("billing").build()?;
+/// consumer.subscribe(&["orders"])?;
+/// let mut stream = consumer.into_stream();
+/// let mut records = (&mut stream).take(100);
+/// while let Some(record) = records.next().await {
+///     println!("{:?}", record?.value);
+/// }
+/// stream.close().await?; // commits the 100 records, then leaves the group
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`max_poll_records`]: ConsumerBuilder::max_poll_records
+#[derive(Debug)]
+pub struct ConsumerStream<C = Consumer> {
+    consumer: C,
+}
+
+impl<C> ConsumerStream<C> {
+    /// The consumer (or the borrow of it) back, with records fetched but
+    /// not yielded still waiting in it.
+    pub fn into_inner(self) -> C {
+        self.consumer
+    }
+}
+
+impl ConsumerStream<Consumer> {
+    /// Closes the consumer: commits what the stream yielded and leaves the
+    /// group, as [`Consumer::close`].
+    ///
+    /// # Errors
+    /// As [`Consumer::close`].
+    pub async fn close(self) -> Result<()> {
+        self.consumer.close().await
+    }
+}
+
+impl<C: BorrowMut<Consumer>> Deref for ConsumerStream<C> {
+    type Target = Consumer;
+
+    fn deref(&self) -> &Consumer {
+        self.consumer.borrow()
+    }
+}
+
+impl<C: BorrowMut<Consumer>> DerefMut for ConsumerStream<C> {
+    fn deref_mut(&mut self) -> &mut Consumer {
+        self.consumer.borrow_mut()
+    }
+}
+
+impl<C: BorrowMut<Consumer> + Unpin> Stream for ConsumerStream<C> {
+    type Item = Result<ConsumerRecord>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let consumer: &mut Consumer = self.get_mut().consumer.borrow_mut();
+        match ready!(consumer.poll_records(cx, 1)) {
+            Ok(mut records) => match records.pop() {
+                Some(record) => Poll::Ready(Some(Ok(record))),
+                None => {
+                    // A round without records: start the next one, after
+                    // letting other tasks run.
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
                 }
-                let mut view = handle.view.clone();
-                view.mark_unchanged();
-                Some(view)
-            }
-            None => None,
-        };
+            },
+            Err(err) => Poll::Ready(Some(Err(err))),
+        }
+    }
+}
+
+impl Reader {
+    /// One round of fetches: resolves symbolic positions, then fetches (see
+    /// `fetch_records`). A subscribed consumer that owns nothing waits up to
+    /// `max_wait` for an assignment instead. Positions move past the records
+    /// returned only as the round ends, in the same step that returns them.
+    async fn round(
+        &self,
+        long_polls: &mut LongPolls,
+        mut changes: Option<watch::Receiver<View>>,
+    ) -> Result<Vec<(u64, ConsumerRecord)>> {
         if self.positions.lock().is_empty() {
-            if changes.is_none() {
-                return Err(Error::InvalidArgument {
-                    message: "no partitions assigned: call subscribe, assign, assign_all or seek first"
-                        .to_owned(),
-                });
-            }
-            // A member that owns nothing yet waits for an assignment.
+            // A member that owns nothing yet waits for an assignment (an
+            // assigned-by-hand consumer without partitions never gets here).
             let _ = tokio::time::timeout(self.max_wait, assignment_changed(&mut changes)).await;
             return Ok(Vec::new());
         }
         self.resolve_pending().await?;
-        // Taken out for the poll and put back after it. If the poll itself is
-        // dropped, so are they, which cancels them: their positions have not
-        // moved, so nothing is lost.
-        let mut long_polls = std::mem::take(self.long_polls.get_mut());
-        let result = self.fetch_records(&mut long_polls, &mut changes, deliver).await;
-        *self.long_polls.get_mut() = long_polls;
-        result
+        self.fetch_records(long_polls, &mut changes).await
     }
 
     /// Answers of earlier long-polls first; then a fetch of every partition
@@ -843,11 +1214,10 @@ impl Consumer {
         &self,
         long_polls: &mut LongPolls,
         changes: &mut Option<watch::Receiver<View>>,
-        deliver: bool,
     ) -> Result<Vec<(u64, ConsumerRecord)>> {
         let ready = long_polls.take_ready();
         if !ready.is_empty() {
-            let records = self.apply(ready, deliver).await?;
+            let records = self.apply(ready).await?;
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -856,7 +1226,7 @@ impl Consumer {
         let targets: Vec<Target> = targets.into_iter().filter(|t| !long_polls.is_running(t)).collect();
         if behind {
             let fetched = futures::future::join_all(self.fetches(targets, Duration::ZERO)).await;
-            let records = self.apply(fetched, deliver).await?;
+            let records = self.apply(fetched).await?;
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -874,7 +1244,7 @@ impl Consumer {
                 fetched = long_polls.running.next() => {
                     let Some(fetched) = fetched else { return Ok(Vec::new()) };
                     long_polls.finished(&fetched);
-                    let records = self.apply(vec![fetched], deliver).await?;
+                    let records = self.apply(vec![fetched]).await?;
                     if !records.is_empty() {
                         return Ok(records);
                     }
@@ -938,8 +1308,7 @@ impl Consumer {
         Ok(())
     }
 
-    /// One fetch per target, owning what it needs so the consumer stays free
-    /// while they run.
+    /// One fetch per target, each owning what it needs.
     fn fetches(
         &self,
         targets: Vec<Target>,
@@ -951,11 +1320,12 @@ impl Consumer {
             .collect()
     }
 
-    /// Turns fetch outcomes into records and moves positions past them. Any
-    /// error other than a recoverable out-of-range returns before a position
-    /// moves. Records of a partition revoked, or moved by a seek, since its
-    /// fetch began are dropped.
-    async fn apply(&self, fetched: Vec<Fetched>, deliver: bool) -> Result<Vec<(u64, ConsumerRecord)>> {
+    /// Turns fetch outcomes into records and moves positions past them (not
+    /// what was delivered: the consumer marks that as it hands records out).
+    /// Any error other than a recoverable out-of-range returns before a
+    /// position moves. Records of a partition revoked, or moved by a seek,
+    /// since its fetch began are dropped.
+    async fn apply(&self, fetched: Vec<Fetched>) -> Result<Vec<(u64, ConsumerRecord)>> {
         for f in &fetched {
             if let Err(err) = &f.result
                 && !matches!(err, Error::OffsetOutOfRange { .. })
@@ -975,7 +1345,7 @@ impl Consumer {
             let fetched =
                 records_from_batches(&target.topic, target.partition, target.offset, response.batches);
             let next = fetched.last().map_or(target.offset, |r| r.offset + 1);
-            if positions.advance(&target, next, next >= response.high_watermark, deliver) {
+            if positions.advance(&target, next, next >= response.high_watermark) {
                 records.extend(fetched.into_iter().map(|record| (target.lease, record)));
             }
         }
@@ -1034,6 +1404,21 @@ async fn assignment_changed(view: &mut Option<watch::Receiver<View>>) {
 fn no_group(what: &str) -> Error {
     Error::InvalidArgument {
         message: format!("{what} needs a consumer group: set one with ConsumerBuilder::group"),
+    }
+}
+
+/// The error for a commit from outside `group` (an assigned-by-hand
+/// consumer) that the broker refused because the group has live members.
+/// The broker's own message asks for a member id and epoch, which this
+/// client does not expose: say what to do instead.
+fn refused_outside_commit(group: &str, broker_message: &str) -> Error {
+    Error::FailedPrecondition {
+        message: format!(
+            "cannot commit for group {group:?} while it has live members: this consumer assigns its \
+             partitions by hand (assign, assign_all, seek) and is not one of them. Call subscribe instead \
+             of assign/assign_all to join the group and commit as a member, or commit only while the \
+             group has no live members (broker: {broker_message})"
+        ),
     }
 }
 
@@ -1097,11 +1482,18 @@ mod tests {
     }
 
     fn slot_position(c: &Consumer, partition: u32) -> Option<Position> {
-        c.positions.lock().get("t", partition).map(|slot| slot.position)
+        c.reader.positions.lock().get("t", partition).map(|slot| slot.position)
     }
 
     fn target(c: &Consumer, partition: u32) -> Target {
-        c.positions.lock().targets().0.into_iter().find(|t| t.partition == partition).expect("resolved")
+        c.reader
+            .positions
+            .lock()
+            .targets()
+            .0
+            .into_iter()
+            .find(|t| t.partition == partition)
+            .expect("resolved")
     }
 
     #[tokio::test]
@@ -1227,13 +1619,11 @@ mod tests {
         c.seek("t", 1, Offset::At(0)).expect("seek");
         let (t0, t1) = (target(&c, 0), target(&c, 1));
         let records = c
-            .apply(
-                vec![
-                    Fetched { target: t0, result: Ok(response(5, 3, 100)) },
-                    Fetched { target: t1, result: Ok(response(0, 2, 2)) },
-                ],
-                true,
-            )
+            .reader
+            .apply(vec![
+                Fetched { target: t0, result: Ok(response(5, 3, 100)) },
+                Fetched { target: t1, result: Ok(response(0, 2, 2)) },
+            ])
             .await
             .expect("apply");
         let offsets: Vec<_> = records.iter().map(|(_, r)| (r.partition, r.offset)).collect();
@@ -1249,13 +1639,11 @@ mod tests {
         c.seek("t", 1, Offset::At(0)).expect("seek");
         let (t0, t1) = (target(&c, 0), target(&c, 1));
         let err = c
-            .apply(
-                vec![
-                    Fetched { target: t0, result: Ok(response(0, 3, 3)) },
-                    Fetched { target: t1, result: Err(Error::TopicNotFound { topic: "t".into() }) },
-                ],
-                true,
-            )
+            .reader
+            .apply(vec![
+                Fetched { target: t0, result: Ok(response(0, 3, 3)) },
+                Fetched { target: t1, result: Err(Error::TopicNotFound { topic: "t".into() }) },
+            ])
             .await
             .err();
         assert!(matches!(err, Some(Error::TopicNotFound { .. })), "{err:?}");
@@ -1268,9 +1656,124 @@ mod tests {
         c.seek("t", 0, Offset::At(0)).expect("seek");
         let fetched_before_unassign = Fetched { target: target(&c, 0), result: Ok(response(0, 1, 1)) };
         c.unassign("t");
-        let records = c.apply(vec![fetched_before_unassign], true).await.expect("apply");
+        let records = c.reader.apply(vec![fetched_before_unassign]).await.expect("apply");
         assert!(records.is_empty(), "records of a partition no longer read are not delivered");
         assert_eq!(c.position("t", 0), None);
+    }
+
+    /// Puts `count` records of `t`/`partition` from `offset` into the
+    /// consumer's buffer, as a round of fetches would.
+    async fn fetched(c: &mut Consumer, partition: u32, offset: u64, count: u32) {
+        let fetched = Fetched { target: target(c, partition), result: Ok(response(offset, count, 1000)) };
+        let records = c.reader.apply(vec![fetched]).await.expect("apply");
+        c.buffered.extend(records);
+    }
+
+    fn delivered(c: &Consumer) -> Vec<(u32, u64)> {
+        let positions = c.reader.positions.lock();
+        positions.delivered().into_iter().map(|d| (d.offset.partition, d.offset.offset)).collect()
+    }
+
+    fn offsets(records: &[ConsumerRecord]) -> Vec<u64> {
+        records.iter().map(|r| r.offset).collect()
+    }
+
+    #[tokio::test]
+    async fn a_bounded_poll_returns_at_most_max_records_and_keeps_the_rest_for_the_next() {
+        let err = Consumer::builder("b:1").max_poll_records(0).build().err();
+        assert!(matches!(err, Some(Error::InvalidArgument { .. })), "{err:?}");
+        let mut c = Consumer::builder("127.0.0.1:1").max_poll_records(10).build().expect("valid config");
+        c.seek("t", 0, Offset::At(0)).expect("seek");
+        fetched(&mut c, 0, 0, 25).await;
+        // Fetched, not delivered: a commit now would store the start.
+        assert_eq!(delivered(&c), [(0, 0)]);
+        assert_eq!(c.position("t", 0), Some(0));
+
+        // Buffered records come without a fetch (the endpoint refuses
+        // connections, so a fetch could not answer at once).
+        let first = c.poll().now_or_never().expect("no fetch").expect("records");
+        assert_eq!(offsets(&first), (0..10).collect::<Vec<_>>());
+        assert_eq!(delivered(&c), [(0, 10)], "a commit stores exactly what was returned");
+        assert_eq!(c.position("t", 0), Some(10));
+        assert_eq!(slot_position(&c, 0), Some(Position::At { offset: 25, caught_up: false }));
+        let second = c.poll().now_or_never().expect("no fetch").expect("records");
+        assert_eq!(offsets(&second), (10..20).collect::<Vec<_>>());
+        let third = c.poll().now_or_never().expect("no fetch").expect("records");
+        assert_eq!(offsets(&third), (20..25).collect::<Vec<_>>());
+        assert_eq!(delivered(&c), [(0, 25)]);
+        assert!(c.buffered.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stream_delivers_one_record_at_a_time_and_leaves_the_rest_to_the_consumer() {
+        let mut c = consumer(Some("g"));
+        c.seek("t", 0, Offset::At(0)).expect("seek");
+        fetched(&mut c, 0, 0, 5).await;
+        {
+            let mut stream = c.stream();
+            for expected in 0..2 {
+                let record = stream.next().now_or_never().expect("buffered").expect("endless").expect("ok");
+                assert_eq!(record.offset, expected);
+            }
+            // The stream derefs to the consumer.
+            assert_eq!(stream.assignment(), [("t".to_owned(), 0)]);
+            assert_eq!(stream.position("t", 0), Some(2));
+        }
+        assert_eq!(delivered(&c), [(0, 2)], "only what the stream yielded counts as delivered");
+        let rest = c.poll().now_or_never().expect("no fetch").expect("records");
+        assert_eq!(offsets(&rest), [2, 3, 4], "nothing fetched for the stream is lost");
+
+        // An owning stream gives its consumer back, buffered records included.
+        fetched(&mut c, 0, 5, 2).await;
+        let mut stream = c.into_stream();
+        let record = stream.next().now_or_never().expect("buffered").expect("endless").expect("ok");
+        assert_eq!(record.offset, 5);
+        let mut c = stream.into_inner();
+        let rest = c.poll().now_or_never().expect("no fetch").expect("records");
+        assert_eq!(offsets(&rest), [6]);
+    }
+
+    #[tokio::test]
+    async fn a_seek_drops_the_records_of_its_partition_waiting_in_the_consumer() {
+        let mut c = consumer(None);
+        c.seek("t", 0, Offset::At(0)).expect("seek");
+        c.seek("t", 1, Offset::At(0)).expect("seek");
+        fetched(&mut c, 0, 0, 3).await;
+        fetched(&mut c, 1, 0, 3).await;
+        c.seek("t", 0, Offset::At(1)).expect("seek");
+        let records = c.poll().now_or_never().expect("no fetch").expect("records");
+        let got: Vec<_> = records.iter().map(|r| (r.partition, r.offset)).collect();
+        assert_eq!(got, [(1, 0), (1, 1), (1, 2)]);
+        assert_eq!(c.position("t", 0), Some(1));
+    }
+
+    /// A poll dropped while its fetches wait (here, on a broker that refuses
+    /// connections) leaves them in the consumer, and the next poll resumes
+    /// the same round rather than starting another.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_poll_leaves_its_round_for_the_next_poll() {
+        let (_reserved, addr) = crate::test_support::refusing_addr();
+        let mut c = Consumer::builder(addr.to_string())
+            .request_timeout(Duration::from_secs(5))
+            .build()
+            .expect("valid config");
+        c.seek("t", 0, Offset::At(0)).expect("seek");
+        let cancelled = tokio::time::timeout(Duration::from_millis(1), c.poll()).await;
+        assert!(cancelled.is_err(), "the fetch cannot answer in time: {cancelled:?}");
+        assert!(c.fetching.get_mut().round.is_some(), "the round outlives the cancelled poll");
+        let err = c.poll().await.err();
+        assert!(matches!(err, Some(Error::Unavailable { .. })), "{err:?}");
+        assert!(c.fetching.get_mut().round.is_none(), "the round ended with the poll that saw it end");
+        assert_eq!(c.position("t", 0), Some(0), "nothing moved");
+    }
+
+    #[test]
+    fn consumers_and_their_streams_can_be_shared_and_sent() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        fn send_unpin<T: Send + Unpin>() {}
+        send_sync::<Consumer>();
+        send_sync::<ConsumerStream<Consumer>>();
+        send_unpin::<ConsumerStream<&mut Consumer>>();
     }
 
     #[tokio::test]

@@ -83,7 +83,10 @@ pub use admin::{
     Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, NewTopic, PartitionOffsets,
     TopicDescription, TopicInfo, TopicStatus,
 };
-pub use consumer::{AutoOffsetReset, Consumer, ConsumerBuilder, Offset, RebalanceEvent, RebalanceEvents};
+pub use consumer::{
+    AutoOffsetReset, Consumer, ConsumerBuilder, ConsumerStream, MissingTopics, Offset, RebalanceEvent,
+    RebalanceEvents,
+};
 pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};

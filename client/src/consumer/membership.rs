@@ -4,11 +4,13 @@
 //! partition), and leaves on close. It is the only writer of the set of
 //! partitions a subscribed consumer owns; `poll` only moves positions.
 //!
-//! The task ends when the consumer closes, when the broker refuses the
-//! subscription for good, or when the consumer is dropped (its [`Handle`]
-//! aborts it).
+//! The task ends when the consumer closes, when the subscription fails for
+//! good (the broker refuses it, or a topic is missing with
+//! `MissingTopics::Fail`), or when the consumer is dropped: dropping the
+//! [`Handle`] closes the command channel, and the task then leaves the group
+//! (without committing) before it ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +20,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::RebalanceEvent;
 use super::positions::{Lost, Positions, ToCommit, TopicPartition};
+use super::{MissingTopics, RebalanceEvent};
 use crate::admin::{CommittedOffset, single_topic};
 use crate::connection::{Backoff, CallOptions, Connection};
 use crate::error::{Error, Op, Result};
@@ -33,6 +35,9 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
 /// Requests to the task waiting at once; `commit` callers beyond it wait.
 const COMMAND_QUEUE: usize = 8;
+/// How often the task checks again, and warns, while subscribed topics are
+/// missing.
+const MISSING_TOPICS_CHECK: Duration = Duration::from_secs(30);
 
 /// What the consumer asks of its task.
 #[derive(Debug)]
@@ -64,23 +69,20 @@ pub(crate) struct Settings {
     pub(crate) session_timeout: Option<Duration>,
     pub(crate) auto_commit: Option<Duration>,
     pub(crate) request_timeout: Duration,
+    pub(crate) missing_topics: MissingTopics,
 }
 
-/// The consumer's side of its task. Dropping it aborts the task: a consumer
-/// dropped without `close` simply stops heartbeating, and the broker frees
-/// its partitions when its session times out.
+/// The consumer's side of its task. Dropping it closes the command
+/// channel: the task, which runs on the runtime it was spawned on, then
+/// leaves the group without committing and ends, so the broker frees the
+/// partitions at once rather than at the session timeout. If that runtime
+/// is gone, so is the task, and the session times out.
 #[derive(Debug)]
 pub(crate) struct Handle {
     commands: mpsc::Sender<Command>,
     pub(crate) topics: watch::Sender<Vec<String>>,
     pub(crate) view: watch::Receiver<View>,
     task: JoinHandle<()>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Handle {
@@ -111,6 +113,7 @@ impl Handle {
             last_answer: None,
             failures: 0,
             next_beat: Instant::now(),
+            topics_check: Some(Instant::now()),
         };
         let task = tokio::spawn(member.run(commands_rx));
         Handle { commands, topics, view, task }
@@ -160,6 +163,11 @@ struct Member {
     /// Heartbeats failed in a row.
     failures: u32,
     next_beat: Instant,
+    /// When to check next that the subscribed topics exist: at once after
+    /// subscribing (before the first heartbeat) and after the topics change,
+    /// then every `MISSING_TOPICS_CHECK` while some are missing; `None`
+    /// once all were found.
+    topics_check: Option<Instant>,
 }
 
 impl Member {
@@ -173,9 +181,15 @@ impl Member {
                 }
             };
             tokio::select! {
+                // Commands first: a command still queued when the consumer
+                // is dropped is carried out before the task leaves.
+                biased;
                 command = commands.recv() => match command {
-                    // The consumer is gone; its handle aborts the task anyway.
-                    None => return,
+                    // The consumer was dropped without `close`.
+                    None => {
+                        self.abandon().await;
+                        return;
+                    }
                     Some(Command::Commit(reply)) => {
                         let _ = reply.send(self.commit().await);
                     }
@@ -186,13 +200,25 @@ impl Member {
                 },
                 changed = self.topics.changed() => {
                     if changed.is_err() {
+                        // The consumer was dropped (the command channel,
+                        // polled first, reports it unless a command was
+                        // still queued).
+                        self.abandon().await;
                         return;
                     }
                     self.next_beat = Instant::now();
+                    self.topics_check = Some(Instant::now());
                 }
                 () = tokio::time::sleep_until(self.next_beat) => {
                     if let Err(err) = self.beat().await {
-                        tracing::error!(group = %self.settings.group, error = %err, "the broker refused the subscription; the consumer stops");
+                        tracing::error!(group = %self.settings.group, error = %err, "the subscription failed; the consumer stops");
+                        // A member already in the group (whose new topics
+                        // are missing) hands its partitions over first.
+                        if !self.member_id.is_empty()
+                            && let Err(close) = self.close().await
+                        {
+                            tracing::warn!(group = %self.settings.group, error = %close, "could not commit and leave");
+                        }
                         self.view.send_modify(|view| view.failed = Some(err));
                         return;
                     }
@@ -217,16 +243,22 @@ impl Member {
         self.settings.request_timeout.min(self.session_timeout())
     }
 
-    /// One heartbeat, and what follows when it fails. Errors only when the
-    /// broker refuses the membership for good (an invalid argument: the
-    /// same request would be refused again).
+    /// One heartbeat (after checking the topics, when due), and what
+    /// follows when it fails. Errors only when the subscription fails for
+    /// good: the broker refuses it (an invalid argument: the same request
+    /// would be refused again), or a topic is missing and the consumer was
+    /// told to fail then.
     async fn beat(&mut self) -> Result<()> {
-        let err = match self.heartbeat().await {
+        let outcome = match self.check_topics().await {
+            Ok(()) => self.heartbeat().await,
+            Err(err) => Err(err),
+        };
+        let err = match outcome {
             Ok(()) => {
                 self.failures = 0;
                 return Ok(());
             }
-            Err(err @ Error::InvalidArgument { .. }) => return Err(err),
+            Err(err @ (Error::InvalidArgument { .. } | Error::TopicNotFound { .. })) => return Err(err),
             Err(err) => err,
         };
         self.failures = self.failures.saturating_add(1);
@@ -243,6 +275,57 @@ impl Member {
             .max(MIN_HEARTBEAT_INTERVAL);
         tracing::warn!(group = %self.settings.group, error = %err, ?delay, "heartbeat failed; retrying");
         self.next_beat = Instant::now() + delay;
+        Ok(())
+    }
+
+    /// When due, checks that every subscribed topic exists: the broker
+    /// assigns nothing of a missing topic, and says nothing about it either.
+    /// With [`MissingTopics::Fail`] a missing topic is an
+    /// [`Error::TopicNotFound`], and a failed check is a failed heartbeat
+    /// (it is retried, and the member does not join before it succeeds);
+    /// with [`MissingTopics::Warn`] it is a warning, repeated every
+    /// `MISSING_TOPICS_CHECK` while topics are missing, and a failed check
+    /// is retried at the next heartbeat.
+    async fn check_topics(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if self.topics_check.is_none_or(|at| at > now) {
+            return Ok(());
+        }
+        let fail = self.settings.missing_topics == MissingTopics::Fail;
+        let opts = CallOptions { timeout: Some(self.call_budget()), ..CallOptions::new(Op::ListTopics) };
+        let listed = self
+            .conn
+            .call(opts, v1::ListTopicsRequest {}, |req| {
+                let mut client = self.conn.admin();
+                async move { client.list_topics(req).await }
+            })
+            .await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(err) if fail => return Err(err),
+            Err(err) => {
+                tracing::debug!(group = %self.settings.group, error = %err, "could not list topics; checking again at the next heartbeat");
+                return Ok(());
+            }
+        };
+        let existing: BTreeSet<&str> = listed.topics.iter().map(|t| t.name.as_str()).collect();
+        let missing: Vec<String> =
+            self.topics.borrow().iter().filter(|t| !existing.contains(t.as_str())).cloned().collect();
+        let Some(first) = missing.first() else {
+            self.topics_check = None;
+            return Ok(());
+        };
+        if fail {
+            return Err(Error::TopicNotFound { topic: first.clone() });
+        }
+        tracing::warn!(
+            group = %self.settings.group,
+            topics = ?missing,
+            "subscribed topics do not exist: the consumer reads nothing of them until they are created \
+             (checking again in {}s)",
+            MISSING_TOPICS_CHECK.as_secs()
+        );
+        self.topics_check = Some(now + MISSING_TOPICS_CHECK);
         Ok(())
     }
 
@@ -445,6 +528,24 @@ impl Member {
         committed.and(left)
     }
 
+    /// The consumer was dropped without `close`: leaves without committing
+    /// (the application may not have finished with what was delivered), so
+    /// the partitions move at once and their new owners start at the last
+    /// commit.
+    async fn abandon(&mut self) {
+        if !self.member_id.is_empty() {
+            tracing::info!(group = %self.settings.group, member = %self.member_id, "consumer dropped without close; leaving the group without committing");
+        }
+        if let Err(err) = self.leave().await {
+            tracing::warn!(group = %self.settings.group, error = %err, "could not leave the group; its partitions move at the session timeout");
+        }
+        let revoked = self.positions.lock().revoke_all();
+        if !revoked.is_empty() {
+            let _ =
+                self.events.send(RebalanceEvent::Revoked(revoked.into_iter().map(|(tp, _)| tp).collect()));
+        }
+    }
+
     /// Tells the broker the member leaves, so its partitions move at once.
     async fn leave(&mut self) -> Result<()> {
         if self.member_id.is_empty() {
@@ -525,6 +626,7 @@ mod tests {
             session_timeout: Some(Duration::from_millis(300)),
             auto_commit: Some(Duration::from_millis(50)),
             request_timeout: Duration::from_secs(1),
+            missing_topics: MissingTopics::Warn,
         };
         let handle = Handle::spawn(conn, settings, vec!["t".into()], positions, events);
         let mut view = handle.view.clone();

@@ -4,8 +4,8 @@
 //! no clock.
 //!
 //! Each partition carries a *lease*, a number that changes whenever the
-//! partition is (re)assigned. A fetch, or a record buffered by the stream,
-//! remembers the lease it was read under; once the lease is gone (the
+//! partition is (re)assigned. A fetch, or a record buffered by the consumer
+//! (fetched, not yet returned), remembers the lease it was read under; once the lease is gone (the
 //! partition was revoked, even if it came back since), what it read is
 //! dropped rather than delivered.
 
@@ -32,7 +32,8 @@ pub(crate) enum Position {
 pub(crate) struct Slot {
     pub(crate) position: Position,
     /// The offset after the last record delivered (returned by `poll`, or
-    /// yielded by the stream): what a commit stores. `None` until the start
+    /// yielded by a stream): what a commit stores. Behind `position` while
+    /// fetched records wait in the consumer's buffer. `None` until the start
     /// is resolved.
     pub(crate) delivered: Option<u64>,
     /// The offset last committed by this consumer, or read as the group's
@@ -191,20 +192,16 @@ impl Positions {
     }
 
     /// Moves a partition's position from `from` to `next` after a fetch read
-    /// under `lease`, and with `deliver` its delivered offset too. Returns
-    /// whether the fetch still counts: false if the partition was revoked
-    /// (or re-assigned) or moved by a seek since the fetch began, in which
-    /// case its records must be dropped.
-    pub(crate) fn advance(&mut self, target: &Target, next: u64, caught_up: bool, deliver: bool) -> bool {
+    /// under `lease`. Returns whether the fetch still counts: false if the
+    /// partition was revoked (or re-assigned) or moved by a seek since the
+    /// fetch began, in which case its records must be dropped. What was
+    /// delivered moves only as [`deliver`](Self::deliver) hands records out.
+    pub(crate) fn advance(&mut self, target: &Target, next: u64, caught_up: bool) -> bool {
         let Some(slot) = self.get_mut(&target.topic, target.partition, target.lease) else { return false };
         if !matches!(slot.position, Position::At { offset, .. } if offset == target.offset) {
             return false;
         }
         slot.position = Position::At { offset: next, caught_up };
-        if deliver && next > target.offset {
-            slot.delivered = Some(next);
-            slot.uncommitted_records = true;
-        }
         true
     }
 
@@ -348,7 +345,7 @@ mod tests {
         assert_eq!(revoked.len(), 1);
         assert_eq!(revoked[0].0, tp(0));
         assert_eq!(positions.grant(&[tp(0), tp(1)]), [tp(0)]);
-        assert!(!positions.advance(&before, 15, true, true), "the old lease is gone");
+        assert!(!positions.advance(&before, 15, true), "the old lease is gone");
         assert!(!positions.deliver("t", 0, lease, 12));
         assert_eq!(positions.get("t", 0).unwrap().position, Position::Pending(Offset::Committed));
     }
@@ -363,7 +360,7 @@ mod tests {
 
         // The stream fetches ahead, then hands out records one at a time.
         let t = target(&positions, 0);
-        assert!(positions.advance(&t, 9, true, false));
+        assert!(positions.advance(&t, 9, true));
         assert_eq!(positions.get("t", 0).unwrap().delivered, Some(5));
         assert!(positions.deliver("t", 0, lease, 5));
         assert!(positions.deliver("t", 0, lease, 6));
@@ -390,7 +387,7 @@ mod tests {
         positions.seek("t", 0, Position::At { offset: 3, caught_up: false });
         let t = target(&positions, 0);
         positions.seek("t", 0, Position::At { offset: 40, caught_up: false });
-        assert!(!positions.advance(&t, 8, false, true));
+        assert!(!positions.advance(&t, 8, false));
         assert_eq!(positions.get("t", 0).unwrap().delivered, Some(40));
         positions.reset(&t, 0);
         assert_eq!(positions.get("t", 0).unwrap().position, Position::At { offset: 40, caught_up: false });
@@ -403,7 +400,7 @@ mod tests {
         let lease = positions.get("t", 0).unwrap().lease;
         positions.resolve("t", 0, lease, 5, true);
         let t = target(&positions, 0);
-        assert!(positions.advance(&t, 5, true, true), "an empty fetch still counts");
+        assert!(positions.advance(&t, 5, true), "an empty fetch still counts");
         for (partition, slot) in positions.revoke_all() {
             positions.note_lost(partition, &slot);
         }

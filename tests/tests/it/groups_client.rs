@@ -19,6 +19,8 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
+mod consumer_api;
+
 /// A session no test waits out: a partition that moves while its owner has
 /// such a session moved because the owner handed it over.
 const LONG_SESSION: Duration = Duration::from_secs(60);
@@ -156,11 +158,13 @@ async fn partitions_are_balanced_and_move_on_join_leave_and_session_timeout() {
         assert!(after_leave.partitions[*p as usize].member_id.is_some(), "{p} was taken over");
     }
 
-    // A member dropped without closing holds its partitions until its
-    // (short) session times out; then they move. A session this short can
-    // also lapse while c5 is alive, if a loaded machine delays its
-    // heartbeats: c5 then rejoins, and `settled` waits for that. Nothing
-    // below depends on when c5's session ends, nor on which id it had.
+    // A member dropped without closing leaves (its task sends the leave),
+    // or, failing that, its short session times out; either way its
+    // partitions move. (`consumer_api` checks that the leave alone moves
+    // them.) A session this short can also lapse while c5 is alive, if a
+    // loaded machine delays its heartbeats: c5 then rejoins, and `settled`
+    // waits for that. Nothing below depends on when c5's session ends, nor
+    // on which id it had.
     let c5 = member(&endpoint, "g", "jobs", Duration::from_secs(1));
     let five = settled(&admin, "g", &[&c2, &c3, &c4, &c5], &[1, 1, 2, 2]).await;
     let others: BTreeSet<String> = [&c2, &c3, &c4].iter().filter_map(|c| c.member_id()).collect();
