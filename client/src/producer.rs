@@ -1,7 +1,9 @@
 //! The batching [`Producer`]: `send` picks a partition and adds the record to
 //! a batch in the [`accumulator`]; one background task per producer sends
 //! ready batches and hands each record its acknowledgement. Partition counts
-//! come from `DescribeTopic` through [`Admin`], cached per topic.
+//! come from `DescribeTopic` through [`Admin`], cached per topic. The task
+//! runs on the caller's runtime, or, with `flush_on_drop`, on a runtime and
+//! thread of its own so that a drop can wait for it.
 
 mod accumulator;
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 use brooklet_proto::v1;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::{Notify, OnceCell, Semaphore, TryAcquireError, watch};
 use tokio::time::Instant;
 
@@ -30,6 +32,9 @@ const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Default bound on the bytes of records buffered and in flight.
 const DEFAULT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Published as the low watermark once the producer gave up on its records,
+/// so that `flush` returns, with [`Error::Closed`].
+const GAVE_UP: u64 = u64::MAX;
 /// Produce requests in flight at once, across all partitions.
 const MAX_IN_FLIGHT_REQUESTS: usize = 16;
 /// Batches in flight at once to one partition, for an idempotent producer
@@ -71,8 +76,9 @@ impl Future for Delivery {
                 durability: ack.durability,
             }),
             Ok(Err(e)) => Err(e),
-            // The batch dropped unanswered: the producer's task was stopped
-            // with the runtime before the batch was done.
+            // The batch dropped unanswered: the producer gave up on it (its
+            // task stopped with its runtime, or `flush_on_drop` ran out),
+            // and reported it.
             Err(_) => Err(Error::Closed),
         })
     }
@@ -87,6 +93,7 @@ pub struct ProducerBuilder {
     buffer_bytes: usize,
     acks: Durability,
     idempotent: bool,
+    flush_on_drop: Option<Duration>,
 }
 
 impl ProducerBuilder {
@@ -150,6 +157,27 @@ impl ProducerBuilder {
         self
     }
 
+    /// Makes dropping the last clone of the producer wait, up to `timeout`,
+    /// for the records it still holds to be acknowledged, as
+    /// [`close`](Producer::close) would; what is still pending then is given
+    /// up: its deliveries fail with [`Error::Closed`] and the count is logged
+    /// at error level. Off by default: see [Dropping](Producer#dropping)
+    /// for what dropping does without it, and why.
+    ///
+    /// A safety net for paths that miss `close().await` (an early return, a
+    /// `?`, a panic): it works whatever runtime the drop happens in, a
+    /// current-thread one included, or outside any runtime, because the
+    /// producer then runs its background task and its connection on a
+    /// thread and runtime of its own instead of the caller's. The cost is
+    /// that thread, and that the drop blocks the dropping thread, an async
+    /// runtime's worker included, until the records are acknowledged or the
+    /// timeout passes. A zero timeout does not wait: it gives up on the
+    /// pending records at once and reports them.
+    pub fn flush_on_drop(mut self, timeout: Duration) -> Self {
+        self.flush_on_drop = Some(timeout);
+        self
+    }
+
     /// Builds the producer and starts its background task. It connects on
     /// its first request, so this succeeds while the broker is down.
     ///
@@ -158,14 +186,29 @@ impl ProducerBuilder {
     /// [`Error::InvalidArgument`] for a zero size limit or timeout.
     ///
     /// # Panics
-    /// Outside a Tokio runtime.
+    /// Outside a Tokio runtime, unless [`flush_on_drop`](Self::flush_on_drop)
+    /// is set; with it, if the OS refuses to start the producer's thread.
     pub fn build(self) -> Result<Producer> {
         if self.max_batch_bytes == 0 || self.buffer_bytes == 0 {
             return Err(Error::InvalidArgument {
                 message: "max_batch_bytes and buffer_bytes must be greater than zero".to_owned(),
             });
         }
-        let conn = self.conn.connect()?;
+        // With flush_on_drop, the task and the connection's own tasks run on
+        // a runtime of the producer's, on a thread of its own: a drop can
+        // then block waiting for them whatever runtime it happens in (even a
+        // current-thread one, which a blocked drop would stall) and after
+        // the caller's runtime is gone.
+        let runtime = self.flush_on_drop.map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the producer's runtime starts")
+        });
+        let conn = {
+            let _enter = runtime.as_ref().map(tokio::runtime::Runtime::enter);
+            self.conn.connect()?
+        };
         let buffer_bytes = self.buffer_bytes.min(Semaphore::MAX_PERMITS);
         let (acked, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -181,9 +224,29 @@ impl ProducerBuilder {
             })),
             acked,
             wake: Notify::new(),
+            settled: Condvar::new(),
+            flush_on_drop: self.flush_on_drop,
             partition_counts: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(run(Arc::clone(&shared)));
+        // The guard is moved into the task before it first runs, so even a
+        // task dropped unpolled reports what it leaves behind.
+        let guard = TaskGuard { shared: Arc::clone(&shared) };
+        let task = async move {
+            let shared = Arc::clone(&guard.shared);
+            run(shared).await;
+            drop(guard);
+        };
+        match runtime {
+            Some(runtime) => {
+                std::thread::Builder::new()
+                    .name("brooklet-producer".to_owned())
+                    .spawn(move || runtime.block_on(task))
+                    .expect("the producer's thread starts");
+            }
+            None => {
+                tokio::spawn(task);
+            }
+        }
         Ok(Producer { handle: Arc::new(Handle { shared }) })
     }
 }
@@ -231,11 +294,51 @@ impl ProducerBuilder {
 ///
 /// # Closing
 /// Clones share one producer. [`close`](Producer::close) (on any clone)
-/// refuses further records and waits for the buffered ones. Dropping the
-/// last clone does the same in the background without waiting: buffered
-/// records are still sent and their futures still resolve, then the task
-/// ends. If the runtime shuts down first, pending futures fail with
-/// [`Error::Closed`].
+/// refuses further records and waits until the buffered ones are
+/// acknowledged or have failed. Await it before the program, or the runtime
+/// the producer was built in, ends:
+///
+/// ```no_run
+/// # async fn example() -> brooklet_client::Result<()> {
+/// use brooklet_client::{Producer, ProducerRecord};
+/// let producer = Producer::builder("http://127.0.0.1:7070").build()?;
+/// for i in 0..1000 {
+///     let _delivery = producer.send("orders", ProducerRecord::new(format!("order {i}"))).await?;
+/// }
+/// producer.close().await?; // every record acknowledged, or its delivery failed
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Dropping
+/// Dropping the last clone closes the producer too, but a drop cannot wait
+/// for the broker. By default the records still pending are sent afterwards
+/// by the background task, and their deliveries still resolve, **only while
+/// the runtime the producer was built in keeps running**. When `main`
+/// returns, its runtime shuts down and the task stops with it, before it
+/// could send them; so do the records of a producer left to be dropped at
+/// the end of a test. Such records are not lost silently: their deliveries
+/// fail with [`Error::Closed`], and their count is logged with `tracing` at
+/// error level (and written to stderr when no `tracing` subscriber is
+/// installed, so that the loss shows even then). A batch that fails once no
+/// delivery awaits it anymore, as when the broker is down after the
+/// producer was dropped, is logged in the same way.
+///
+/// With [`ProducerBuilder::flush_on_drop`], dropping the last clone waits
+/// instead, up to a timeout, until the pending records are acknowledged;
+/// what is still pending then is reported in the same way.
+///
+/// Waiting is not the default because a drop that waits blocks the thread
+/// it runs on (in async code a worker of the runtime, whose other tasks
+/// wait with it) for as long as the broker takes, and because it can only
+/// work if the producer sends from a thread of its own: the task of a
+/// producer sharing a current-thread runtime with the drop would never run.
+/// Every producer would pay for that thread to make up for a missing
+/// `close().await`, so it is opt-in, a safety net for early returns and
+/// panics. librdkafka (under rust-rdkafka) behaves alike: a producer
+/// destroyed with messages outstanding does not deliver them but logs how
+/// many there were, and expects `flush` to have been called; this producer
+/// expects `close`.
 #[derive(Clone)]
 pub struct Producer {
     handle: Arc<Handle>,
@@ -254,7 +357,80 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.close();
+        let shared = &self.shared;
+        shared.close();
+        let Some(timeout) = shared.flush_on_drop else {
+            // The task sends what is left; if the runtime stops first, its
+            // guard reports what it could not.
+            let pending = shared.state.lock().pending_records();
+            if pending > 0 {
+                tracing::debug!(
+                    conn = ?shared.conn,
+                    records = pending,
+                    "producer dropped without close(): its records are sent in the background"
+                );
+            }
+            return;
+        };
+        // The task runs on the producer's own thread (see `build`), so this
+        // thread may block: nothing the task needs waits for it.
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        {
+            let mut state = shared.state.lock();
+            while !state.is_finished() {
+                match deadline {
+                    Some(deadline) => {
+                        if shared.settled.wait_until(&mut state, deadline).timed_out() {
+                            break;
+                        }
+                    }
+                    None => shared.settled.wait(&mut state),
+                }
+            }
+        }
+        let lost = shared.abandon();
+        if lost > 0 {
+            report_undelivered(
+                lost,
+                &format!(
+                    "the producer was dropped and they were not acknowledged within its \
+                     flush_on_drop timeout of {timeout:?} (those already sent may have been written)"
+                ),
+            );
+        }
+    }
+}
+
+/// Held by the producer's task. If the task is dropped before it finished
+/// (its runtime shut down), it gives up on the records left, so that their
+/// deliveries fail and `flush` returns, and reports them.
+struct TaskGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let lost = self.shared.abandon();
+        if lost > 0 {
+            report_undelivered(
+                lost,
+                "the producer's runtime stopped before they were acknowledged (those already sent \
+                 may have been written); await Producer::close() before the runtime ends, or set \
+                 ProducerBuilder::flush_on_drop",
+            );
+        }
+    }
+}
+
+/// Reports records the producer gave up on: an error event, and a line on
+/// stderr when no `tracing` subscriber would show it (not when a subscriber
+/// filters it out: that is a choice).
+fn report_undelivered(records: usize, why: &str) {
+    let (count, verb) =
+        if records == 1 { ("1 record".to_owned(), "was") } else { (format!("{records} records"), "were") };
+    tracing::error!(records, "{count} {verb} not delivered: {why}");
+    if tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>()) {
+        eprintln!("brooklet-client: error: {count} {verb} not delivered: {why}");
     }
 }
 
@@ -283,6 +459,12 @@ struct Shared {
     /// Wakes the task: a batch was started or filled, a flush was asked, or
     /// the producer closed.
     wake: Notify,
+    /// Signalled, with `state`, after batches complete and when the
+    /// producer gives up: a drop with `flush_on_drop` waits on it.
+    settled: Condvar,
+    /// How long the drop of the last clone waits for pending records; with
+    /// it, the task has a thread and a runtime of its own.
+    flush_on_drop: Option<Duration>,
     /// Partition counts by topic. A cell per topic lets one lookup serve all
     /// the sends that need it at once; the lock only guards the map.
     partition_counts: Mutex<HashMap<String, Arc<OnceCell<u32>>>>,
@@ -299,6 +481,7 @@ impl Producer {
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             acks: Durability::Durable,
             idempotent: true,
+            flush_on_drop: None,
         }
     }
 
@@ -323,6 +506,7 @@ impl Producer {
     ///     let written = delivery.await?;
     ///     println!("partition {} offset {:?}", written.partition, written.offset);
     /// }
+    /// producer.close().await?;
     /// # Ok(())
     /// # }
     /// ```
@@ -344,13 +528,21 @@ impl Producer {
     /// the linger. Per-record failures go to the records' own futures.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the producer's task stopped with its runtime.
+    /// [`Error::Closed`] if the producer's task stopped with its runtime, and
+    /// so gave up on the records.
     pub async fn flush(&self) -> Result<()> {
         let shared = &self.handle.shared;
         let target = shared.state.lock().request_flush();
         shared.wake.notify_one();
         let mut acked = shared.acked.subscribe();
-        acked.wait_for(|&low| low >= target).await.map(|_| ()).map_err(|_| Error::Closed)
+        let low = *acked.wait_for(|&low| low >= target).await.map_err(|_| Error::Closed)?;
+        if low == GAVE_UP { Err(Error::Closed) } else { Ok(()) }
+    }
+
+    /// Records sent and not yet acknowledged or failed: buffered, or waiting
+    /// for the broker. What [`close`](Producer::close) would wait for.
+    pub fn pending_records(&self) -> usize {
+        self.handle.shared.state.lock().pending_records()
     }
 
     /// Refuses further records (on every clone) and waits until the buffered
@@ -455,8 +647,28 @@ impl Shared {
         self.wake.notify_one();
     }
 
+    /// Gives up on the records not yet done (see [`Accumulator::abandon`]),
+    /// unless the producer finished, and returns how many there were. The
+    /// task, if it still runs, stops without answering the requests in
+    /// flight.
+    fn abandon(&self) -> usize {
+        let lost = {
+            let mut state = self.state.lock();
+            let lost = state.abandon();
+            if state.is_abandoned() {
+                self.acked.send_replace(GAVE_UP);
+            }
+            lost
+        };
+        self.buffer.close();
+        self.wake.notify_one();
+        self.settled.notify_all();
+        lost
+    }
+
     /// Hands out the outcome of a request, then frees its partitions. Replies
-    /// go first so a record's future resolves before `flush` returns.
+    /// go first so a record's future resolves before `flush` returns. A
+    /// failure that no delivery awaits is reported here, or nowhere.
     fn finish(&self, request: Request, producer_id: Option<u64>, outcome: Result<v1::ProduceResponse>) {
         if let Err(err) = &outcome {
             if self.acks == Durability::None {
@@ -475,21 +687,38 @@ impl Shared {
         }
         let keys: Vec<_> = request.batches.iter().map(|b| b.key()).collect();
         let topic = request.topic.clone();
-        deliver(request, outcome);
-        let mut state = self.state.lock();
-        state.complete(&topic, &keys);
-        self.acked.send_replace(state.low_watermark());
+        let unheard = {
+            let mut state = self.state.lock();
+            if state.is_abandoned() {
+                // Counted and reported when the producer gave up on them:
+                // the request is dropped, and its deliveries fail.
+                return;
+            }
+            // Answered under the lock, so that a drop giving up on the
+            // records meanwhile does not count records already answered.
+            let unheard = deliver(request, &outcome);
+            state.complete(&topic, &keys);
+            self.acked.send_replace(state.low_watermark());
+            unheard
+        };
+        self.settled.notify_all();
+        if let Some((records, err)) = unheard {
+            report_undelivered(records, &format!("{err} (topic {topic:?}; no delivery awaited them)"));
+        }
     }
 }
 
-/// Answers each batch of `request` with its acknowledgement or error.
-/// Dropping the batches afterwards returns their buffer space.
-fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
+/// Answers each batch of `request` with its acknowledgement or error, and
+/// returns how many records failed while no delivery awaited them anymore,
+/// which nobody else would hear of, with the first such error. Dropping the
+/// batches afterwards returns their buffer space.
+fn deliver(request: Request, outcome: &Result<v1::ProduceResponse>) -> Option<(usize, Error)> {
     let topic: Arc<str> = request.topic.as_str().into();
+    let mut unheard: Option<(usize, Error)> = None;
     for mut batch in request.batches {
         // Answered when sent (acks none).
         let Some(reply) = batch.reply.take() else { continue };
-        let answer = match &outcome {
+        let answer = match outcome {
             Err(err) => Err(err.clone()),
             Ok(response) => match response.acks.iter().find(|a| a.partition == batch.partition) {
                 Some(ack) if ack.record_count as usize == batch.len => Ok(BatchAck {
@@ -509,9 +738,15 @@ fn deliver(request: Request, outcome: Result<v1::ProduceResponse>) {
                 )),
             },
         };
+        if let Err(err) = &answer
+            && !batch.is_awaited()
+        {
+            unheard.get_or_insert_with(|| (0, err.clone())).0 += batch.len;
+        }
         // Every delivery dropped: nobody wants the answer.
         let _ = reply.send(answer);
     }
+    unheard
 }
 
 /// Resolves the deliveries of a fire-and-forget request as it is sent: each
@@ -794,7 +1029,7 @@ mod tests {
             ],
             durability: v1::Durability::Durable as i32,
         };
-        deliver(request, Ok(response));
+        deliver(request, &Ok(response));
         let got: Vec<_> = replies
             .into_iter()
             .map(|delivery| {
@@ -827,7 +1062,7 @@ mod tests {
             acks: vec![v1::PartitionAck { partition: 0, base_offset: 0, record_count: 1, duplicate: false }],
             durability: 0,
         };
-        deliver(request, Ok(response));
+        deliver(request, &Ok(response));
         for delivery in replies {
             let outcome = delivery.now_or_never().expect("replied");
             assert!(matches!(outcome, Err(Error::Broker { .. })), "{outcome:?}");
@@ -850,6 +1085,192 @@ mod tests {
         drop(acc.drain(now, 8, 1));
         let outcome = delivery.now_or_never().expect("answered by the drop");
         assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+    }
+
+    /// Error events seen by a subscriber, with their `records` field.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<(u64, String)>>>);
+
+    impl Captured {
+        /// Captures the error events of this thread until the guard drops.
+        fn install(&self) -> tracing::subscriber::DefaultGuard {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
+        }
+
+        /// The `records` field of each error event reporting records not
+        /// delivered.
+        fn undelivered(&self) -> Vec<u64> {
+            self.0.lock().iter().filter(|(_, m)| m.contains("not delivered")).map(|(n, _)| *n).collect()
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            struct Fields(u64, String);
+            impl tracing::field::Visit for Fields {
+                fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                    if field.name() == "records" {
+                        self.0 = value;
+                    }
+                }
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                    if field.name() == "message" {
+                        self.1 = format!("{value:?}");
+                    }
+                }
+            }
+            if *event.metadata().level() == tracing::Level::ERROR {
+                let mut fields = Fields(0, String::new());
+                event.record(&mut fields);
+                self.0.lock().push((fields.0, fields.1));
+            }
+        }
+    }
+
+    /// Caches `topic`'s partition count, so sends need no broker.
+    fn seed_partitions(producer: &Producer, topic: &str, partitions: u32) {
+        let cell = Arc::new(OnceCell::new_with(Some(partitions)));
+        producer.handle.shared.partition_counts.lock().insert(topic.to_owned(), cell);
+    }
+
+    /// `n` records to `t`, buffered for an hour unless something flushes them.
+    async fn send_lingering(producer: &Producer, n: usize) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        for i in 0..n {
+            let record = ProducerRecord::new(format!("{i}")).partition(0);
+            deliveries.push(producer.send("t", record).await.expect("buffered"));
+        }
+        assert_eq!(producer.pending_records(), n);
+        deliveries
+    }
+
+    fn current_thread_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
+    }
+
+    /// The user's report: records sent, the producer dropped without
+    /// `close()` at the end of `main`, and the runtime shut down. The loss
+    /// is reported, with its count, and the deliveries fail.
+    #[test]
+    fn records_left_when_the_runtime_stops_fail_and_are_reported() {
+        let captured = Captured::default();
+        let _log = captured.install();
+        let runtime = current_thread_runtime();
+        let deliveries = runtime.block_on(async {
+            let producer = Producer::builder("127.0.0.1:1")
+                .linger(Duration::from_secs(3600))
+                .build()
+                .expect("valid config");
+            seed_partitions(&producer, "t", 1);
+            send_lingering(&producer, 10).await
+            // The producer is dropped here, as at the end of `main`.
+        });
+        assert_eq!(captured.undelivered(), Vec::<u64>::new(), "the runtime still runs: nothing is lost yet");
+        drop(runtime);
+        assert_eq!(captured.undelivered(), [10]);
+        for delivery in deliveries {
+            let outcome = delivery.now_or_never().expect("answered when the task stopped");
+            assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+        }
+    }
+
+    /// A producer that outlives its runtime: reported once, when its task
+    /// stops; afterwards it refuses records and `flush` fails, rather than
+    /// waiting for a task that is gone.
+    #[test]
+    fn a_producer_outliving_its_runtime_reports_once_and_refuses_records() {
+        let captured = Captured::default();
+        let _log = captured.install();
+        let runtime = current_thread_runtime();
+        let producer = runtime.block_on(async {
+            let producer = Producer::builder("127.0.0.1:1")
+                .linger(Duration::from_secs(3600))
+                .build()
+                .expect("valid config");
+            seed_partitions(&producer, "t", 1);
+            drop(send_lingering(&producer, 3).await);
+            producer
+        });
+        drop(runtime);
+        assert_eq!(captured.undelivered(), [3]);
+        assert_eq!(producer.pending_records(), 0);
+        current_thread_runtime().block_on(async {
+            let err = producer.flush().await.err();
+            assert!(matches!(err, Some(Error::Closed)), "{err:?}");
+            let err = producer.send("t", ProducerRecord::new("v")).await.err();
+            assert!(matches!(err, Some(Error::Closed)), "{err:?}");
+        });
+        drop(producer);
+        assert_eq!(captured.undelivered(), [3], "reported once");
+    }
+
+    /// `flush_on_drop` against a broker that never answers: the drop waits
+    /// for the timeout, then gives up on the records and reports them.
+    #[test]
+    fn flush_on_drop_gives_up_after_its_timeout_and_reports_the_records() {
+        let captured = Captured::default();
+        let _log = captured.install();
+        let runtime = current_thread_runtime();
+        let (_reserved, addr) = runtime.block_on(async { crate::test_support::refusing_addr() });
+        let deliveries = runtime.block_on(async {
+            let producer = Producer::builder(addr.to_string())
+                // Retries outlast the flush: the records cannot be written.
+                .request_timeout(Duration::from_secs(600))
+                .flush_on_drop(Duration::from_millis(50))
+                .build()
+                .expect("valid config");
+            seed_partitions(&producer, "t", 1);
+            let deliveries = send_lingering(&producer, 5).await;
+            drop(producer);
+            deliveries
+        });
+        assert_eq!(captured.undelivered(), [5]);
+        runtime.block_on(async {
+            for delivery in deliveries {
+                let outcome = tokio::time::timeout(Duration::from_secs(30), delivery).await;
+                assert!(matches!(outcome, Ok(Err(Error::Closed))), "{outcome:?}");
+            }
+        });
+    }
+
+    /// With `flush_on_drop` the producer needs no runtime of the caller's to
+    /// be built or dropped; with nothing pending, the drop does not wait.
+    #[test]
+    fn flush_on_drop_builds_and_drops_outside_a_runtime() {
+        let captured = Captured::default();
+        let _log = captured.install();
+        let producer =
+            Producer::builder("127.0.0.1:1").flush_on_drop(Duration::from_secs(3600)).build().expect("valid");
+        assert_eq!(producer.pending_records(), 0);
+        drop(producer);
+        assert_eq!(captured.undelivered(), Vec::<u64>::new());
+    }
+
+    /// A batch failing while its deliveries are dropped is reported, with
+    /// the records of that batch only: one whose delivery is awaited is
+    /// reported there.
+    #[tokio::test]
+    async fn a_failure_nobody_awaits_is_reported() {
+        let captured = Captured::default();
+        let _log = captured.install();
+        let (_reserved, addr) = crate::test_support::refusing_addr();
+        let producer = Producer::builder(addr.to_string())
+            .request_timeout(Duration::from_millis(200))
+            .build()
+            .expect("valid config");
+        seed_partitions(&producer, "t", 2);
+        let awaited = producer.send("t", ProducerRecord::new("a").partition(0)).await.expect("buffered");
+        for _ in 0..2 {
+            let dropped = producer.send("t", ProducerRecord::new("b").partition(1)).await.expect("buffered");
+            drop(dropped);
+        }
+        producer.flush().await.expect("every batch done");
+        let outcome = awaited.await;
+        assert!(matches!(outcome, Err(Error::Unavailable { .. } | Error::Timeout { .. })), "{outcome:?}");
+        // Two records, in one batch or two.
+        assert_eq!(captured.undelivered().iter().sum::<u64>(), 2, "{:?}", captured.undelivered());
+        producer.close().await.expect("nothing left");
     }
 
     /// Appends `record` as `Shared::enqueue` does, without a broker.

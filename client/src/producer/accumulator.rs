@@ -82,9 +82,24 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// The key [`Accumulator::complete`] needs once the batch is done.
-    pub(crate) fn key(&self) -> (u32, u64) {
-        (self.partition, self.first_seq)
+    pub(crate) fn key(&self) -> BatchKey {
+        BatchKey { partition: self.partition, first_seq: self.first_seq, len: self.len }
     }
+
+    /// Whether a [`Delivery`](super::Delivery) still awaits the batch's
+    /// answer: if not, a failure would reach nobody.
+    pub(crate) fn is_awaited(&self) -> bool {
+        // The batch holds one clone of the answer itself.
+        self.answer.strong_count().is_some_and(|n| n > 1)
+    }
+}
+
+/// Identifies a batch sent, so its completion can be recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchKey {
+    partition: u32,
+    first_seq: u64,
+    len: usize,
 }
 
 /// Batches of one topic, taken together so they go out as one request.
@@ -168,10 +183,14 @@ pub(crate) struct Accumulator {
     next_seq: u64,
     /// The first sequence number of every batch not yet completed.
     outstanding: BTreeSet<u64>,
+    /// Records appended and not yet completed: buffered or in flight.
+    pending_records: usize,
     /// Batches starting below this sequence number go out without waiting
     /// for their linger: a flush asked for them.
     flush_until: u64,
     closed: bool,
+    /// The producer gave up on its records (see [`abandon`](Self::abandon)).
+    abandoned: bool,
 }
 
 impl Accumulator {
@@ -181,8 +200,10 @@ impl Accumulator {
             topics: BTreeMap::new(),
             next_seq: 0,
             outstanding: BTreeSet::new(),
+            pending_records: 0,
             flush_until: 0,
             closed: false,
+            abandoned: false,
         }
     }
 
@@ -207,6 +228,7 @@ impl Accumulator {
         let size = record.size();
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.pending_records += 1;
         // Looking up before inserting spares a String allocation per record.
         let queues = match self.topics.get_mut(topic) {
             Some(queues) => queues,
@@ -344,14 +366,16 @@ impl Accumulator {
     /// Records that the batches identified by `keys` (from [`Batch::key`])
     /// of `topic` were acknowledged or failed, so their partitions may send
     /// again.
-    pub(crate) fn complete(&mut self, topic: &str, keys: &[(u32, u64)]) {
-        for &(_, first_seq) in keys {
-            self.outstanding.remove(&first_seq);
+    pub(crate) fn complete(&mut self, topic: &str, keys: &[BatchKey]) {
+        for key in keys {
+            if self.outstanding.remove(&key.first_seq) {
+                self.pending_records -= key.len;
+            }
         }
         let Some(queues) = self.topics.get_mut(topic) else {
             return;
         };
-        for &(partition, _) in keys {
+        for &BatchKey { partition, .. } in keys {
             if let Some(queue) = queues.partitions.get_mut(&partition) {
                 queue.in_flight = queue.in_flight.saturating_sub(1);
                 if queue.is_empty() && queue.in_flight == 0 {
@@ -383,6 +407,36 @@ impl Accumulator {
     /// Whether the producer is closed and has nothing left to send or await.
     pub(crate) fn is_finished(&self) -> bool {
         self.closed && self.outstanding.is_empty()
+    }
+
+    /// Records appended and not yet acknowledged or failed: buffered, or in
+    /// flight.
+    pub(crate) fn pending_records(&self) -> usize {
+        self.pending_records
+    }
+
+    /// Gives up on every record not yet completed, unless the producer is
+    /// already finished: refuses further records, drops the unsent batches
+    /// (their deliveries fail with [`Error::Closed`]) and forgets the ones in
+    /// flight (whoever holds them drops them unanswered). Returns how many
+    /// records were given up, so the caller can report them; afterwards the
+    /// producer counts as finished.
+    pub(crate) fn abandon(&mut self) -> usize {
+        if self.is_finished() {
+            return 0;
+        }
+        let lost = self.pending_records;
+        self.closed = true;
+        self.abandoned = true;
+        self.topics.clear();
+        self.outstanding.clear();
+        self.pending_records = 0;
+        lost
+    }
+
+    /// Whether [`abandon`](Self::abandon) gave up on records.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned
     }
 }
 
@@ -636,6 +690,53 @@ mod tests {
         assert_eq!(shape(&drained), [("t".to_owned(), vec![(0, 1)])]);
         complete(&mut f.acc, &drained);
         assert!(f.acc.is_finished());
+    }
+
+    #[test]
+    fn pending_records_count_until_their_batch_completes() {
+        let size = ProducerRecord::new("v").partition(0).size();
+        let mut f = Fixture::new(size * 2);
+        for p in [0, 0, 1] {
+            f.append("t", 2, ProducerRecord::new("v").partition(p)).expect("append");
+        }
+        assert_eq!(f.acc.pending_records(), 3);
+        let full = f.drain();
+        assert_eq!(shape(&full), [("t".to_owned(), vec![(0, 2)])]);
+        assert_eq!(f.acc.pending_records(), 3, "in flight is still pending");
+        complete(&mut f.acc, &full);
+        assert_eq!(f.acc.pending_records(), 1);
+        complete(&mut f.acc, &full);
+        assert_eq!(f.acc.pending_records(), 1, "a batch completes once");
+    }
+
+    #[test]
+    fn abandoning_counts_unsent_and_in_flight_records_and_drops_the_unsent() {
+        let size = ProducerRecord::new("v").partition(0).size();
+        let mut f = Fixture::new(size * 2);
+        let before = f.buffer.available_permits();
+        for p in [0, 0, 1] {
+            f.append("t", 2, ProducerRecord::new("v").partition(p)).expect("append");
+        }
+        let in_flight = f.drain();
+        assert_eq!(f.acc.abandon(), 3);
+        assert!(f.acc.is_abandoned() && f.acc.is_finished());
+        assert!(matches!(f.append("t", 2, ProducerRecord::new("v")), Err(Error::Closed)));
+        assert_eq!(f.acc.abandon(), 0, "counted once");
+        complete(&mut f.acc, &in_flight);
+        assert_eq!(f.acc.pending_records(), 0);
+        drop(in_flight);
+        assert_eq!(f.buffer.available_permits(), before, "the unsent batch was dropped");
+    }
+
+    #[test]
+    fn a_finished_producer_has_nothing_to_abandon() {
+        let mut f = Fixture::new(1 << 20);
+        f.append("t", 1, keyed("a")).expect("append");
+        f.acc.close();
+        let drained = f.drain();
+        complete(&mut f.acc, &drained);
+        assert_eq!(f.acc.abandon(), 0);
+        assert!(!f.acc.is_abandoned());
     }
 
     #[test]

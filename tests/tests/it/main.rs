@@ -11,4 +11,5 @@ mod groups_client;
 mod idempotence;
 mod metrics;
 mod overload;
+mod producer_drop;
 mod retention;
