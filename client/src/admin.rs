@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use brooklet_proto::v1;
 
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
 use crate::group::{GroupDescription, GroupState, GroupSummary, ResetTo, TimeOffset};
@@ -88,6 +89,27 @@ impl AdminBuilder {
     /// Time allowed to open the TCP connection (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.conn.connect_timeout = timeout;
+        self
+    }
+
+    /// Replaces the endpoints with `endpoints`, tried in order: a call goes
+    /// to the first one whose circuit breaker lets it through, and moves on
+    /// to the next when it cannot connect, so a standby broker takes over
+    /// while the first is down. The builder's endpoint may also be such a
+    /// list, comma-separated: `"http://a:7070,http://b:7070"`.
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.conn.set_endpoints(endpoints);
+        self
+    }
+
+    /// How each endpoint's circuit breaker behaves (default
+    /// [`BreakerConfig::default()`]); see [`Breakers`].
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.conn.breaker = breaker;
         self
     }
 
@@ -246,9 +268,17 @@ impl Admin {
         Admin::builder(endpoint).build()
     }
 
-    /// Configures an admin client for the broker at `endpoint`.
+    /// Configures an admin client for the broker at `endpoint`, or at the
+    /// first reachable of a comma-separated list of endpoints (see
+    /// [`AdminBuilder::endpoints`]).
     pub fn builder(endpoint: impl Into<String>) -> AdminBuilder {
         AdminBuilder { conn: ConnectionConfig::new(endpoint.into()) }
+    }
+
+    /// The circuit breakers of the client's endpoints: their states, and a
+    /// watch of them.
+    pub fn breakers(&self) -> Breakers {
+        self.conn.breakers()
     }
 
     /// Creates a topic.

@@ -1,10 +1,14 @@
-//! The link to one broker: turns an endpoint string into a tonic `Channel`, and
-//! runs unary calls under a deadline with retries. It knows which calls are
-//! safe to repeat only because the caller says so; it knows nothing of
-//! producers, consumers or records.
+//! The link to the broker: turns the endpoint strings into tonic `Channel`s,
+//! and runs unary calls under a deadline with retries, failing over from one
+//! endpoint to the next, each behind its circuit breaker (`breaker`). It
+//! knows which calls are safe to repeat only because the caller says so; it
+//! knows nothing of producers, consumers or records.
 
+use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use brooklet_proto::v1::admin_service_client::AdminServiceClient;
@@ -12,8 +16,11 @@ use brooklet_proto::v1::consumer_service_client::ConsumerServiceClient;
 use brooklet_proto::v1::group_service_client::GroupServiceClient;
 use brooklet_proto::v1::producer_service_client::ProducerServiceClient;
 use tokio::time::Instant;
+use tonic::body::Body;
+use tonic::codegen::{Service, http};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::breaker::{BreakerConfig, Breakers, Choice};
 use crate::error::{CallContext, Error, Op, Result, is_connection_failure};
 
 /// Default time allowed to open a TCP connection to the broker.
@@ -23,42 +30,79 @@ pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Fetch answers can be large (the first batch is returned whole even above
 /// `max_bytes`), so the client accepts more than tonic's 4 MiB default.
 const MAX_DECODING_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Most endpoints a client takes: a call keeps one bit per endpoint.
+const MAX_ENDPOINTS: usize = 64;
+/// The message tonic gives a status it made up from an HTTP answer that had
+/// no gRPC status, followed by the HTTP status code.
+const NOT_GRPC: &str = "grpc-status header missing, mapped from HTTP status code ";
 
 /// Where and how to connect, as collected by the builders.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionConfig {
-    pub(crate) endpoint: String,
+    /// The endpoints, in the order they are tried.
+    pub(crate) endpoints: Vec<String>,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) breaker: BreakerConfig,
 }
 
 impl ConnectionConfig {
-    pub(crate) fn new(endpoint: String) -> Self {
-        Self { endpoint, connect_timeout: DEFAULT_CONNECT_TIMEOUT, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+    /// The endpoints of `endpoints`, a comma-separated list (most often of
+    /// one).
+    pub(crate) fn new(endpoints: String) -> Self {
+        let endpoints = endpoints.split(',').map(str::to_owned).collect();
+        Self {
+            endpoints,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            breaker: BreakerConfig::default(),
+        }
     }
 
-    /// Builds the channel without connecting: the first call connects, so a
-    /// client can be built before its broker is up.
+    /// Replaces the endpoints, one per item.
+    pub(crate) fn set_endpoints<I, S>(&mut self, endpoints: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
+    }
+
+    /// Builds the channels without connecting: the first call connects, so
+    /// a client can be built before its broker is up.
     ///
     /// # Panics
-    /// Outside a Tokio runtime, because the channel spawns its worker task.
+    /// Outside a Tokio runtime, because the channels spawn their worker
+    /// tasks.
     pub(crate) fn connect(&self) -> Result<Connection> {
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::InvalidArgument {
                 message: "request_timeout and connect_timeout must be greater than zero".to_owned(),
             });
         }
-        let uri = normalize_endpoint(&self.endpoint)?;
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|err| Error::InvalidEndpoint {
-                endpoint: self.endpoint.clone(),
-                reason: error_chain(&err),
-            })?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true);
+        self.breaker.check().map_err(|message| Error::InvalidArgument { message })?;
+        if self.endpoints.is_empty() || self.endpoints.len() > MAX_ENDPOINTS {
+            return Err(Error::InvalidEndpoint {
+                endpoint: self.endpoints.join(","),
+                reason: format!("give 1 to {MAX_ENDPOINTS} endpoints, not {}", self.endpoints.len()),
+            });
+        }
+        let mut uris = Vec::with_capacity(self.endpoints.len());
+        let mut channels = Vec::with_capacity(self.endpoints.len());
+        for given in &self.endpoints {
+            let uri = normalize_endpoint(given)?;
+            let endpoint = Endpoint::from_shared(uri.clone())
+                .map_err(|err| Error::InvalidEndpoint { endpoint: given.clone(), reason: error_chain(&err) })?
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true);
+            channels.push(endpoint.connect_lazy());
+            uris.push(Arc::<str>::from(uri));
+        }
         Ok(Connection {
-            channel: endpoint.connect_lazy(),
-            endpoint: uri.into(),
+            breakers: Breakers::new(&uris, self.breaker),
+            all: uris.iter().map(|u| &**u).collect::<Vec<_>>().join(", ").into(),
+            endpoints: uris.into(),
+            router: Router { channels: channels.into() },
             request_timeout: self.request_timeout,
         })
     }
@@ -97,13 +141,51 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A lazily connected channel to one broker; cheap to clone, and clones share
-/// the underlying HTTP/2 connection.
+/// Lazily connected channels to the endpoints, each behind its breaker;
+/// cheap to clone, and clones share the underlying HTTP/2 connections and
+/// the breakers.
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
-    channel: Channel,
-    endpoint: Arc<str>,
+    /// The normalized endpoints, in order.
+    endpoints: Arc<[Arc<str>]>,
+    /// All of them, comma-separated, for errors about all of them.
+    all: Arc<str>,
+    router: Router,
+    breakers: Breakers,
     request_timeout: Duration,
+}
+
+/// The endpoint a request goes to, put in its extensions by
+/// [`Connection::call`] and read by [`Router`].
+#[derive(Debug, Clone, Copy)]
+struct Route(usize);
+
+/// The service the generated clients send through: it hands each request to
+/// the channel of the endpoint its [`Route`] names (the first without one).
+#[derive(Debug, Clone)]
+pub(crate) struct Router {
+    channels: Arc<[Channel]>,
+}
+
+impl Service<http::Request<Body>> for Router {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        // The endpoint is known only from the request: its channel is made
+        // ready in `call`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let index = request.extensions().get::<Route>().map_or(0, |r| r.0);
+        let mut channel = self.channels[index.min(self.channels.len() - 1)].clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+            channel.call(request).await
+        })
+    }
 }
 
 /// How to run one call.
@@ -131,30 +213,78 @@ impl CallOptions<'_> {
     }
 }
 
+/// A call's claim on an endpoint, for one attempt: reports the outcome to
+/// the endpoint's breaker, and gives a half-open breaker's probe back if the
+/// attempt ends without one (dropped, or out of time).
+struct Attempt<'a> {
+    breakers: &'a Breakers,
+    index: usize,
+    probe: bool,
+    started: Instant,
+}
+
+impl Attempt<'_> {
+    fn succeeded(mut self, reached: bool) {
+        self.breakers.succeeded(self.index, reached);
+        self.probe = false;
+    }
+
+    fn failed(mut self, status: &tonic::Status) {
+        self.breakers.failed(self.index, self.started, Instant::now(), self.probe, Arc::new(status.clone()));
+        self.probe = false;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.breakers.probe_abandoned(self.index);
+        }
+    }
+}
+
 impl Connection {
-    pub(crate) fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+    pub(crate) fn admin(&self) -> AdminServiceClient<Router> {
+        AdminServiceClient::new(self.router.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
     }
 
-    pub(crate) fn producer(&self) -> ProducerServiceClient<Channel> {
-        ProducerServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+    pub(crate) fn producer(&self) -> ProducerServiceClient<Router> {
+        ProducerServiceClient::new(self.router.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
     }
 
-    pub(crate) fn consumer(&self) -> ConsumerServiceClient<Channel> {
-        ConsumerServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+    pub(crate) fn consumer(&self) -> ConsumerServiceClient<Router> {
+        ConsumerServiceClient::new(self.router.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
     }
 
-    pub(crate) fn group(&self) -> GroupServiceClient<Channel> {
-        GroupServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+    pub(crate) fn group(&self) -> GroupServiceClient<Router> {
+        GroupServiceClient::new(self.router.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+    }
+
+    /// The endpoints' circuit breakers.
+    pub(crate) fn breakers(&self) -> Breakers {
+        self.breakers.clone()
     }
 
     /// Runs `rpc` with `message` until it succeeds, fails for good, or the
     /// budget (request timeout plus `opts.wait`) runs out.
     ///
-    /// Only connection failures are retried, and only when `opts.retry`: any
-    /// answer from the broker, even an error, is final. Each attempt gets the
-    /// remaining budget as its deadline, also sent to the broker as
-    /// `grpc-timeout` so it can give up on a caller that has.
+    /// Each attempt goes to the first endpoint, in order, whose breaker lets
+    /// it through and that this call has not tried since it last waited.
+    /// Only connection failures are retried: any answer from the broker,
+    /// even an error, is final. A failed attempt moves on to the next
+    /// endpoint at once, when `opts.retry` or when the request never left
+    /// (the connection could not be opened); after every endpoint failed,
+    /// the call backs off before it starts over, and only when `opts.retry`.
+    ///
+    /// When every breaker is open, the call fails at once, unless it may
+    /// retry and one of the endpoints has answered before: then the broker
+    /// was there and is likely coming back (a restart), so the call waits,
+    /// within its budget, for the breakers to let it through again. It fails
+    /// with [`Error::Unavailable`] if it tried an endpoint itself, else with
+    /// [`Error::CircuitOpen`].
+    ///
+    /// Each attempt gets the remaining budget as its deadline, also sent to
+    /// the broker as `grpc-timeout` so it can give up on a caller that has.
     pub(crate) async fn call<Req, Resp, F, Fut>(
         &self,
         opts: CallOptions<'_>,
@@ -167,61 +297,148 @@ impl Connection {
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let budget = opts.timeout.unwrap_or(self.request_timeout) + opts.wait;
-        let context = CallContext {
-            endpoint: &self.endpoint,
+        let deadline = Instant::now() + budget;
+        let context = |endpoint| CallContext {
+            endpoint,
             op: opts.op,
             topic: opts.topic,
             group: opts.group,
             timeout: budget,
         };
-        let timeout = || Error::Timeout {
-            endpoint: self.endpoint.to_string(),
-            operation: opts.op.name(),
-            timeout: budget,
-        };
-        let deadline = Instant::now() + budget;
         let backoff = Backoff::default();
-        let mut attempt = 0;
-        // The last attempt's connection failure: if the budget runs out
-        // while retrying, that (the broker could not be reached) is the
-        // error, whether the time ran out in a backoff or in an attempt.
+        let mut retries = 0;
+        // Endpoints tried since the call last waited, a bit each.
+        let mut tried: u64 = 0;
+        // Every endpoint whose connection failed in this call.
+        let mut failed: u64 = 0;
+        // The last connection failure: if the call gives up after one, that
+        // (the broker could not be reached) is the error, whether the time
+        // ran out in a backoff or in an attempt.
         let mut unreachable: Option<tonic::Status> = None;
-        let out_of_time = |unreachable: Option<tonic::Status>| match unreachable {
-            Some(status) => Error::from_status(status, &context),
-            None => timeout(),
-        };
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(out_of_time(unreachable));
+        // The endpoint of the last attempt, if any.
+        let mut last: Option<usize> = None;
+        let give_up = |unreachable: Option<tonic::Status>, failed: u64, last: Option<usize>| match (
+            unreachable,
+            last,
+        ) {
+            (Some(status), Some(last)) => {
+                let endpoint = if failed.count_ones() > 1 { &self.all } else { &self.endpoints[last] };
+                Error::from_status(status, &context(endpoint))
             }
+            // Nothing tried: every breaker stayed open.
+            (_, None) => self.breakers.open_error(Instant::now()),
+            (None, Some(last)) => Error::Timeout {
+                endpoint: self.endpoints[last].to_string(),
+                operation: opts.op.name(),
+                timeout: budget,
+            },
+        };
+        let mut changes = self.breakers.changes();
+        loop {
+            let now = Instant::now();
+            let remaining = deadline.saturating_duration_since(now);
+            if remaining.is_zero() {
+                return Err(give_up(unreachable, failed, last));
+            }
+            changes.borrow_and_update();
+            let (index, probe) = match self.breakers.choose(now, tried) {
+                Choice::Try { index, probe } => (index, probe),
+                Choice::TriedAll => {
+                    let delay = backoff.delay(retries);
+                    if !opts.retry || now + delay >= deadline {
+                        return Err(give_up(unreachable, failed, last));
+                    }
+                    tracing::debug!(
+                        endpoints = %self.all,
+                        op = opts.op.name(),
+                        retries,
+                        ?delay,
+                        status = %unreachable.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        "broker unreachable, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    retries = retries.saturating_add(1);
+                    tried = 0;
+                    continue;
+                }
+                Choice::Blocked(blocked) => {
+                    let wait =
+                        opts.retry && blocked.reached && blocked.until.is_none_or(|until| until < deadline);
+                    if !wait {
+                        return Err(give_up(unreachable, failed, last));
+                    }
+                    // A probe's outcome, or the end of a cool-down.
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        () = tokio::time::sleep_until(blocked.until.unwrap_or(deadline)) => {}
+                    }
+                    tried = 0;
+                    continue;
+                }
+            };
+            last = Some(index);
+            let attempt = Attempt { breakers: &self.breakers, index, probe, started: now };
             let mut request = tonic::Request::new(message.clone());
             request.set_timeout(remaining);
+            request.extensions_mut().insert(Route(index));
             let status = match tokio::time::timeout(remaining, rpc(request)).await {
-                Err(_elapsed) => return Err(out_of_time(unreachable)),
-                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Err(_elapsed) => return Err(give_up(unreachable, failed, last)),
+                Ok(Ok(response)) => {
+                    attempt.succeeded(true);
+                    return Ok(response.into_inner());
+                }
                 Ok(Err(status)) => status,
             };
-            if !opts.retry || !is_connection_failure(&status) {
-                return Err(Error::from_status(status, &context));
+            let endpoint = &self.endpoints[index];
+            if let Some(http_status) = not_grpc(&status) {
+                // Something answers there, but not a broker.
+                attempt.succeeded(false);
+                return Err(Error::NotBrooklet { endpoint: endpoint.to_string(), http_status });
             }
-            let delay = backoff.delay(attempt);
-            if Instant::now() + delay >= deadline {
-                return Err(Error::from_status(status, &context));
+            if !is_connection_failure(&status) {
+                attempt.succeeded(true);
+                return Err(Error::from_status(status, &context(endpoint)));
             }
-            tracing::debug!(
-                endpoint = %self.endpoint,
-                op = opts.op.name(),
-                attempt,
-                ?delay,
-                %status,
-                "broker unreachable, retrying"
-            );
+            attempt.failed(&status);
+            tried |= 1 << index;
+            failed |= 1 << index;
+            if !opts.retry && !never_sent(&status) {
+                return Err(give_up(Some(status), failed, last));
+            }
+            tracing::debug!(endpoint = %endpoint, op = opts.op.name(), %status, "broker unreachable");
             unreachable = Some(status);
-            tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
         }
     }
+}
+
+/// The HTTP status of an answer that was HTTP but not gRPC (tonic made its
+/// status up from the HTTP status): the endpoint is not a Brooklet broker.
+/// Gateways' 502, 503, 504 and 429, which tonic makes `UNAVAILABLE`, are not
+/// counted: a proxy in front of a broker answers them while it is down.
+fn not_grpc(status: &tonic::Status) -> Option<u16> {
+    let http_status = status.message().strip_prefix(NOT_GRPC)?.trim().parse().ok()?;
+    (status.code() != tonic::Code::Unavailable).then_some(http_status)
+}
+
+/// Whether a connection failure happened while connecting, so the request
+/// never left and may go to another endpoint even if it must not be
+/// repeated.
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = status.source();
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        // hyper-util's connector error, which is not public: every failure
+        // to open a connection (DNS, refused, connect timeout) is one.
+        if format!("{err:?}").starts_with("ConnectError(") {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Exponential backoff with full jitter: attempt `n` waits a uniformly random
@@ -311,8 +528,8 @@ mod tests {
         (conn, CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) })
     }
 
-    /// A refused connection is retried until the budget runs out, then
-    /// reported as `Unavailable`.
+    /// A refused connection is retried until the budget runs out (or the
+    /// breaker opens), then reported as `Unavailable`.
     #[tokio::test]
     async fn unreachable_broker_is_retried_then_unavailable() {
         let (_reserved, addr) = crate::test_support::refusing_addr();
@@ -374,5 +591,222 @@ mod tests {
             .await;
         assert!(matches!(result, Err(Error::Unavailable { .. })), "{result:?}");
         assert_eq!(attempts, 1);
+    }
+
+    use std::cell::Cell;
+
+    use brooklet_proto::v1::{ListTopicsRequest, ListTopicsResponse};
+
+    use crate::breaker::BreakerState;
+
+    type Answer = std::result::Result<tonic::Response<ListTopicsResponse>, tonic::Status>;
+
+    fn answer() -> Answer {
+        Ok(tonic::Response::new(ListTopicsResponse::default()))
+    }
+
+    /// A failure to connect, as tonic reports one: it has a source.
+    fn refused() -> tonic::Status {
+        tonic::Status::from_error(Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)))
+    }
+
+    fn connection(endpoints: &str) -> Connection {
+        ConnectionConfig::new(endpoints.to_owned()).connect().expect("valid endpoints")
+    }
+
+    fn retry() -> CallOptions<'static> {
+        CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) }
+    }
+
+    fn route(req: &tonic::Request<ListTopicsRequest>) -> usize {
+        req.extensions().get::<Route>().expect("every attempt is routed").0
+    }
+
+    /// The wrong port: the first call fails within a second of retries
+    /// with `Unavailable` and opens the breaker; the next fails at once,
+    /// without trying, with `CircuitOpen`; after the cool-down one call
+    /// tries again.
+    #[tokio::test(start_paused = true)]
+    async fn a_never_reached_endpoint_fails_fast_and_opens_its_breaker() {
+        let conn = connection("127.0.0.1:1");
+        let attempts = Cell::new(0);
+        let refusing = |_req| {
+            attempts.set(attempts.get() + 1);
+            async { Err::<tonic::Response<ListTopicsResponse>, _>(refused()) }
+        };
+        let start = Instant::now();
+        let first = conn.call(retry(), ListTopicsRequest {}, refusing).await;
+        assert!(matches!(first, Err(Error::Unavailable { .. })), "{first:?}");
+        assert_eq!(attempts.get(), crate::breaker::DEFAULT_FAILURE_THRESHOLD);
+        // Four backoffs of at most 50, 100, 200 and 400 ms, not the 30 s
+        // request timeout.
+        assert!(start.elapsed() <= Duration::from_millis(750), "{:?}", start.elapsed());
+        assert_eq!(conn.breakers().state(), BreakerState::Open);
+
+        let second = conn.call(retry(), ListTopicsRequest {}, refusing).await;
+        let Err(Error::CircuitOpen { endpoint, retry_in, source }) = &second else {
+            panic!("expected CircuitOpen, got {second:?}");
+        };
+        assert_eq!(endpoint, "http://127.0.0.1:1");
+        assert!(*retry_in > Duration::ZERO && *retry_in <= crate::breaker::DEFAULT_COOL_DOWN, "{retry_in:?}");
+        assert!(source.is_some(), "the last failure is kept");
+        assert_eq!(attempts.get(), crate::breaker::DEFAULT_FAILURE_THRESHOLD, "nothing tried");
+
+        tokio::time::advance(*retry_in).await;
+        let third = conn.call(retry(), ListTopicsRequest {}, refusing).await;
+        assert!(matches!(third, Err(Error::Unavailable { .. })), "{third:?}");
+        assert_eq!(attempts.get(), crate::breaker::DEFAULT_FAILURE_THRESHOLD + 1, "one probe");
+        assert_eq!(conn.breakers().state(), BreakerState::Open);
+    }
+
+    /// A broker that answered once and is then down for 3 s (a restart): a
+    /// retrying call waits for the breaker's probes instead of failing, and
+    /// succeeds once the broker is back; only probes reach the endpoint
+    /// while the breaker is open. A call that must not repeat fails at once
+    /// meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn a_retrying_call_rides_out_the_restart_of_a_reached_broker() {
+        let conn = connection("127.0.0.1:1");
+        conn.call(retry(), ListTopicsRequest {}, |_req| async { answer() }).await.expect("reached");
+
+        let mut watch = conn.breakers().subscribe();
+        let seen = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while watch.changed().await.is_ok() {
+                let state = *watch.borrow_and_update();
+                seen.push(state);
+                if state == BreakerState::Closed {
+                    break;
+                }
+            }
+            seen
+        });
+        let back = Instant::now() + Duration::from_secs(3);
+        let attempts = Cell::new(0);
+        let restarting = |_req| {
+            attempts.set(attempts.get() + 1);
+            async move {
+                // Lets the watcher see each state.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if Instant::now() < back { Err(refused()) } else { answer() }
+            }
+        };
+        let ridden = conn.call(retry(), ListTopicsRequest {}, restarting).await;
+        assert!(ridden.is_ok(), "{ridden:?}");
+        assert!(Instant::now() <= back + crate::breaker::DEFAULT_MAX_COOL_DOWN, "noticed the broker late");
+        // Five failures open it; then a probe per cool-down of 250 ms
+        // doubling to 2 s: at most 5 in 3 s.
+        assert!(attempts.get() <= 5 + 5 + 1, "{} attempts", attempts.get());
+        let seen = seen.await.unwrap();
+        assert_eq!(seen.first(), Some(&BreakerState::Open), "{seen:?}");
+        assert!(seen.contains(&BreakerState::HalfOpen), "{seen:?}");
+        assert_eq!(seen.last(), Some(&BreakerState::Closed), "{seen:?}");
+
+        // Down again: the breaker opens, and a call that must not repeat
+        // fails at once rather than wait.
+        let _ = conn
+            .call(
+                CallOptions { timeout: Some(Duration::from_secs(1)), ..retry() },
+                ListTopicsRequest {},
+                |_req| async { Err::<tonic::Response<ListTopicsResponse>, _>(refused()) },
+            )
+            .await;
+        assert_eq!(conn.breakers().state(), BreakerState::Open);
+        let tried = Cell::new(false);
+        let once = conn
+            .call(CallOptions::new(Op::CreateTopic), ListTopicsRequest {}, |_req| {
+                tried.set(true);
+                async { answer() }
+            })
+            .await;
+        assert!(matches!(once, Err(Error::CircuitOpen { .. })), "{once:?}");
+        assert!(!tried.get());
+    }
+
+    /// Two endpoints, the first refusing: every call, even one that must not
+    /// repeat, goes on to the second at once (its request never left);
+    /// once the first's breaker is open, calls go straight to the second.
+    #[tokio::test(start_paused = true)]
+    async fn calls_fail_over_to_the_next_endpoint_in_order() {
+        let conn = connection("127.0.0.1:1, 127.0.0.1:2");
+        let routes = std::cell::RefCell::new(Vec::new());
+        let first_down = |req: tonic::Request<ListTopicsRequest>| {
+            let index = route(&req);
+            routes.borrow_mut().push(index);
+            async move { if index == 0 { Err(refused()) } else { answer() } }
+        };
+        let start = Instant::now();
+        for _ in 0..crate::breaker::DEFAULT_FAILURE_THRESHOLD {
+            let opts = CallOptions::new(Op::CreateTopic);
+            conn.call(opts, ListTopicsRequest {}, first_down).await.expect("served by the second");
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "no backoff: the second endpoint was free");
+        let states: Vec<_> = conn.breakers().endpoints().into_iter().map(|e| e.state).collect();
+        assert_eq!(states, [BreakerState::Open, BreakerState::Closed]);
+        assert_eq!(conn.breakers().state(), BreakerState::Closed);
+        routes.borrow_mut().clear();
+        conn.call(retry(), ListTopicsRequest {}, first_down).await.expect("served by the second");
+        assert_eq!(*routes.borrow(), [1], "the open endpoint is skipped");
+
+        // Both down: the error names both.
+        let err = conn
+            .call(CallOptions::new(Op::CreateTopic), ListTopicsRequest {}, |_req| async {
+                Err::<tonic::Response<ListTopicsResponse>, _>(refused())
+            })
+            .await
+            .unwrap_err();
+        let Error::Unavailable { endpoint, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(endpoint, "http://127.0.0.1:2", "the open first one was not tried");
+    }
+
+    /// An endpoint that answers HTTP without gRPC (the metrics port) is
+    /// named for what it is; a gateway's 503 is still "unreachable".
+    #[tokio::test(start_paused = true)]
+    async fn an_http_answer_without_grpc_is_not_a_broker() {
+        let conn = connection("127.0.0.1:1");
+        let not_found = tonic::Status::unimplemented(format!("{NOT_GRPC}404"));
+        let err = conn
+            .call(retry(), ListTopicsRequest {}, |_req| {
+                let status = not_found.clone();
+                async move { Err::<tonic::Response<ListTopicsResponse>, _>(status) }
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::NotBrooklet { http_status: 404, endpoint } if endpoint == "http://127.0.0.1:1"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("metrics port"), "{err}");
+        assert_eq!(not_grpc(&tonic::Status::unavailable(format!("{NOT_GRPC}503"))), None);
+        assert_eq!(not_grpc(&tonic::Status::unimplemented("unknown method Foo")), None);
+    }
+
+    /// The failures tonic reports for a refused port are recognised as
+    /// failures to connect, which sent nothing.
+    #[tokio::test]
+    async fn a_refused_connection_sent_nothing() {
+        let (_reserved, addr) = crate::test_support::refusing_addr();
+        let conn = connection(&addr.to_string());
+        let mut client = conn.admin();
+        let status = client.list_topics(ListTopicsRequest {}).await.unwrap_err();
+        assert!(is_connection_failure(&status), "{status:?}");
+        assert!(never_sent(&status), "{status:?}");
+        assert!(!never_sent(&tonic::Status::unavailable("h2 protocol error")));
+    }
+
+    #[tokio::test]
+    async fn endpoint_lists_are_parsed_and_checked() {
+        let conn = connection("a:1, http://b:2");
+        let endpoints: Vec<_> = conn.breakers().endpoints().into_iter().map(|e| e.endpoint).collect();
+        assert_eq!(endpoints, ["http://a:1", "http://b:2"]);
+        let err = ConnectionConfig::new("a:1,,b:2".to_owned()).connect().err();
+        assert!(matches!(err, Some(Error::InvalidEndpoint { .. })), "{err:?}");
+        let mut config = ConnectionConfig::new("a:1".to_owned());
+        config.set_endpoints(Vec::<String>::new());
+        assert!(matches!(config.connect(), Err(Error::InvalidEndpoint { .. })));
+        config.set_endpoints(["x:1", "y:2", "z:3"]);
+        assert_eq!(config.connect().expect("valid").breakers().endpoints().len(), 3);
+        config.breaker = BreakerConfig::default().failure_threshold(0);
+        assert!(matches!(config.connect(), Err(Error::InvalidArgument { .. })));
     }
 }

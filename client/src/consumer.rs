@@ -38,6 +38,7 @@ use tokio::sync::{broadcast, watch};
 use self::membership::{Command, Handle, Settings, View};
 use self::positions::{Position, Positions, Target};
 use crate::admin::{Admin, CommittedOffset, PartitionOffsets, TopicDescription};
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
 use crate::record::{ConsumerRecord, records_from_batches};
@@ -285,6 +286,27 @@ impl ConsumerBuilder {
     /// Time allowed to open the TCP connection (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.conn.connect_timeout = timeout;
+        self
+    }
+
+    /// Replaces the endpoints with `endpoints`, tried in order: a call goes
+    /// to the first one whose circuit breaker lets it through, and moves on
+    /// to the next when it cannot connect, so a standby broker takes over
+    /// while the first is down. The builder's endpoint may also be such a
+    /// list, comma-separated: `"http://a:7070,http://b:7070"`.
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.conn.set_endpoints(endpoints);
+        self
+    }
+
+    /// How each endpoint's circuit breaker behaves (default
+    /// [`BreakerConfig::default()`]); see [`Breakers`].
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.conn.breaker = breaker;
         self
     }
 
@@ -631,7 +653,8 @@ struct Fetched {
 
 impl Consumer {
     /// Configures a consumer for the broker at `endpoint` (`http://host:port`,
-    /// or just `host:port`).
+    /// or just `host:port`), or at the first reachable of a comma-separated
+    /// list of endpoints (see [`ConsumerBuilder::endpoints`]).
     pub fn builder(endpoint: impl Into<String>) -> ConsumerBuilder {
         ConsumerBuilder {
             conn: ConnectionConfig::new(endpoint.into()),
@@ -645,6 +668,12 @@ impl Consumer {
             max_poll_records: None,
             missing_topics: MissingTopics::Warn,
         }
+    }
+
+    /// The circuit breakers of the consumer's endpoints: their states, and a
+    /// watch of them.
+    pub fn breakers(&self) -> Breakers {
+        self.reader.admin.conn.breakers()
     }
 
     /// Adds `partitions` of `topic` to the assignment. Partitions already

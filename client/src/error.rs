@@ -138,6 +138,39 @@ pub enum Error {
     /// build a new one to continue.
     #[error("the client is closed: build a new producer or consumer")]
     Closed,
+
+    /// The circuit breaker of every endpoint is open: the broker could not be
+    /// reached several times in a row, so calls fail at once instead of
+    /// waiting for their timeout. After a cool-down one call is let through
+    /// to try again; see [`Breakers`](crate::Breakers).
+    #[error(
+        "circuit breaker open for {endpoint}: the broker could not be reached several times in a row, \
+         so calls fail at once; one call will be let through to try again in {retry_in:?}"
+    )]
+    CircuitOpen {
+        /// The endpoints, comma-separated.
+        endpoint: String,
+        /// The time until a call is let through to try again (zero while
+        /// one is trying).
+        retry_in: Duration,
+        /// The last failure to reach the broker.
+        #[source]
+        source: Option<Arc<dyn StdError + Send + Sync>>,
+    },
+
+    /// The endpoint answered HTTP but not gRPC: it is not a Brooklet broker's
+    /// gRPC address (perhaps its metrics port).
+    #[error(
+        "{endpoint} answered HTTP {http_status} without a gRPC status: it does not speak Brooklet's gRPC API; \
+         is it the broker's metrics port (--metrics-listen, 7071 by default)? Use its --listen address \
+         (7070 by default)"
+    )]
+    NotBrooklet {
+        /// The endpoint that answered.
+        endpoint: String,
+        /// The HTTP status it answered with, e.g. 404.
+        http_status: u16,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -48,12 +48,31 @@
 //!   a record and `ConsumerRecord::json` deserializes one, with serde and
 //!   serde_json.
 //!
+//! # Endpoints and circuit breakers
+//!
+//! A client may be given several endpoints (`builder("http://a:7070,http://b:7070")`,
+//! or the builders' `endpoints`), tried in order: a call that cannot connect
+//! to one moves on to the next, so a standby broker takes over. Each
+//! endpoint has a circuit breaker ([`Breakers`], from `breakers()` on every
+//! client): 5 connection failures in a row open it, and calls then skip the
+//! endpoint until, after a cool-down (250 ms, doubling up to 2 s), one call
+//! is let through to try it again. When every breaker is open, a call fails
+//! at once ([`Error::CircuitOpen`]), except a call that may be retried to an
+//! endpoint that has answered before: the broker is likely restarting, so
+//! it waits for the breaker to let it through, within its deadline. So a
+//! client pointed at the wrong port learns it within a second, while the
+//! producer's and consumer's background work rides out a restart. An
+//! endpoint that answers HTTP but not gRPC, such as the broker's metrics
+//! port, fails with [`Error::NotBrooklet`].
+//!
 //! # Code map
 //!
 //! - `error`: [`Error`] and [`Code`], and the one conversion from a gRPC
 //!   status to them. Nothing public mentions a tonic type.
-//! - `connection`: endpoint → tonic channel; deadlines, retries and backoff.
-//!   Knows nothing of records.
+//! - `connection`: endpoints → tonic channels; deadlines, retries, backoff
+//!   and failover. Knows nothing of records.
+//! - `breaker`: the circuit breakers, one per endpoint: a state machine with
+//!   no I/O and no clock of its own, and [`Breakers`], how programs see them.
 //! - `record`: the public record types and [`IntoBytes`], their JSON
 //!   helpers, and their conversions to and from the wire types. No other
 //!   public type mentions a proto type.
@@ -72,6 +91,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod breaker;
 mod connection;
 mod consumer;
 mod error;
@@ -83,6 +103,7 @@ pub use admin::{
     Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, NewTopic, PartitionOffsets,
     TopicDescription, TopicInfo, TopicStatus,
 };
+pub use breaker::{BreakerConfig, BreakerState, Breakers, EndpointBreaker};
 pub use consumer::{
     AutoOffsetReset, Consumer, ConsumerBuilder, ConsumerStream, MissingTopics, Offset, RebalanceEvent,
     RebalanceEvents,

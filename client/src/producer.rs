@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use self::accumulator::{Accumulator, Answer, BatchAck, Limits, Request};
 use crate::admin::Admin;
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
 use crate::record::{Durability, ProducerRecord, RecordMetadata};
@@ -175,6 +176,27 @@ impl ProducerBuilder {
     /// pending records at once and reports them.
     pub fn flush_on_drop(mut self, timeout: Duration) -> Self {
         self.flush_on_drop = Some(timeout);
+        self
+    }
+
+    /// Replaces the endpoints with `endpoints`, tried in order: a call goes
+    /// to the first one whose circuit breaker lets it through, and moves on
+    /// to the next when it cannot connect, so a standby broker takes over
+    /// while the first is down. The builder's endpoint may also be such a
+    /// list, comma-separated: `"http://a:7070,http://b:7070"`.
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.conn.set_endpoints(endpoints);
+        self
+    }
+
+    /// How each endpoint's circuit breaker behaves (default
+    /// [`BreakerConfig::default()`]); see [`Breakers`].
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.conn.breaker = breaker;
         self
     }
 
@@ -472,7 +494,8 @@ struct Shared {
 
 impl Producer {
     /// Configures a producer for the broker at `endpoint` (`http://host:port`,
-    /// or just `host:port`).
+    /// or just `host:port`), or at the first reachable of a comma-separated
+    /// list of endpoints (see [`ProducerBuilder::endpoints`]).
     pub fn builder(endpoint: impl Into<String>) -> ProducerBuilder {
         ProducerBuilder {
             conn: ConnectionConfig::new(endpoint.into()),
@@ -483,6 +506,12 @@ impl Producer {
             idempotent: true,
             flush_on_drop: None,
         }
+    }
+
+    /// The circuit breakers of the producer's endpoints: their states, and a
+    /// watch of them.
+    pub fn breakers(&self) -> Breakers {
+        self.handle.shared.conn.breakers()
     }
 
     /// Adds `record` to a batch for `topic` and returns its [`Delivery`]: a

@@ -21,7 +21,8 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// Log filter, e.g. `info` or `brooklet_core=debug` (RUST_LOG syntax).
     /// Default: `info` for `serve`, `warn` for the client commands, whose
-    /// output is their result.
+    /// output is their result (their error says when the broker cannot be
+    /// reached, so `brooklet_client::breaker` logs only errors).
     #[arg(long, global = true, env = "BROOKLET_LOG")]
     pub log_level: Option<String>,
     /// Log format: `text`, or `json` for one JSON object per line.
@@ -379,7 +380,11 @@ pub fn count(n: u64, noun: &str) -> String {
 
 /// Logs go to stderr so that `consume` can print records on stdout.
 pub fn init_tracing(cli: &Cli) {
-    let default = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    // A client command reports its failure itself, in one line: the client's
+    // circuit breakers, which log each change of state as a warning, would
+    // say it again.
+    let default =
+        if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn,brooklet_client::breaker=error" };
     let filter = tracing_subscriber::EnvFilter::try_new(cli.log_level.as_deref().unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;

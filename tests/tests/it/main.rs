@@ -2,6 +2,7 @@
 
 mod api;
 mod bench_cli;
+mod breaker;
 mod cli;
 mod client;
 mod crash;
