@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use brooklet_client::{Admin, Delivery, Error, NewTopic, Producer, ProducerRecord};
+use brooklet_client::{Admin, Delivery, NewTopic, Producer, ProducerRecord};
 
 const TOPIC: &str = "orders";
 
@@ -45,10 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => 1000,
     };
 
-    match Admin::connect(&endpoint)?.create_topic(TOPIC, NewTopic::new(4)).await {
-        Ok(_) | Err(Error::TopicExists { .. }) => {}
-        Err(err) => return Err(err.into()),
-    }
+    Admin::connect(&endpoint)?.create_topic_if_missing(TOPIC, NewTopic::new(4)).await?;
 
     let producer = Producer::builder(&endpoint)
         // A safety net only, for a path that would miss `close()` below (a

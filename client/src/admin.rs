@@ -304,6 +304,21 @@ impl Admin {
         Ok(TopicInfo::from_proto(topic))
     }
 
+    /// Creates a topic unless one of that name exists: `true` if this call
+    /// created it, `false` if it was there already (whatever its partitions
+    /// and config). For services that declare the topics they use at start.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name, partition count or config
+    /// entry.
+    pub async fn create_topic_if_missing(&self, name: &str, topic: NewTopic) -> Result<bool> {
+        match self.create_topic(name, topic).await {
+            Ok(_) => Ok(true),
+            Err(Error::TopicExists { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Changes a topic's configuration: `set` entries are added or replaced,
     /// `remove` keys return to their defaults. The result is validated as a
     /// whole; a refused change changes nothing. Safe to retry.
