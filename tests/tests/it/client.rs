@@ -308,3 +308,15 @@ async fn a_fire_and_forget_producer_does_not_wait_and_the_broker_still_appends()
     assert_eq!(read, (0..50).map(|i| i.to_string()).collect::<Vec<_>>(), "all appended, in order");
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_topic_is_created_if_missing_and_left_alone_if_not() {
+    let broker = TestBroker::start().await;
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    assert!(admin.create_topic_if_missing("declared", NewTopic::new(3)).await.unwrap(), "created");
+    assert!(!admin.create_topic_if_missing("declared", NewTopic::new(5)).await.unwrap(), "already there");
+    assert_eq!(admin.describe_topic("declared").await.unwrap().partitions.len(), 3, "left as it was");
+    let invalid = admin.create_topic_if_missing("bad name", NewTopic::new(1)).await;
+    assert!(matches!(invalid, Err(Error::InvalidArgument { .. })), "{invalid:?}");
+    broker.shutdown().await;
+}
