@@ -504,11 +504,12 @@ impl Member {
     }
 
     /// `Consumer::commit`: commits, then reports partitions lost since the
-    /// last report with records delivered but never committed.
+    /// last report with records delivered but never committed. A commit
+    /// that fails keeps the report for the next one, so a retried commit
+    /// that succeeds still says what was lost.
     async fn commit(&mut self) -> Result<()> {
-        let committed = self.commit_owned().await;
+        self.commit_owned().await?;
         let lost = self.positions.lock().take_lost();
-        committed?;
         if lost.is_empty() { Ok(()) } else { Err(lost_error(&self.settings.group, &lost)) }
     }
 
