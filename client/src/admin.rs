@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use brooklet_proto::v1;
 
-use crate::breaker::{BreakerConfig, Breakers};
+use crate::breaker::Breakers;
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
 use crate::group::{GroupDescription, GroupState, GroupSummary, ResetTo, TimeOffset};
@@ -92,26 +92,7 @@ impl AdminBuilder {
         self
     }
 
-    /// Replaces the endpoints with `endpoints`, tried in order: a call goes
-    /// to the first one whose circuit breaker lets it through, and moves on
-    /// to the next when it cannot connect, so a standby broker takes over
-    /// while the first is down. The builder's endpoint may also be such a
-    /// list, comma-separated: `"http://a:7070,http://b:7070"`.
-    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.conn.set_endpoints(endpoints);
-        self
-    }
-
-    /// How each endpoint's circuit breaker behaves (default
-    /// [`BreakerConfig::default()`]); see [`Breakers`].
-    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
-        self.conn.breaker = breaker;
-        self
-    }
+    crate::connection::endpoint_settings!();
 
     /// Builds the client. It connects on its first call, so this succeeds
     /// while the broker is down.

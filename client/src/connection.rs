@@ -470,6 +470,35 @@ impl Backoff {
     }
 }
 
+/// The builder methods that set a client's endpoints and circuit breakers,
+/// the same on every builder (each has a `conn: ConnectionConfig`).
+macro_rules! endpoint_settings {
+    () => {
+        /// Replaces the endpoints with `endpoints`, tried in order: a call goes
+        /// to the first one whose circuit breaker lets it through, and moves on
+        /// to the next when it cannot connect, so a standby broker takes over
+        /// while the first is down. The builder's endpoint may also be such a
+        /// list, comma-separated: `"http://a:7070,http://b:7070"`.
+        pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.conn.set_endpoints(endpoints);
+            self
+        }
+
+        /// How each endpoint's circuit breaker behaves (default
+        /// [`BreakerConfig::default()`](crate::BreakerConfig::default)); see
+        /// [`Breakers`](crate::Breakers).
+        pub fn breaker(mut self, breaker: crate::BreakerConfig) -> Self {
+            self.conn.breaker = breaker;
+            self
+        }
+    };
+}
+pub(crate) use endpoint_settings;
+
 #[cfg(test)]
 mod tests {
     use super::*;

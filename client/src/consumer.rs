@@ -38,7 +38,7 @@ use tokio::sync::{broadcast, watch};
 use self::membership::{Command, Handle, Settings, View};
 use self::positions::{Position, Positions, Target};
 use crate::admin::{Admin, CommittedOffset, PartitionOffsets, TopicDescription};
-use crate::breaker::{BreakerConfig, Breakers};
+use crate::breaker::Breakers;
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
 use crate::record::{ConsumerRecord, records_from_batches};
@@ -289,26 +289,7 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Replaces the endpoints with `endpoints`, tried in order: a call goes
-    /// to the first one whose circuit breaker lets it through, and moves on
-    /// to the next when it cannot connect, so a standby broker takes over
-    /// while the first is down. The builder's endpoint may also be such a
-    /// list, comma-separated: `"http://a:7070,http://b:7070"`.
-    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.conn.set_endpoints(endpoints);
-        self
-    }
-
-    /// How each endpoint's circuit breaker behaves (default
-    /// [`BreakerConfig::default()`]); see [`Breakers`].
-    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
-        self.conn.breaker = breaker;
-        self
-    }
+    crate::connection::endpoint_settings!();
 
     /// Builds the consumer, reading nothing yet. It connects on its first
     /// call, so this succeeds while the broker is down.
