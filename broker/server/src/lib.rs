@@ -5,7 +5,7 @@
 //!
 //! It wires the parts together and owns none of their rules: the core owns
 //! topics, groups and offsets (`brooklet-core`), the adapters own their
-//! protocols (`brooklet-grpc`), metrics their registry (`brooklet-metrics`).
+//! protocols (`brooklet-grpc`, `brooklet-kafka`), metrics their registry (`brooklet-metrics`).
 //! It never names tonic or sled.
 //!
 //! # Embedding a broker in a test
@@ -52,11 +52,14 @@ pub struct Listeners {
     /// HTTP `/metrics`, `/healthz` and `/readyz`. When `None`, [`run`] binds
     /// `Config::metrics_listen` itself, if that is set.
     pub metrics: Option<TcpListener>,
+    /// Kafka's wire protocol. When `None`, [`run`] binds
+    /// `Config::kafka_listen` itself, if that is set.
+    pub kafka: Option<TcpListener>,
 }
 
 impl From<TcpListener> for Listeners {
     fn from(grpc: TcpListener) -> Listeners {
-        Listeners { grpc, metrics: None }
+        Listeners { grpc, metrics: None, kafka: None }
     }
 }
 
@@ -108,11 +111,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     config.validate().map_err(ServeError::Config)?;
-    let Listeners { grpc: listener, metrics: metrics_listener } = listeners.into();
+    let Listeners { grpc: listener, metrics: metrics_listener, kafka: kafka_listener } = listeners.into();
     let metrics_listener = match (metrics_listener, config.metrics_listen) {
         (Some(l), _) => Some(l),
         (None, Some(addr)) => {
             Some(TcpListener::bind(addr).await.map_err(listen_error(format_args!("for metrics on {addr}")))?)
+        }
+        (None, None) => None,
+    };
+    let kafka_listener = match (kafka_listener, config.kafka_listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => {
+            Some(TcpListener::bind(addr).await.map_err(listen_error(format_args!("for Kafka on {addr}")))?)
         }
         (None, None) => None,
     };
@@ -143,6 +153,26 @@ pub async fn run(
         max_requests_per_connection: config.core.limits.max_requests_per_connection,
         slow_request: config.slow_request,
     };
+    if let Some(l) = kafka_listener {
+        let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
+        let (advertised_host, advertised_port) =
+            config.kafka_advertised.clone().unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+        let options = brooklet_kafka::KafkaOptions {
+            advertised_host,
+            advertised_port,
+            auto_create_topics: config.kafka_auto_create_topics,
+            default_partitions: config.kafka_default_partitions,
+            max_request_bytes: config.core.limits.max_request_bytes,
+            max_connections: config.core.limits.max_connections,
+        };
+        tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
+        let kafka = brooklet_kafka::serve(core.clone(), l, options, stop.clone(), tasks.clone());
+        tasks.spawn(async move {
+            if let Err(e) = kafka.await {
+                tracing::error!(error = %e, "kafka listener failed");
+            }
+        });
+    }
     let grpc =
         brooklet_grpc::serve(core.clone(), metrics.clone(), listener, options, stop.clone(), tasks.clone());
     let signal = {
@@ -184,6 +214,7 @@ pub async fn run(
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    kafka_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -214,7 +245,15 @@ impl EmbeddedBroker {
         };
         let metrics_addr =
             metrics.as_ref().map(TcpListener::local_addr).transpose().map_err(listen_error("for metrics"))?;
-        let listeners = Listeners { grpc: listener, metrics };
+        let kafka = match config.kafka_listen {
+            Some(a) => {
+                Some(TcpListener::bind(a).await.map_err(listen_error(format_args!("for Kafka on {a}")))?)
+            }
+            None => None,
+        };
+        let kafka_addr =
+            kafka.as_ref().map(TcpListener::local_addr).transpose().map_err(listen_error("for Kafka"))?;
+        let listeners = Listeners { grpc: listener, metrics, kafka };
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
@@ -223,7 +262,7 @@ impl EmbeddedBroker {
             drop(dir);
             result
         });
-        Ok(EmbeddedBroker { addr, metrics_addr, stop, task: Some(task) })
+        Ok(EmbeddedBroker { addr, metrics_addr, kafka_addr, stop, task: Some(task) })
     }
 
     /// The gRPC endpoint, e.g. `http://127.0.0.1:41234`.
@@ -240,6 +279,12 @@ impl EmbeddedBroker {
     /// asked for them (`metrics_listen`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where Kafka clients connect (`bootstrap_servers`), if the config
+    /// asked for a Kafka listener (`kafka_listen`, e.g. `127.0.0.1:0`).
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka_addr
     }
 
     /// Stops the broker gracefully and waits until storage is flushed and

@@ -325,6 +325,33 @@ pub struct ServeArgs {
     /// Longest session timeout a member may ask for, in ms.
     #[arg(long, env = "BROOKLET_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 300_000)]
     pub group_max_session_timeout_ms: u64,
+    /// Address to serve Kafka's wire protocol on (off unless set), so that
+    /// Kafka clients produce and consume unchanged.
+    #[arg(long, env = "BROOKLET_KAFKA_LISTEN", value_name = "ADDR")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// The `HOST:PORT` Kafka clients are told to connect to (Metadata);
+    /// default: the Kafka listener's address. Use an IP, not `localhost`.
+    #[arg(long, env = "BROOKLET_KAFKA_ADVERTISED", value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub kafka_advertised: Option<(String, u16)>,
+    /// Create a topic when a Kafka client asks for its metadata and the
+    /// request allows it.
+    #[arg(long, env = "BROOKLET_KAFKA_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub kafka_auto_create_topics: bool,
+    /// Partitions of a topic created for a Kafka client.
+    #[arg(long, env = "BROOKLET_KAFKA_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kafka_default_partitions: u32,
+}
+
+/// `--kafka-advertised`: `HOST:PORT`, the host not `localhost`.
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) =
+        s.rsplit_once(':').ok_or_else(|| format!("expected HOST:PORT, e.g. 127.0.0.1:9092, got `{s}`"))?;
+    let port: u16 = port.parse().map_err(|e| format!("port `{port}`: {e}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+        return Err(format!("`{host}`: advertise an address clients resolve the same way, e.g. 127.0.0.1"));
+    }
+    Ok((host.to_owned(), port))
 }
 
 /// `--metrics-listen`: an address, or `off`.

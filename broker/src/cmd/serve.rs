@@ -37,6 +37,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         core,
         slow_request: Duration::from_millis(args.slow_request_ms),
         metrics_listen: args.metrics_listen.0,
+        kafka_listen: args.kafka_listen,
+        kafka_advertised: args.kafka_advertised.clone(),
+        kafka_auto_create_topics: args.kafka_auto_create_topics,
+        kafka_default_partitions: args.kafka_default_partitions,
     };
     config.validate()?;
     std::fs::create_dir_all(&config.core.data_dir)
@@ -67,6 +71,14 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "group_session_timeout_ms = {}", a.group_session_timeout_ms)?;
     writeln!(out, "group_min_session_timeout_ms = {}", a.group_min_session_timeout_ms)?;
     writeln!(out, "group_max_session_timeout_ms = {}", a.group_max_session_timeout_ms)?;
+    if let Some(addr) = a.kafka_listen {
+        writeln!(out, "kafka_listen = \"{addr}\"")?;
+    }
+    if let Some((host, port)) = &a.kafka_advertised {
+        writeln!(out, "kafka_advertised = \"{host}:{port}\"")?;
+    }
+    writeln!(out, "kafka_auto_create_topics = {}", a.kafka_auto_create_topics)?;
+    writeln!(out, "kafka_default_partitions = {}", a.kafka_default_partitions)?;
     Ok(())
 }
 

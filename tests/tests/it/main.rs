@@ -10,6 +10,7 @@ mod disk_full;
 mod groups_api;
 mod groups_client;
 mod idempotence;
+mod kafka;
 mod metrics;
 mod overload;
 mod producer_drop;

@@ -1,0 +1,70 @@
+//! The one place where a core [`Error`] becomes a Kafka error code.
+
+use brooklet_core::{Error, StorageErrorKind, error_chain};
+use kafka_protocol::ResponseError;
+
+/// The Kafka error for a core error; a storage failure is also logged.
+pub(crate) fn kafka_error(err: &Error) -> ResponseError {
+    match err {
+        Error::InvalidArgument { field, reason } => {
+            if field.ends_with("partition") || field.starts_with("partitions") {
+                ResponseError::UnknownTopicOrPartition
+            } else if field == "name" {
+                ResponseError::InvalidTopicException
+            } else if reason.contains("exceeds the maximum record size") {
+                ResponseError::MessageTooLarge
+            } else if field.starts_with("records") {
+                ResponseError::InvalidRecord
+            } else {
+                ResponseError::InvalidRequest
+            }
+        }
+        Error::TopicNotFound { .. } => ResponseError::UnknownTopicOrPartition,
+        Error::TopicExists { .. } => ResponseError::TopicAlreadyExists,
+        Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        Error::GroupNotFound { .. } => ResponseError::GroupIdNotFound,
+        Error::FailedPrecondition { .. } => ResponseError::InvalidRequest,
+        Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        Error::DiskFull { .. } => ResponseError::KafkaStorageError,
+        Error::Storage(e) => {
+            tracing::error!(error = %error_chain(err), "storage error");
+            match e.kind() {
+                StorageErrorKind::Corrupt => ResponseError::CorruptMessage,
+                StorageErrorKind::DiskFull | StorageErrorKind::Io | StorageErrorKind::Engine => {
+                    ResponseError::KafkaStorageError
+                }
+            }
+        }
+    }
+}
+
+/// The error code for `err`.
+pub(crate) fn code(err: &Error) -> i16 {
+    kafka_error(err).code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_map_to_kafka_codes() {
+        let not_found = Error::TopicNotFound { topic: "t".into() };
+        assert_eq!(code(&not_found), 3);
+        let out = Error::OffsetOutOfRange {
+            topic: "t".into(),
+            partition: 0,
+            offset: 9,
+            log_start: 0,
+            high_watermark: 1,
+        };
+        assert_eq!(code(&out), 1);
+        assert_eq!(code(&Error::invalid("records[0].partition", "7 is not below")), 3);
+        assert_eq!(
+            code(&Error::invalid("records[0]", "9 bytes exceeds the maximum record size of 1 bytes")),
+            10
+        );
+        assert_eq!(code(&Error::invalid("records", "at least one record is required")), 87);
+        assert_eq!(code(&Error::invalid("name", "bad")), 17);
+    }
+}

@@ -1,0 +1,181 @@
+//! The accept loop and each connection: one request at a time, answered in
+//! order; a bad frame closes the connection with a warning.
+
+use std::io;
+use std::sync::Arc;
+
+use brooklet_core::Core;
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api;
+use crate::frame::{self, FrameError, Parsed};
+
+/// How the Kafka listener serves.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// The host Metadata hands out as this broker's (an address clients
+    /// can reach: `127.0.0.1`, never `localhost`).
+    pub advertised_host: String,
+    /// The port Metadata hands out.
+    pub advertised_port: u16,
+    /// Metadata creates the topics it is asked about, if the request allows.
+    pub auto_create_topics: bool,
+    /// Partitions of a topic Metadata creates.
+    pub default_partitions: u32,
+    /// Largest request frame; a larger one closes the connection.
+    pub max_request_bytes: usize,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) core: Core,
+    pub(crate) options: KafkaOptions,
+    /// Cancelled when shutdown begins: ends waiting fetches and idle
+    /// connections.
+    pub(crate) stop: CancellationToken,
+}
+
+/// Serves Kafka clients on `listener` until `stop` is cancelled; each
+/// connection runs on `tasks`, so shutdown can wait for them.
+pub async fn serve(
+    core: Core,
+    listener: TcpListener,
+    options: KafkaOptions,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) -> io::Result<()> {
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let ctx = Arc::new(Context { core, options, stop: stop.clone() });
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka: accept failed");
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "kafka: connection limit reached (--max-connections); closing");
+            continue;
+        };
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(&ctx, socket).await {
+                tracing::warn!(%peer, error = %e, "kafka: closing connection");
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Serves one connection's requests in order until it closes.
+async fn connection(ctx: &Context, socket: TcpStream) -> Result<(), ConnectionError> {
+    let _ = socket.set_nodelay(true);
+    let (read, mut write) = socket.into_split();
+    let mut read = BufReader::new(read);
+    let limit = ctx.options.max_request_bytes;
+    loop {
+        let frame = tokio::select! {
+            () = ctx.stop.cancelled() => return Ok(()),
+            frame = read_frame(&mut read, limit) => frame?,
+        };
+        let Some(frame) = frame else { return Ok(()) };
+        if let Some(response) = handle(ctx, frame).await? {
+            write.write_all(&response).await?;
+        }
+    }
+}
+
+/// The next frame, or `None` when the client closed the connection.
+async fn read_frame(
+    read: &mut (impl AsyncReadExt + Unpin),
+    limit: usize,
+) -> Result<Option<Bytes>, ConnectionError> {
+    let size = match read.read_i32().await {
+        Ok(size) => size,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(len) = usize::try_from(size).ok().filter(|l| *l <= limit) else {
+        return Err(FrameError::Size { size, limit }.into());
+    };
+    let mut buf = vec![0; len];
+    read.read_exact(&mut buf).await?;
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// One request's response frame; `None` for a produce with acks 0.
+pub(crate) async fn handle(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+    let (api, version, header, body) = match frame::parse(frame)? {
+        Parsed::Request { api, version, header, body } => (api, version, header, body),
+        Parsed::UnsupportedApiVersions { correlation_id } => {
+            let response = api_versions(ResponseError::UnsupportedVersion.code());
+            return frame::encode(ApiKey::ApiVersions, 0, correlation_id, &response).map(Some);
+        }
+    };
+    let id = header.correlation_id;
+    tracing::trace!(api = ?api, version, correlation_id = id, "kafka request");
+    let response = match api {
+        ApiKey::ApiVersions => frame::encode(api, version, id, &api_versions(0))?,
+        ApiKey::Metadata => {
+            let request: MetadataRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &api::metadata(ctx, version, request).await)?
+        }
+        ApiKey::Produce => {
+            let request: ProduceRequest = frame::decode(api, version, body)?;
+            match api::produce(ctx, version, request).await {
+                Some(response) => frame::encode(api, version, id, &response)?,
+                None => return Ok(None),
+            }
+        }
+        ApiKey::Fetch => {
+            let request: FetchRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &api::fetch(ctx, version, request).await)?
+        }
+        ApiKey::ListOffsets => {
+            let request: ListOffsetsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &api::list_offsets(ctx, version, request))?
+        }
+        _ => return Err(FrameError::NotImplemented { api, version }),
+    };
+    Ok(Some(response))
+}
+
+/// What ApiVersions answers: only the implemented APIs and versions.
+fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    let keys = frame::SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            kafka_protocol::messages::api_versions_response::ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(keys)
+}

@@ -1,0 +1,53 @@
+"""kafka-python against Brooklet's Kafka listener: produce 100 keyed records,
+read them back in order, ask for the partition's bounds. Prints one line per
+record and a summary; any failure raises (non-zero exit).
+
+Usage: python3 roundtrip.py 127.0.0.1:PORT TOPIC
+"""
+import sys
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+addr, topic = sys.argv[1], sys.argv[2]
+# Timeouts stay well below the test's deadline (30 s); the API versions are
+# auto-detected from ApiVersions.
+timeouts = dict(request_timeout_ms=8000)
+
+# Idempotent producers (kafka-python's default with acks=all) need
+# InitProducerId, which the broker does not implement yet.
+producer = KafkaProducer(
+    bootstrap_servers=addr, acks="all", enable_idempotence=False, max_block_ms=8000, **timeouts
+)
+sent = [
+    producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), headers=[("n", str(i).encode())])
+    for i in range(100)
+]
+producer.flush(timeout=10)
+offsets = [f.get(timeout=10).offset for f in sent]
+assert offsets == list(range(100)), offsets
+producer.close(timeout=5)
+print("produced", len(offsets))
+
+consumer = KafkaConsumer(
+    topic,
+    bootstrap_servers=addr,
+    auto_offset_reset="earliest",
+    group_id=None,
+    enable_auto_commit=False,
+    consumer_timeout_ms=8000,
+    fetch_max_wait_ms=200,
+    **timeouts,
+)
+got = []
+for m in consumer:
+    got.append(m)
+    if len(got) == 100:
+        break
+tp = TopicPartition(topic, 0)
+begin = consumer.beginning_offsets([tp])[tp]
+end = consumer.end_offsets([tp])[tp]
+consumer.close()
+for m in got:
+    print(m.offset, m.key.decode(), m.value.decode(), dict(m.headers)["n"].decode())
+print("consumed", len(got))
+print("bounds", begin, end)
