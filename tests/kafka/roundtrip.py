@@ -13,11 +13,9 @@ addr, topic = sys.argv[1], sys.argv[2]
 # auto-detected from ApiVersions.
 timeouts = dict(request_timeout_ms=8000)
 
-# Idempotent producers (kafka-python's default with acks=all) need
-# InitProducerId, which the broker does not implement yet.
-producer = KafkaProducer(
-    bootstrap_servers=addr, acks="all", enable_idempotence=False, max_block_ms=8000, **timeouts
-)
+# kafka-python's defaults: acks=all makes it idempotent (InitProducerId,
+# then batches with its producer id and sequences).
+producer = KafkaProducer(bootstrap_servers=addr, acks="all", max_block_ms=8000, **timeouts)
 sent = [
     producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), headers=[("n", str(i).encode())])
     for i in range(100)

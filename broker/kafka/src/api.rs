@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use brooklet_core::{Acks, Error, FetchOpts, TopicInfo};
+use brooklet_core::{Acks, Error, FetchOpts, Idempotence, TopicInfo};
 use bytes::BytesMut;
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
@@ -18,8 +18,9 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -182,9 +183,23 @@ async fn produce_partition(
     acks: Acks,
 ) -> Result<(u64, u64), (ResponseError, String)> {
     let records = records.ok_or_else(|| (ResponseError::CorruptMessage, "null records".to_owned()))?;
-    let records = records::decode_produce(records, partition).map_err(|e| (e.error, e.message))?;
+    let (records, claim) = records::decode_produce(records, partition).map_err(|e| (e.error, e.message))?;
     let core_error = |e: Error| (crate::error::kafka_error(&e), brooklet_core::error_chain(&e));
-    let (appended, _) = ctx.core.log().produce(topic, records, Some(acks), None).await.map_err(core_error)?;
+    let producer = match claim {
+        None => None,
+        Some(c) => Some(Idempotence {
+            producer_id: u64::try_from(c.producer_id).unwrap_or(0),
+            producer_epoch: u16::try_from(c.producer_epoch).map_err(|_| {
+                (
+                    ResponseError::InvalidProducerEpoch,
+                    format!("producer epoch {} is negative", c.producer_epoch),
+                )
+            })?,
+            base_sequences: BTreeMap::from([(partition, c.base_sequence as u64)]),
+        }),
+    };
+    let (appended, _) =
+        ctx.core.log().produce(topic, records, Some(acks), producer.as_ref()).await.map_err(core_error)?;
     let base = appended.first().map_or(0, |a| a.base_offset);
     let log_start = ctx.core.log().partition_state(topic, partition).map_or(0, |s| s.log_start);
     Ok((base, log_start))
@@ -335,4 +350,25 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// A new idempotent producer id, epoch 0. A producer that names its
+/// current id (to bump its epoch after an error) gets a new id instead:
+/// the core keeps every id at epoch 0.
+pub(crate) fn init_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
+    if request.transactional_id.is_some() {
+        return InitProducerIdResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    match ctx.core.log().new_producer_id() {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id.id as i64))
+            .with_producer_epoch(id.epoch as i16),
+        Err(e) => InitProducerIdResponse::default()
+            .with_error_code(code(&e))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
 }

@@ -23,6 +23,16 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
         Error::TopicExists { .. } => ResponseError::TopicAlreadyExists,
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         Error::GroupNotFound { .. } => ResponseError::GroupIdNotFound,
+        // The core's refusals of an idempotent producer's batch.
+        Error::FailedPrecondition { reason } if reason.starts_with("sequence gap") => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        Error::FailedPrecondition { reason } if reason.contains("was not issued by this broker") => {
+            ResponseError::UnknownProducerId
+        }
+        Error::FailedPrecondition { reason } if reason.starts_with("producer epoch") => {
+            ResponseError::InvalidProducerEpoch
+        }
         Error::FailedPrecondition { .. } => ResponseError::InvalidRequest,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,

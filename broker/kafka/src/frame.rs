@@ -9,12 +9,13 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// The APIs this adapter implements, with the versions it implements:
 /// what ApiVersions advertises, and all it answers.
-pub(crate) const SUPPORTED: [(ApiKey, i16, i16); 5] = [
+pub(crate) const SUPPORTED: [(ApiKey, i16, i16); 6] = [
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The versions of `key` this adapter implements.
@@ -76,6 +77,8 @@ pub(crate) fn parse(mut frame: Bytes) -> Result<Parsed, FrameError> {
 
 /// Decodes a request body of `version`.
 pub(crate) fn decode<R: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<R, FrameError> {
+    crate::walk::check(api, version, &body)
+        .map_err(|reason| FrameError::Malformed { what: format!("{api:?} v{version} request"), reason })?;
     let request = R::decode(&mut body, version).map_err(|e| FrameError::Malformed {
         what: format!("{api:?} v{version} request"),
         reason: e.to_string(),
@@ -170,6 +173,78 @@ mod tests {
         let frame = request(ApiKey::Metadata, 1, 1, &MetadataRequest::default());
         let Parsed::Request { api, version, body, .. } = parse(frame).unwrap() else { panic!() };
         assert!(decode::<MetadataRequest>(api, version, body.slice(..2)).is_err());
+    }
+
+    #[test]
+    fn an_array_counting_more_elements_than_the_frame_holds_is_refused_before_decoding() {
+        use kafka_protocol::messages::ProduceRequest;
+        // Produce v3: no transactional id, acks 1, timeout, then a topic
+        // array claiming i32::MAX topics in a frame of a few bytes.
+        let mut body = BytesMut::new();
+        body.put_i16(-1);
+        body.put_i16(1);
+        body.put_i32(1000);
+        body.put_i32(i32::MAX);
+        let err = decode::<ProduceRequest>(ApiKey::Produce, 3, body.freeze()).unwrap_err();
+        assert!(matches!(err, FrameError::Malformed { .. }), "{err}");
+        // Fetch v12 (flexible): a compact array claiming 2^32 - 2 topics.
+        let mut body = BytesMut::new();
+        body.put_slice(&[0; 4 + 4 + 4 + 4 + 1 + 8]);
+        body.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let err =
+            decode::<kafka_protocol::messages::FetchRequest>(ApiKey::Fetch, 12, body.freeze()).unwrap_err();
+        assert!(matches!(err, FrameError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn well_formed_requests_of_every_version_pass_the_walk() {
+        use kafka_protocol::messages::{
+            FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+            fetch_request::{FetchPartition, FetchTopic, ForgottenTopic},
+            list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+            metadata_request::MetadataRequestTopic,
+            produce_request::{PartitionProduceData, TopicProduceData},
+        };
+        let name = || TopicName(StrBytes::from_static_str("t"));
+        let frame = |api: ApiKey, version: i16, body: &dyn Fn(&mut BytesMut)| {
+            let mut out = BytesMut::new();
+            body(&mut out);
+            let left =
+                crate::walk::check(api, version, &out).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+            assert_eq!(left, 0, "{api:?} v{version}: the walk follows the schema to its end");
+        };
+        for v in 0..=12 {
+            let topic = MetadataRequestTopic::default().with_name(Some(name()));
+            let r = MetadataRequest::default()
+                .with_topics(Some(vec![topic, MetadataRequestTopic::default().with_name(Some(name()))]));
+            frame(ApiKey::Metadata, v, &|b| r.encode(b, v).unwrap());
+        }
+        for v in 3..=9 {
+            let p =
+                PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from_static(b"abc")));
+            let t = TopicProduceData::default().with_name(name()).with_partition_data(vec![p.clone(), p]);
+            let r = ProduceRequest::default().with_acks(1).with_topic_data(vec![t.clone(), t]);
+            frame(ApiKey::Produce, v, &|b| r.encode(b, v).unwrap());
+        }
+        for v in 4..=12 {
+            let p = FetchPartition::default().with_partition(0).with_fetch_offset(5);
+            let t = FetchTopic::default().with_topic(name()).with_partitions(vec![p.clone(), p]);
+            let mut r = FetchRequest::default().with_topics(vec![t.clone(), t]);
+            if v >= 7 {
+                r.forgotten_topics_data =
+                    vec![ForgottenTopic::default().with_topic(name()).with_partitions(vec![1, 2])];
+            }
+            if v >= 11 {
+                r.rack_id = StrBytes::from_static_str("rack");
+            }
+            frame(ApiKey::Fetch, v, &|b| r.encode(b, v).unwrap());
+        }
+        for v in 1..=7 {
+            let p = ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1);
+            let t = ListOffsetsTopic::default().with_name(name()).with_partitions(vec![p.clone(), p]);
+            let r = ListOffsetsRequest::default().with_topics(vec![t.clone(), t]);
+            frame(ApiKey::ListOffsets, v, &|b| r.encode(b, v).unwrap());
+        }
     }
 
     #[test]

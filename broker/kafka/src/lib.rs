@@ -7,13 +7,14 @@
 //!   one task per connection.
 //! - `frame`: size-prefixed frames, request headers, version checks,
 //!   encoding a response for the version the request named.
-//! - `api`: ApiVersions, Metadata, Produce, Fetch and ListOffsets over the
-//!   core.
+//! - `api`: ApiVersions, Metadata, Produce (idempotent too), Fetch,
+//!   ListOffsets and InitProducerId over the core.
 //! - `records`: RecordBatch v2 ⇄ the core's records.
 //! - `error`: core errors → Kafka error codes, in one place.
+//! - `walk`: checks every array of a request against the bytes that must
+//!   hold it, before decoding (which would reserve memory for the count).
 //!
-//! Not yet: consumer groups, idempotent and transactional producers,
-//! compressed batches.
+//! Not yet: consumer groups, transactions, compressed batches.
 
 #![warn(unreachable_pub)]
 
@@ -22,5 +23,6 @@ mod error;
 mod frame;
 mod records;
 mod server;
+mod walk;
 
 pub use server::{KafkaOptions, serve};

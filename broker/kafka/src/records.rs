@@ -28,10 +28,22 @@ fn refuse(error: ResponseError, message: impl Into<String>) -> BatchError {
     BatchError { error, message: message.into() }
 }
 
-/// The records of a produce request's partition, for `partition`. Only
-/// uncompressed v2 batches of non-idempotent producers are accepted.
-pub(crate) fn decode_produce(mut bytes: Bytes, partition: u32) -> Result<Vec<NewRecord>, BatchError> {
-    check_batches(&bytes)?;
+/// An idempotent producer's claim on a produced batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProducerClaim {
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
+}
+
+/// The records of a produce request's partition, for `partition`, with the
+/// producer's claim if the batch is idempotent. Only uncompressed v2
+/// batches are accepted; an idempotent producer sends one batch.
+pub(crate) fn decode_produce(
+    mut bytes: Bytes,
+    partition: u32,
+) -> Result<(Vec<NewRecord>, Option<ProducerClaim>), BatchError> {
+    let claim = check_batches(&bytes)?;
     let sets = RecordBatchDecoder::decode_all(&mut bytes)
         .map_err(|e| refuse(ResponseError::CorruptMessage, format!("cannot decode the record batch: {e}")))?;
     let mut out = Vec::new();
@@ -61,14 +73,16 @@ pub(crate) fn decode_produce(mut bytes: Bytes, partition: u32) -> Result<Vec<New
     if out.is_empty() {
         return Err(refuse(ResponseError::InvalidRecord, "the request carries no record"));
     }
-    Ok(out)
+    Ok((out, claim))
 }
 
 /// Checks each batch's header before it is decoded: format v2, a record
 /// count its length can hold (so that decoding never reserves memory for
-/// records that are not there), no compression, no producer id.
-fn check_batches(bytes: &[u8]) -> Result<(), BatchError> {
+/// records that are not there), no compression, not transactional; a batch
+/// with a producer id is the only one. Returns that producer's claim.
+fn check_batches(bytes: &[u8]) -> Result<Option<ProducerClaim>, BatchError> {
     let mut rest = bytes;
+    let (mut batches, mut claim) = (0, None);
     while !rest.is_empty() {
         if rest.len() < BATCH_HEADER {
             return Err(refuse(ResponseError::CorruptMessage, "a record batch is shorter than its header"));
@@ -107,9 +121,21 @@ fn check_batches(bytes: &[u8]) -> Result<(), BatchError> {
         }
         let producer_id = i64::from_be_bytes(rest[43..51].try_into().unwrap_or_default());
         if producer_id >= 0 {
+            let base_sequence = be32(53);
+            if base_sequence < 0 {
+                return Err(refuse(
+                    ResponseError::InvalidRecord,
+                    format!("an idempotent batch's base sequence {base_sequence} is negative"),
+                ));
+            }
+            let producer_epoch = i16::from_be_bytes([rest[51], rest[52]]);
+            claim = Some(ProducerClaim { producer_id, producer_epoch, base_sequence });
+        }
+        batches += 1;
+        if claim.is_some() && batches > 1 {
             return Err(refuse(
                 ResponseError::InvalidRecord,
-                "idempotent producers are not supported yet: set enable.idempotence=false",
+                "an idempotent producer sends one batch per partition",
             ));
         }
         let count = be32(57);
@@ -120,9 +146,12 @@ fn check_batches(bytes: &[u8]) -> Result<(), BatchError> {
                 format!("a record batch cannot hold {count} records"),
             ));
         }
+        crate::walk::check_records(&rest[BATCH_HEADER..total], count as usize).map_err(|e| {
+            refuse(ResponseError::CorruptMessage, format!("a record batch is malformed: {e}"))
+        })?;
         rest = &rest[total..];
     }
-    Ok(())
+    Ok(claim)
 }
 
 /// The core's stored records as RecordBatch v2 batches, at their offsets.

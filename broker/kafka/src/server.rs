@@ -8,7 +8,8 @@ use brooklet_core::Core;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    ApiKey, ApiVersionsResponse, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -156,6 +157,10 @@ pub(crate) async fn handle(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>,
         ApiKey::Fetch => {
             let request: FetchRequest = frame::decode(api, version, body)?;
             frame::encode(api, version, id, &api::fetch(ctx, version, request).await)?
+        }
+        ApiKey::InitProducerId => {
+            let request: InitProducerIdRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &api::init_producer_id(ctx, &request))?
         }
         ApiKey::ListOffsets => {
             let request: ListOffsetsRequest = frame::decode(api, version, body)?;

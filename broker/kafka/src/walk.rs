@@ -1,0 +1,226 @@
+//! Checks a request's arrays before `kafka-protocol` decodes it.
+//!
+//! That crate reserves memory for as many elements as an array's count
+//! says, before reading them: a 31-byte frame claiming two billion topics
+//! would make it allocate hundreds of gigabytes and abort the process. So
+//! each request with arrays is walked first, allocating nothing, along its
+//! schema for the version: every array must hold the elements it counts.
+//! Then decoding allocates no more than the frame's bytes can fill.
+
+use kafka_protocol::messages::ApiKey;
+
+/// A cursor over a request body; every read is checked.
+struct Walk<'a> {
+    rest: &'a [u8],
+    flexible: bool,
+}
+
+type Step = Result<(), String>;
+
+impl Walk<'_> {
+    fn skip(&mut self, n: usize) -> Step {
+        if self.rest.len() < n {
+            return Err(format!("needs {n} more bytes, {} left", self.rest.len()));
+        }
+        self.rest = &self.rest[n..];
+        Ok(())
+    }
+
+    fn uvarint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some((&b, rest)) = self.rest.split_first() else { return Err("varint cut short".into()) };
+            self.rest = rest;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn varint(&mut self) -> Result<i64, String> {
+        let z = self.uvarint()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn i16(&mut self) -> Result<i16, String> {
+        let b = self.rest.get(..2).ok_or("int16 cut short")?;
+        let v = i16::from_be_bytes([b[0], b[1]]);
+        self.skip(2)?;
+        Ok(v)
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        let b = self.rest.get(..4).ok_or("int32 cut short")?;
+        let v = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        self.skip(4)?;
+        Ok(v)
+    }
+
+    /// A string, nullable string, bytes or nullable bytes: skipped.
+    fn blob(&mut self) -> Step {
+        let len = if self.flexible { (self.uvarint()? as i64) - 1 } else { i64::from(self.i16()?) };
+        if len > 0 { self.skip(len as usize) } else { Ok(()) }
+    }
+
+    /// Bytes with an int32 length (records in a non-flexible version).
+    fn bytes32(&mut self) -> Step {
+        if self.flexible {
+            return self.blob();
+        }
+        let len = self.i32()?;
+        if len > 0 { self.skip(len as usize) } else { Ok(()) }
+    }
+
+    /// An array whose elements `each` walks; its count must not exceed the
+    /// bytes left (every element takes at least one).
+    fn array(&mut self, mut each: impl FnMut(&mut Self) -> Step) -> Step {
+        let n = if self.flexible { self.uvarint()? as i64 - 1 } else { i64::from(self.i32()?) };
+        if n > self.rest.len() as i64 {
+            return Err(format!("an array counts {n} elements in {} bytes", self.rest.len()));
+        }
+        for _ in 0..n.max(0) {
+            each(self)?;
+        }
+        Ok(())
+    }
+
+    /// The tagged fields ending a struct in a flexible version.
+    fn tags(&mut self) -> Step {
+        if !self.flexible {
+            return Ok(());
+        }
+        let n = self.uvarint()?;
+        if n > self.rest.len() as u64 {
+            return Err(format!("{n} tagged fields in {} bytes", self.rest.len()));
+        }
+        for _ in 0..n {
+            self.uvarint()?;
+            let size = self.uvarint()?;
+            self.skip(usize::try_from(size).map_err(|_| "tagged field too large")?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Walks the body of `api` at `version`; an error says what is wrong.
+/// Returns how many bytes are left after the walked fields (none for a
+/// well-formed request).
+pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, String> {
+    let flexible = api.request_header_version(version) >= 2;
+    let w = &mut Walk { rest: body, flexible };
+    match api {
+        ApiKey::Metadata => {
+            w.array(|w| {
+                if version >= 10 {
+                    w.skip(16)?;
+                }
+                w.blob()?;
+                w.tags()
+            })?;
+            let flags = [version >= 4, (8..=10).contains(&version), version >= 8];
+            w.skip(flags.iter().filter(|f| **f).count())?;
+            w.tags()?;
+        }
+        ApiKey::Produce => {
+            w.blob()?; // transactional id
+            w.skip(2 + 4)?; // acks, timeout
+            w.array(|w| {
+                w.blob()?;
+                w.array(|w| {
+                    w.skip(4)?;
+                    w.bytes32()?;
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            w.tags()?;
+        }
+        ApiKey::Fetch => {
+            w.skip(4 + 4 + 4 + 4 + 1)?; // replica, max wait, min bytes, max bytes, isolation
+            if version >= 7 {
+                w.skip(8)?; // session id and epoch
+            }
+            w.array(|w| {
+                w.blob()?;
+                w.array(|w| {
+                    w.skip(4)?;
+                    if version >= 9 {
+                        w.skip(4)?;
+                    }
+                    w.skip(8)?;
+                    if version >= 12 {
+                        w.skip(4)?;
+                    }
+                    if version >= 5 {
+                        w.skip(8)?;
+                    }
+                    w.skip(4)?;
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            if version >= 7 {
+                w.array(|w| {
+                    w.blob()?;
+                    w.array(|w| w.skip(4))?;
+                    w.tags()
+                })?;
+            }
+            if version >= 11 {
+                w.blob()?;
+            }
+            w.tags()?;
+        }
+        ApiKey::ListOffsets => {
+            w.skip(4)?;
+            if version >= 2 {
+                w.skip(1)?;
+            }
+            w.array(|w| {
+                w.blob()?;
+                w.array(|w| {
+                    w.skip(4)?;
+                    if version >= 4 {
+                        w.skip(4)?;
+                    }
+                    w.skip(8)?;
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            w.tags()?;
+        }
+        // No arrays to check.
+        _ => return Ok(0),
+    }
+    Ok(w.rest.len())
+}
+
+/// Walks the records of one uncompressed v2 batch (after its 61-byte
+/// header): each record's header count must fit the record.
+pub(crate) fn check_records(mut records: &[u8], count: usize) -> Step {
+    for _ in 0..count {
+        let mut w = Walk { rest: records, flexible: false };
+        let len = w.varint()?;
+        let len = usize::try_from(len).map_err(|_| format!("record length {len}"))?;
+        let body = w.rest.get(..len).ok_or("a record runs past its batch")?;
+        records = &w.rest[len..];
+        let mut r = Walk { rest: body, flexible: false };
+        r.skip(1)?; // attributes
+        r.varint()?; // timestamp delta
+        r.varint()?; // offset delta
+        for _ in 0..2 {
+            let n = r.varint()?; // key, value
+            if n > 0 {
+                r.skip(n as usize)?;
+            }
+        }
+        let headers = r.varint()?;
+        if headers < 0 || headers > r.rest.len() as i64 {
+            return Err(format!("a record counts {headers} headers in {} bytes", r.rest.len()));
+        }
+    }
+    Ok(())
+}
