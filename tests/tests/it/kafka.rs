@@ -65,6 +65,16 @@ async fn kafka_python_produces_and_consumes_in_order() {
     assert_eq!(lines.first(), Some(&"produced 100"), "{stdout}");
     let records: Vec<String> = (0..100).map(|i| format!("{i} k{i} v{i} {i}")).collect();
     assert_eq!(lines[1..101], records.iter().map(String::as_str).collect::<Vec<_>>()[..], "{stdout}");
-    assert_eq!(lines[101..], ["consumed 100", "bounds 0 100"], "{stdout}");
+    assert_eq!(
+        lines[101..],
+        [
+            "consumed 100",
+            "bounds 0 100",
+            "by-time 0 gone None 1000",
+            "by-time 1 later b'x' 2000",
+            "found 1 2000"
+        ],
+        "{stdout}"
+    );
     broker.shutdown().await.unwrap();
 }
