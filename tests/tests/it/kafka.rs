@@ -78,3 +78,61 @@ async fn kafka_python_produces_and_consumes_in_order() {
     );
     broker.shutdown().await.unwrap();
 }
+
+/// Sends one frame and reads the response frame, or `None` once the broker
+/// closed the connection.
+async fn exchange(stream: &mut tokio::net::TcpStream, frame: &[u8]) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(&(frame.len() as i32).to_be_bytes()).await.ok()?;
+    stream.write_all(frame).await.ok()?;
+    let size = stream.read_i32().await.ok()?;
+    let mut response = vec![0; size as usize];
+    stream.read_exact(&mut response).await.ok()?;
+    Some(response)
+}
+
+#[tokio::test]
+async fn api_versions_of_an_unknown_version_and_bad_frames_are_answered_as_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let addr = broker.kafka_addr().expect("a Kafka listener");
+    tokio::time::timeout(DEADLINE, async {
+        // ApiVersions v99 (key 18), correlation id 7, null client id: a v0
+        // response with UNSUPPORTED_VERSION (35) and what is supported.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = [0, 18, 0, 99, 0, 0, 0, 7, 0xff, 0xff];
+        let response = exchange(&mut stream, &request).await.expect("an answer");
+        assert_eq!(response[..4], 7i32.to_be_bytes(), "correlation id");
+        assert_eq!(response[4..6], 35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
+        let count = i32::from_be_bytes(response[6..10].try_into().unwrap()) as usize;
+        let apis: Vec<(i16, i16, i16)> = response[10..10 + count * 6]
+            .chunks(6)
+            .map(|c| {
+                let at = |i: usize| i16::from_be_bytes([c[i], c[i + 1]]);
+                (at(0), at(2), at(4))
+            })
+            .collect();
+        for api in [(0, 3, 9), (1, 4, 12), (2, 1, 7), (3, 0, 12), (18, 0, 3), (22, 0, 4)] {
+            assert!(apis.contains(&api), "{api:?} in {apis:?}");
+        }
+        // The connection still serves; a frame with an unknown API key
+        // closes it.
+        let unknown = [0x7f, 0x00, 0, 0, 0, 0, 0, 8, 0xff, 0xff];
+        assert_eq!(exchange(&mut stream, &unknown).await, None);
+        // So does a frame larger than the request limit, announced by its size.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(&i32::MAX.to_be_bytes()).await.unwrap();
+        assert_eq!(stream.read(&mut [0; 8]).await.unwrap_or(0), 0, "closed");
+        // And the broker serves new connections: ApiVersions v0.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let response =
+            exchange(&mut stream, &[0, 18, 0, 0, 0, 0, 0, 9, 0xff, 0xff]).await.expect("an answer");
+        assert_eq!(response[..6], [0, 0, 0, 9, 0, 0], "correlation id 9, no error");
+    })
+    .await
+    .expect("in time");
+    broker.shutdown().await.unwrap();
+}
