@@ -49,7 +49,9 @@ pub(crate) struct Context {
 }
 
 /// Serves Kafka clients on `listener` until `stop` is cancelled; each
-/// connection runs on `tasks`, so shutdown can wait for them.
+/// connection runs on `tasks`. Once `stop` is cancelled, connections read
+/// no further request, waiting fetches end, and this returns when every
+/// request in flight has been answered.
 pub async fn serve(
     core: Core,
     listener: TcpListener,
@@ -59,9 +61,14 @@ pub async fn serve(
 ) -> io::Result<()> {
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let ctx = Arc::new(Context { core, options, stop: stop.clone() });
+    let open = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
+            () = stop.cancelled() => {
+                open.close();
+                open.wait().await;
+                return Ok(());
+            }
             accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {
@@ -77,12 +84,12 @@ pub async fn serve(
             continue;
         };
         let ctx = ctx.clone();
-        tasks.spawn(async move {
+        tasks.spawn(open.track_future(async move {
             let _permit = permit;
             if let Err(e) = connection(&ctx, socket).await {
                 tracing::warn!(%peer, error = %e, "kafka: closing connection");
             }
-        });
+        }));
     }
 }
 
@@ -107,7 +114,13 @@ async fn connection(ctx: &Context, socket: TcpStream) -> Result<(), ConnectionEr
         };
         let Some(frame) = frame else { return Ok(()) };
         if let Some(response) = handle(ctx, frame).await? {
-            write.write_all(&response).await?;
+            // At shutdown, a client that does not read its response must not
+            // hold the broker up: the write is given up once it would wait.
+            tokio::select! {
+                biased;
+                written = write.write_all(&response) => written?,
+                () = ctx.stop.cancelled() => return Ok(()),
+            }
         }
     }
 }

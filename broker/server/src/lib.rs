@@ -153,6 +153,7 @@ pub async fn run(
         max_requests_per_connection: config.core.limits.max_requests_per_connection,
         slow_request: config.slow_request,
     };
+    let mut kafka_served = None;
     if let Some(l) = kafka_listener {
         let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
         let (advertised_host, advertised_port) =
@@ -167,11 +168,11 @@ pub async fn run(
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let kafka = brooklet_kafka::serve(core.clone(), l, options, stop.clone(), tasks.clone());
-        tasks.spawn(async move {
+        kafka_served = Some(tasks.spawn(async move {
             if let Err(e) = kafka.await {
                 tracing::error!(error = %e, "kafka listener failed");
             }
-        });
+        }));
     }
     let grpc =
         brooklet_grpc::serve(core.clone(), metrics.clone(), listener, options, stop.clone(), tasks.clone());
@@ -195,6 +196,10 @@ pub async fn run(
     stop.cancel();
     metrics.set_ready(false);
     metrics_stop.cancel();
+    // Kafka's requests in flight are answered before storage is flushed.
+    if let Some(kafka) = kafka_served {
+        let _ = kafka.await;
+    }
     served?;
 
     core.flush().map_err(storage_error)?;
