@@ -436,3 +436,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => status::run(broker).await,
     }
 }
+
+#[cfg(test)]
+mod kafka_flag_tests {
+    use super::parse_host_port;
+
+    #[test]
+    fn kafka_advertised_is_host_and_port_and_never_localhost() {
+        assert_eq!(parse_host_port("127.0.0.1:9092"), Ok(("127.0.0.1".to_owned(), 9092)));
+        assert_eq!(parse_host_port("[::1]:9092"), Ok(("::1".to_owned(), 9092)));
+        assert_eq!(parse_host_port("broker.example:19092"), Ok(("broker.example".to_owned(), 19092)));
+        for bad in ["localhost:9092", "LOCALHOST:1", ":9092", "127.0.0.1", "127.0.0.1:99999"] {
+            assert!(parse_host_port(bad).is_err(), "{bad}");
+        }
+    }
+}
