@@ -1155,6 +1155,15 @@ mod tests {
         deliveries
     }
 
+    /// A producer that holds its records (a linger of an hour) for topic
+    /// `t` of one partition, whose broker is never reached.
+    fn lingering_producer() -> Producer {
+        let producer =
+            Producer::builder("127.0.0.1:1").linger(Duration::from_secs(3600)).build().expect("valid config");
+        seed_partitions(&producer, "t", 1);
+        producer
+    }
+
     fn current_thread_runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
     }
@@ -1168,11 +1177,7 @@ mod tests {
         let _log = captured.install();
         let runtime = current_thread_runtime();
         let deliveries = runtime.block_on(async {
-            let producer = Producer::builder("127.0.0.1:1")
-                .linger(Duration::from_secs(3600))
-                .build()
-                .expect("valid config");
-            seed_partitions(&producer, "t", 1);
+            let producer = lingering_producer();
             send_lingering(&producer, 10).await
             // The producer is dropped here, as at the end of `main`.
         });
@@ -1194,11 +1199,7 @@ mod tests {
         let _log = captured.install();
         let runtime = current_thread_runtime();
         let producer = runtime.block_on(async {
-            let producer = Producer::builder("127.0.0.1:1")
-                .linger(Duration::from_secs(3600))
-                .build()
-                .expect("valid config");
-            seed_partitions(&producer, "t", 1);
+            let producer = lingering_producer();
             drop(send_lingering(&producer, 3).await);
             producer
         });

@@ -197,6 +197,34 @@ impl Default for ReservedPort {
     }
 }
 
+/// What a finished child process did, its output as text.
+#[derive(Debug)]
+pub struct Finished {
+    /// It exited with status 0.
+    pub success: bool,
+    /// Its exit code, if it exited (not killed by a signal).
+    pub code: Option<i32>,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Waits, up to [`DEADLINE`], for `child` (spawned with piped output) to
+/// exit, and collects what it printed.
+pub async fn finish(child: tokio::process::Child) -> Finished {
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("finishes in time")
+        .expect("its output is read");
+    Finished {
+        success: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// The `brooklet` binary of this build, built (or found up to date) once per
 /// test process so a test never runs a stale binary.
 pub fn brooklet_bin() -> PathBuf {

@@ -60,6 +60,15 @@ pub enum Error {
         /// Why, and what to do.
         reason: String,
     },
+    /// An idempotent producer's batch is refused, before anything of its
+    /// request is written.
+    #[error("{reason}")]
+    ProducerRefused {
+        /// What the producer got wrong.
+        refusal: ProducerRefusal,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The data directory's disk has less free space than the broker keeps
     /// in reserve: writes are refused until space returns (space that
     /// deletes freed inside the database counts for up to half the
@@ -85,6 +94,19 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Why an idempotent producer's batch is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProducerRefusal {
+    /// The producer id was never issued by this broker.
+    UnknownProducerId,
+    /// The epoch is not the producer id's current one.
+    WrongEpoch,
+    /// Batches before this one never arrived.
+    SequenceGap,
+    /// The sequence is older than the batches kept, or matches none of them.
+    StaleSequence,
 }
 
 impl Error {

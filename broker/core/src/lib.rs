@@ -38,7 +38,7 @@ pub use config::{
     CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Limits, MAX_FLUSH_MAX_DELAY, MAX_PARTITIONS_LIMIT,
     MAX_RECORD_BYTES_LIMIT,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ProducerRefusal, Result};
 pub use group::{
     CommittedOffset, Committer, GroupConfig, GroupDescription, GroupInfo, GroupState, Groups, Heartbeat,
     HeartbeatReply, MAX_GROUP_ID_BYTES, MAX_METADATA_BYTES, MemberInfo, PartitionLag, ResetTo,

@@ -184,7 +184,7 @@ impl Outcome {
                 "slow request (above --slow-request-ms)"
             );
         }
-        self.metrics.request_ended(&rpc, code_name(code), took);
+        self.metrics.request_ended(rpc, code_name(code), took);
     }
 }
 

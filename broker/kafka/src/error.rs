@@ -1,6 +1,6 @@
 //! The one place where a core [`Error`] becomes a Kafka error code.
 
-use brooklet_core::{Error, StorageErrorKind, error_chain};
+use brooklet_core::{Error, ProducerRefusal, StorageErrorKind, error_chain};
 use kafka_protocol::ResponseError;
 
 /// The Kafka error for a core error; a storage failure is also logged.
@@ -23,16 +23,12 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
         Error::TopicExists { .. } => ResponseError::TopicAlreadyExists,
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         Error::GroupNotFound { .. } => ResponseError::GroupIdNotFound,
-        // The core's refusals of an idempotent producer's batch.
-        Error::FailedPrecondition { reason } if reason.starts_with("sequence gap") => {
-            ResponseError::OutOfOrderSequenceNumber
-        }
-        Error::FailedPrecondition { reason } if reason.contains("was not issued by this broker") => {
-            ResponseError::UnknownProducerId
-        }
-        Error::FailedPrecondition { reason } if reason.starts_with("producer epoch") => {
-            ResponseError::InvalidProducerEpoch
-        }
+        Error::ProducerRefused { refusal, .. } => match refusal {
+            ProducerRefusal::SequenceGap => ResponseError::OutOfOrderSequenceNumber,
+            ProducerRefusal::UnknownProducerId => ResponseError::UnknownProducerId,
+            ProducerRefusal::WrongEpoch => ResponseError::InvalidProducerEpoch,
+            ProducerRefusal::StaleSequence => ResponseError::InvalidRequest,
+        },
         Error::FailedPrecondition { .. } => ResponseError::InvalidRequest,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,
@@ -76,5 +72,9 @@ mod tests {
         );
         assert_eq!(code(&Error::invalid("records", "at least one record is required")), 87);
         assert_eq!(code(&Error::invalid("name", "bad")), 17);
+        let refused = |refusal| Error::ProducerRefused { refusal, reason: String::new() };
+        assert_eq!(code(&refused(ProducerRefusal::SequenceGap)), 45);
+        assert_eq!(code(&refused(ProducerRefusal::UnknownProducerId)), 59);
+        assert_eq!(code(&refused(ProducerRefusal::WrongEpoch)), 47);
     }
 }

@@ -307,11 +307,11 @@ impl Metrics {
 
     /// Ends an admitted request: `rpc` names the method (from a bounded
     /// set), `code` its final status, `took` its latency.
-    pub fn request_ended(&self, rpc: &str, code: &'static str, took: Duration) {
+    pub fn request_ended(&self, rpc: String, code: &'static str, took: Duration) {
         let m = &self.inner;
         m.requests_in_flight.dec();
-        m.request_duration.get_or_create(&RpcLabels { rpc: rpc.to_owned() }).observe(took.as_secs_f64());
-        m.requests.get_or_create(&RpcCodeLabels { rpc: rpc.to_owned(), code }).inc();
+        m.request_duration.get_or_create(&RpcLabels { rpc: rpc.clone() }).observe(took.as_secs_f64());
+        m.requests.get_or_create(&RpcCodeLabels { rpc, code }).inc();
     }
 
     /// Counts one open connection until the guard is dropped.

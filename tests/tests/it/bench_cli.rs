@@ -6,17 +6,11 @@
 use std::process::Stdio;
 
 use brooklet_broker::Config;
-use brooklet_tests::{BrokerProcess, DEADLINE, TestBroker, brooklet_bin, eventually};
+use brooklet_tests::{BrokerProcess, Finished, TestBroker, brooklet_bin, eventually, finish};
 use serde_json::Value;
 use tokio::process::Command;
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn brooklet(args: &[&str]) -> Output {
+async fn brooklet(args: &[&str]) -> Finished {
     let child = Command::new(brooklet_bin())
         .args(args)
         .stdin(Stdio::null())
@@ -25,13 +19,7 @@ async fn brooklet(args: &[&str]) -> Output {
         .kill_on_drop(true)
         .spawn()
         .expect("brooklet runs");
-    let out =
-        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    Output {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    finish(child).await
 }
 
 /// Runs a bench with `--json` and returns the one JSON object it printed.

@@ -217,7 +217,12 @@ async fn a_producer_and_a_group_consumer_ride_out_a_restart_on_the_same_port() {
         (producer.breakers().state() == BreakerState::Open).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Down for longer than one cool-down: a probe has found it still down
+    // (more failures than the 5 that opened the breaker).
+    eventually("a probe to find the broker still down", || async {
+        producer.breakers().endpoints().iter().any(|e| e.failures > 5).then_some(())
+    })
+    .await;
     let broker = SamePortBroker::start(dir.path(), port.addr()).await;
 
     for delivery in buffered {

@@ -3,27 +3,11 @@
 
 use std::process::Stdio;
 
-use brooklet_tests::{BrokerProcess as Server, DEADLINE, TestBroker, brooklet_bin, eventually};
+use brooklet_tests::{
+    BrokerProcess as Server, DEADLINE, Finished as Output, TestBroker, brooklet_bin, eventually, finish,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::Command;
-
-struct Output {
-    success: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<std::process::Output> for Output {
-    fn from(out: std::process::Output) -> Output {
-        Output {
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
 
 async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(brooklet_bin())
@@ -38,9 +22,7 @@ async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
     let mut input = child.stdin.take().expect("stdin piped");
     input.write_all(stdin.as_bytes()).await.unwrap();
     drop(input);
-    let out =
-        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    Output::from(out)
+    finish(child).await
 }
 
 async fn ok(endpoint: &str, args: &[&str], stdin: &str) -> String {
@@ -209,8 +191,7 @@ async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         command.env(k, v);
     }
-    let out = tokio::time::timeout(DEADLINE, command.output()).await.expect("finishes in time").unwrap();
-    Output::from(out)
+    finish(command.spawn().expect("brooklet runs")).await
 }
 
 #[tokio::test]
@@ -397,9 +378,7 @@ async fn with_stdout_closed(endpoint: &str, args: &[&str]) -> Output {
         .kill_on_drop(true)
         .spawn()
         .expect("brooklet runs");
-    let out =
-        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    Output::from(out)
+    finish(child).await
 }
 
 #[tokio::test]
@@ -459,11 +438,9 @@ async fn a_consumer_whose_reader_leaves_commits_what_it_printed_and_exits_0() {
         assert_eq!(line, Some(value(i)));
     }
     drop(lines);
-    let out =
-        tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("finishes in time").unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exits 0, got {:?}: {stderr}", out.status);
-    assert!(stderr.is_empty(), "{stderr}");
+    let out = finish(child).await;
+    assert!(out.success, "exits 0, got {:?}: {}", out.code, out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
 
     let admin = brooklet_client::Admin::connect(ep.as_str()).unwrap();
     let committed = admin.fetch_offsets("g", Some("long")).await.unwrap();

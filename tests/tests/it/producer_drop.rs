@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use brooklet_client::{Admin, Delivery, NewTopic, Producer, ProducerRecord};
-use brooklet_tests::{DEADLINE, TestBroker, eventually};
+use brooklet_tests::{DEADLINE, Finished, TestBroker, eventually, finish};
 use futures::FutureExt as _;
 
 /// Long enough that no batch leaves before the producer is dropped: only
@@ -49,31 +49,23 @@ async fn create_topic(broker: &TestBroker, topic: &str, partitions: u32) -> Admi
     admin
 }
 
-/// What `drop_without_close` printed, and how it ended.
-struct Run {
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The records the program said were not delivered, summed over its
-    /// reports.
-    fn undelivered(&self) -> u64 {
-        self.stderr
-            .lines()
-            .filter(|line| line.contains("not delivered"))
-            .map(|line| {
-                line.split_whitespace()
-                    .find_map(|word| word.parse::<u64>().ok())
-                    .unwrap_or_else(|| panic!("a count in {line:?}"))
-            })
-            .sum()
-    }
+/// The records a run of `drop_without_close` said were not delivered,
+/// summed over its reports.
+fn undelivered(run: &Finished) -> u64 {
+    run.stderr
+        .lines()
+        .filter(|line| line.contains("not delivered"))
+        .map(|line| {
+            line.split_whitespace()
+                .find_map(|word| word.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("a count in {line:?}"))
+        })
+        .sum()
 }
 
 /// Runs `drop_without_close` to send `count` records to `topic`, and waits
 /// for it to exit, successfully.
-async fn drop_without_close(endpoint: &str, topic: &str, count: u64, options: &[&str]) -> Run {
+async fn drop_without_close(endpoint: &str, topic: &str, count: u64, options: &[&str]) -> Finished {
     let child = tokio::process::Command::new(example_bin("drop_without_close"))
         .args([endpoint, topic, &count.to_string()])
         .args(options)
@@ -83,12 +75,8 @@ async fn drop_without_close(endpoint: &str, topic: &str, count: u64, options: &[
         .kill_on_drop(true)
         .spawn()
         .expect("the example starts");
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output()).await.expect("exits in time").unwrap();
-    let run = Run {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(out.status.success(), "{options:?}: {:?}\n{}", out.status, run.stderr);
+    let run = finish(child).await;
+    assert!(run.success, "{options:?}: {:?}\n{}", run.code, run.stderr);
     assert!(run.stdout.contains(&format!("{count} records sent")), "{options:?}: {}", run.stdout);
     run
 }
@@ -101,7 +89,7 @@ async fn a_program_returning_without_close_reports_every_record_it_did_not_deliv
     let admin = create_topic(&broker, "orders", 3).await;
     let options = ["--current-thread", "--linger-ms", "3600000"];
     let run = drop_without_close(&broker.endpoint(), "orders", 1000, &options).await;
-    assert_eq!(run.undelivered(), 1000, "{}", run.stderr);
+    assert_eq!(undelivered(&run), 1000, "{}", run.stderr);
     assert!(run.stderr.contains("brooklet-client: error: 1000 records were not delivered"), "{}", run.stderr);
     assert_eq!(records_in(&admin, "orders").await, 0);
     broker.shutdown().await;
@@ -117,7 +105,7 @@ async fn a_program_returning_without_close_delivers_or_reports_every_record() {
     for options in [&["--log"][..], &[]] {
         let before = records_in(&admin, "orders").await;
         let run = drop_without_close(&broker.endpoint(), "orders", 1000, options).await;
-        let reported = run.undelivered();
+        let reported = undelivered(&run);
         assert!(reported <= 1000, "{options:?}: {}", run.stderr);
         if options.contains(&"--log") && reported > 0 {
             assert!(run.stderr.contains("ERROR"), "a tracing event: {}", run.stderr);
@@ -144,7 +132,7 @@ async fn a_program_returning_without_close_with_flush_on_drop_delivers_everythin
     for flavor in [&["--current-thread"][..], &[]] {
         let options = [flavor, &["--linger-ms", "3600000", "--flush-on-drop-ms", "30000"]].concat();
         let run = drop_without_close(&broker.endpoint(), "orders", 1000, &options).await;
-        assert_eq!(run.undelivered(), 0, "{options:?}: {}", run.stderr);
+        assert_eq!(undelivered(&run), 0, "{options:?}: {}", run.stderr);
         expected += 1000;
         assert_eq!(records_in(&admin, "orders").await, expected, "{options:?}");
     }

@@ -29,7 +29,7 @@ use brooklet_storage::{
 };
 
 use crate::config::Limits;
-use crate::error::{Error, Result};
+use crate::error::{Error, ProducerRefusal, Result};
 
 pub use topic_config::TopicConfig;
 
@@ -468,7 +468,8 @@ impl Log {
     fn check_producer(&self, producer: &Idempotence) -> Result<()> {
         let issued = self.max_producer_id.load(Ordering::Acquire);
         if producer.producer_id == 0 || producer.producer_id > issued {
-            return Err(Error::FailedPrecondition {
+            return Err(Error::ProducerRefused {
+                refusal: ProducerRefusal::UnknownProducerId,
                 reason: format!(
                     "producer id {} was not issued by this broker: call InitProducerId for one",
                     producer.producer_id
@@ -476,7 +477,8 @@ impl Log {
             });
         }
         if producer.producer_epoch != 0 {
-            return Err(Error::FailedPrecondition {
+            return Err(Error::ProducerRefused {
+                refusal: ProducerRefusal::WrongEpoch,
                 reason: format!(
                     "producer epoch {} is not the current epoch 0 of producer id {}: call InitProducerId",
                     producer.producer_epoch, producer.producer_id
@@ -1319,13 +1321,23 @@ mod tests {
             let log = open_log(dir.path(), &tasks);
             log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
             let never_issued = log.produce("t", vec![value("a")], None, Some(&claim(987_654_321, 0))).await;
-            let Err(Error::FailedPrecondition { reason }) = never_issued else { panic!("{never_issued:?}") };
+            let Err(Error::ProducerRefused { refusal: ProducerRefusal::UnknownProducerId, reason }) =
+                never_issued
+            else {
+                panic!("{never_issued:?}")
+            };
             assert!(reason.contains("InitProducerId"), "{reason}");
 
             let issued = log.new_producer_id().unwrap();
             assert_eq!(issued.epoch, 0);
             let wrong_epoch = log.produce("t", vec![value("a")], None, Some(&claim(issued.id, 1))).await;
-            assert!(matches!(wrong_epoch, Err(Error::FailedPrecondition { .. })), "{wrong_epoch:?}");
+            assert!(
+                matches!(
+                    wrong_epoch,
+                    Err(Error::ProducerRefused { refusal: ProducerRefusal::WrongEpoch, .. })
+                ),
+                "{wrong_epoch:?}"
+            );
             assert_eq!(log.describe_topic("t").unwrap().1[0].high_watermark, 0, "nothing was appended");
 
             log.produce("t", vec![value("a")], None, Some(&claim(issued.id, 0))).await.unwrap();

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ProducerRefusal, Result};
 use brooklet_storage::ProducerSeq;
 
 /// Batches remembered per producer and partition: a producer has fewer
@@ -43,7 +43,8 @@ pub(super) enum Decision {
 
 /// Refuses a batch whose earlier batches never arrived.
 pub(super) fn gap(seq: ProducerSeq, expected: u64, topic: &str, partition: u32) -> Error {
-    Error::FailedPrecondition {
+    Error::ProducerRefused {
+        refusal: ProducerRefusal::SequenceGap,
         reason: format!(
             "sequence gap for producer {} on {topic}/{partition}: expected sequence {expected}, got {}; \
              the batches in between never arrived",
@@ -117,7 +118,8 @@ impl Producers {
         if seq.base_sequence > expected {
             return Ok(Decision::Ahead { expected, unknown: false });
         }
-        Err(Error::FailedPrecondition {
+        Err(Error::ProducerRefused {
+            refusal: ProducerRefusal::StaleSequence,
             reason: format!(
                 "sequence {} of producer {} on {topic}/{partition} is older than the last {BATCHES_PER_PRODUCER} \
                  batches kept, or does not match the batch appended with it",
