@@ -10,7 +10,7 @@ use brooklet_tests::DEADLINE;
 /// Whether `python3` with kafka-python can run. `.ci/run` installs it and
 /// sets `BROOKLET_REQUIRE_KAFKA_PYTHON=1`, so that CI fails instead of
 /// skipping; elsewhere a missing client skips the test loudly.
-async fn kafka_python_available() -> bool {
+pub(crate) async fn kafka_python_available() -> bool {
     let probe = tokio::process::Command::new("python3")
         .args(["-c", "import kafka"])
         .stdout(Stdio::null())
