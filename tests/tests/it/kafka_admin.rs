@@ -1,6 +1,7 @@
-//! Kafka's topic administration and compressed batches with a real Kafka
-//! client: kafka-python's admin client creates, describes and deletes
-//! topics; its producers compress with every codec it has.
+//! Kafka's topic administration and compressed batches with real Kafka
+//! clients, kafka-python and librdkafka (through confluent-kafka): their
+//! admin clients create, describe and delete topics; their producers
+//! compress with every codec.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,7 +10,7 @@ use brooklet_broker::{Config, EmbeddedBroker};
 use brooklet_proto::v1 as pb;
 use pb::consumer_service_client::ConsumerServiceClient;
 
-use crate::kafka::kafka_python_available;
+use crate::kafka::{kafka_python_available, python_module_available};
 
 #[tokio::test]
 async fn kafka_python_administers_topics_and_produces_compressed_batches() {
@@ -95,5 +96,53 @@ async fn kafka_python_administers_topics_and_produces_compressed_batches() {
         let headers: Vec<(&str, &[u8])> = r.headers.iter().map(|h| (h.name.as_str(), &h.value[..])).collect();
         assert_eq!(headers, [("a", &b"1"[..]), ("b", b"x"), ("a", b"2")]);
     }
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn librdkafka_administers_topics_and_produces_compressed_batches() {
+    if !python_module_available("confluent_kafka", "confluent-kafka==2.16.1").await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_auto_create_topics = false;
+    let broker = EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let addr = broker.kafka_addr().expect("a Kafka listener");
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka/admin_librdkafka.py");
+    let child = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts");
+    let out = brooklet_tests::finish(child).await;
+    assert!(
+        out.success,
+        "librdkafka failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "create events ok",
+            "create odd INVALID_CONFIG",
+            "create wide INVALID_REPLICATION_FACTOR",
+            "validate-only dry ok",
+            "topics ['events']",
+            "describe events [('retention.ms', '1234', 1), ('retention.bytes', '-1', 5)]",
+            "describe 0 [('num.partitions', '1', 4)]",
+            "consumed 40",
+            "delete events ok",
+            "delete missing UNKNOWN_TOPIC_OR_PART",
+            "topics []",
+        ],
+        "{}",
+        out.stderr
+    );
     broker.shutdown().await.unwrap();
 }
