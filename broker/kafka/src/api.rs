@@ -183,7 +183,8 @@ async fn produce_partition(
     acks: Acks,
 ) -> Result<(u64, u64), (ResponseError, String)> {
     let records = records.ok_or_else(|| (ResponseError::CorruptMessage, "null records".to_owned()))?;
-    let (records, claim) = records::decode_produce(records, partition).map_err(|e| (e.error, e.message))?;
+    let (records, claim) = records::decode_produce(records, partition, ctx.options.max_request_bytes)
+        .map_err(|e| (e.error, e.message))?;
     let core_error = |e: Error| (crate::error::kafka_error(&e), brooklet_core::error_chain(&e));
     let producer = match claim {
         None => None,

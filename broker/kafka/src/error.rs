@@ -44,6 +44,16 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
     }
 }
 
+/// The Kafka error for a core error from creating a topic or checking a
+/// new one: a bad partition count or config has its own code there.
+pub(crate) fn create_topic_error(err: &Error) -> ResponseError {
+    match err {
+        Error::InvalidArgument { field, .. } if field == "partitions" => ResponseError::InvalidPartitions,
+        Error::InvalidArgument { field, .. } if field.starts_with("config[") => ResponseError::InvalidConfig,
+        _ => kafka_error(err),
+    }
+}
+
 /// The error code for `err`.
 pub(crate) fn code(err: &Error) -> i16 {
     kafka_error(err).code()
@@ -76,5 +86,10 @@ mod tests {
         assert_eq!(code(&refused(ProducerRefusal::SequenceGap)), 45);
         assert_eq!(code(&refused(ProducerRefusal::UnknownProducerId)), 59);
         assert_eq!(code(&refused(ProducerRefusal::WrongEpoch)), 47);
+        let create = |field: &str| create_topic_error(&Error::invalid(field, "bad")).code();
+        assert_eq!(create("partitions"), 37);
+        assert_eq!(create("config[retention.ms]"), 40);
+        assert_eq!(create("name"), 17);
+        assert_eq!(create_topic_error(&Error::TopicExists { topic: "t".into() }).code(), 36);
     }
 }

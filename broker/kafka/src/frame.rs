@@ -9,13 +9,16 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// The APIs this adapter implements, with the versions it implements:
 /// what ApiVersions advertises, and all it answers.
-pub(crate) const SUPPORTED: [(ApiKey, i16, i16); 6] = [
+pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 /// The versions of `key` this adapter implements.

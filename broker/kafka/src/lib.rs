@@ -9,16 +9,22 @@
 //!   encoding a response for the version the request named.
 //! - `api`: ApiVersions, Metadata, Produce (idempotent too), Fetch,
 //!   ListOffsets and InitProducerId over the core.
-//! - `records`: RecordBatch v2 ⇄ the core's records.
+//! - `admin`: CreateTopics, DeleteTopics and DescribeConfigs.
+//! - `records`: RecordBatch v2 ⇄ the core's records, compressed or not on
+//!   produce, uncompressed on fetch; header names may repeat.
+//! - `compression`: gzip, snappy, lz4 and zstd, never decompressing past
+//!   a limit.
 //! - `error`: core errors → Kafka error codes, in one place.
 //! - `walk`: checks every array of a request against the bytes that must
 //!   hold it, before decoding (which would reserve memory for the count).
 //!
-//! Not yet: consumer groups, transactions, compressed batches.
+//! Not yet: consumer groups, transactions.
 
 #![warn(unreachable_pub)]
 
+mod admin;
 mod api;
+mod compression;
 mod error;
 mod frame;
 mod records;

@@ -11,12 +11,14 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
     ProduceRequest,
 };
+use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin;
 use crate::api;
 use crate::frame::{self, FrameError, Parsed};
 
@@ -178,6 +180,18 @@ pub(crate) async fn handle(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>,
         ApiKey::ListOffsets => {
             let request: ListOffsetsRequest = frame::decode(api, version, body)?;
             frame::encode(api, version, id, &api::list_offsets(ctx, version, request))?
+        }
+        ApiKey::CreateTopics => {
+            let request: CreateTopicsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &admin::create_topics(ctx, version, request).await)?
+        }
+        ApiKey::DeleteTopics => {
+            let request: DeleteTopicsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &admin::delete_topics(ctx, version, request).await)?
+        }
+        ApiKey::DescribeConfigs => {
+            let request: DescribeConfigsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &admin::describe_configs(ctx, version, &request))?
         }
         _ => return Err(FrameError::NotImplemented { api, version }),
     };

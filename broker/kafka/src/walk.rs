@@ -192,14 +192,59 @@ pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, Str
             })?;
             w.tags()?;
         }
+        ApiKey::CreateTopics => {
+            w.array(|w| {
+                w.blob()?; // name
+                w.skip(4 + 2)?; // partitions, replication factor
+                w.array(|w| {
+                    w.skip(4)?; // partition
+                    w.array(|w| w.skip(4))?; // broker ids
+                    w.tags()
+                })?;
+                w.array(|w| {
+                    w.blob()?; // name
+                    w.blob()?; // value
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            w.skip(4 + 1)?; // timeout, validate only
+            w.tags()?;
+        }
+        ApiKey::DeleteTopics => {
+            if version >= 6 {
+                w.array(|w| {
+                    w.blob()?; // name
+                    w.skip(16)?; // topic id
+                    w.tags()
+                })?;
+            } else {
+                w.array(|w| w.blob())?;
+            }
+            w.skip(4)?; // timeout
+            w.tags()?;
+        }
+        ApiKey::DescribeConfigs => {
+            w.array(|w| {
+                w.skip(1)?; // resource type
+                w.blob()?; // resource name
+                w.array(|w| w.blob())?; // configuration keys
+                w.tags()
+            })?;
+            w.skip(1)?; // include synonyms
+            if version >= 3 {
+                w.skip(1)?; // include documentation
+            }
+            w.tags()?;
+        }
         // No arrays to check.
         _ => return Ok(0),
     }
     Ok(w.rest.len())
 }
 
-/// Walks the records of one uncompressed v2 batch (after its 61-byte
-/// header): each record's header count must fit the record.
+/// Walks the records of one v2 batch (after its 61-byte header; once
+/// decompressed if it was compressed): each record's header count must fit the record.
 pub(crate) fn check_records(mut records: &[u8], count: usize) -> Step {
     for _ in 0..count {
         let mut w = Walk { rest: records, flexible: false };

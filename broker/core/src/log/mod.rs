@@ -294,15 +294,8 @@ impl Log {
         partitions: u32,
         config: BTreeMap<String, String>,
     ) -> Result<TopicInfo> {
-        validate_topic_name(name)?;
         let partitions = partitions.max(1);
-        if partitions > self.limits.max_partitions {
-            return Err(Error::invalid(
-                "partitions",
-                format!("{partitions} exceeds the broker's maximum of {}", self.limits.max_partitions),
-            ));
-        }
-        let parsed = TopicConfig::parse(&config, &self.limits)?;
+        let parsed = self.check_new_topic(name, partitions, &config)?;
         let mut topics = self.topics.write();
         if topics.contains_key(name) {
             return Err(Error::TopicExists { topic: name.to_owned() });
@@ -316,6 +309,25 @@ impl Log {
         topics.insert(name.to_owned(), topic);
         tracing::info!(topic = name, partitions, "created topic");
         Ok(info)
+    }
+
+    /// Checks a new topic's name, partition count and config as
+    /// [`Log::create_topic`] does, creating nothing; whether the topic
+    /// exists is not checked.
+    pub fn check_new_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig> {
+        validate_topic_name(name)?;
+        if partitions > self.limits.max_partitions {
+            return Err(Error::invalid(
+                "partitions",
+                format!("{partitions} exceeds the broker's maximum of {}", self.limits.max_partitions),
+            ));
+        }
+        TopicConfig::parse(config, &self.limits)
     }
 
     /// Deletes a topic with its records and committed offsets; the deletion

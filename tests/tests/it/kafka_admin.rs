@@ -1,0 +1,148 @@
+//! Kafka's topic administration and compressed batches with real Kafka
+//! clients, kafka-python and librdkafka (through confluent-kafka): their
+//! admin clients create, describe and delete topics; their producers
+//! compress with every codec.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use brooklet_broker::{Config, EmbeddedBroker};
+use brooklet_proto::v1 as pb;
+use pb::consumer_service_client::ConsumerServiceClient;
+
+use crate::kafka::{kafka_python_available, python_module_available};
+
+#[tokio::test]
+async fn kafka_python_administers_topics_and_produces_compressed_batches() {
+    if !kafka_python_available().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_auto_create_topics = false;
+    config.kafka_default_partitions = 2;
+    let broker = EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let addr = broker.kafka_addr().expect("a Kafka listener");
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka/admin.py");
+    let child = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts");
+    let out = brooklet_tests::finish(child).await;
+    assert!(
+        out.success,
+        "kafka-python failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.code, out.stdout, out.stderr
+    );
+
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let codecs: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("codec ")).collect();
+    let others: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("codec ")).collect();
+    assert_eq!(
+        others,
+        [
+            "created orders 0 3 1 60000",
+            "created plain 0 2 1 604800000",
+            "validate-only leaves ['orders', 'plain']",
+            "again: TopicAlreadyExistsError",
+            "replicated: InvalidReplicationFactorError",
+            "unknown config: InvalidConfigurationError",
+            "config cleanup.policy compact,delete DYNAMIC_TOPIC_CONFIG",
+            "config retention.bytes -1 DEFAULT_CONFIG",
+            "config retention.ms 60000 DYNAMIC_TOPIC_CONFIG",
+            "modified ['cleanup.policy', 'retention.ms']",
+            "broker num.partitions 2",
+            "deleted [('orders', 0), ('plain', 0)]",
+            "delete again: UnknownTopicOrPartitionError",
+            "left []",
+        ],
+        "{}",
+        out.stdout
+    );
+    // gzip needs no extra module; snappy, lz4 and zstd need python-snappy,
+    // lz4 and zstandard, which CI installs (and requires, with kafka-python).
+    let required = std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1");
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let ok = format!("codec {codec} ok 30");
+        let skipped = format!("codec {codec} skipped: its python module is missing");
+        if codecs.contains(&skipped.as_str()) && !required && codec != "gzip" {
+            eprintln!("\n*** SKIPPED: kafka-python cannot compress with {codec} here ***\n");
+            continue;
+        }
+        assert!(codecs.contains(&ok.as_str()), "{ok} in {codecs:?}");
+    }
+    assert_eq!(codecs.len(), 4, "{codecs:?}");
+
+    // Over gRPC, the records that kafka-python produced compressed carry
+    // their headers as sent: the name `a` twice, in order.
+    let mut consumer = ConsumerServiceClient::connect(broker.endpoint()).await.unwrap();
+    let request = pb::FetchRequest {
+        topic: "compressed-gzip".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 0,
+        max_wait_ms: 0,
+    };
+    let fetched = consumer.fetch(request).await.unwrap().into_inner();
+    let records: Vec<&pb::Record> = fetched.batches.iter().flat_map(|b| &b.records).collect();
+    assert_eq!(records.len(), 30);
+    for r in records {
+        let headers: Vec<(&str, &[u8])> = r.headers.iter().map(|h| (h.name.as_str(), &h.value[..])).collect();
+        assert_eq!(headers, [("a", &b"1"[..]), ("b", b"x"), ("a", b"2")]);
+    }
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn librdkafka_administers_topics_and_produces_compressed_batches() {
+    if !python_module_available("confluent_kafka", "confluent-kafka==2.16.1").await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_auto_create_topics = false;
+    let broker = EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let addr = broker.kafka_addr().expect("a Kafka listener");
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka/admin_librdkafka.py");
+    let child = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts");
+    let out = brooklet_tests::finish(child).await;
+    assert!(
+        out.success,
+        "librdkafka failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "create events ok",
+            "create odd INVALID_CONFIG",
+            "create wide INVALID_REPLICATION_FACTOR",
+            "validate-only dry ok",
+            "topics ['events']",
+            "describe events [('retention.ms', '1234', 1), ('retention.bytes', '-1', 5)]",
+            "describe 0 [('num.partitions', '1', 4)]",
+            "consumed 40",
+            "delete events ok",
+            "delete missing UNKNOWN_TOPIC_OR_PART",
+            "topics []",
+        ],
+        "{}",
+        out.stderr
+    );
+    broker.shutdown().await.unwrap();
+}
