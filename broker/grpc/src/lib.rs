@@ -35,7 +35,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use brooklet_core::{
-    Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo, StoredRecords,
+    Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo, SequenceGaps,
+    StoredRecords,
 };
 use brooklet_metrics::Metrics;
 
@@ -214,6 +215,8 @@ impl pb::producer_service_server::ProducerService for Services {
                     })
                     .map_err(status)?,
                 base_sequences: req.base_sequences.into_iter().collect(),
+                // Requests of one producer can overtake each other in flight.
+                gaps: SequenceGaps::Wait,
             }),
         };
         let span = tracing::info_span!("produce", topic = %req.topic);
