@@ -20,15 +20,15 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::code;
 use crate::records;
-use crate::server::Context;
+use crate::server::{Context, count_errors};
 
 /// This broker's id: the only one, leader of every partition.
 const BROKER_ID: i32 = 0;
@@ -93,6 +93,7 @@ pub(crate) async fn metadata(ctx: &Context, version: i16, request: MetadataReque
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_static_str("brooklet"));
     }
+    count_errors(ctx, ApiKey::Metadata, response.topics.iter().map(|t| t.error_code));
     response
 }
 
@@ -174,6 +175,9 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
             let out = &mut responses[t].partition_responses[p];
             match (result, &unsettled) {
                 (Ok(appended), None) => {
+                    let new = appended.iter().filter(|a| !a.duplicate);
+                    let records = new.clone().map(|a| u64::from(a.record_count)).sum();
+                    ctx.metrics.produced(&topic, records, new.map(|a| a.bytes).sum());
                     out.base_offset = appended.first().map_or(0, |a| a.base_offset) as i64;
                     if version >= 5 {
                         let partition = out.index as u32;
@@ -189,6 +193,8 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
             }
         }
     }
+    let codes = responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code));
+    count_errors(ctx, ApiKey::Produce, codes);
     if request.acks == 0 {
         return None;
     }
@@ -324,6 +330,8 @@ pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) ->
                 .push(FetchableTopicResponse::default().with_topic(name(&topic)).with_partitions(vec![data])),
         }
     }
+    let codes = responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    count_errors(ctx, ApiKey::Fetch, codes);
     FetchResponse::default().with_responses(responses)
 }
 
@@ -382,7 +390,9 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
                 .collect();
             ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
         })
-        .collect();
+        .collect::<Vec<ListOffsetsTopicResponse>>();
+    let codes = topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    count_errors(ctx, ApiKey::ListOffsets, codes);
     ListOffsetsResponse::default().with_topics(topics)
 }
 
@@ -390,6 +400,12 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
 /// current id (to bump its epoch after an error) gets a new id instead:
 /// the core keeps every id at epoch 0.
 pub(crate) fn init_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = new_producer_id(ctx, request);
+    count_errors(ctx, ApiKey::InitProducerId, [response.error_code]);
+    response
+}
+
+fn new_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
     if request.transactional_id.is_some() {
         return InitProducerIdResponse::default()
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
@@ -416,7 +432,7 @@ mod tests {
     use brooklet_core::{Core, CoreConfig, FlushObserver};
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
     use kafka_protocol::protocol::{Decodable, Encodable};
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -471,7 +487,8 @@ mod tests {
             max_connections: 8,
         };
         let stop = CancellationToken::new();
-        tokio::spawn(crate::serve(core.clone(), listener, options, stop.clone(), tasks));
+        let metrics = brooklet_metrics::Metrics::new();
+        tokio::spawn(crate::serve(core.clone(), metrics, listener, options, stop.clone(), tasks));
         Broker { core, addr, syncs, stop, _dir: dir }
     }
 

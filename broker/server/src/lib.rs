@@ -167,7 +167,8 @@ pub async fn run(
             max_connections: config.core.limits.max_connections,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
-        let kafka = brooklet_kafka::serve(core.clone(), l, options, stop.clone(), tasks.clone());
+        let kafka =
+            brooklet_kafka::serve(core.clone(), metrics.clone(), l, options, stop.clone(), tasks.clone());
         kafka_served = Some(tasks.spawn(async move {
             if let Err(e) = kafka.await {
                 tracing::error!(error = %e, "kafka listener failed");

@@ -294,3 +294,57 @@ async fn brokers_started_by_tests_serve_no_metrics_unless_asked() {
     assert_eq!(broker.metrics_addr(), None);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn kafka_requests_errors_connections_and_bad_frames_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_auto_create_topics = false;
+    let broker = brooklet_broker::EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let (addr, kafka) = (broker.metrics_addr().unwrap(), broker.kafka_addr().unwrap());
+    let exchange = crate::kafka::exchange;
+
+    // ApiVersions v0, then Metadata v1 for a topic that does not exist; the
+    // connection stays open.
+    let mut open = tokio::net::TcpStream::connect(kafka).await.unwrap();
+    let response = exchange(&mut open, &[0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff]).await.expect("an answer");
+    assert_eq!(response[..6], [0, 0, 0, 1, 0, 0], "correlation id 1, no error");
+    let mut metadata = vec![0, 3, 0, 1, 0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 1, 0, 6];
+    metadata.extend_from_slice(b"absent");
+    exchange(&mut open, &metadata).await.expect("an answer");
+    // ApiVersions of an unknown version is answered, with an error.
+    exchange(&mut open, &[0, 18, 0, 99, 0, 0, 0, 3, 0xff, 0xff]).await.expect("an answer");
+    // Fetch v99 and an unknown API key each close their connection.
+    let mut fetch = tokio::net::TcpStream::connect(kafka).await.unwrap();
+    assert_eq!(exchange(&mut fetch, &[0, 1, 0, 99, 0, 0, 0, 4, 0xff, 0xff]).await, None);
+    let mut unknown = tokio::net::TcpStream::connect(kafka).await.unwrap();
+    assert_eq!(exchange(&mut unknown, &[0x7f, 0, 0, 0, 0, 0, 0, 5, 0xff, 0xff]).await, None);
+
+    // The closed connections are counted once their tasks end.
+    let (body, m) = brooklet_tests::eventually("the closed Kafka connections to be counted", || async {
+        let (_, _, body) = get(addr, "/metrics").await;
+        let m = parse_exposition(&body);
+        (m.get("brooklet_kafka_connections") == Some(&1.0)).then_some((body, m))
+    })
+    .await;
+    promtool_check(&body);
+    let at = |series: &str| *m.get(series).unwrap_or_else(|| panic!("no {series} in\n{body}"));
+    assert_eq!(at("brooklet_kafka_connections_total"), 3.0);
+    assert_eq!(at(r#"brooklet_kafka_requests_total{api="ApiVersions",version="0"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_requests_total{api="Metadata",version="1"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_request_duration_seconds_count{api="Metadata"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_request_duration_seconds_bucket{le="+Inf",api="Metadata"}"#), 1.0);
+    let errors = |api: &str, code: &str| {
+        at(&format!(r#"brooklet_kafka_request_errors_total{{api="{api}",code="{code}"}}"#))
+    };
+    assert_eq!(errors("Metadata", "UNKNOWN_TOPIC_OR_PARTITION"), 1.0, "the missing topic");
+    assert_eq!(errors("ApiVersions", "UNSUPPORTED_VERSION"), 1.0);
+    assert_eq!(errors("Fetch", "UNSUPPORTED_VERSION"), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_frame_errors_total{reason="unsupported_version"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_frame_errors_total{reason="unknown_api"}"#), 1.0);
+    assert!(!body.contains(r#"version="99""#), "unsupported versions make no series:\n{body}");
+    drop(open);
+    broker.shutdown().await.unwrap();
+}
