@@ -64,12 +64,20 @@ struct Services {
     metrics: Metrics,
     /// When the services started, for the uptime in Status.
     started: std::time::Instant,
+    /// The broker's listeners, for Status.
+    listeners: Vec<(&'static str, std::net::SocketAddr)>,
 }
 
 impl Services {
     /// Services over `core`, stopped by `shutdown`.
-    fn new(core: Core, shutdown: CancellationToken, tasks: TaskTracker, metrics: Metrics) -> Services {
-        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now() }
+    fn new(
+        core: Core,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        metrics: Metrics,
+        listeners: Vec<(&'static str, std::net::SocketAddr)>,
+    ) -> Services {
+        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now(), listeners }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -162,6 +170,14 @@ impl pb::admin_service_server::AdminService for Services {
             disk_free_bytes: disk.free_bytes,
             topics,
             groups,
+            listeners: self
+                .listeners
+                .iter()
+                .map(|(name, addr)| pb::ListenerStatus {
+                    name: (*name).to_owned(),
+                    address: addr.to_string(),
+                })
+                .collect(),
         }))
     }
 

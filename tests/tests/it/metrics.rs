@@ -211,8 +211,10 @@ async fn metrics_health_and_readiness_are_served_over_http() {
 
     let (status, _, body) = get(addr, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, _, _) = get(addr, "/readyz").await;
+    let (status, _, body) = get(addr, "/readyz").await;
     assert_eq!(status, 200, "ready while serving");
+    let grpc = broker.endpoint().trim_start_matches("http://").to_owned();
+    assert_eq!(body, format!("ready\ngrpc {grpc}\nmetrics {addr}\n"));
     let (status, _, _) = get(addr, "/nothing").await;
     assert_eq!(status, 404);
 
@@ -346,5 +348,32 @@ async fn kafka_requests_errors_connections_and_bad_frames_are_counted() {
     assert_eq!(at(r#"brooklet_kafka_frame_errors_total{reason="unknown_api"}"#), 1.0);
     assert!(!body.contains(r#"version="99""#), "unsupported versions make no series:\n{body}");
     drop(open);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn status_and_readiness_name_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = brooklet_broker::EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let (grpc, kafka, metrics) =
+        (broker.addr(), broker.kafka_addr().unwrap(), broker.metrics_addr().unwrap());
+
+    let (status, _, body) = get(metrics, "/readyz").await;
+    assert_eq!((status, body), (200, format!("ready\ngrpc {grpc}\nkafka {kafka}\nmetrics {metrics}\n")));
+
+    let admin = brooklet_client::Admin::builder(&broker.endpoint()).build().unwrap();
+    let listeners: Vec<(String, String)> = tokio::time::timeout(DEADLINE, admin.status())
+        .await
+        .expect("in time")
+        .unwrap()
+        .listeners
+        .into_iter()
+        .map(|l| (l.name, l.address))
+        .collect();
+    let expected = [("grpc", grpc), ("kafka", kafka), ("metrics", metrics)];
+    assert_eq!(listeners, expected.map(|(n, a)| (n.to_owned(), a.to_string())));
     broker.shutdown().await.unwrap();
 }
