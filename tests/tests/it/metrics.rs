@@ -364,7 +364,7 @@ async fn status_and_readiness_name_every_listener() {
     let (status, _, body) = get(metrics, "/readyz").await;
     assert_eq!((status, body), (200, format!("ready\ngrpc {grpc}\nkafka {kafka}\nmetrics {metrics}\n")));
 
-    let admin = brooklet_client::Admin::builder(&broker.endpoint()).build().unwrap();
+    let admin = brooklet_client::Admin::builder(broker.endpoint()).build().unwrap();
     let listeners: Vec<(String, String)> = tokio::time::timeout(DEADLINE, admin.status())
         .await
         .expect("in time")
