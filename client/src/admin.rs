@@ -43,6 +43,18 @@ pub struct BrokerStatus {
     pub topics: Vec<TopicStatus>,
     /// Every group with live members or committed offsets.
     pub groups: Vec<GroupStatus>,
+    /// Where the broker serves: gRPC, Kafka if on, metrics if on.
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// A listener in [`BrokerStatus`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListenerStatus {
+    /// `grpc`, `kafka` or `metrics`.
+    pub name: String,
+    /// The address it is bound to, `host:port`.
+    pub address: String,
 }
 
 /// A topic in [`BrokerStatus`].
@@ -330,8 +342,8 @@ impl Admin {
         Ok(TopicInfo::from_proto(topic))
     }
 
-    /// The broker at a glance: version, uptime, disk use, topics with their
-    /// sizes, groups with their total lag.
+    /// The broker at a glance: version, uptime, disk use, listeners, topics
+    /// with their sizes, groups with their total lag.
     pub async fn status(&self) -> Result<BrokerStatus> {
         let opts = CallOptions { retry: true, ..CallOptions::new(Op::Status) };
         let r = self
@@ -366,6 +378,11 @@ impl Admin {
                     members: g.members,
                     total_lag: g.total_lag,
                 })
+                .collect(),
+            listeners: r
+                .listeners
+                .into_iter()
+                .map(|l| ListenerStatus { name: l.name, address: l.address })
                 .collect(),
         })
     }

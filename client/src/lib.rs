@@ -100,8 +100,8 @@ mod producer;
 mod record;
 
 pub use admin::{
-    Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, NewTopic, PartitionOffsets,
-    TopicDescription, TopicInfo, TopicStatus,
+    Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, ListenerStatus, NewTopic,
+    PartitionOffsets, TopicDescription, TopicInfo, TopicStatus,
 };
 pub use breaker::{BreakerConfig, BreakerState, Breakers, EndpointBreaker};
 pub use consumer::{

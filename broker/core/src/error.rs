@@ -17,6 +17,18 @@ pub enum Error {
         /// Why, naming the limit.
         reason: String,
     },
+    /// A record is larger than its topic allows (`max.message.bytes`).
+    #[error(
+        "invalid {field}: {size} bytes (key + value + headers) exceeds the maximum record size of {limit} bytes"
+    )]
+    RecordTooLarge {
+        /// The record (e.g. `records[3]`).
+        field: String,
+        /// Its size: key + value + headers.
+        size: usize,
+        /// The topic's largest record.
+        limit: usize,
+    },
     /// The topic does not exist.
     #[error("topic `{topic}` does not exist")]
     TopicNotFound {

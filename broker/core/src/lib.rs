@@ -45,8 +45,8 @@ pub use group::{
     TopicPartition,
 };
 pub use log::{
-    Acks, Appended, FetchOpts, Fetched, Idempotence, Log, MAX_HEADERS, NewRecord, PartitionState, ProducerId,
-    TimeOffset, TopicConfig, TopicInfo,
+    Acks, Appended, FetchOpts, Fetched, Idempotence, Log, MAX_HEADERS, NewRecord, PartitionState,
+    ProduceRequest, ProducedMany, ProducerId, SequenceGaps, TimeOffset, TopicConfig, TopicInfo,
 };
 pub use uuid::Uuid;
 

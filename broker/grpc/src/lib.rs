@@ -35,7 +35,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use brooklet_core::{
-    Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo, StoredRecords,
+    Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo, SequenceGaps,
+    StoredRecords,
 };
 use brooklet_metrics::Metrics;
 
@@ -63,12 +64,20 @@ struct Services {
     metrics: Metrics,
     /// When the services started, for the uptime in Status.
     started: std::time::Instant,
+    /// The broker's listeners, for Status.
+    listeners: Vec<(&'static str, std::net::SocketAddr)>,
 }
 
 impl Services {
     /// Services over `core`, stopped by `shutdown`.
-    fn new(core: Core, shutdown: CancellationToken, tasks: TaskTracker, metrics: Metrics) -> Services {
-        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now() }
+    fn new(
+        core: Core,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        metrics: Metrics,
+        listeners: Vec<(&'static str, std::net::SocketAddr)>,
+    ) -> Services {
+        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now(), listeners }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -161,6 +170,14 @@ impl pb::admin_service_server::AdminService for Services {
             disk_free_bytes: disk.free_bytes,
             topics,
             groups,
+            listeners: self
+                .listeners
+                .iter()
+                .map(|(name, addr)| pb::ListenerStatus {
+                    name: (*name).to_owned(),
+                    address: addr.to_string(),
+                })
+                .collect(),
         }))
     }
 
@@ -214,6 +231,8 @@ impl pb::producer_service_server::ProducerService for Services {
                     })
                     .map_err(status)?,
                 base_sequences: req.base_sequences.into_iter().collect(),
+                // Requests of one producer can overtake each other in flight.
+                gaps: SequenceGaps::Wait,
             }),
         };
         let span = tracing::info_span!("produce", topic = %req.topic);

@@ -2,6 +2,7 @@
 //! on a listener it is given, behind the accept loop and admission, until
 //! shutdown; then it drains in-flight requests.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use brooklet_core::Core;
@@ -27,6 +28,9 @@ pub struct GrpcOptions {
     pub max_requests_per_connection: usize,
     /// Requests slower than this are logged as warnings (fetches excepted).
     pub slow_request: Duration,
+    /// Every listener of the broker, by name (`grpc`, `kafka`, `metrics`),
+    /// as Status reports them.
+    pub listeners: Vec<(&'static str, SocketAddr)>,
 }
 
 /// Why the gRPC server could not start, or failed.
@@ -52,7 +56,7 @@ pub async fn serve(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) -> Result<(), GrpcError> {
-    let services = Services::new(core, shutdown.clone(), tasks, metrics.clone());
+    let services = Services::new(core, shutdown.clone(), tasks, metrics.clone(), options.listeners.clone());
     let max_msg = options.max_request_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

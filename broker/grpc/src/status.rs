@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 /// The gRPC code for a core error.
 fn code(err: &Error) -> Code {
     match err {
-        Error::InvalidArgument { .. } => Code::InvalidArgument,
+        Error::InvalidArgument { .. } | Error::RecordTooLarge { .. } => Code::InvalidArgument,
         Error::TopicNotFound { .. } | Error::GroupNotFound { .. } => Code::NotFound,
         Error::FailedPrecondition { .. } | Error::ProducerRefused { .. } => Code::FailedPrecondition,
         Error::TopicExists { .. } => Code::AlreadyExists,
@@ -28,4 +28,19 @@ pub(crate) fn status(err: Error) -> Status {
         tracing::error!(error = %error_chain(&err), "storage error");
     }
     Status::new(code(&err), error_chain(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_too_large_is_an_invalid_argument_naming_the_record_and_the_limit() {
+        let s = status(Error::RecordTooLarge { field: "records[2]".into(), size: 9, limit: 4 });
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(
+            s.message(),
+            "invalid records[2]: 9 bytes (key + value + headers) exceeds the maximum record size of 4 bytes"
+        );
+    }
 }

@@ -452,7 +452,7 @@ mod tests {
             max_request_bytes: 8 << 20,
             max_connections: 8,
         };
-        Context { core, options, stop: CancellationToken::new() }
+        Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop: CancellationToken::new() }
     }
 
     /// Sends `body` as a request frame through the connection's handler and

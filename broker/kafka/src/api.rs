@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use brooklet_core::{Acks, Error, FetchOpts, Idempotence, TopicInfo};
+use brooklet_core::{
+    Acks, Error, FetchOpts, Idempotence, ProduceRequest as CoreProduce, SequenceGaps, TopicInfo,
+};
 use bytes::BytesMut;
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
@@ -18,15 +20,15 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::code;
 use crate::records;
-use crate::server::Context;
+use crate::server::{Context, count_errors};
 
 /// This broker's id: the only one, leader of every partition.
 const BROKER_ID: i32 = 0;
@@ -91,6 +93,7 @@ pub(crate) async fn metadata(ctx: &Context, version: i16, request: MetadataReque
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_static_str("brooklet"));
     }
+    count_errors(ctx, ApiKey::Metadata, response.topics.iter().map(|t| t.error_code));
     response
 }
 
@@ -116,7 +119,9 @@ fn topic_metadata(version: i16, info: &TopicInfo) -> MetadataResponseTopic {
     topic
 }
 
-/// `None` for acks 0: the client expects no response.
+/// `None` for acks 0: the client expects no response. Every partition of
+/// the request is appended first, then one wait makes them all meet the
+/// acks: a durable produce to many partitions costs one sync.
 pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = match request.acks {
         0 | 1 => Ok(Acks::Written),
@@ -132,60 +137,99 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
         (None, Ok(_)) => None,
     };
     let mut responses = Vec::with_capacity(request.topic_data.len());
-    for topic in request.topic_data {
+    // The core's requests, with where each one's answer goes: (topic,
+    // partition) indexes into `responses`.
+    let mut appends = Vec::new();
+    let mut places = Vec::new();
+    for (t, topic) in request.topic_data.into_iter().enumerate() {
         let topic_name = topic.name.0.as_str().to_owned();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for data in topic.partition_data {
+        for (p, data) in topic.partition_data.into_iter().enumerate() {
             let mut out = PartitionProduceResponse::default().with_index(data.index);
-            let result = match (&refuse_all, acks, u32::try_from(data.index)) {
-                (Some((e, message)), _, _) => Err((*e, message.clone())),
-                (None, _, Err(_)) => Err((
+            let prepared = match (&refuse_all, u32::try_from(data.index)) {
+                (Some((e, message)), _) => Err((*e, message.clone())),
+                (None, Err(_)) => Err((
                     ResponseError::UnknownTopicOrPartition,
                     format!("partition {} is negative", data.index),
                 )),
-                (None, Err(e), _) => Err((e, String::new())),
-                (None, Ok(acks), Ok(partition)) => {
-                    produce_partition(ctx, &topic_name, partition, data.records, acks).await
+                (None, Ok(partition)) => {
+                    produce_request(&topic_name, partition, data.records, ctx.options.max_request_bytes)
                 }
             };
-            match result {
-                Ok((base_offset, log_start)) => {
-                    out.base_offset = base_offset as i64;
-                    if version >= 5 {
-                        out.log_start_offset = log_start as i64;
-                    }
+            match prepared {
+                Ok(append) => {
+                    appends.push(append);
+                    places.push((t, p));
                 }
-                Err((e, message)) => {
-                    tracing::debug!(topic = %topic_name, partition = data.index, error = %message, "kafka produce refused");
-                    out.error_code = e.code();
-                    if version >= 8 && !message.is_empty() {
-                        out.error_message = Some(StrBytes::from_string(message));
-                    }
-                }
+                Err((e, message)) => refused(&mut out, version, &topic_name, e, message),
             }
             partitions.push(out);
         }
         responses
             .push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
+    if let (Ok(acks), false) = (acks, appends.is_empty()) {
+        let log = ctx.core.log();
+        let topics: Vec<String> = appends.iter().map(|a| a.topic.clone()).collect();
+        let produced = log.produce_many(appends, acks).await;
+        let unsettled = produced.settled.err().map(|e| core_error(&e));
+        for (((t, p), result), topic) in places.into_iter().zip(produced.results).zip(topics) {
+            let out = &mut responses[t].partition_responses[p];
+            match (result, &unsettled) {
+                (Ok(appended), None) => {
+                    let new = appended.iter().filter(|a| !a.duplicate);
+                    let records = new.clone().map(|a| u64::from(a.record_count)).sum();
+                    ctx.metrics.produced(&topic, records, new.map(|a| a.bytes).sum());
+                    out.base_offset = appended.first().map_or(0, |a| a.base_offset) as i64;
+                    if version >= 5 {
+                        let partition = out.index as u32;
+                        out.log_start_offset =
+                            log.partition_state(&topic, partition).map_or(0, |s| s.log_start) as i64;
+                    }
+                }
+                (Ok(_), Some((e, message))) => refused(out, version, &topic, *e, message.clone()),
+                (Err(e), _) => {
+                    let (e, message) = core_error(&e);
+                    refused(out, version, &topic, e, message);
+                }
+            }
+        }
+    }
+    let codes = responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code));
+    count_errors(ctx, ApiKey::Produce, codes);
     if request.acks == 0 {
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// Appends one partition's batches; its base offset and log start.
-async fn produce_partition(
-    ctx: &Context,
+fn core_error(e: &Error) -> (ResponseError, String) {
+    (crate::error::kafka_error(e), brooklet_core::error_chain(e))
+}
+
+/// Sets a partition's answer to an error.
+fn refused(out: &mut PartitionProduceResponse, version: i16, topic: &str, e: ResponseError, message: String) {
+    tracing::debug!(%topic, partition = out.index, error = %message, "kafka produce refused");
+    out.error_code = e.code();
+    out.base_offset = -1;
+    if version >= 5 {
+        out.log_start_offset = -1;
+    }
+    if version >= 8 && !message.is_empty() {
+        out.error_message = Some(StrBytes::from_string(message));
+    }
+}
+
+/// The core's request for one partition's batch.
+fn produce_request(
     topic: &str,
     partition: u32,
     records: Option<bytes::Bytes>,
-    acks: Acks,
-) -> Result<(u64, u64), (ResponseError, String)> {
+    max_decompressed: usize,
+) -> Result<CoreProduce, (ResponseError, String)> {
     let records = records.ok_or_else(|| (ResponseError::CorruptMessage, "null records".to_owned()))?;
-    let (records, claim) = records::decode_produce(records, partition, ctx.options.max_request_bytes)
-        .map_err(|e| (e.error, e.message))?;
-    let core_error = |e: Error| (crate::error::kafka_error(&e), brooklet_core::error_chain(&e));
+    let (records, claim) =
+        records::decode_produce(records, partition, max_decompressed).map_err(|e| (e.error, e.message))?;
     let producer = match claim {
         None => None,
         Some(c) => Some(Idempotence {
@@ -197,13 +241,12 @@ async fn produce_partition(
                 )
             })?,
             base_sequences: BTreeMap::from([(partition, c.base_sequence as u64)]),
+            // A connection's requests are answered in order, so a batch
+            // ahead of its sequence follows lost ones: Kafka refuses it.
+            gaps: SequenceGaps::Refuse,
         }),
     };
-    let (appended, _) =
-        ctx.core.log().produce(topic, records, Some(acks), producer.as_ref()).await.map_err(core_error)?;
-    let base = appended.first().map_or(0, |a| a.base_offset);
-    let log_start = ctx.core.log().partition_state(topic, partition).map_or(0, |s| s.log_start);
-    Ok((base, log_start))
+    Ok(CoreProduce { topic: topic.to_owned(), records, producer })
 }
 
 pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchResponse {
@@ -291,6 +334,8 @@ pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) ->
                 .push(FetchableTopicResponse::default().with_topic(name(&topic)).with_partitions(vec![data])),
         }
     }
+    let codes = responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    count_errors(ctx, ApiKey::Fetch, codes);
     FetchResponse::default().with_responses(responses)
 }
 
@@ -349,7 +394,9 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
                 .collect();
             ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
         })
-        .collect();
+        .collect::<Vec<ListOffsetsTopicResponse>>();
+    let codes = topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
+    count_errors(ctx, ApiKey::ListOffsets, codes);
     ListOffsetsResponse::default().with_topics(topics)
 }
 
@@ -357,6 +404,12 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
 /// current id (to bump its epoch after an error) gets a new id instead:
 /// the core keeps every id at epoch 0.
 pub(crate) fn init_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = new_producer_id(ctx, request);
+    count_errors(ctx, ApiKey::InitProducerId, [response.error_code]);
+    response
+}
+
+fn new_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
     if request.transactional_id.is_some() {
         return InitProducerIdResponse::default()
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
@@ -371,5 +424,230 @@ pub(crate) fn init_producer_id(ctx: &Context, request: &InitProducerIdRequest) -
             .with_error_code(code(&e))
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use brooklet_core::{Core, CoreConfig, FlushObserver};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::KafkaOptions;
+
+    /// Sync requests made durable, over every flush.
+    #[derive(Debug, Default)]
+    struct Syncs(AtomicUsize);
+
+    impl FlushObserver for Syncs {
+        fn flushed(&self, batches: usize, _took: Duration) {
+            self.0.fetch_add(batches, Ordering::SeqCst);
+        }
+    }
+
+    /// The Kafka listener over a real core in a temporary directory, on a
+    /// loopback port.
+    struct Broker {
+        core: Core,
+        addr: SocketAddr,
+        syncs: Arc<Syncs>,
+        stop: CancellationToken,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    async fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = TaskTracker::new();
+        let syncs = Arc::new(Syncs::default());
+        let core = Core::open(&CoreConfig::new(dir.path()), Some(syncs.clone()), &tasks).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = KafkaOptions {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: addr.port(),
+            auto_create_topics: false,
+            default_partitions: 1,
+            max_request_bytes: 1 << 20,
+            max_connections: 8,
+        };
+        let stop = CancellationToken::new();
+        let metrics = brooklet_metrics::Metrics::new();
+        tokio::spawn(crate::serve(core.clone(), metrics, listener, options, stop.clone(), tasks));
+        Broker { core, addr, syncs, stop, _dir: dir }
+    }
+
+    /// Sends one request and decodes its response.
+    async fn call<Req: Encodable, Resp: Decodable>(
+        stream: &mut TcpStream,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        let mut frame = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(1)
+            .encode(&mut frame, api.request_header_version(version))
+            .unwrap();
+        request.encode(&mut frame, version).unwrap();
+        stream.write_all(&(frame.len() as i32).to_be_bytes()).await.unwrap();
+        stream.write_all(&frame).await.unwrap();
+        let size = stream.read_i32().await.unwrap();
+        let mut response = vec![0; size as usize];
+        stream.read_exact(&mut response).await.unwrap();
+        let mut response = Bytes::from(response);
+        let header = ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, 1);
+        Resp::decode(&mut response, version).unwrap()
+    }
+
+    /// One v2 batch of `values`; idempotent with `(producer id, epoch,
+    /// base sequence)`.
+    fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
+        let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: if producer.is_some() { base_sequence + i as i32 } else { -1 },
+                timestamp: 1000,
+                key: None,
+                value: Some(Bytes::from(v.to_string())),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+        out.freeze()
+    }
+
+    fn produce_request(acks: i16, data: &[(&str, i32, Bytes)]) -> ProduceRequest {
+        let mut topics: Vec<TopicProduceData> = Vec::new();
+        for (topic, partition, records) in data {
+            let p =
+                PartitionProduceData::default().with_index(*partition).with_records(Some(records.clone()));
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == *topic => t.partition_data.push(p),
+                _ => topics
+                    .push(TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![p])),
+            }
+        }
+        ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(topics)
+    }
+
+    /// (error code, base offset) of each partition, in request order.
+    fn answers(response: &ProduceResponse) -> Vec<(i16, i64)> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(|p| (p.error_code, p.base_offset)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_batch_ahead_of_its_sequence_is_refused_at_once_and_a_retry_gets_its_offset() {
+        let broker = start().await;
+        broker.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let init: InitProducerIdResponse = call(
+            &mut stream,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default().with_transactional_id(None),
+        )
+        .await;
+        assert_eq!(init.error_code, 0);
+        let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+        let mut produce = async |values: &[&str], sequence: i32| -> (i16, i64) {
+            let request = produce_request(-1, &[("t", 0, batch(values, Some((id, epoch, sequence))))]);
+            answers(&call::<_, ProduceResponse>(&mut stream, ApiKey::Produce, 9, &request).await)[0]
+        };
+        assert_eq!(produce(&["a", "b"], 0).await, (0, 0));
+        assert_eq!(produce(&["c"], 2).await, (0, 2));
+        assert_eq!(produce(&["x"], 5).await, (ResponseError::OutOfOrderSequenceNumber.code(), -1));
+        assert_eq!(broker.core.log().sequence_waits(), 0, "refused without waiting for sequence 3");
+        // Retries of kept batches are answered with their original offsets.
+        assert_eq!(produce(&["a", "b"], 0).await, (0, 0));
+        assert_eq!(produce(&["c"], 2).await, (0, 2));
+        assert_eq!(produce(&["d"], 3).await, (0, 3));
+        assert_eq!(broker.core.log().partition_state("t", 0).unwrap().high_watermark, 4);
+    }
+
+    #[tokio::test]
+    async fn a_durable_produce_to_many_partitions_is_answered_per_partition_after_one_sync() {
+        let broker = start().await;
+        let log = broker.core.log();
+        log.create_topic("a", 3, BTreeMap::new()).await.unwrap();
+        log.create_topic("b", 1, BTreeMap::from([("max.message.bytes".into(), "4".into())])).await.unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let request = produce_request(
+            -1,
+            &[
+                ("a", 0, batch(&["a0", "a0'"], None)),
+                ("a", 1, batch(&["a1"], None)),
+                ("a", 7, batch(&["none"], None)),
+                ("a", 2, batch(&["a2"], None)),
+                ("b", 0, batch(&["too large"], None)),
+                ("c", 0, batch(&["no topic"], None)),
+            ],
+        );
+        let before = broker.syncs.0.load(Ordering::SeqCst);
+        let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &request).await;
+        assert_eq!(broker.syncs.0.load(Ordering::SeqCst) - before, 1, "one sync for every partition");
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        assert_eq!(
+            answers(&response),
+            [
+                (0, 0),
+                (0, 0),
+                (unknown, -1),
+                (0, 0),
+                (ResponseError::MessageTooLarge.code(), -1),
+                (unknown, -1)
+            ]
+        );
+        // Acknowledged as durable: readable at once.
+        let hw = |t, p| log.partition_state(t, p).unwrap().high_watermark;
+        assert_eq!([hw("a", 0), hw("a", 1), hw("a", 2), hw("b", 0)], [2, 1, 1, 0]);
+        // Written acks: answered before their sync, readable after it.
+        let request = produce_request(1, &[("a", 0, batch(&["w"], None)), ("a", 1, batch(&["w"], None))]);
+        let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &request).await;
+        assert_eq!(answers(&response), [(0, 2), (0, 1)]);
+        for (partition, offset) in [(0, 2), (1, 1)] {
+            // Waits (up to the deadline) until the offset is readable.
+            let opts = FetchOpts { max_bytes: 1 << 20, max_wait: Duration::from_secs(30) };
+            let fetched = log.fetch("a", partition, offset, opts, &CancellationToken::new()).await.unwrap();
+            assert_eq!(fetched.high_watermark, offset + 1, "partition {partition}");
+        }
     }
 }

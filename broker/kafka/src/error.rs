@@ -6,13 +6,12 @@ use kafka_protocol::ResponseError;
 /// The Kafka error for a core error; a storage failure is also logged.
 pub(crate) fn kafka_error(err: &Error) -> ResponseError {
     match err {
-        Error::InvalidArgument { field, reason } => {
+        Error::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        Error::InvalidArgument { field, .. } => {
             if field.ends_with("partition") || field.starts_with("partitions") {
                 ResponseError::UnknownTopicOrPartition
             } else if field == "name" {
                 ResponseError::InvalidTopicException
-            } else if reason.contains("exceeds the maximum record size") {
-                ResponseError::MessageTooLarge
             } else if field.starts_with("records") {
                 ResponseError::InvalidRecord
             } else {
@@ -27,7 +26,9 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             ProducerRefusal::SequenceGap => ResponseError::OutOfOrderSequenceNumber,
             ProducerRefusal::UnknownProducerId => ResponseError::UnknownProducerId,
             ProducerRefusal::WrongEpoch => ResponseError::InvalidProducerEpoch,
-            ProducerRefusal::StaleSequence => ResponseError::InvalidRequest,
+            // Kafka answers any batch that is neither next nor a retry of
+            // one it keeps so.
+            ProducerRefusal::StaleSequence => ResponseError::OutOfOrderSequenceNumber,
         },
         Error::FailedPrecondition { .. } => ResponseError::InvalidRequest,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
@@ -77,8 +78,9 @@ mod tests {
         assert_eq!(code(&out), 1);
         assert_eq!(code(&Error::invalid("records[0].partition", "7 is not below")), 3);
         assert_eq!(
-            code(&Error::invalid("records[0]", "9 bytes exceeds the maximum record size of 1 bytes")),
-            10
+            code(&Error::RecordTooLarge { field: "records[0]".into(), size: 9, limit: 1 }),
+            10,
+            "MESSAGE_TOO_LARGE"
         );
         assert_eq!(code(&Error::invalid("records", "at least one record is required")), 87);
         assert_eq!(code(&Error::invalid("name", "bad")), 17);
@@ -91,5 +93,6 @@ mod tests {
         assert_eq!(create("config[retention.ms]"), 40);
         assert_eq!(create("name"), 17);
         assert_eq!(create_topic_error(&Error::TopicExists { topic: "t".into() }).code(), 36);
+        assert_eq!(code(&refused(ProducerRefusal::StaleSequence)), 45);
     }
 }

@@ -1,10 +1,14 @@
 //! The accept loop and each connection: one request at a time, answered in
-//! order; a bad frame closes the connection with a warning.
+//! order; a bad frame closes the connection with a warning. Connections,
+//! requests, their errors and bad frames are counted in the metrics.
 
 use std::io;
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use brooklet_core::Core;
+use brooklet_metrics::Metrics;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
@@ -45,24 +49,27 @@ pub struct KafkaOptions {
 pub(crate) struct Context {
     pub(crate) core: Core,
     pub(crate) options: KafkaOptions,
+    /// Where requests, errors and connections are counted.
+    pub(crate) metrics: Metrics,
     /// Cancelled when shutdown begins: ends waiting fetches and idle
     /// connections.
     pub(crate) stop: CancellationToken,
 }
 
 /// Serves Kafka clients on `listener` until `stop` is cancelled; each
-/// connection runs on `tasks`. Once `stop` is cancelled, connections read
-/// no further request, waiting fetches end, and this returns when every
-/// request in flight has been answered.
+/// connection runs on `tasks`, counted in `metrics`. Once `stop` is
+/// cancelled, connections read no further request, waiting fetches end,
+/// and this returns when every request in flight has been answered.
 pub async fn serve(
     core: Core,
+    metrics: Metrics,
     listener: TcpListener,
     options: KafkaOptions,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) -> io::Result<()> {
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let ctx = Arc::new(Context { core, options, stop: stop.clone() });
+    let ctx = Arc::new(Context { core, options, metrics, stop: stop.clone() });
     let open = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -88,7 +95,11 @@ pub async fn serve(
         let ctx = ctx.clone();
         tasks.spawn(open.track_future(async move {
             let _permit = permit;
+            let _open = ctx.metrics.kafka_connection();
             if let Err(e) = connection(&ctx, socket).await {
+                if let ConnectionError::Frame(e) = &e {
+                    ctx.metrics.kafka_frame_error(frame_error_reason(e));
+                }
                 tracing::warn!(%peer, error = %e, "kafka: closing connection");
             }
         }));
@@ -115,7 +126,7 @@ async fn connection(ctx: &Context, socket: TcpStream) -> Result<(), ConnectionEr
             frame = read_frame(&mut read, limit) => frame?,
         };
         let Some(frame) = frame else { return Ok(()) };
-        if let Some(response) = handle(ctx, frame).await? {
+        if let Some(response) = metered(ctx, frame).await? {
             // At shutdown, a client that does not read its response must not
             // hold the broker up: the write is given up once it would wait.
             tokio::select! {
@@ -143,6 +154,84 @@ async fn read_frame(
     let mut buf = vec![0; len];
     read.read_exact(&mut buf).await?;
     Ok(Some(Bytes::from(buf)))
+}
+
+/// [`handle`], counted: the request by API and version with its duration,
+/// or the error of a frame whose API is known.
+async fn metered(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+    let started = Instant::now();
+    // The API and version, read again from the frame (`handle` checks them).
+    let key = frame.get(..4).map(|b| (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]])));
+    let api = key.and_then(|(k, v)| ApiKey::try_from(k).ok().map(|api| (api, v)));
+    let handled = handle(ctx, frame).await;
+    let Some((api, version)) = api else { return handled };
+    let name = api_name(api);
+    match &handled {
+        Ok(_) if frame::supported(api).is_some_and(|(min, max)| (min..=max).contains(&version)) => {
+            ctx.metrics.kafka_request(&name, version, started.elapsed());
+        }
+        // ApiVersions of an unknown version, answered with this error.
+        Ok(_) => ctx.metrics.kafka_request_error(&name, &code_name(ResponseError::UnsupportedVersion.code())),
+        Err(e) => {
+            let code = match e {
+                FrameError::UnsupportedVersion { .. } | FrameError::NotImplemented { .. } => {
+                    ResponseError::UnsupportedVersion
+                }
+                FrameError::Encode { .. } => ResponseError::UnknownServerError,
+                _ => ResponseError::InvalidRequest,
+            };
+            ctx.metrics.kafka_request_error(&name, &code_name(code.code()));
+        }
+    }
+    handled
+}
+
+/// Counts the error codes (0 is none) a response of `api` carries, one per
+/// request, topic or partition.
+pub(crate) fn count_errors(ctx: &Context, api: ApiKey, codes: impl IntoIterator<Item = i16>) {
+    let mut name = None;
+    for code in codes.into_iter().filter(|c| *c != 0) {
+        let name = name.get_or_insert_with(|| api_name(api));
+        ctx.metrics.kafka_request_error(name, &code_name(code));
+    }
+}
+
+/// An API's name as Kafka's protocol spells it, e.g. `ApiVersions`.
+fn api_name(api: ApiKey) -> String {
+    format!("{api:?}")
+}
+
+/// An error code's name as Kafka spells it, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
+fn code_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        None => "NONE".to_owned(),
+        Some(ResponseError::Unknown(_)) => "UNKNOWN".to_owned(),
+        Some(e) => {
+            let camel = format!("{e:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+/// The `reason` label of a frame that closed its connection.
+fn frame_error_reason(e: &FrameError) -> &'static str {
+    match e {
+        FrameError::Short(_) => "short",
+        FrameError::Size { size, .. } if *size < 0 => "malformed",
+        FrameError::Size { .. } => "too_large",
+        FrameError::UnknownApi(_) => "unknown_api",
+        FrameError::UnsupportedVersion { .. } => "unsupported_version",
+        FrameError::NotImplemented { .. } => "not_implemented",
+        FrameError::Malformed { .. } => "malformed",
+        FrameError::Encode { .. } => "encode",
+    }
 }
 
 /// One request's response frame; `None` for a produce with acks 0.
@@ -210,4 +299,20 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
         })
         .collect();
     ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_named_as_kafka_names_them() {
+        assert_eq!(code_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(code_name(45), "OUT_OF_ORDER_SEQUENCE_NUMBER");
+        assert_eq!(code_name(17), "INVALID_TOPIC_EXCEPTION");
+        assert_eq!(code_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(code_name(0), "NONE");
+        assert_eq!(code_name(9999), "UNKNOWN");
+        assert_eq!(api_name(ApiKey::ApiVersions), "ApiVersions");
+    }
 }

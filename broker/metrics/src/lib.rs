@@ -6,8 +6,9 @@
 //! does not know it exists. The one exception is group commit, which
 //! reports each flush through the storage-owned [`FlushObserver`] trait.
 //!
-//! Cardinality is bounded: labels are only topic, partition, group, rpc and
-//! gRPC code, never a record, producer or request.
+//! Cardinality is bounded: labels are only topic, partition, group, rpc,
+//! gRPC code, Kafka API, version, error code name and frame error reason,
+//! never a record, producer or request.
 
 #![warn(unreachable_pub)]
 
@@ -58,6 +59,28 @@ struct RpcCodeLabels {
     code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaApiLabels {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaVersionLabels {
+    api: String,
+    version: i16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaErrorLabels {
+    api: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaFrameLabels {
+    reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric of the broker. Cloning shares them.
@@ -87,6 +110,12 @@ struct Inner {
     requests_in_flight: Gauge,
     requests_shed: Counter,
     sequence_waits: Counter,
+    kafka_requests: Family<KafkaVersionLabels, Counter>,
+    kafka_request_errors: Family<KafkaErrorLabels, Counter>,
+    kafka_request_duration: HistogramFamily<KafkaApiLabels>,
+    kafka_connections: Gauge,
+    kafka_connections_total: Counter,
+    kafka_frame_errors: Family<KafkaFrameLabels, Counter>,
     resident_memory: Gauge,
     cpu: Counter<f64, AtomicU64>,
     uptime: Gauge<f64, AtomicU64>,
@@ -217,6 +246,41 @@ impl Metrics {
             "Idempotent producer batches that arrived ahead of an earlier batch and waited for it",
             sequence_waits.clone(),
         );
+        let kafka_requests = Family::default();
+        registry.register(
+            "kafka_requests",
+            "Kafka requests answered (or, with acks 0, served), by API and version",
+            kafka_requests.clone(),
+        );
+        let kafka_request_errors = Family::default();
+        registry.register(
+            "kafka_request_errors",
+            "Kafka error codes answered, by API and code name: one per request, topic or partition \
+             that carried one, and one per frame refused for a known API",
+            kafka_request_errors.clone(),
+        );
+        let kafka_request_duration: HistogramFamily<KafkaApiLabels> =
+            Family::new_with_constructor(request_histogram);
+        registry.register(
+            "kafka_request_duration_seconds",
+            "Time from a Kafka request's frame being read to its response being encoded, by API",
+            kafka_request_duration.clone(),
+        );
+        let kafka_connections = Gauge::default();
+        registry.register("kafka_connections", "Open Kafka connections", kafka_connections.clone());
+        let kafka_connections_total = Counter::default();
+        registry.register(
+            "kafka_connections",
+            "Kafka connections accepted (those over --max-connections excluded)",
+            kafka_connections_total.clone(),
+        );
+        let kafka_frame_errors = Family::default();
+        registry.register(
+            "kafka_frame_errors",
+            "Kafka frames that closed their connection, by reason: too_large, short, unknown_api, \
+             unsupported_version, not_implemented, malformed, encode",
+            kafka_frame_errors.clone(),
+        );
         let resident_memory = Gauge::default();
         if cfg!(target_os = "linux") {
             registry.register(
@@ -256,6 +320,12 @@ impl Metrics {
                 requests_in_flight,
                 requests_shed,
                 sequence_waits,
+                kafka_requests,
+                kafka_request_errors,
+                kafka_request_duration,
+                kafka_connections,
+                kafka_connections_total,
+                kafka_frame_errors,
                 resident_memory,
                 cpu,
                 uptime,
@@ -320,6 +390,36 @@ impl Metrics {
         ConnectionGuard { metrics: self.clone() }
     }
 
+    /// Counts a Kafka request of `api` (a Kafka API name, from a bounded
+    /// set) at `version` (one the adapter implements), served in `took`.
+    pub fn kafka_request(&self, api: &str, version: i16, took: Duration) {
+        let m = &self.inner;
+        m.kafka_request_duration
+            .get_or_create(&KafkaApiLabels { api: api.to_owned() })
+            .observe(took.as_secs_f64());
+        m.kafka_requests.get_or_create(&KafkaVersionLabels { api: api.to_owned(), version }).inc();
+    }
+
+    /// Counts one Kafka error code answered for `api`; `code` is the error's
+    /// name, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub fn kafka_request_error(&self, api: &str, code: &str) {
+        let labels = KafkaErrorLabels { api: api.to_owned(), code: code.to_owned() };
+        self.inner.kafka_request_errors.get_or_create(&labels).inc();
+    }
+
+    /// Counts a Kafka frame that closed its connection; `reason` is one of
+    /// a fixed set.
+    pub fn kafka_frame_error(&self, reason: &'static str) {
+        self.inner.kafka_frame_errors.get_or_create(&KafkaFrameLabels { reason }).inc();
+    }
+
+    /// Counts an accepted Kafka connection, open until the guard is dropped.
+    pub fn kafka_connection(&self) -> KafkaConnectionGuard {
+        self.inner.kafka_connections_total.inc();
+        self.inner.kafka_connections.inc();
+        KafkaConnectionGuard { metrics: self.clone() }
+    }
+
     /// The exposition, in the Prometheus text format 0.0.4, after refreshing
     /// what is computed at scrape time from the core.
     pub fn render(&self, core: &Core) -> String {
@@ -328,6 +428,13 @@ impl Metrics {
         let mut open_metrics = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut open_metrics, &self.inner.registry);
+        to_text_format(&open_metrics)
+    }
+
+    #[cfg(test)]
+    fn render_registry(&self) -> String {
+        let mut open_metrics = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut open_metrics, &self.inner.registry).unwrap();
         to_text_format(&open_metrics)
     }
 
@@ -401,13 +508,14 @@ impl FlushObserver for Metrics {
 
 /// prometheus-client writes OpenMetrics text; Prometheus' text format 0.0.4
 /// differs in one way that matters here: a counter's `# HELP` and `# TYPE`
-/// lines name the sample (`x_total`), not the family (`x`). `# EOF` is never
-/// written (the caller encodes without it) and no metric has a `# UNIT`.
+/// lines name the sample (`x_total`), not the family (`x`). A gauge may
+/// share a counter's family name (`x` and `x_total`), so each `# HELP` takes
+/// the type from the `# TYPE` line after it. `# EOF` is never written (the
+/// caller encodes without it) and no metric has a `# UNIT`.
 fn to_text_format(open_metrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> =
-        open_metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
-    let mut out = String::with_capacity(open_metrics.len() + 16 * counters.len());
-    for line in open_metrics.lines() {
+    let lines: Vec<&str> = open_metrics.lines().collect();
+    let mut out = String::with_capacity(open_metrics.len() + 256);
+    for (i, line) in lines.iter().enumerate() {
         let comment = line
             .strip_prefix("# HELP ")
             .map(|r| ("# HELP ", r))
@@ -415,10 +523,16 @@ fn to_text_format(open_metrics: &str) -> String {
         match comment {
             Some((kind, rest)) => {
                 let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let suffix = if counters.contains(name) { "_total" } else { "" };
+                let counter = match kind {
+                    "# TYPE " => tail == "counter",
+                    _ => lines.get(i + 1).is_some_and(|next| {
+                        next.strip_prefix("# TYPE ").and_then(|r| r.strip_prefix(name)) == Some(" counter")
+                    }),
+                };
+                let suffix = if counter { "_total" } else { "" };
                 let _ = writeln!(out, "{kind}{name}{suffix} {tail}");
             }
-            None if line.starts_with("# UNIT ") || line == "# EOF" => {}
+            None if line.starts_with("# UNIT ") || *line == "# EOF" => {}
             None => {
                 out.push_str(line);
                 out.push('\n');
@@ -472,6 +586,18 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Counts an open Kafka connection; dropped when the connection closes.
+#[derive(Debug)]
+pub struct KafkaConnectionGuard {
+    metrics: Metrics,
+}
+
+impl Drop for KafkaConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.inner.kafka_connections.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +621,29 @@ mod tests {
             "# HELP brooklet_x_total Xs.\n# TYPE brooklet_x_total counter\nbrooklet_x_total{topic=\"t\"} 3\n\
              # HELP brooklet_g G.\n# TYPE brooklet_g gauge\nbrooklet_g 1\n"
         );
+    }
+
+    #[test]
+    fn a_gauge_and_a_counter_of_one_family_name_keep_their_own_names() {
+        let metrics = Metrics::new();
+        let open = metrics.kafka_connection();
+        let text = metrics.render_registry();
+        assert!(
+            text.contains("# TYPE brooklet_kafka_connections gauge\nbrooklet_kafka_connections 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP brooklet_kafka_connections_total Kafka connections accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE brooklet_kafka_connections_total counter\nbrooklet_kafka_connections_total 1\n"
+            ),
+            "{text}"
+        );
+        drop(open);
+        assert!(metrics.render_registry().contains("brooklet_kafka_connections 0\n"));
     }
 
     #[test]

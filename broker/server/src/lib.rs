@@ -104,7 +104,8 @@ fn listen_error(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Serve
 
 /// Serves a broker on `listeners` until `shutdown` resolves; then stops
 /// accepting, ends waiting reads and streams, lets in-flight requests finish,
-/// and flushes storage. `/readyz` answers 503 from the moment shutdown begins.
+/// and flushes storage. `/readyz` answers 200 once every listener serves,
+/// and 503 from the moment shutdown begins.
 pub async fn run(
     config: Config,
     listeners: impl Into<Listeners>,
@@ -136,26 +137,39 @@ pub async fn run(
     let core = Core::open(core_config, Some(Arc::new(metrics.clone())), &tasks).map_err(storage_error)?;
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
     tracing::info!(%addr, data_dir = %config.core.data_dir.display(), "brooklet serving");
+    // Every listener, for Status and `/readyz`.
+    let grpc_serving = http::Serving::new("grpc", addr);
+    let mut listening = vec![grpc_serving.clone()];
+    let kafka_serving = match &kafka_listener {
+        Some(l) => Some(http::Serving::new("kafka", l.local_addr().map_err(listen_error("for Kafka"))?)),
+        None => None,
+    };
+    listening.extend(kafka_serving.clone());
+    let metrics_serving = match &metrics_listener {
+        Some(l) => Some(http::Serving::new("metrics", l.local_addr().map_err(listen_error("for metrics"))?)),
+        None => None,
+    };
+    listening.extend(metrics_serving.clone());
 
     let stop = CancellationToken::new();
     core.spawn_background(core_config, &stop, &tasks);
     // The metrics server outlives the gRPC drain, so that `/readyz` can
     // answer 503 while in-flight requests finish.
     let metrics_stop = CancellationToken::new();
-    if let Some(l) = metrics_listener {
-        let addr = http::spawn_http(metrics.clone(), core.clone(), l, metrics_stop.clone(), &tasks)
-            .map_err(listen_error("for metrics"))?;
-        tracing::info!(%addr, "metrics serving");
+    if let (Some(l), Some(serving)) = (metrics_listener, metrics_serving) {
+        let http = http::Http { metrics: metrics.clone(), core: core.clone(), listeners: listening.clone() };
+        http::spawn_http(http, l, serving, metrics_stop.clone(), &tasks);
     }
     let options = GrpcOptions {
         max_request_bytes: config.core.limits.max_request_bytes,
         max_connections: config.core.limits.max_connections,
         max_requests_per_connection: config.core.limits.max_requests_per_connection,
         slow_request: config.slow_request,
+        listeners: listening.iter().map(|l| (l.name, l.addr)).collect(),
     };
     let mut kafka_served = None;
-    if let Some(l) = kafka_listener {
-        let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
+    if let (Some(l), Some(serving)) = (kafka_listener, kafka_serving) {
+        let bound = serving.addr;
         let (advertised_host, advertised_port) =
             config.kafka_advertised.clone().unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
         let options = brooklet_kafka::KafkaOptions {
@@ -167,11 +181,14 @@ pub async fn run(
             max_connections: config.core.limits.max_connections,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
-        let kafka = brooklet_kafka::serve(core.clone(), l, options, stop.clone(), tasks.clone());
+        let kafka =
+            brooklet_kafka::serve(core.clone(), metrics.clone(), l, options, stop.clone(), tasks.clone());
+        serving.set(true);
         kafka_served = Some(tasks.spawn(async move {
             if let Err(e) = kafka.await {
                 tracing::error!(error = %e, "kafka listener failed");
             }
+            serving.set(false);
         }));
     }
     let grpc =
@@ -185,6 +202,7 @@ pub async fn run(
             stop.cancel();
         }
     };
+    grpc_serving.set(true);
     metrics.set_ready(true);
     tokio::pin!(grpc);
     // The listener ends by itself only if it fails; otherwise it drains once
@@ -193,6 +211,7 @@ pub async fn run(
         served = &mut grpc => served,
         () = signal => grpc.await,
     };
+    grpc_serving.set(false);
     stop.cancel();
     metrics.set_ready(false);
     metrics_stop.cancel();

@@ -25,6 +25,8 @@ pub async fn run(broker: BrokerArgs) -> anyhow::Result<()> {
         s.disk_bytes as f64 / 1e6,
         s.disk_free_bytes as f64 / 1e6
     )?;
+    let listeners: Vec<String> = s.listeners.iter().map(|l| format!("{} {}", l.name, l.address)).collect();
+    writeln!(out, "listeners: {}", listeners.join(", "))?;
     writeln!(out)?;
     writeln!(out, "{:<40} {:>10} {:>14} {:>14}", "TOPIC", "PARTITIONS", "RECORDS", "STORED-BYTES")?;
     for t in &s.topics {

@@ -178,6 +178,8 @@ async fn consumer_groups_from_the_command_line() {
         "{status}"
     );
     assert!(status.lines().any(|l| l.starts_with("billing") && l.ends_with(" 0")), "{status}");
+    let listeners = format!("listeners: grpc {}", ep.trim_start_matches("http://"));
+    assert!(status.lines().any(|l| l.starts_with(&listeners)), "{status}");
 
     ok(&ep, &["group", "delete", "billing"], "").await;
     fails(&ep, &["group", "describe", "billing"], "does not exist").await;

@@ -87,7 +87,7 @@ async fn kafka_python_produces_and_consumes_in_order() {
 
 /// Sends one frame and reads the response frame, or `None` once the broker
 /// closed the connection.
-async fn exchange(stream: &mut tokio::net::TcpStream, frame: &[u8]) -> Option<Vec<u8>> {
+pub(crate) async fn exchange(stream: &mut tokio::net::TcpStream, frame: &[u8]) -> Option<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream.write_all(&(frame.len() as i32).to_be_bytes()).await.ok()?;
     stream.write_all(frame).await.ok()?;

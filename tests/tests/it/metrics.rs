@@ -211,8 +211,10 @@ async fn metrics_health_and_readiness_are_served_over_http() {
 
     let (status, _, body) = get(addr, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, _, _) = get(addr, "/readyz").await;
+    let (status, _, body) = get(addr, "/readyz").await;
     assert_eq!(status, 200, "ready while serving");
+    let grpc = broker.endpoint().trim_start_matches("http://").to_owned();
+    assert_eq!(body, format!("ready\ngrpc {grpc}\nmetrics {addr}\n"));
     let (status, _, _) = get(addr, "/nothing").await;
     assert_eq!(status, 404);
 
@@ -293,4 +295,85 @@ async fn brokers_started_by_tests_serve_no_metrics_unless_asked() {
     let broker = TestBroker::start().await;
     assert_eq!(broker.metrics_addr(), None);
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafka_requests_errors_connections_and_bad_frames_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_auto_create_topics = false;
+    let broker = brooklet_broker::EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let (addr, kafka) = (broker.metrics_addr().unwrap(), broker.kafka_addr().unwrap());
+    let exchange = crate::kafka::exchange;
+
+    // ApiVersions v0, then Metadata v1 for a topic that does not exist; the
+    // connection stays open.
+    let mut open = tokio::net::TcpStream::connect(kafka).await.unwrap();
+    let response = exchange(&mut open, &[0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff]).await.expect("an answer");
+    assert_eq!(response[..6], [0, 0, 0, 1, 0, 0], "correlation id 1, no error");
+    let mut metadata = vec![0, 3, 0, 1, 0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 1, 0, 6];
+    metadata.extend_from_slice(b"absent");
+    exchange(&mut open, &metadata).await.expect("an answer");
+    // ApiVersions of an unknown version is answered, with an error.
+    exchange(&mut open, &[0, 18, 0, 99, 0, 0, 0, 3, 0xff, 0xff]).await.expect("an answer");
+    // Fetch v99 and an unknown API key each close their connection.
+    let mut fetch = tokio::net::TcpStream::connect(kafka).await.unwrap();
+    assert_eq!(exchange(&mut fetch, &[0, 1, 0, 99, 0, 0, 0, 4, 0xff, 0xff]).await, None);
+    let mut unknown = tokio::net::TcpStream::connect(kafka).await.unwrap();
+    assert_eq!(exchange(&mut unknown, &[0x7f, 0, 0, 0, 0, 0, 0, 5, 0xff, 0xff]).await, None);
+
+    // The closed connections are counted once their tasks end.
+    let (body, m) = brooklet_tests::eventually("the closed Kafka connections to be counted", || async {
+        let (_, _, body) = get(addr, "/metrics").await;
+        let m = parse_exposition(&body);
+        (m.get("brooklet_kafka_connections") == Some(&1.0)).then_some((body, m))
+    })
+    .await;
+    promtool_check(&body);
+    let at = |series: &str| *m.get(series).unwrap_or_else(|| panic!("no {series} in\n{body}"));
+    assert_eq!(at("brooklet_kafka_connections_total"), 3.0);
+    assert_eq!(at(r#"brooklet_kafka_requests_total{api="ApiVersions",version="0"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_requests_total{api="Metadata",version="1"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_request_duration_seconds_count{api="Metadata"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_request_duration_seconds_bucket{le="+Inf",api="Metadata"}"#), 1.0);
+    let errors = |api: &str, code: &str| {
+        at(&format!(r#"brooklet_kafka_request_errors_total{{api="{api}",code="{code}"}}"#))
+    };
+    assert_eq!(errors("Metadata", "UNKNOWN_TOPIC_OR_PARTITION"), 1.0, "the missing topic");
+    assert_eq!(errors("ApiVersions", "UNSUPPORTED_VERSION"), 1.0);
+    assert_eq!(errors("Fetch", "UNSUPPORTED_VERSION"), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_frame_errors_total{reason="unsupported_version"}"#), 1.0);
+    assert_eq!(at(r#"brooklet_kafka_frame_errors_total{reason="unknown_api"}"#), 1.0);
+    assert!(!body.contains(r#"version="99""#), "unsupported versions make no series:\n{body}");
+    drop(open);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn status_and_readiness_name_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = brooklet_broker::EmbeddedBroker::start_with(config).await.expect("broker starts");
+    let (grpc, kafka, metrics) =
+        (broker.addr(), broker.kafka_addr().unwrap(), broker.metrics_addr().unwrap());
+
+    let (status, _, body) = get(metrics, "/readyz").await;
+    assert_eq!((status, body), (200, format!("ready\ngrpc {grpc}\nkafka {kafka}\nmetrics {metrics}\n")));
+
+    let admin = brooklet_client::Admin::builder(broker.endpoint()).build().unwrap();
+    let listeners: Vec<(String, String)> = tokio::time::timeout(DEADLINE, admin.status())
+        .await
+        .expect("in time")
+        .unwrap()
+        .listeners
+        .into_iter()
+        .map(|l| (l.name, l.address))
+        .collect();
+    let expected = [("grpc", grpc), ("kafka", kafka), ("metrics", metrics)];
+    assert_eq!(listeners, expected.map(|(n, a)| (n.to_owned(), a.to_string())));
+    broker.shutdown().await.unwrap();
 }

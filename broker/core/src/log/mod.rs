@@ -84,8 +84,30 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// One topic's records in [`Log::produce_many`].
+#[derive(Clone, Debug, Default)]
+pub struct ProduceRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Records, as [`Log::produce`] takes them.
+    pub records: Vec<NewRecord>,
+    /// The idempotent producer's claim, if any.
+    pub producer: Option<Idempotence>,
+}
+
+/// What [`Log::produce_many`] did.
+#[derive(Debug)]
+pub struct ProducedMany {
+    /// For each request, in order: its batches, or why nothing of it was
+    /// appended.
+    pub results: Vec<Result<Vec<Appended>>>,
+    /// Whether the appended batches met the acks asked for. An error means
+    /// none of them is acknowledged (the records may still be stored).
+    pub settled: Result<()>,
+}
+
 /// An idempotent producer's claim on a produce request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Idempotence {
     /// The producer's id, from [`Log::new_producer_id`].
     pub producer_id: u64,
@@ -94,6 +116,23 @@ pub struct Idempotence {
     /// For each partition of the request, the sequence number of its first
     /// record.
     pub base_sequences: BTreeMap<u32, u64>,
+    /// What a batch ahead of the producer's next sequence gets.
+    pub gaps: SequenceGaps,
+}
+
+/// What happens to an idempotent batch whose base sequence is ahead of the
+/// one its partition expects next from the producer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SequenceGaps {
+    /// It waits (a while) for the batches before it: a protocol whose
+    /// requests can overtake each other in flight needs this.
+    #[default]
+    Wait,
+    /// It is refused at once with [`ProducerRefusal::SequenceGap`]: for a
+    /// protocol that answers a connection's requests in order, a gap means
+    /// earlier batches were lost. A producer the partition does not know
+    /// is still taken as new, at any sequence.
+    Refuse,
 }
 
 /// An idempotent producer's identity, as issued by [`Log::new_producer_id`].
@@ -403,27 +442,79 @@ impl Log {
         producer: Option<&Idempotence>,
     ) -> Result<(Vec<Appended>, Acks)> {
         let topic = self.topic(topic)?;
+        let acks = acks.or(topic.config().flush_mode).unwrap_or(self.default_acks);
+        let appended = self.write(&topic, records, producer).await?;
+        self.settle(acks, vec![(topic, appended.clone())]).await?;
+        Ok((appended, acks))
+    }
+
+    /// Appends several produce requests' records, each as [`Log::produce`]
+    /// does (one's refusal appends nothing of it and leaves the others
+    /// alone), then waits once for all that was appended to meet `acks`: a
+    /// durable produce to many partitions costs one sync, not one each.
+    pub async fn produce_many(&self, requests: Vec<ProduceRequest>, acks: Acks) -> ProducedMany {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut written = Vec::with_capacity(requests.len());
+        for r in requests {
+            let result = match self.topic(&r.topic) {
+                Ok(topic) => match self.write(&topic, r.records, r.producer.as_ref()).await {
+                    Ok(appended) => {
+                        written.push((topic, appended.clone()));
+                        Ok(appended)
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            results.push(result);
+        }
+        let settled = if written.is_empty() { Ok(()) } else { self.settle(acks, written).await };
+        ProducedMany { results, settled }
+    }
+
+    /// Validates and appends one request's records, after an idempotent
+    /// producer's checks; nothing of it is readable or acknowledged yet.
+    async fn write(
+        &self,
+        topic: &Arc<Topic>,
+        records: Vec<NewRecord>,
+        producer: Option<&Idempotence>,
+    ) -> Result<Vec<Appended>> {
         if let Some(p) = producer {
             self.check_producer(p)?;
         }
-        let acks = acks.or(topic.config().flush_mode).unwrap_or(self.default_acks);
-        let batches = self.prepare(&topic, records, producer)?;
-        if producer.is_some() {
-            wait_for_earlier_batches(&topic, &batches, &self.sequence_waits).await?;
+        let batches = self.prepare(topic, records, producer)?;
+        match producer.map(|p| p.gaps) {
+            None => {}
+            Some(SequenceGaps::Wait) => {
+                wait_for_earlier_batches(topic, &batches, &self.sequence_waits).await?;
+            }
+            Some(SequenceGaps::Refuse) => refuse_gaps(topic, &batches)?,
         }
-        let appended = self.append(&topic, batches)?;
-        // Records become readable once they are on disk, whatever the ack
-        // waits for: a consumer never reads what a crash could take back.
+        self.append(topic, batches)
+    }
+
+    /// Waits until `written` meets `acks`. Records become readable once
+    /// they are on disk, whatever the ack waits for: a consumer never reads
+    /// what a crash could take back.
+    async fn settle(&self, acks: Acks, written: Vec<(Arc<Topic>, Vec<Appended>)>) -> Result<()> {
         match acks {
             Acks::Durable => {
+                // One sync covers everything appended before it.
                 self.sync().await?;
-                topic.publish(&appended);
+                for (topic, appended) in &written {
+                    topic.publish(appended);
+                }
             }
             Acks::Written => {
-                let (commit, published) = (self.commit.clone(), appended.clone());
+                let commit = self.commit.clone();
                 self.tasks.spawn(async move {
                     match commit.sync().await {
-                        Ok(()) => topic.publish(&published),
+                        Ok(()) => {
+                            for (topic, appended) in &written {
+                                topic.publish(appended);
+                            }
+                        }
                         // The next successful sync publishes past them.
                         Err(e) => {
                             tracing::warn!(error = %error_chain(&e), "sync after a written append failed")
@@ -432,7 +523,7 @@ impl Log {
                 });
             }
         }
-        Ok((appended, acks))
+        Ok(())
     }
 
     /// Refuses a write of about `incoming` bytes that would take the disk
@@ -525,12 +616,11 @@ impl Log {
             }
             let size = r.size();
             if size > max_record {
-                return Err(Error::invalid(
-                    format!("records[{i}]"),
-                    format!(
-                        "{size} bytes (key + value + headers) exceeds the maximum record size of {max_record} bytes"
-                    ),
-                ));
+                return Err(Error::RecordTooLarge {
+                    field: format!("records[{i}]"),
+                    size,
+                    limit: max_record,
+                });
             }
             if r.headers.len() > MAX_HEADERS {
                 return Err(Error::invalid(
@@ -965,6 +1055,26 @@ async fn wait_for_earlier_batches(topic: &Topic, batches: &[PreparedBatch], wait
     Ok(())
 }
 
+/// Refuses the request, before anything is written, if a batch is too old
+/// or ahead of its partition's next sequence from a producer the partition
+/// knows; never waits.
+fn refuse_gaps(topic: &Topic, batches: &[PreparedBatch]) -> Result<()> {
+    for batch in batches {
+        let Some(seq) = batch.seq else { continue };
+        let partition = &topic.partitions[batch.partition as usize];
+        let decision = partition.writer.lock().producers.check(
+            seq,
+            batch.record_count,
+            &topic.meta.name,
+            batch.partition,
+        )?;
+        if let producers::Decision::Ahead { expected, unknown: false } = decision {
+            return Err(producers::gap(seq, expected, &topic.meta.name, batch.partition));
+        }
+    }
+    Ok(())
+}
+
 /// Whether a write of `incoming` bytes leaves the reserve of `min` bytes:
 /// free space plus the reusable space counted ([`counted_reusable`]) must
 /// cover both.
@@ -1328,6 +1438,7 @@ mod tests {
             producer_id,
             producer_epoch,
             base_sequences: BTreeMap::from([(0, 0)]),
+            ..Idempotence::default()
         };
         let issued = {
             let log = open_log(dir.path(), &tasks);
@@ -1363,6 +1474,52 @@ mod tests {
         next.base_sequences.insert(0, 1);
         log.produce("t", vec![value("b")], None, Some(&next)).await.unwrap();
         assert!(log.new_producer_id().unwrap().id > issued.id, "ids are never reused");
+    }
+
+    #[tokio::test]
+    async fn a_sequence_gap_is_refused_at_once_when_asked_and_a_retry_gets_its_original_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path(), &TaskTracker::new());
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let id = log.new_producer_id().unwrap().id;
+        let claim = |producer_id, base_sequence| Idempotence {
+            producer_id,
+            base_sequences: BTreeMap::from([(0, base_sequence)]),
+            gaps: SequenceGaps::Refuse,
+            ..Idempotence::default()
+        };
+        let produce = |records: Vec<NewRecord>, claim: Idempotence| {
+            let log = &log;
+            async move { log.produce("t", records, Some(Acks::Durable), Some(&claim)).await.map(|r| r.0[0]) }
+        };
+        let first = produce(vec![value("a"), value("b")], claim(id, 0)).await.unwrap();
+        let second = produce(vec![value("c")], claim(id, 2)).await.unwrap();
+        assert_eq!((first.base_offset, second.base_offset), (0, 2));
+
+        let ahead = produce(vec![value("x")], claim(id, 5)).await;
+        let Err(Error::ProducerRefused { refusal: ProducerRefusal::SequenceGap, reason }) = ahead else {
+            panic!("{ahead:?}")
+        };
+        assert!(reason.contains("expected sequence 3, got 5"), "{reason}");
+        assert_eq!(log.sequence_waits(), 0, "the batch did not wait for the ones before it");
+
+        // Retries of the last batches are answered with their offsets.
+        let retry = produce(vec![value("a"), value("b")], claim(id, 0)).await.unwrap();
+        assert_eq!((retry.base_offset, retry.duplicate), (0, true));
+        let retry = produce(vec![value("c")], claim(id, 2)).await.unwrap();
+        assert_eq!((retry.base_offset, retry.duplicate), (2, true));
+        // A sequence inside an appended batch is neither.
+        let inside = produce(vec![value("b")], claim(id, 1)).await;
+        assert!(
+            matches!(inside, Err(Error::ProducerRefused { refusal: ProducerRefusal::StaleSequence, .. })),
+            "{inside:?}"
+        );
+        // A producer the partition does not know is taken as new at once.
+        let other = log.new_producer_id().unwrap().id;
+        let new = produce(vec![value("d")], claim(other, 7)).await.unwrap();
+        assert_eq!((new.base_offset, new.duplicate), (3, false));
+        assert_eq!(log.sequence_waits(), 0);
+        assert_eq!(log.describe_topic("t").unwrap().1[0].high_watermark, 4);
     }
 
     #[tokio::test]
