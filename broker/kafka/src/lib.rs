@@ -9,18 +9,22 @@
 //!   encoding a response for the version the request named.
 //! - `api`: ApiVersions, Metadata, Produce (idempotent too), Fetch,
 //!   ListOffsets and InitProducerId over the core.
+//! - `groups`: FindCoordinator, the classic group protocol (JoinGroup,
+//!   SyncGroup, Heartbeat, LeaveGroup), OffsetCommit, OffsetFetch,
+//!   ListGroups and DescribeGroups over the core's groups.
 //! - `records`: RecordBatch v2 ⇄ the core's records.
 //! - `error`: core errors → Kafka error codes, in one place.
 //! - `walk`: checks every array of a request against the bytes that must
 //!   hold it, before decoding (which would reserve memory for the count).
 //!
-//! Not yet: consumer groups, transactions, compressed batches.
+//! Not yet: transactions, compressed batches, static group membership.
 
 #![warn(unreachable_pub)]
 
 mod api;
 mod error;
 mod frame;
+mod groups;
 mod records;
 mod server;
 mod walk;
