@@ -269,6 +269,13 @@ mod tests {
         assert_eq!(GroupState::Stable.to_string(), "stable");
         assert_eq!(GroupState::Reconciling.to_string(), "reconciling");
         assert_eq!(GroupState::from_proto(v1::GroupState::Stable as i32), GroupState::Stable);
+        let preparing = GroupState::from_proto(v1::GroupState::PreparingRebalance as i32);
+        assert_eq!(
+            (preparing, preparing.to_string().as_str()),
+            (GroupState::PreparingRebalance, "preparing-rebalance")
+        );
+        let completing = GroupState::from_proto(v1::GroupState::CompletingRebalance as i32);
+        assert_eq!(completing.to_string(), "completing-rebalance");
         assert_eq!(GroupState::from_proto(0), GroupState::Reconciling);
         assert_eq!(GroupState::from_proto(99), GroupState::Reconciling);
     }
@@ -291,6 +298,9 @@ mod tests {
             state: v1::GroupState::Empty as i32,
             group_epoch: 3,
             members: vec![],
+            kind: v1::GroupKind::Unspecified as i32,
+            protocol_type: String::new(),
+            protocol: String::new(),
             partitions: vec![
                 v1::PartitionLag {
                     topic: "t".into(),

@@ -307,12 +307,14 @@ pub(crate) fn leave_group(ctx: &Context, version: i16, request: &LeaveGroupReque
     response
 }
 
+/// A partition to commit: an error found here, or its place among the
+/// offsets handed to the core.
+type Slot = Result<usize, i16>;
+
 pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.as_str().to_owned();
-    // Per partition: an error found here, or its place among the offsets
-    // handed to the core.
     let mut offsets = Vec::new();
-    let mut slots: Vec<(TopicName, Vec<(i32, Result<usize, i16>)>)> = Vec::new();
+    let mut slots: Vec<(TopicName, Vec<(i32, Slot)>)> = Vec::new();
     for t in &request.topics {
         let topic = t.name.0.as_str();
         let mut partitions = Vec::new();
