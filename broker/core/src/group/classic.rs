@@ -944,6 +944,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn members_starting_together_land_in_one_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::from_millis(300));
+        let groups = core.groups().clone();
+        let stop = CancellationToken::new();
+        let (a, b) = (new_id(&groups, "g").await, new_id(&groups, "g").await);
+        let started = tokio::time::Instant::now();
+        let g = groups.clone();
+        let s = stop.clone();
+        let first = tokio::spawn(async move { g.join(req("g", &a), &s).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let jb = groups.join(req("g", &b), &stop).await.unwrap();
+        let ja = first.await.unwrap().unwrap();
+        assert_eq!((ja.generation, jb.generation, ja.members.len()), (1, 1, 2));
+        assert_eq!(started.elapsed(), Duration::from_millis(500), "each new member extends the delay");
+
+        // Without the delay, the first member forms a generation alone.
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::ZERO);
+        let groups = core.groups();
+        let a = new_id(groups, "g").await;
+        let ja = groups.join(req("g", &a), &stop).await.unwrap();
+        assert_eq!((ja.generation, ja.members.len()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_third_member_starts_a_rebalance_and_bumps_the_generation() {
         let dir = tempfile::tempdir().unwrap();
         let core = open(dir.path(), Duration::from_millis(300));
