@@ -18,6 +18,10 @@ pub enum GroupState {
     Stable,
     /// Partitions are being handed over between members.
     Reconciling,
+    /// A Kafka classic group gathers its members for the next generation.
+    PreparingRebalance,
+    /// A Kafka classic group waits for its leader's assignment.
+    CompletingRebalance,
 }
 
 impl GroupState {
@@ -25,6 +29,8 @@ impl GroupState {
         match v1::GroupState::try_from(state) {
             Ok(v1::GroupState::Empty) => GroupState::Empty,
             Ok(v1::GroupState::Stable) => GroupState::Stable,
+            Ok(v1::GroupState::PreparingRebalance) => GroupState::PreparingRebalance,
+            Ok(v1::GroupState::CompletingRebalance) => GroupState::CompletingRebalance,
             // A state this client does not know is not known to be settled.
             Ok(v1::GroupState::Reconciling | v1::GroupState::Unspecified) | Err(_) => GroupState::Reconciling,
         }
@@ -37,6 +43,8 @@ impl fmt::Display for GroupState {
             GroupState::Empty => "empty",
             GroupState::Stable => "stable",
             GroupState::Reconciling => "reconciling",
+            GroupState::PreparingRebalance => "preparing-rebalance",
+            GroupState::CompletingRebalance => "completing-rebalance",
         })
     }
 }
@@ -128,6 +136,14 @@ pub struct GroupDescription {
     /// Per partition the group subscribes to or committed for, ordered by
     /// topic and partition.
     pub partitions: Vec<PartitionLag>,
+    /// Which kind of members it has: `None` without live members, `"broker"`
+    /// when the broker assigns (this client's groups), `"kafka-classic"` for
+    /// Kafka clients' groups.
+    pub kind: Option<&'static str>,
+    /// A Kafka group's protocol type and chosen protocol (empty otherwise).
+    pub protocol_type: String,
+    /// The protocol (assignor) a Kafka group's members chose.
+    pub protocol: String,
 }
 
 impl GroupDescription {
@@ -154,6 +170,13 @@ impl GroupDescription {
             epoch: response.group_epoch,
             members,
             partitions,
+            kind: match v1::GroupKind::try_from(response.kind) {
+                Ok(v1::GroupKind::Broker) => Some("broker"),
+                Ok(v1::GroupKind::KafkaClassic) => Some("kafka-classic"),
+                Ok(v1::GroupKind::Unspecified) | Err(_) => None,
+            },
+            protocol_type: response.protocol_type,
+            protocol: response.protocol,
         }
     }
 }
@@ -246,6 +269,13 @@ mod tests {
         assert_eq!(GroupState::Stable.to_string(), "stable");
         assert_eq!(GroupState::Reconciling.to_string(), "reconciling");
         assert_eq!(GroupState::from_proto(v1::GroupState::Stable as i32), GroupState::Stable);
+        let preparing = GroupState::from_proto(v1::GroupState::PreparingRebalance as i32);
+        assert_eq!(
+            (preparing, preparing.to_string().as_str()),
+            (GroupState::PreparingRebalance, "preparing-rebalance")
+        );
+        let completing = GroupState::from_proto(v1::GroupState::CompletingRebalance as i32);
+        assert_eq!(completing.to_string(), "completing-rebalance");
         assert_eq!(GroupState::from_proto(0), GroupState::Reconciling);
         assert_eq!(GroupState::from_proto(99), GroupState::Reconciling);
     }
@@ -268,6 +298,9 @@ mod tests {
             state: v1::GroupState::Empty as i32,
             group_epoch: 3,
             members: vec![],
+            kind: v1::GroupKind::Unspecified as i32,
+            protocol_type: String::new(),
+            protocol: String::new(),
             partitions: vec![
                 v1::PartitionLag {
                     topic: "t".into(),

@@ -78,6 +78,12 @@ impl TestBroker {
         self.broker.metrics_addr()
     }
 
+    /// Where the broker serves Kafka's wire protocol, if its config set
+    /// `kafka_listen`.
+    pub fn kafka_addr(&self) -> Option<std::net::SocketAddr> {
+        self.broker.kafka_addr()
+    }
+
     /// A raw channel to the broker.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
@@ -195,6 +201,37 @@ impl Default for ReservedPort {
     fn default() -> Self {
         ReservedPort::new()
     }
+}
+
+/// Whether `python3` with kafka-python can run. `.ci/run` installs it and
+/// sets `BROOKLET_REQUIRE_KAFKA_PYTHON=1`, so that CI fails instead of
+/// skipping; elsewhere a missing client skips the test loudly.
+pub async fn kafka_python_available() -> bool {
+    python_module_available("kafka", "kafka-python==3.0.12").await
+}
+
+/// Whether `python3` can import `module` (installed by `pip install
+/// {package}`); required, like kafka-python, under
+/// `BROOKLET_REQUIRE_KAFKA_PYTHON=1`.
+pub async fn python_module_available(module: &str, package: &str) -> bool {
+    let probe = tokio::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await;
+    let problem = match probe {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => format!("{package} is not installed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => format!("python3 cannot run: {e}"),
+    };
+    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1") {
+        panic!("BROOKLET_REQUIRE_KAFKA_PYTHON=1 but {problem}");
+    }
+    eprintln!(
+        "\n*** SKIPPED: {problem}; install it with `python3 -m pip install {package}` (CI requires it) ***\n"
+    );
+    false
 }
 
 /// What a finished child process did, its output as text.

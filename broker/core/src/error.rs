@@ -100,6 +100,26 @@ pub enum Error {
         /// The reserve.
         min: u64,
     },
+    /// A group id in use by live members of one kind of group refuses
+    /// members of the other kind.
+    #[error(
+        "group `{group}` has live {in_use_by} members; {} members cannot join it until they have left",
+        in_use_by.other()
+    )]
+    GroupKindConflict {
+        /// Group id.
+        group: String,
+        /// The kind of the group's live members.
+        in_use_by: GroupKind,
+    },
+    /// A classic group's member request is refused by the membership rules.
+    #[error("{reason}")]
+    Membership {
+        /// Which rule refused it.
+        refusal: MembershipRefusal,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
@@ -119,6 +139,57 @@ pub enum ProducerRefusal {
     SequenceGap,
     /// The sequence is older than the batches kept, or matches none of them.
     StaleSequence,
+}
+
+/// The two kinds of consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    /// Members heartbeat and the broker assigns partitions (the gRPC API).
+    Broker,
+    /// Members join and sync, and their leader assigns (Kafka's classic
+    /// group protocol).
+    Classic,
+}
+
+impl GroupKind {
+    /// The other kind.
+    pub fn other(self) -> GroupKind {
+        match self {
+            GroupKind::Broker => GroupKind::Classic,
+            GroupKind::Classic => GroupKind::Broker,
+        }
+    }
+}
+
+impl std::fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GroupKind::Broker => "broker-assigned (gRPC)",
+            GroupKind::Classic => "Kafka classic",
+        })
+    }
+}
+
+/// Why a classic group refuses a member's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipRefusal {
+    /// The member id is not (or no longer) in the group.
+    UnknownMember,
+    /// The generation is not the group's current one.
+    IllegalGeneration,
+    /// The group is rebalancing: the member must rejoin.
+    RebalanceInProgress,
+    /// The protocol type or protocols do not match the group's.
+    InconsistentProtocol,
+    /// The session timeout is outside the broker's bounds.
+    InvalidSessionTimeout,
+    /// A new member must join again with the member id given here.
+    MemberIdRequired {
+        /// The id to join with.
+        member_id: String,
+    },
+    /// Static membership (a group instance id) is not supported.
+    StaticMembership,
 }
 
 impl Error {

@@ -10,8 +10,9 @@
 //! - `log`: topics and partitions: offset assignment on append, reads,
 //!   waiting for data, offsets by time, retention, compaction, producer ids
 //!   and sequences, the disk's free-space reserve.
-//! - `group`: consumer groups: membership, assignment by the broker, commits
-//!   checked against membership.
+//! - `group`: consumer groups: membership, assignment by the broker or (in
+//!   classic groups) by the members' leader, commits checked against
+//!   membership.
 //! - `offsets`: committed offsets, owned by the groups.
 //! - `config`, `error`: validated settings; the typed error.
 
@@ -38,10 +39,11 @@ pub use config::{
     CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Limits, MAX_FLUSH_MAX_DELAY, MAX_PARTITIONS_LIMIT,
     MAX_RECORD_BYTES_LIMIT,
 };
-pub use error::{Error, ProducerRefusal, Result};
+pub use error::{Error, GroupKind, MembershipRefusal, ProducerRefusal, Result};
 pub use group::{
-    CommittedOffset, Committer, GroupConfig, GroupDescription, GroupInfo, GroupState, Groups, Heartbeat,
-    HeartbeatReply, MAX_GROUP_ID_BYTES, MAX_METADATA_BYTES, MemberInfo, PartitionLag, ResetTo,
+    ClassicProtocol, CommittedOffset, Committer, GroupConfig, GroupDescription, GroupInfo, GroupState,
+    Groups, Heartbeat, HeartbeatReply, JoinRequest, Joined, JoinedMember, MAX_GROUP_ID_BYTES,
+    MAX_METADATA_BYTES, MemberAssignment, MemberInfo, PartitionLag, ResetTo, SyncRequest, Synced,
     TopicPartition,
 };
 pub use log::{

@@ -5,8 +5,8 @@ use brooklet_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 
 use brooklet_core::{
-    CommittedOffset, GroupDescription, GroupState, Header, NewRecord, PartitionState, StoredRecords,
-    TopicInfo, TopicPartition,
+    CommittedOffset, GroupDescription, GroupKind, GroupState, Header, NewRecord, PartitionState,
+    StoredRecords, TopicInfo, TopicPartition,
 };
 
 use crate::wire;
@@ -75,6 +75,8 @@ pub(super) fn group_state(state: GroupState) -> pb::GroupState {
         GroupState::Empty => pb::GroupState::Empty,
         GroupState::Stable => pb::GroupState::Stable,
         GroupState::Reconciling => pb::GroupState::Reconciling,
+        GroupState::PreparingRebalance => pb::GroupState::PreparingRebalance,
+        GroupState::CompletingRebalance => pb::GroupState::CompletingRebalance,
     }
 }
 
@@ -83,6 +85,14 @@ pub(super) fn group_description(group: String, d: GroupDescription) -> pb::Descr
         group,
         state: group_state(d.info.state).into(),
         group_epoch: d.info.epoch,
+        kind: match d.info.kind {
+            None => pb::GroupKind::Unspecified,
+            Some(GroupKind::Broker) => pb::GroupKind::Broker,
+            Some(GroupKind::Classic) => pb::GroupKind::KafkaClassic,
+        }
+        .into(),
+        protocol_type: d.info.protocol_type,
+        protocol: d.info.protocol,
         members: d
             .info
             .members

@@ -9,7 +9,10 @@ fn code(err: &Error) -> Code {
     match err {
         Error::InvalidArgument { .. } | Error::RecordTooLarge { .. } => Code::InvalidArgument,
         Error::TopicNotFound { .. } | Error::GroupNotFound { .. } => Code::NotFound,
-        Error::FailedPrecondition { .. } | Error::ProducerRefused { .. } => Code::FailedPrecondition,
+        Error::FailedPrecondition { .. }
+        | Error::ProducerRefused { .. }
+        | Error::GroupKindConflict { .. }
+        | Error::Membership { .. } => Code::FailedPrecondition,
         Error::TopicExists { .. } => Code::AlreadyExists,
         Error::OffsetOutOfRange { .. } => Code::OutOfRange,
         Error::ShuttingDown => Code::Unavailable,

@@ -471,7 +471,8 @@ mod tests {
             .encode(&mut frame, api.request_header_version(version))
             .unwrap();
         body.encode(&mut frame, version).unwrap();
-        let mut response = crate::server::handle(ctx, frame.freeze()).await.unwrap().expect("a response");
+        let mut response =
+            crate::server::handle(ctx, "127.0.0.1", frame.freeze()).await.unwrap().expect("a response");
         let _size = bytes::Buf::get_i32(&mut response);
         let header = ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, 9);

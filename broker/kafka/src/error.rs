@@ -1,6 +1,6 @@
 //! The one place where a core [`Error`] becomes a Kafka error code.
 
-use brooklet_core::{Error, ProducerRefusal, StorageErrorKind, error_chain};
+use brooklet_core::{Error, MembershipRefusal, ProducerRefusal, StorageErrorKind, error_chain};
 use kafka_protocol::ResponseError;
 
 /// The Kafka error for a core error; a storage failure is also logged.
@@ -10,6 +10,10 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
         Error::InvalidArgument { field, .. } => {
             if field.ends_with("partition") || field.starts_with("partitions") {
                 ResponseError::UnknownTopicOrPartition
+            } else if field == "group" {
+                ResponseError::InvalidGroupId
+            } else if field.starts_with("offsets[") && field.ends_with("metadata") {
+                ResponseError::OffsetMetadataTooLarge
             } else if field == "name" {
                 ResponseError::InvalidTopicException
             } else if field.starts_with("records") {
@@ -31,6 +35,18 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             ProducerRefusal::StaleSequence => ResponseError::OutOfOrderSequenceNumber,
         },
         Error::FailedPrecondition { .. } => ResponseError::InvalidRequest,
+        // A Kafka member cannot join (or commit into) a group whose live
+        // members use Brooklet's own group protocol, and the reverse.
+        Error::GroupKindConflict { .. } => ResponseError::InconsistentGroupProtocol,
+        Error::Membership { refusal, .. } => match refusal {
+            MembershipRefusal::UnknownMember => ResponseError::UnknownMemberId,
+            MembershipRefusal::IllegalGeneration => ResponseError::IllegalGeneration,
+            MembershipRefusal::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            MembershipRefusal::InconsistentProtocol => ResponseError::InconsistentGroupProtocol,
+            MembershipRefusal::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+            MembershipRefusal::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
+            MembershipRefusal::StaticMembership => ResponseError::InvalidRequest,
+        },
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,
         Error::Storage(e) => {
@@ -58,6 +74,16 @@ pub(crate) fn create_topic_error(err: &Error) -> ResponseError {
 /// The error code for `err`.
 pub(crate) fn code(err: &Error) -> i16 {
     kafka_error(err).code()
+}
+
+/// The error code for `err` from a group API: at shutdown the coordinator
+/// is not available (clients look for it again), rather than a partition's
+/// leader.
+pub(crate) fn group_code(err: &Error) -> i16 {
+    match err {
+        Error::ShuttingDown => ResponseError::CoordinatorNotAvailable.code(),
+        other => code(other),
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +120,18 @@ mod tests {
         assert_eq!(create("name"), 17);
         assert_eq!(create_topic_error(&Error::TopicExists { topic: "t".into() }).code(), 36);
         assert_eq!(code(&refused(ProducerRefusal::StaleSequence)), 45);
+        let membership = |refusal| Error::Membership { refusal, reason: String::new() };
+        assert_eq!(code(&membership(MembershipRefusal::UnknownMember)), 25);
+        assert_eq!(code(&membership(MembershipRefusal::IllegalGeneration)), 22);
+        assert_eq!(code(&membership(MembershipRefusal::RebalanceInProgress)), 27);
+        assert_eq!(code(&membership(MembershipRefusal::InconsistentProtocol)), 23);
+        assert_eq!(code(&membership(MembershipRefusal::InvalidSessionTimeout)), 26);
+        assert_eq!(code(&membership(MembershipRefusal::MemberIdRequired { member_id: "m".into() })), 79);
+        let conflict =
+            Error::GroupKindConflict { group: "g".into(), in_use_by: brooklet_core::GroupKind::Broker };
+        assert_eq!(code(&conflict), 23);
+        assert_eq!(code(&Error::invalid("offsets[2].metadata", "too long")), 12);
+        assert_eq!(code(&Error::invalid("group", "empty")), 24);
+        assert_eq!(group_code(&Error::ShuttingDown), 15);
     }
 }

@@ -19,6 +19,15 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
 ];
 
 /// The versions of `key` this adapter implements.
@@ -159,13 +168,13 @@ mod tests {
             parse(Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 1])),
             Err(FrameError::UnknownApi(_))
         ));
-        // Fetch v99 and a not-implemented API (JoinGroup).
+        // Fetch v99 and a not-implemented API (AddPartitionsToTxn).
         assert!(matches!(
             parse(Bytes::from_static(&[0, 1, 0, 99, 0, 0, 0, 1])),
             Err(FrameError::UnsupportedVersion { .. })
         ));
         assert!(matches!(
-            parse(Bytes::from_static(&[0, 11, 0, 5, 0, 0, 0, 1])),
+            parse(Bytes::from_static(&[0, 24, 0, 1, 0, 0, 0, 1])),
             Err(FrameError::NotImplemented { .. })
         ));
         // A header cut short, then a body cut short.

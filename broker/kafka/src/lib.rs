@@ -9,6 +9,9 @@
 //!   encoding a response for the version the request named.
 //! - `api`: ApiVersions, Metadata, Produce (idempotent too), Fetch,
 //!   ListOffsets and InitProducerId over the core.
+//! - `groups`: FindCoordinator, the classic group protocol (JoinGroup,
+//!   SyncGroup, Heartbeat, LeaveGroup), OffsetCommit, OffsetFetch,
+//!   ListGroups and DescribeGroups over the core's groups.
 //! - `admin`: CreateTopics, DeleteTopics and DescribeConfigs.
 //! - `records`: RecordBatch v2 ⇄ the core's records, compressed or not on
 //!   produce, uncompressed on fetch; header names may repeat.
@@ -18,7 +21,7 @@
 //! - `walk`: checks every array of a request against the bytes that must
 //!   hold it, before decoding (which would reserve memory for the count).
 //!
-//! Not yet: consumer groups, transactions.
+//! Not yet: transactions, static group membership.
 
 #![warn(unreachable_pub)]
 
@@ -27,6 +30,7 @@ mod api;
 mod compression;
 mod error;
 mod frame;
+mod groups;
 mod records;
 mod server;
 mod walk;

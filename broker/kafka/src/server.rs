@@ -12,8 +12,10 @@ use brooklet_metrics::Metrics;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest,
+    ApiKey, ApiVersionsResponse, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,9 +24,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin;
-use crate::api;
 use crate::frame::{self, FrameError, Parsed};
+use crate::{admin, api, groups};
 
 /// How the Kafka listener serves.
 #[derive(Clone, Debug)]
@@ -117,6 +118,8 @@ enum ConnectionError {
 /// Serves one connection's requests in order until it closes.
 async fn connection(ctx: &Context, socket: TcpStream) -> Result<(), ConnectionError> {
     let _ = socket.set_nodelay(true);
+    // How group members' hosts are shown, as Kafka shows them.
+    let host = socket.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let (read, mut write) = socket.into_split();
     let mut read = BufReader::new(read);
     let limit = ctx.options.max_request_bytes;
@@ -126,7 +129,7 @@ async fn connection(ctx: &Context, socket: TcpStream) -> Result<(), ConnectionEr
             frame = read_frame(&mut read, limit) => frame?,
         };
         let Some(frame) = frame else { return Ok(()) };
-        if let Some(response) = metered(ctx, frame).await? {
+        if let Some(response) = metered(ctx, &host, frame).await? {
             // At shutdown, a client that does not read its response must not
             // hold the broker up: the write is given up once it would wait.
             tokio::select! {
@@ -158,12 +161,12 @@ async fn read_frame(
 
 /// [`handle`], counted: the request by API and version with its duration,
 /// or the error of a frame whose API is known.
-async fn metered(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+async fn metered(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
     let started = Instant::now();
     // The API and version, read again from the frame (`handle` checks them).
     let key = frame.get(..4).map(|b| (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]])));
     let api = key.and_then(|(k, v)| ApiKey::try_from(k).ok().map(|api| (api, v)));
-    let handled = handle(ctx, frame).await;
+    let handled = handle(ctx, host, frame).await;
     let Some((api, version)) = api else { return handled };
     let name = api_name(api);
     match &handled {
@@ -234,8 +237,9 @@ fn frame_error_reason(e: &FrameError) -> &'static str {
     }
 }
 
-/// One request's response frame; `None` for a produce with acks 0.
-pub(crate) async fn handle(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+/// One request's response frame, for a client at `host`; `None` for a
+/// produce with acks 0.
+pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
     let (api, version, header, body) = match frame::parse(frame)? {
         Parsed::Request { api, version, header, body } => (api, version, header, body),
         Parsed::UnsupportedApiVersions { correlation_id } => {
@@ -281,6 +285,48 @@ pub(crate) async fn handle(ctx: &Context, frame: Bytes) -> Result<Option<Bytes>,
         ApiKey::DescribeConfigs => {
             let request: DescribeConfigsRequest = frame::decode(api, version, body)?;
             frame::encode(api, version, id, &admin::describe_configs(ctx, version, &request))?
+        }
+        ApiKey::FindCoordinator => {
+            let request: FindCoordinatorRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::find_coordinator(ctx, version, request))?
+        }
+        ApiKey::JoinGroup => {
+            let request: JoinGroupRequest = frame::decode(api, version, body)?;
+            let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
+            frame::encode(
+                api,
+                version,
+                id,
+                &groups::join_group(ctx, version, client_id, host, request).await,
+            )?
+        }
+        ApiKey::SyncGroup => {
+            let request: SyncGroupRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::sync_group(ctx, version, request).await)?
+        }
+        ApiKey::Heartbeat => {
+            let request: HeartbeatRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::heartbeat(ctx, &request))?
+        }
+        ApiKey::LeaveGroup => {
+            let request: LeaveGroupRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::leave_group(ctx, version, &request))?
+        }
+        ApiKey::OffsetCommit => {
+            let request: OffsetCommitRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::offset_commit(ctx, request).await)?
+        }
+        ApiKey::OffsetFetch => {
+            let request: OffsetFetchRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::offset_fetch(ctx, version, request))?
+        }
+        ApiKey::ListGroups => {
+            let request: ListGroupsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::list_groups(ctx, version, &request))?
+        }
+        ApiKey::DescribeGroups => {
+            let request: DescribeGroupsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::describe_groups(ctx, &request))?
         }
         _ => return Err(FrameError::NotImplemented { api, version }),
     };

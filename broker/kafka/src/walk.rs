@@ -237,10 +237,170 @@ pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, Str
             }
             w.tags()?;
         }
+        ApiKey::FindCoordinator => {
+            if version <= 3 {
+                w.blob()?;
+            }
+            if version >= 1 {
+                w.skip(1)?;
+            }
+            if version >= 4 {
+                w.array(|w| w.blob())?;
+            }
+            w.tags()?;
+        }
+        ApiKey::JoinGroup => {
+            w.blob()?; // group id
+            w.skip(4)?; // session timeout
+            if version >= 1 {
+                w.skip(4)?; // rebalance timeout
+            }
+            w.blob()?; // member id
+            if version >= 5 {
+                w.blob()?; // group instance id
+            }
+            w.blob()?; // protocol type
+            w.array(|w| {
+                w.blob()?;
+                w.bytes32()?;
+                w.tags()
+            })?;
+            if version >= 8 {
+                w.blob()?; // reason
+            }
+            w.tags()?;
+        }
+        ApiKey::SyncGroup => {
+            w.blob()?; // group id
+            w.skip(4)?; // generation
+            w.blob()?; // member id
+            if version >= 3 {
+                w.blob()?; // group instance id
+            }
+            if version >= 5 {
+                w.blob()?; // protocol type
+                w.blob()?; // protocol name
+            }
+            w.array(|w| {
+                w.blob()?;
+                w.bytes32()?;
+                w.tags()
+            })?;
+            w.tags()?;
+        }
+        ApiKey::LeaveGroup => {
+            w.blob()?; // group id
+            if version <= 2 {
+                w.blob()?; // member id
+            } else {
+                w.array(|w| {
+                    w.blob()?; // member id
+                    w.blob()?; // group instance id
+                    if version >= 5 {
+                        w.blob()?; // reason
+                    }
+                    w.tags()
+                })?;
+            }
+            w.tags()?;
+        }
+        ApiKey::OffsetCommit => {
+            w.blob()?; // group id
+            w.skip(4)?; // generation or member epoch
+            w.blob()?; // member id
+            if version >= 7 {
+                w.blob()?; // group instance id
+            }
+            if (2..=4).contains(&version) {
+                w.skip(8)?; // retention time
+            }
+            w.array(|w| {
+                w.blob()?;
+                w.array(|w| {
+                    w.skip(4 + 8)?; // partition, offset
+                    if version >= 6 {
+                        w.skip(4)?; // leader epoch
+                    }
+                    w.blob()?; // metadata
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            w.tags()?;
+        }
+        ApiKey::OffsetFetch => {
+            let topics = |w: &mut Walk<'_>| {
+                w.array(|w| {
+                    w.blob()?;
+                    w.array(|w| w.skip(4))?;
+                    w.tags()
+                })
+            };
+            if version <= 7 {
+                w.blob()?; // group id
+                topics(w)?;
+            } else {
+                w.array(|w| {
+                    w.blob()?; // group id
+                    if version >= 9 {
+                        w.blob()?; // member id
+                        w.skip(4)?; // member epoch
+                    }
+                    topics(w)?;
+                    w.tags()
+                })?;
+            }
+            if version >= 7 {
+                w.skip(1)?; // require stable
+            }
+            w.tags()?;
+        }
+        ApiKey::ListGroups => {
+            if version >= 4 {
+                w.array(|w| w.blob())?;
+            }
+            if version >= 5 {
+                w.array(|w| w.blob())?;
+            }
+            w.tags()?;
+        }
+        ApiKey::DescribeGroups => {
+            w.array(|w| w.blob())?;
+            if version >= 3 {
+                w.skip(1)?;
+            }
+            w.tags()?;
+        }
         // No arrays to check.
         _ => return Ok(0),
     }
     Ok(w.rest.len())
+}
+
+/// Walks a consumer's subscription (Kafka's consumer protocol, after its
+/// int16 version) before it is decoded.
+pub(crate) fn check_subscription(version: i16, body: &[u8]) -> Step {
+    let w = &mut Walk { rest: body, flexible: false };
+    w.array(|w| w.blob())?; // topics
+    w.bytes32()?; // user data
+    if version >= 1 {
+        w.array(|w| {
+            w.blob()?;
+            w.array(|w| w.skip(4))
+        })?;
+    }
+    Ok(())
+}
+
+/// Walks a consumer's assignment (Kafka's consumer protocol, after its
+/// int16 version) before it is decoded.
+pub(crate) fn check_assignment(body: &[u8]) -> Step {
+    let w = &mut Walk { rest: body, flexible: false };
+    w.array(|w| {
+        w.blob()?;
+        w.array(|w| w.skip(4))
+    })?;
+    w.bytes32()
 }
 
 /// Walks the records of one v2 batch (after its 61-byte header; once

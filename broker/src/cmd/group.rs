@@ -13,9 +13,9 @@ pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()
     match command {
         GroupCommand::List => {
             let groups = admin(&broker)?.list_groups().await?;
-            writeln!(out, "{:<40} {:<12} {:>7}", "GROUP", "STATE", "MEMBERS")?;
+            writeln!(out, "{:<40} {:<20} {:>7}", "GROUP", "STATE", "MEMBERS")?;
             for g in groups {
-                writeln!(out, "{:<40} {:<12} {:>7}", g.group, g.state.to_string(), g.members)?;
+                writeln!(out, "{:<40} {:<20} {:>7}", g.group, g.state.to_string(), g.members)?;
             }
         }
         GroupCommand::Describe { group } => {
@@ -29,6 +29,14 @@ pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()
                 d.epoch,
                 count(d.members.len() as u64, "member")
             )?;
+            if d.kind == Some("kafka-classic") {
+                let protocol = if d.protocol.is_empty() { "-" } else { d.protocol.as_str() };
+                writeln!(
+                    out,
+                    "Kafka classic group: protocol type {}, protocol {protocol}; the epoch is its generation",
+                    d.protocol_type
+                )?;
+            }
             if !d.members.is_empty() {
                 writeln!(out)?;
                 writeln!(out, "{:<38} {:<20} {:<22} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST")?;

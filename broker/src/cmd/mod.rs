@@ -325,6 +325,10 @@ pub struct ServeArgs {
     /// Longest session timeout a member may ask for, in ms.
     #[arg(long, env = "BROOKLET_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 300_000)]
     pub group_max_session_timeout_ms: u64,
+    /// How long a Kafka classic group that was empty waits for more
+    /// members before its first generation, in ms (0: at once).
+    #[arg(long, env = "BROOKLET_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 300)]
+    pub group_initial_rebalance_delay_ms: u64,
     /// Address to serve Kafka's wire protocol on (off unless set), so that
     /// Kafka clients produce and consume unchanged.
     #[arg(long, env = "BROOKLET_KAFKA_LISTEN", value_name = "ADDR")]

@@ -31,6 +31,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             default_session_timeout: Duration::from_millis(args.group_session_timeout_ms),
             min_session_timeout: Duration::from_millis(args.group_min_session_timeout_ms),
             max_session_timeout: Duration::from_millis(args.group_max_session_timeout_ms),
+            initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
         },
     };
     let config = Config {
@@ -71,6 +72,7 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "group_session_timeout_ms = {}", a.group_session_timeout_ms)?;
     writeln!(out, "group_min_session_timeout_ms = {}", a.group_min_session_timeout_ms)?;
     writeln!(out, "group_max_session_timeout_ms = {}", a.group_max_session_timeout_ms)?;
+    writeln!(out, "group_initial_rebalance_delay_ms = {}", a.group_initial_rebalance_delay_ms)?;
     if let Some(addr) = a.kafka_listen {
         writeln!(out, "kafka_listen = \"{addr}\"")?;
     }

@@ -5,38 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use brooklet_broker::{Config, EmbeddedBroker};
-use brooklet_tests::DEADLINE;
-
-/// Whether `python3` with kafka-python can run. `.ci/run` installs it and
-/// sets `BROOKLET_REQUIRE_KAFKA_PYTHON=1`, so that CI fails instead of
-/// skipping; elsewhere a missing client skips the test loudly.
-pub(crate) async fn kafka_python_available() -> bool {
-    python_module_available("kafka", "kafka-python==3.0.12").await
-}
-
-/// Whether `python3` can import `module` (installed by `pip install
-/// {package}`); required, like kafka-python, under
-/// `BROOKLET_REQUIRE_KAFKA_PYTHON=1`.
-pub(crate) async fn python_module_available(module: &str, package: &str) -> bool {
-    let probe = tokio::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .await;
-    let problem = match probe {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!("{package} is not installed: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        Err(e) => format!("python3 cannot run: {e}"),
-    };
-    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1") {
-        panic!("BROOKLET_REQUIRE_KAFKA_PYTHON=1 but {problem}");
-    }
-    eprintln!(
-        "\n*** SKIPPED: {problem}; install it with `python3 -m pip install {package}` (CI requires it) ***\n"
-    );
-    false
-}
+use brooklet_tests::{DEADLINE, kafka_python_available};
 
 #[tokio::test]
 async fn kafka_python_produces_and_consumes_in_order() {

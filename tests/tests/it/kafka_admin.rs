@@ -10,7 +10,7 @@ use brooklet_broker::{Config, EmbeddedBroker};
 use brooklet_proto::v1 as pb;
 use pb::consumer_service_client::ConsumerServiceClient;
 
-use crate::kafka::{kafka_python_available, python_module_available};
+use brooklet_tests::{kafka_python_available, python_module_available};
 
 #[tokio::test]
 async fn kafka_python_administers_topics_and_produces_compressed_batches() {

@@ -15,8 +15,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::assignor::{self, Assignment, TopicPartition};
-use crate::error::{Error, Result};
+use crate::error::{Error, GroupKind, Result};
 
 /// Coordinator settings.
 #[derive(Clone, Debug)]
@@ -29,6 +31,11 @@ pub struct GroupConfig {
     pub max_session_timeout: Duration,
     /// Session timeout of a member that asks for none.
     pub default_session_timeout: Duration,
+    /// How long a classic group that was empty waits for more members
+    /// before forming its first generation (extended by each new member,
+    /// up to the rebalance timeout), so that consumers starting together
+    /// land in one generation. Zero forms it at once.
+    pub initial_rebalance_delay: Duration,
 }
 
 impl Default for GroupConfig {
@@ -38,6 +45,7 @@ impl Default for GroupConfig {
             min_session_timeout: Duration::from_secs(1),
             max_session_timeout: Duration::from_secs(300),
             default_session_timeout: Duration::from_secs(10),
+            initial_rebalance_delay: Duration::from_millis(300),
         }
     }
 }
@@ -88,6 +96,10 @@ pub enum GroupState {
     Stable,
     /// Partitions are moving.
     Reconciling,
+    /// A classic group gathers its members for the next generation.
+    PreparingRebalance,
+    /// A classic group waits for its leader's assignment.
+    CompletingRebalance,
 }
 
 /// A member as DescribeGroup shows it.
@@ -105,6 +117,12 @@ pub struct MemberInfo {
     pub topics: BTreeSet<String>,
     /// What it owns.
     pub assignment: BTreeSet<TopicPartition>,
+    /// A classic member's metadata for the group's protocol, as it sent it
+    /// (empty for other members, or before the group is stable).
+    pub metadata: Bytes,
+    /// A classic member's assignment, as its leader sent it (empty for
+    /// other members, or before the group is stable).
+    pub assignment_data: Bytes,
 }
 
 /// A group's membership as DescribeGroup shows it.
@@ -116,6 +134,13 @@ pub struct GroupInfo {
     pub epoch: i32,
     /// Members by id.
     pub members: Vec<MemberInfo>,
+    /// The kind of its live members; `None` without any.
+    pub kind: Option<GroupKind>,
+    /// A classic group's protocol type (empty otherwise).
+    pub protocol_type: String,
+    /// A classic group's chosen protocol (empty otherwise, or while it
+    /// gathers its members).
+    pub protocol: String,
 }
 
 #[derive(Debug, Default)]
@@ -354,6 +379,11 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Whether `group` has live members.
+    pub(super) fn is_live(&self, group: &str) -> bool {
+        self.groups.get(group).is_some_and(|g| !g.members.is_empty())
+    }
+
     /// Groups with live members, with their state and member count.
     pub(super) fn list(&self) -> Vec<(String, GroupState, usize)> {
         self.groups.iter().map(|(name, g)| (name.clone(), g.state(), g.members.len())).collect()
@@ -362,7 +392,14 @@ impl Coordinator {
     /// A group's membership; an empty group if it has no live members.
     pub(super) fn describe(&self, group: &str) -> GroupInfo {
         let Some(g) = self.groups.get(group) else {
-            return GroupInfo { state: GroupState::Empty, epoch: 0, members: Vec::new() };
+            return GroupInfo {
+                state: GroupState::Empty,
+                epoch: 0,
+                members: Vec::new(),
+                kind: None,
+                protocol_type: String::new(),
+                protocol: String::new(),
+            };
         };
         let members = g
             .members
@@ -374,9 +411,18 @@ impl Coordinator {
                 member_epoch: m.epoch,
                 topics: m.topics.clone(),
                 assignment: m.assigned.clone(),
+                metadata: Bytes::new(),
+                assignment_data: Bytes::new(),
             })
             .collect();
-        GroupInfo { state: g.state(), epoch: g.epoch, members }
+        GroupInfo {
+            state: g.state(),
+            epoch: g.epoch,
+            members,
+            kind: Some(GroupKind::Broker),
+            protocol_type: String::new(),
+            protocol: String::new(),
+        }
     }
 }
 

@@ -1,5 +1,10 @@
 //! Consumer groups: membership and assignment by the broker (`coordinator`,
-//! `assignor`), and committed offsets per (group, topic, partition).
+//! `assignor`), Kafka's classic groups where the members' leader assigns
+//! (`classic`), and committed offsets per (group, topic, partition).
+//!
+//! Both kinds live under one lock, so one rule holds in one place: a group
+//! id with live members of one kind refuses members of the other kind;
+//! committed offsets alone do not make a group either kind.
 //!
 //! Membership lives in memory and is rebuilt by heartbeats after a restart;
 //! committed offsets are stored and synced before a commit is answered.
@@ -9,6 +14,7 @@
 //! written through the group's own handle (`offsets`), never through the log.
 
 mod assignor;
+mod classic;
 mod coordinator;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,14 +22,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use assignor::TopicPartition;
+use classic::Classic;
+pub use classic::{
+    ClassicProtocol, JoinRequest, Joined, JoinedMember, MemberAssignment, SyncRequest, Synced,
+};
 use coordinator::Coordinator;
 pub use coordinator::{GroupConfig, GroupInfo, GroupState, Heartbeat, HeartbeatReply, MemberInfo};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GroupKind, MembershipRefusal, Result};
 use crate::log::Log;
 use crate::offsets::Offsets;
 pub use brooklet_storage::CommittedOffset;
@@ -87,15 +98,52 @@ pub struct GroupDescription {
 pub struct Groups {
     log: Arc<Log>,
     offsets: Offsets,
-    /// In-memory membership. A lock, not an actor: every operation on it is
-    /// short and synchronous, and it is never held across an `.await`.
-    coordinator: Arc<Mutex<Coordinator>>,
+    /// In-memory membership of both kinds. A lock, not an actor: every
+    /// operation on it is short and synchronous, and it is never held
+    /// across an `.await` (waiting members wait on oneshots).
+    members: Arc<Mutex<Membership>>,
+}
+
+/// Both kinds of membership, so that one lock decides which kind a group
+/// id belongs to.
+#[derive(Debug)]
+struct Membership {
+    broker: Coordinator,
+    classic: Classic,
+}
+
+impl Membership {
+    /// The kind of `group`'s live members, if it has any.
+    fn live_kind(&self, group: &str) -> Option<GroupKind> {
+        if self.broker.is_live(group) {
+            Some(GroupKind::Broker)
+        } else if self.classic.is_live(group) {
+            Some(GroupKind::Classic)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses a member of `kind` if `group` is in use by the other kind.
+    fn admit(&self, group: &str, kind: GroupKind) -> Result<()> {
+        match self.live_kind(group) {
+            Some(in_use_by) if in_use_by != kind => {
+                Err(Error::GroupKindConflict { group: group.to_owned(), in_use_by })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn describe(&self, group: &str) -> GroupInfo {
+        self.classic.describe(group).unwrap_or_else(|| self.broker.describe(group))
+    }
 }
 
 impl Groups {
     /// Groups over `log`.
     pub(crate) fn new(log: Arc<Log>, offsets: Offsets, config: GroupConfig) -> Groups {
-        Groups { log, offsets, coordinator: Arc::new(Mutex::new(Coordinator::new(config))) }
+        let members = Membership { broker: Coordinator::new(config.clone()), classic: Classic::new(config) };
+        Groups { log, offsets, members: Arc::new(Mutex::new(members)) }
     }
 
     /// Removes members whose session timed out, every `every`, on `tasks`
@@ -110,7 +158,9 @@ impl Groups {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {
                         let log = &groups.log;
-                        groups.coordinator.lock().expire(Instant::now(), |t| log.partition_count(t));
+                        let mut members = groups.members.lock();
+                        members.broker.expire(Instant::now(), |t| log.partition_count(t));
+                        members.classic.expire(tokio::time::Instant::now());
                     }
                 }
             }
@@ -121,7 +171,81 @@ impl Groups {
     pub fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
         validate_group(&hb.group)?;
         let log = &self.log;
-        self.coordinator.lock().heartbeat(hb, Instant::now(), |t| log.partition_count(t))
+        let mut members = self.members.lock();
+        if hb.member_epoch != -1 {
+            members.admit(&hb.group, GroupKind::Broker)?;
+        }
+        members.broker.heartbeat(hb, Instant::now(), |t| log.partition_count(t))
+    }
+
+    /// Joins a classic group: waits until the group forms its next
+    /// generation (or refuses at once), or until `stop`.
+    pub async fn join(&self, req: JoinRequest, stop: &CancellationToken) -> Result<Joined> {
+        validate_group(&req.group)?;
+        let group = req.group.clone();
+        let rx = {
+            let mut members = self.members.lock();
+            members.admit(&group, GroupKind::Classic)?;
+            members.classic.join(req, tokio::time::Instant::now())?
+        };
+        self.wait(&group, rx, stop).await
+    }
+
+    /// Syncs with a classic group: waits for the leader's assignment (or
+    /// refuses at once), or until `stop`.
+    pub async fn sync(&self, req: SyncRequest, stop: &CancellationToken) -> Result<Synced> {
+        validate_group(&req.group)?;
+        let group = req.group.clone();
+        let rx = self.members.lock().classic.sync(req, tokio::time::Instant::now())?;
+        self.wait(&group, rx, stop).await
+    }
+
+    /// Waits for an answer on `rx`, ending the join or sync phase of
+    /// `group` when its time is up.
+    async fn wait<T>(
+        &self,
+        group: &str,
+        mut rx: oneshot::Receiver<Result<T>>,
+        stop: &CancellationToken,
+    ) -> Result<T> {
+        loop {
+            let wake = self.members.lock().classic.next_wake(group, tokio::time::Instant::now());
+            let due = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                answer = &mut rx => {
+                    return answer.unwrap_or_else(|_| Err(Error::Membership {
+                        refusal: MembershipRefusal::UnknownMember,
+                        reason: format!("the member is no longer in group `{group}`; rejoin"),
+                    }));
+                }
+                () = due => self.members.lock().classic.poll(group, tokio::time::Instant::now()),
+                () = stop.cancelled() => return Err(Error::ShuttingDown),
+            }
+        }
+    }
+
+    /// A classic member's heartbeat: `Ok`, or what it must do.
+    pub fn classic_heartbeat(&self, group: &str, member_id: &str, generation: i32) -> Result<()> {
+        validate_group(group)?;
+        self.members.lock().classic.heartbeat(group, member_id, generation, tokio::time::Instant::now())
+    }
+
+    /// Classic members leaving `group`: one result per member.
+    pub fn leave(&self, group: &str, member_ids: &[String]) -> Result<Vec<Result<()>>> {
+        validate_group(group)?;
+        Ok(self.members.lock().classic.leave(group, member_ids, tokio::time::Instant::now()))
+    }
+
+    /// A group's membership, without positions (cheaper than `describe`);
+    /// an empty group if it has no live members.
+    pub fn membership(&self, group: &str) -> Result<GroupInfo> {
+        validate_group(group)?;
+        Ok(self.members.lock().describe(group))
     }
 
     /// Stores `offsets` for `group`, all or none; they are on disk when this
@@ -135,34 +259,81 @@ impl Groups {
     ) -> Result<()> {
         validate_group(group)?;
         for (i, o) in offsets.iter().enumerate() {
-            let state = self.log.partition_state(&o.topic, o.partition).map_err(|e| match e {
-                Error::InvalidArgument { reason, .. } => {
-                    Error::invalid(format!("offsets[{i}].partition"), reason)
-                }
-                other => other,
-            })?;
-            if o.offset > state.high_watermark {
-                return Err(Error::OffsetOutOfRange {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                    offset: o.offset,
-                    log_start: state.log_start,
-                    high_watermark: state.high_watermark,
-                });
-            }
-            if let Some(m) = o.metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES) {
-                return Err(Error::invalid(
-                    format!("offsets[{i}].metadata"),
-                    format!("{} bytes exceed the maximum of {MAX_METADATA_BYTES}", m.len()),
+            self.check_offset(i, o)?;
+        }
+        {
+            let members = self.members.lock();
+            if committer.is_some() {
+                members.admit(group, GroupKind::Broker)?;
+            } else if members.classic.is_live(group) {
+                return Err(live_members(
+                    group,
+                    members.describe(group).members.len(),
+                    "committed to from outside",
                 ));
             }
+            members.broker.check_commit(
+                group,
+                committer.map(|c| (c.member_id, c.member_epoch)),
+                offsets.iter().map(|o| (o.topic.as_str(), o.partition)),
+            )?;
         }
-        self.coordinator.lock().check_commit(
-            group,
-            committer.map(|c| (c.member_id, c.member_epoch)),
-            offsets.iter().map(|o| (o.topic.as_str(), o.partition)),
-        )?;
         self.offsets.commit(group, offsets).await
+    }
+
+    /// Stores a classic group's offsets, checked as Kafka checks them: a
+    /// member of the current generation (not while the group completes a
+    /// rebalance), or, with a negative generation, a consumer outside any
+    /// group while the group has no live members. Each offset is validated
+    /// on its own: the valid ones are stored (on disk when this returns),
+    /// and the result says, per offset, why one was not.
+    pub async fn commit_classic(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        offsets: &[CommittedOffset],
+    ) -> Result<Vec<Result<()>>> {
+        validate_group(group)?;
+        {
+            let mut members = self.members.lock();
+            members.admit(group, GroupKind::Classic)?;
+            members.classic.check_commit(group, member_id, generation, tokio::time::Instant::now())?;
+        }
+        let results: Vec<Result<()>> =
+            offsets.iter().enumerate().map(|(i, o)| self.check_offset(i, o)).collect();
+        let valid: Vec<CommittedOffset> =
+            offsets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(o, _)| o.clone()).collect();
+        if !valid.is_empty() {
+            self.offsets.commit(group, &valid).await?;
+        }
+        Ok(results)
+    }
+
+    /// Checks one offset to commit against the log and the limits.
+    fn check_offset(&self, i: usize, o: &CommittedOffset) -> Result<()> {
+        let state = self.log.partition_state(&o.topic, o.partition).map_err(|e| match e {
+            Error::InvalidArgument { reason, .. } => {
+                Error::invalid(format!("offsets[{i}].partition"), reason)
+            }
+            other => other,
+        })?;
+        if o.offset > state.high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                offset: o.offset,
+                log_start: state.log_start,
+                high_watermark: state.high_watermark,
+            });
+        }
+        if let Some(m) = o.metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES) {
+            return Err(Error::invalid(
+                format!("offsets[{i}].metadata"),
+                format!("{} bytes exceed the maximum of {MAX_METADATA_BYTES}", m.len()),
+            ));
+        }
+        Ok(())
     }
 
     /// A group's committed offsets, for one topic or every topic.
@@ -174,13 +345,12 @@ impl Groups {
     /// Every group with live members or committed offsets: its state and
     /// member count.
     pub fn list(&self) -> Result<Vec<(String, GroupState, usize)>> {
-        let mut groups: BTreeMap<String, (GroupState, usize)> = self
-            .coordinator
-            .lock()
-            .list()
-            .into_iter()
-            .map(|(name, state, members)| (name, (state, members)))
-            .collect();
+        let mut groups: BTreeMap<String, (GroupState, usize)> = {
+            let members = self.members.lock();
+            let mut live = members.broker.list();
+            live.extend(members.classic.list());
+            live.into_iter().map(|(name, state, members)| (name, (state, members))).collect()
+        };
         for name in self.offsets.groups()? {
             groups.entry(name).or_insert((GroupState::Empty, 0));
         }
@@ -191,7 +361,7 @@ impl Groups {
     /// for, its committed offset, the high watermark and the lag.
     pub fn describe(&self, group: &str) -> Result<GroupDescription> {
         validate_group(group)?;
-        let info = self.coordinator.lock().describe(group);
+        let info = self.members.lock().describe(group);
         let committed = self.offsets.committed(group, None)?;
         if info.members.is_empty() && committed.is_empty() {
             return Err(Error::GroupNotFound { group: group.to_owned() });
@@ -276,16 +446,19 @@ impl Groups {
     }
 
     fn require_empty(&self, group: &str, what: &str) -> Result<()> {
-        let info = self.coordinator.lock().describe(group);
+        let info = self.members.lock().describe(group);
         if info.members.is_empty() {
             return Ok(());
         }
-        Err(Error::FailedPrecondition {
-            reason: format!(
-                "group `{group}` has {} live members; it can be {what} only when they have left",
-                info.members.len()
-            ),
-        })
+        Err(live_members(group, info.members.len(), what))
+    }
+}
+
+fn live_members(group: &str, count: usize, what: &str) -> Error {
+    Error::FailedPrecondition {
+        reason: format!(
+            "group `{group}` has {count} live members; it can be {what} only when they have left"
+        ),
     }
 }
 

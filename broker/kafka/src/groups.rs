@@ -1,0 +1,766 @@
+//! Kafka's group APIs over the core's groups: FindCoordinator (this broker
+//! coordinates every group), the classic protocol (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup), committed offsets (OffsetCommit, OffsetFetch)
+//! and ListGroups / DescribeGroups.
+//!
+//! The core relays members' metadata and assignments as opaque bytes; this
+//! module reads the topics and partitions in them (Kafka's consumer
+//! protocol) so that describe can show owners and lag. Bytes it cannot read
+//! are still relayed.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use brooklet_core::{
+    ClassicProtocol, CommittedOffset, Error, GroupKind, GroupState, JoinRequest, MemberAssignment,
+    MembershipRefusal, SyncRequest, TopicPartition,
+};
+use bytes::{Buf, Bytes};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use crate::error::group_code;
+use crate::server::Context;
+
+/// The protocol type of Kafka consumers, whose metadata this module reads.
+const CONSUMER: &str = "consumer";
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+fn log_refusal(api: &str, group: &str, err: &Error) {
+    tracing::debug!(api, group, error = %err, "kafka group request refused");
+}
+
+pub(crate) fn find_coordinator(
+    ctx: &Context,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let answer = |key: &str| -> (i16, Option<String>) {
+        match request.key_type {
+            0 if key.is_empty() => {
+                (ResponseError::InvalidRequest.code(), Some("the group id is empty".into()))
+            }
+            0 => (0, None),
+            1 => (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some("transactions are not supported: no transaction coordinator".into()),
+            ),
+            other => {
+                (ResponseError::InvalidRequest.code(), Some(format!("key type {other} is not 0 (group)")))
+            }
+        }
+    };
+    let host = text(&ctx.options.advertised_host);
+    let port = i32::from(ctx.options.advertised_port);
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let (error_code, message) = answer(key.as_str());
+                let mut c = Coordinator::default().with_key(key.clone()).with_error_code(error_code);
+                if error_code == 0 {
+                    c = c.with_node_id(BrokerId(0)).with_host(host.clone()).with_port(port);
+                } else {
+                    c = c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_message(message.map(StrBytes::from_string));
+                }
+                c
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let (error_code, message) = answer(request.key.as_str());
+    let mut response = FindCoordinatorResponse::default().with_error_code(error_code);
+    if error_code == 0 {
+        response = response.with_node_id(BrokerId(0)).with_host(host).with_port(port);
+    } else {
+        response = response.with_node_id(BrokerId(-1)).with_port(-1);
+        if version >= 1 {
+            response.error_message = message.map(StrBytes::from_string);
+        }
+    }
+    response
+}
+
+/// Reads a consumer's subscription: the topics it names, or none.
+fn subscription_topics(protocol_type: &str, metadata: &Bytes) -> Vec<String> {
+    if protocol_type != CONSUMER {
+        return Vec::new();
+    }
+    versioned::<ConsumerProtocolSubscription>(metadata, crate::walk::check_subscription)
+        .map(|s| s.topics.iter().map(|t| t.as_str().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Reads a consumer's assignment: the partitions it names, or none.
+fn assignment_partitions(protocol_type: &str, assignment: &Bytes) -> BTreeSet<TopicPartition> {
+    if protocol_type != CONSUMER {
+        return BTreeSet::new();
+    }
+    let check = |_: i16, body: &[u8]| crate::walk::check_assignment(body);
+    let Some(a) = versioned::<ConsumerProtocolAssignment>(assignment, check) else { return BTreeSet::new() };
+    a.assigned_partitions
+        .iter()
+        .flat_map(|tp| {
+            let topic = tp.topic.0.as_str().to_owned();
+            tp.partitions.iter().filter_map(move |p| u32::try_from(*p).ok().map(|p| (topic.clone(), p)))
+        })
+        .collect()
+}
+
+/// A consumer-protocol message: an int16 version, then the message. Newer
+/// versions than this crate knows keep the older fields first, so they are
+/// read as its newest. `check` walks its arrays first, as for requests.
+fn versioned<T: Decodable>(bytes: &Bytes, check: impl Fn(i16, &[u8]) -> Result<(), String>) -> Option<T> {
+    let mut buf = bytes.clone();
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let version = buf.get_i16().clamp(0, 3);
+    check(version, &buf).ok()?;
+    T::decode(&mut buf, version).ok()
+}
+
+pub(crate) async fn join_group(
+    ctx: &Context,
+    version: i16,
+    client_id: &str,
+    host: &str,
+    request: JoinGroupRequest,
+) -> JoinGroupResponse {
+    let group = request.group_id.0.as_str().to_owned();
+    let protocol_type = request.protocol_type.as_str().to_owned();
+    let millis = |ms: i32| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let session_timeout = millis(request.session_timeout_ms);
+    let rebalance_timeout = if version == 0 { session_timeout } else { millis(request.rebalance_timeout_ms) };
+    let protocols = request
+        .protocols
+        .iter()
+        .map(|p| ClassicProtocol {
+            name: p.name.as_str().to_owned(),
+            metadata: p.metadata.clone(),
+            topics: subscription_topics(&protocol_type, &p.metadata),
+        })
+        .collect();
+    let join = JoinRequest {
+        group: group.clone(),
+        member_id: request.member_id.as_str().to_owned(),
+        group_instance_id: request.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
+        client_id: client_id.to_owned(),
+        host: host.to_owned(),
+        session_timeout,
+        rebalance_timeout,
+        protocol_type,
+        protocols,
+        require_known_member_id: version >= 4,
+    };
+    let mut response = JoinGroupResponse::default();
+    match ctx.core.groups().join(join, &ctx.stop).await {
+        Ok(joined) => {
+            response.generation_id = joined.generation;
+            response.protocol_type = Some(text(&joined.protocol_type));
+            response.protocol_name = Some(text(&joined.protocol));
+            response.leader = text(&joined.leader);
+            response.member_id = text(&joined.member_id);
+            response.members = joined
+                .members
+                .into_iter()
+                .map(|m| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(text(&m.member_id))
+                        .with_metadata(m.metadata)
+                })
+                .collect();
+        }
+        Err(e) => {
+            log_refusal("JoinGroup", &group, &e);
+            response.error_code = group_code(&e);
+            response.generation_id = -1;
+            response.member_id = match &e {
+                Error::Membership { refusal: MembershipRefusal::MemberIdRequired { member_id }, .. } => {
+                    text(member_id)
+                }
+                _ => request.member_id,
+            };
+            // Before v7 the protocol name is not nullable.
+            response.protocol_name = (version < 7).then(StrBytes::default);
+        }
+    }
+    response
+}
+
+pub(crate) async fn sync_group(ctx: &Context, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+    let group = request.group_id.0.as_str().to_owned();
+    let protocol_type = request.protocol_type.as_ref().map(|t| t.as_str().to_owned());
+    // Before v5 the request names no protocol type: the group's own is
+    // read from its membership to decode the assignments.
+    let decode_as = match &protocol_type {
+        Some(t) => t.clone(),
+        None => ctx.core.groups().membership(&group).map(|i| i.protocol_type).unwrap_or_default(),
+    };
+    let sync = SyncRequest {
+        group: group.clone(),
+        member_id: request.member_id.as_str().to_owned(),
+        generation: request.generation_id,
+        protocol_type,
+        protocol: request.protocol_name.as_ref().map(|p| p.as_str().to_owned()),
+        assignments: request
+            .assignments
+            .iter()
+            .map(|a| MemberAssignment {
+                member_id: a.member_id.as_str().to_owned(),
+                assignment: a.assignment.clone(),
+                partitions: assignment_partitions(&decode_as, &a.assignment),
+            })
+            .collect(),
+    };
+    let mut response = SyncGroupResponse::default();
+    match ctx.core.groups().sync(sync, &ctx.stop).await {
+        Ok(synced) => {
+            if version >= 5 {
+                response.protocol_type = Some(text(&synced.protocol_type));
+                response.protocol_name = Some(text(&synced.protocol));
+            }
+            response.assignment = synced.assignment;
+        }
+        Err(e) => {
+            log_refusal("SyncGroup", &group, &e);
+            response.error_code = group_code(&e);
+        }
+    }
+    response
+}
+
+pub(crate) fn heartbeat(ctx: &Context, request: &HeartbeatRequest) -> HeartbeatResponse {
+    let group = request.group_id.0.as_str();
+    let result =
+        ctx.core.groups().classic_heartbeat(group, request.member_id.as_str(), request.generation_id);
+    let mut response = HeartbeatResponse::default();
+    if let Err(e) = result {
+        if !matches!(e, Error::Membership { refusal: MembershipRefusal::RebalanceInProgress, .. }) {
+            log_refusal("Heartbeat", group, &e);
+        }
+        response.error_code = group_code(&e);
+    }
+    response
+}
+
+pub(crate) fn leave_group(ctx: &Context, version: i16, request: &LeaveGroupRequest) -> LeaveGroupResponse {
+    let group = request.group_id.0.as_str();
+    let ids: Vec<String> = if version <= 2 {
+        vec![request.member_id.as_str().to_owned()]
+    } else {
+        request.members.iter().map(|m| m.member_id.as_str().to_owned()).collect()
+    };
+    let mut response = LeaveGroupResponse::default();
+    let results = match ctx.core.groups().leave(group, &ids) {
+        Ok(results) => results,
+        Err(e) => {
+            log_refusal("LeaveGroup", group, &e);
+            response.error_code = group_code(&e);
+            return response;
+        }
+    };
+    if version <= 2 {
+        if let Some(Err(e)) = results.first() {
+            response.error_code = group_code(e);
+        }
+        return response;
+    }
+    response.members = request
+        .members
+        .iter()
+        .zip(results)
+        .map(|(m, result)| {
+            MemberResponse::default()
+                .with_member_id(m.member_id.clone())
+                .with_group_instance_id(m.group_instance_id.clone())
+                .with_error_code(result.err().map_or(0, |e| group_code(&e)))
+        })
+        .collect();
+    response
+}
+
+/// A partition to commit: an error found here, or its place among the
+/// offsets handed to the core.
+type Slot = Result<usize, i16>;
+
+pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = request.group_id.0.as_str().to_owned();
+    let mut offsets = Vec::new();
+    let mut slots: Vec<(TopicName, Vec<(i32, Slot)>)> = Vec::new();
+    for t in &request.topics {
+        let topic = t.name.0.as_str();
+        let mut partitions = Vec::new();
+        for p in &t.partitions {
+            let slot = match (u32::try_from(p.partition_index), u64::try_from(p.committed_offset)) {
+                (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.code()),
+                (_, Err(_)) => Err(ResponseError::OffsetOutOfRange.code()),
+                (Ok(partition), Ok(offset)) => {
+                    offsets.push(CommittedOffset {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_owned()),
+                    });
+                    Ok(offsets.len() - 1)
+                }
+            };
+            partitions.push((p.partition_index, slot));
+        }
+        slots.push((t.name.clone(), partitions));
+    }
+    let results = ctx
+        .core
+        .groups()
+        .commit_classic(&group, request.member_id.as_str(), request.generation_id_or_member_epoch, &offsets)
+        .await;
+    if let Err(e) = &results {
+        log_refusal("OffsetCommit", &group, e);
+    }
+    let topics = slots
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, slot)| {
+                    let error_code = match (&results, slot) {
+                        (_, Err(code)) => code,
+                        (Err(e), Ok(_)) => group_code(e),
+                        (Ok(results), Ok(i)) => results[i].as_ref().err().map_or(0, group_code),
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One group's committed offsets, by topic: for the requested partitions
+/// (-1 where none is committed), or every committed one.
+type Fetched = Vec<(String, Vec<(i32, i64, String)>)>;
+
+fn fetch_offsets(
+    ctx: &Context,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Fetched, Error> {
+    let committed = ctx.core.groups().committed(group, None)?;
+    let mut by_topic: BTreeMap<String, BTreeMap<i32, (i64, String)>> = BTreeMap::new();
+    for c in committed {
+        by_topic
+            .entry(c.topic)
+            .or_default()
+            .insert(c.partition as i32, (c.offset as i64, c.metadata.unwrap_or_default()));
+    }
+    Ok(match wanted {
+        None => by_topic
+            .into_iter()
+            .map(|(topic, partitions)| (topic, partitions.into_iter().map(|(p, (o, m))| (p, o, m)).collect()))
+            .collect(),
+        Some(wanted) => wanted
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let known = by_topic.get(&topic);
+                let out = partitions
+                    .into_iter()
+                    .map(|p| match known.and_then(|k| k.get(&p)) {
+                        Some((o, m)) => (p, *o, m.clone()),
+                        None => (p, -1, String::new()),
+                    })
+                    .collect();
+                (topic, out)
+            })
+            .collect(),
+    })
+}
+
+pub(crate) fn offset_fetch(ctx: &Context, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let leader_epoch = if version >= 5 { -1 } else { 0 };
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter().map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes)).collect()
+                });
+                let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match fetch_offsets(ctx, g.group_id.0.as_str(), wanted) {
+                    Ok(fetched) => {
+                        out.topics = fetched
+                            .into_iter()
+                            .map(|(topic, partitions)| {
+                                let partitions = partitions
+                                    .into_iter()
+                                    .map(|(p, offset, metadata)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(leader_epoch)
+                                            .with_metadata(Some(StrBytes::from_string(metadata)))
+                                    })
+                                    .collect();
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(text(&topic)))
+                                    .with_partitions(partitions)
+                            })
+                            .collect();
+                    }
+                    Err(e) => out.error_code = group_code(&e),
+                }
+                out
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    // v0 and v1 ask for every partition with an empty list, not null.
+    let wanted = request.topics.filter(|t| version >= 2 || !t.is_empty()).map(|ts| {
+        ts.into_iter().map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes)).collect::<Vec<_>>()
+    });
+    let mut response = OffsetFetchResponse::default();
+    match fetch_offsets(ctx, request.group_id.0.as_str(), wanted.clone()) {
+        Ok(fetched) => {
+            response.topics = fetched
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|(p, offset, metadata)| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(leader_epoch)
+                                .with_metadata(Some(StrBytes::from_string(metadata)))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(text(&topic)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+        }
+        Err(e) if version >= 2 => response.error_code = group_code(&e),
+        Err(e) => {
+            // v1 has no top-level error: every partition carries it.
+            response.topics = wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_metadata(Some(StrBytes::default()))
+                                .with_error_code(group_code(&e))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(text(&topic)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+        }
+    }
+    response
+}
+
+/// A group state as Kafka names it.
+fn state_name(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Empty => "Empty",
+        GroupState::Stable => "Stable",
+        GroupState::Reconciling => "Reconciling",
+        GroupState::PreparingRebalance => "PreparingRebalance",
+        GroupState::CompletingRebalance => "CompletingRebalance",
+    }
+}
+
+pub(crate) fn list_groups(ctx: &Context, version: i16, request: &ListGroupsRequest) -> ListGroupsResponse {
+    let groups = ctx.core.groups();
+    let listed = match groups.list() {
+        Ok(listed) => listed,
+        Err(e) => return ListGroupsResponse::default().with_error_code(group_code(&e)),
+    };
+    let wanted = |state: &str| {
+        request.states_filter.is_empty()
+            || request.states_filter.iter().any(|f| f.as_str().eq_ignore_ascii_case(state))
+    };
+    let out = listed
+        .into_iter()
+        .filter(|(_, state, _)| wanted(state_name(*state)))
+        .map(|(name, state, _)| {
+            let protocol_type = groups.membership(&name).map(|i| i.protocol_type).unwrap_or_default();
+            let mut g = ListedGroup::default()
+                .with_group_id(GroupId(text(&name)))
+                .with_protocol_type(text(&protocol_type));
+            if version >= 4 {
+                g.group_state = text(state_name(state));
+            }
+            g
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(out)
+}
+
+pub(crate) fn describe_groups(ctx: &Context, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = ctx.core.groups();
+    let described = request
+        .groups
+        .iter()
+        .map(|id| {
+            let name = id.0.as_str();
+            let out = DescribedGroup::default().with_group_id(id.clone());
+            let info = match groups.membership(name) {
+                Ok(info) => info,
+                Err(e) => return out.with_error_code(group_code(&e)),
+            };
+            if info.kind.is_none() {
+                // Without live members: Empty if it has committed offsets,
+                // otherwise Kafka's Dead (a group that does not exist).
+                let has_offsets = groups.committed(name, None).is_ok_and(|c| !c.is_empty());
+                return out.with_group_state(text(if has_offsets { "Empty" } else { "Dead" }));
+            }
+            let members = info
+                .members
+                .into_iter()
+                .map(|m| {
+                    DescribedGroupMember::default()
+                        .with_member_id(text(&m.member_id))
+                        .with_client_id(text(&m.client_id))
+                        .with_client_host(text(&m.host))
+                        .with_member_metadata(m.metadata)
+                        .with_member_assignment(m.assignment_data)
+                })
+                .collect();
+            let protocol_type =
+                if info.kind == Some(GroupKind::Classic) { info.protocol_type } else { String::new() };
+            out.with_group_state(text(state_name(info.state)))
+                .with_protocol_type(text(&protocol_type))
+                .with_protocol_data(text(&info.protocol))
+                .with_members(members)
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(described)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
+    use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedPartitions;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::protocol::Encodable;
+
+    use super::*;
+    use crate::frame::{FrameError, decode};
+
+    fn s(v: &'static str) -> StrBytes {
+        StrBytes::from_static_str(v)
+    }
+
+    fn walks_whole(api: ApiKey, version: i16, body: &impl Encodable) {
+        let mut out = BytesMut::new();
+        body.encode(&mut out, version).unwrap();
+        let left =
+            crate::walk::check(api, version, &out).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+        assert_eq!(left, 0, "{api:?} v{version}: the walk follows the schema to its end");
+    }
+
+    #[test]
+    fn well_formed_group_requests_of_every_version_pass_the_walk() {
+        for v in 0..=4 {
+            let mut r = FindCoordinatorRequest::default().with_key(s("g"));
+            if v >= 4 {
+                r = r.with_key(StrBytes::default()).with_coordinator_keys(vec![s("g"), s("h")]);
+            }
+            walks_whole(ApiKey::FindCoordinator, v, &r);
+        }
+        for v in 0..=9 {
+            let p = JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"meta"));
+            let r = JoinGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![p.clone(), p]);
+            walks_whole(ApiKey::JoinGroup, v, &r);
+        }
+        for v in 0..=5 {
+            let a = SyncGroupRequestAssignment::default()
+                .with_member_id(s("m"))
+                .with_assignment(Bytes::from_static(b"a"));
+            let mut r = SyncGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_assignments(vec![a.clone(), a]);
+            if v >= 5 {
+                r = r.with_protocol_type(Some(s("consumer"))).with_protocol_name(Some(s("range")));
+            }
+            walks_whole(ApiKey::SyncGroup, v, &r);
+        }
+        for v in 0..=5 {
+            let mut r = LeaveGroupRequest::default().with_group_id(GroupId(s("g")));
+            if v <= 2 {
+                r.member_id = s("m");
+            } else {
+                r.members = vec![MemberIdentity::default().with_member_id(s("m")); 2];
+            }
+            walks_whole(ApiKey::LeaveGroup, v, &r);
+        }
+        for v in 2..=8 {
+            let p = OffsetCommitRequestPartition::default()
+                .with_committed_offset(5)
+                .with_committed_metadata(Some(s("x")));
+            let t = OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![p.clone(), p]);
+            let r =
+                OffsetCommitRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![t.clone(), t]);
+            walks_whole(ApiKey::OffsetCommit, v, &r);
+        }
+        for v in 1..=8 {
+            let mut r = OffsetFetchRequest::default();
+            if v <= 7 {
+                let t = OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![0, 1]);
+                r = r.with_group_id(GroupId(s("g"))).with_topics(Some(vec![t.clone(), t]));
+            } else {
+                let t = OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![0, 1]);
+                let g = OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(Some(vec![t]));
+                let all = OffsetFetchRequestGroup::default().with_group_id(GroupId(s("h"))).with_topics(None);
+                r = r.with_groups(vec![g, all]);
+            }
+            walks_whole(ApiKey::OffsetFetch, v, &r);
+        }
+        for v in 0..=4 {
+            let mut r = ListGroupsRequest::default();
+            if v >= 4 {
+                r.states_filter = vec![s("Stable"), s("Empty")];
+            }
+            walks_whole(ApiKey::ListGroups, v, &r);
+        }
+        for v in 0..=5 {
+            let r = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g")), GroupId(s("h"))]);
+            walks_whole(ApiKey::DescribeGroups, v, &r);
+        }
+    }
+
+    /// Replaces the int32 count at `at` (or, in flexible versions, the
+    /// varint count there) with a huge one.
+    fn refused<R: Decodable + std::fmt::Debug>(api: ApiKey, version: i16, prefix: &[u8], flexible: bool) {
+        let mut body = BytesMut::from(prefix);
+        if flexible {
+            body.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        } else {
+            body.put_i32(i32::MAX);
+        }
+        let err = decode::<R>(api, version, body.freeze()).unwrap_err();
+        assert!(matches!(err, FrameError::Malformed { .. }), "{api:?} v{version}: {err}");
+    }
+
+    #[test]
+    fn a_group_request_claiming_a_huge_array_is_refused_before_decoding() {
+        // FindCoordinator v4 (flexible): key type, then the keys.
+        refused::<FindCoordinatorRequest>(ApiKey::FindCoordinator, 4, &[0], true);
+        // JoinGroup v1: group "g", timeouts, member "", type "c", protocols.
+        let join = [0, 1, b'g', 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, b'c'];
+        refused::<JoinGroupRequest>(ApiKey::JoinGroup, 1, &join, false);
+        // SyncGroup v0: group "g", generation, member "", assignments.
+        refused::<SyncGroupRequest>(ApiKey::SyncGroup, 0, &[0, 1, b'g', 0, 0, 0, 1, 0, 0], false);
+        // LeaveGroup v3: group "g", members.
+        refused::<LeaveGroupRequest>(ApiKey::LeaveGroup, 3, &[0, 1, b'g'], false);
+        // OffsetCommit v2: group, generation, member, retention, topics.
+        let commit = [0, 1, b'g', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        refused::<OffsetCommitRequest>(ApiKey::OffsetCommit, 2, &commit, false);
+        // OffsetFetch v1: group, topics; v8 (flexible): groups.
+        refused::<OffsetFetchRequest>(ApiKey::OffsetFetch, 1, &[0, 1, b'g'], false);
+        refused::<OffsetFetchRequest>(ApiKey::OffsetFetch, 8, &[], true);
+        // ListGroups v4 (flexible): states; DescribeGroups v0: groups.
+        refused::<ListGroupsRequest>(ApiKey::ListGroups, 4, &[], true);
+        refused::<DescribeGroupsRequest>(ApiKey::DescribeGroups, 0, &[], false);
+    }
+
+    fn consumer_bytes(version: i16, message: &impl Encodable) -> Bytes {
+        let mut out = BytesMut::new();
+        out.put_i16(version);
+        message.encode(&mut out, version).unwrap();
+        out.freeze()
+    }
+
+    #[test]
+    fn consumer_subscriptions_and_assignments_are_read_and_bad_ones_ignored() {
+        for v in 0..=3 {
+            let mut sub = ConsumerProtocolSubscription::default().with_topics(vec![s("a"), s("b")]);
+            if v >= 1 {
+                sub.owned_partitions = vec![
+                    OwnedPartitions::default().with_topic(TopicName(s("a"))).with_partitions(vec![0, 1]),
+                ];
+            }
+            let bytes = consumer_bytes(v, &sub);
+            assert_eq!(subscription_topics(CONSUMER, &bytes), vec!["a", "b"], "v{v}");
+            assert!(subscription_topics("connect", &bytes).is_empty(), "only consumers are read");
+            let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
+                AssignedPartitions::default().with_topic(TopicName(s("a"))).with_partitions(vec![2, 0]),
+            ]);
+            let bytes = consumer_bytes(v, &assignment);
+            let expected = BTreeSet::from([("a".to_owned(), 0), ("a".to_owned(), 2)]);
+            assert_eq!(assignment_partitions(CONSUMER, &bytes), expected, "v{v}");
+        }
+        // Cut short, garbage, or claiming two billion topics: nothing read.
+        let mut huge = BytesMut::new();
+        huge.put_i16(0);
+        huge.put_i32(i32::MAX);
+        for bad in
+            [Bytes::new(), Bytes::from_static(&[0]), Bytes::from_static(&[0, 0, 0, 0, 0, 9]), huge.freeze()]
+        {
+            assert!(subscription_topics(CONSUMER, &bad).is_empty());
+            assert!(assignment_partitions(CONSUMER, &bad).is_empty());
+        }
+    }
+}
