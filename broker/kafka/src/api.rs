@@ -20,15 +20,15 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, ProducerId, TopicName,
+    BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::code;
 use crate::records;
-use crate::server::{Context, count_errors};
+use crate::server::Context;
 
 /// This broker's id: the only one, leader of every partition.
 const BROKER_ID: i32 = 0;
@@ -93,7 +93,6 @@ pub(crate) async fn metadata(ctx: &Context, version: i16, request: MetadataReque
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_static_str("brooklet"));
     }
-    count_errors(ctx, ApiKey::Metadata, response.topics.iter().map(|t| t.error_code));
     response
 }
 
@@ -119,10 +118,10 @@ fn topic_metadata(version: i16, info: &TopicInfo) -> MetadataResponseTopic {
     topic
 }
 
-/// `None` for acks 0: the client expects no response. Every partition of
-/// the request is appended first, then one wait makes them all meet the
-/// acks: a durable produce to many partitions costs one sync.
-pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> Option<ProduceResponse> {
+/// Every partition of the request is appended first, then one wait makes
+/// them all meet the acks: a durable produce to many partitions costs one
+/// sync. With acks 0 the client expects no response: the caller sends none.
+pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks = match request.acks {
         0 | 1 => Ok(Acks::Written),
         -1 => Ok(Acks::Durable),
@@ -195,12 +194,7 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
             }
         }
     }
-    let codes = responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code));
-    count_errors(ctx, ApiKey::Produce, codes);
-    if request.acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
 }
 
 fn core_error(e: &Error) -> (ResponseError, String) {
@@ -334,8 +328,6 @@ pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) ->
                 .push(FetchableTopicResponse::default().with_topic(name(&topic)).with_partitions(vec![data])),
         }
     }
-    let codes = responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
-    count_errors(ctx, ApiKey::Fetch, codes);
     FetchResponse::default().with_responses(responses)
 }
 
@@ -395,8 +387,6 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
             ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
         })
         .collect::<Vec<ListOffsetsTopicResponse>>();
-    let codes = topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code));
-    count_errors(ctx, ApiKey::ListOffsets, codes);
     ListOffsetsResponse::default().with_topics(topics)
 }
 
@@ -404,12 +394,6 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
 /// current id (to bump its epoch after an error) gets a new id instead:
 /// the core keeps every id at epoch 0.
 pub(crate) fn init_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
-    let response = new_producer_id(ctx, request);
-    count_errors(ctx, ApiKey::InitProducerId, [response.error_code]);
-    response
-}
-
-fn new_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
     if request.transactional_id.is_some() {
         return InitProducerIdResponse::default()
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
@@ -435,6 +419,7 @@ mod tests {
 
     use brooklet_core::{Core, CoreConfig, FlushObserver};
     use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::ApiKey;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{RequestHeader, ResponseHeader};
     use kafka_protocol::protocol::{Decodable, Encodable};

@@ -27,6 +27,7 @@
 
 mod admin;
 mod api;
+mod codes;
 mod compression;
 mod error;
 mod frame;

@@ -18,12 +18,14 @@ use kafka_protocol::messages::{
     SyncGroupRequest,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::codes::ErrorCodes;
 use crate::frame::{self, FrameError, Parsed};
 use crate::{admin, api, groups};
 
@@ -189,14 +191,28 @@ async fn metered(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes
     handled
 }
 
-/// Counts the error codes (0 is none) a response of `api` carries, one per
-/// request, topic or partition.
-pub(crate) fn count_errors(ctx: &Context, api: ApiKey, codes: impl IntoIterator<Item = i16>) {
+/// `response` as a frame for `version`, each error code it carries counted
+/// (one per request, group, topic, partition or member).
+fn respond<R: Encodable + ErrorCodes>(
+    ctx: &Context,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &R,
+) -> Result<Bytes, FrameError> {
+    count_errors(ctx, api, response);
+    frame::encode(api, version, correlation_id, response)
+}
+
+/// Counts each error code `response` carries.
+fn count_errors(ctx: &Context, api: ApiKey, response: &impl ErrorCodes) {
     let mut name = None;
-    for code in codes.into_iter().filter(|c| *c != 0) {
-        let name = name.get_or_insert_with(|| api_name(api));
-        ctx.metrics.kafka_request_error(name, &code_name(code));
-    }
+    response.error_codes(&mut |code| {
+        if code != 0 {
+            let name = name.get_or_insert_with(|| api_name(api));
+            ctx.metrics.kafka_request_error(name, &code_name(code));
+        }
+    });
 }
 
 /// An API's name as Kafka's protocol spells it, e.g. `ApiVersions`.
@@ -250,83 +266,81 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
     let id = header.correlation_id;
     tracing::trace!(api = ?api, version, correlation_id = id, "kafka request");
     let response = match api {
-        ApiKey::ApiVersions => frame::encode(api, version, id, &api_versions(0))?,
+        ApiKey::ApiVersions => respond(ctx, api, version, id, &api_versions(0))?,
         ApiKey::Metadata => {
             let request: MetadataRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &api::metadata(ctx, version, request).await)?
+            respond(ctx, api, version, id, &api::metadata(ctx, version, request).await)?
         }
         ApiKey::Produce => {
             let request: ProduceRequest = frame::decode(api, version, body)?;
-            match api::produce(ctx, version, request).await {
-                Some(response) => frame::encode(api, version, id, &response)?,
-                None => return Ok(None),
+            let acks = request.acks;
+            let response = api::produce(ctx, version, request).await;
+            if acks == 0 {
+                count_errors(ctx, api, &response);
+                return Ok(None);
             }
+            respond(ctx, api, version, id, &response)?
         }
         ApiKey::Fetch => {
             let request: FetchRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &api::fetch(ctx, version, request).await)?
+            respond(ctx, api, version, id, &api::fetch(ctx, version, request).await)?
         }
         ApiKey::InitProducerId => {
             let request: InitProducerIdRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &api::init_producer_id(ctx, &request))?
+            respond(ctx, api, version, id, &api::init_producer_id(ctx, &request))?
         }
         ApiKey::ListOffsets => {
             let request: ListOffsetsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &api::list_offsets(ctx, version, request))?
+            respond(ctx, api, version, id, &api::list_offsets(ctx, version, request))?
         }
         ApiKey::CreateTopics => {
             let request: CreateTopicsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &admin::create_topics(ctx, version, request).await)?
+            respond(ctx, api, version, id, &admin::create_topics(ctx, version, request).await)?
         }
         ApiKey::DeleteTopics => {
             let request: DeleteTopicsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &admin::delete_topics(ctx, version, request).await)?
+            respond(ctx, api, version, id, &admin::delete_topics(ctx, version, request).await)?
         }
         ApiKey::DescribeConfigs => {
             let request: DescribeConfigsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &admin::describe_configs(ctx, version, &request))?
+            respond(ctx, api, version, id, &admin::describe_configs(ctx, version, &request))?
         }
         ApiKey::FindCoordinator => {
             let request: FindCoordinatorRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::find_coordinator(ctx, version, request))?
+            respond(ctx, api, version, id, &groups::find_coordinator(ctx, version, request))?
         }
         ApiKey::JoinGroup => {
             let request: JoinGroupRequest = frame::decode(api, version, body)?;
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
-            frame::encode(
-                api,
-                version,
-                id,
-                &groups::join_group(ctx, version, client_id, host, request).await,
-            )?
+            respond(ctx, api, version, id, &groups::join_group(ctx, version, client_id, host, request).await)?
         }
         ApiKey::SyncGroup => {
             let request: SyncGroupRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::sync_group(ctx, version, request).await)?
+            respond(ctx, api, version, id, &groups::sync_group(ctx, version, request).await)?
         }
         ApiKey::Heartbeat => {
             let request: HeartbeatRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::heartbeat(ctx, &request))?
+            respond(ctx, api, version, id, &groups::heartbeat(ctx, &request))?
         }
         ApiKey::LeaveGroup => {
             let request: LeaveGroupRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::leave_group(ctx, version, &request))?
+            respond(ctx, api, version, id, &groups::leave_group(ctx, version, &request))?
         }
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::offset_commit(ctx, request).await)?
+            respond(ctx, api, version, id, &groups::offset_commit(ctx, request).await)?
         }
         ApiKey::OffsetFetch => {
             let request: OffsetFetchRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::offset_fetch(ctx, version, request))?
+            respond(ctx, api, version, id, &groups::offset_fetch(ctx, version, request))?
         }
         ApiKey::ListGroups => {
             let request: ListGroupsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::list_groups(ctx, version, &request))?
+            respond(ctx, api, version, id, &groups::list_groups(ctx, version, &request))?
         }
         ApiKey::DescribeGroups => {
             let request: DescribeGroupsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::describe_groups(ctx, &request))?
+            respond(ctx, api, version, id, &groups::describe_groups(ctx, &request))?
         }
         _ => return Err(FrameError::NotImplemented { api, version }),
     };
