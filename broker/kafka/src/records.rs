@@ -4,7 +4,7 @@
 //! Each batch's CRC32C is checked on produce and written on fetch; produced
 //! batches may be compressed, fetched ones never are.
 
-use brooklet_core::{Header, MAX_HEADERS, NewRecord, Record, StoredRecords};
+use brooklet_core::{Header, MAX_HEADERS, NewRecord, StoredRecords};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 
@@ -353,18 +353,23 @@ impl Reader<'_> {
 /// The core's stored records as uncompressed RecordBatch v2 batches, at
 /// their offsets: one batch per stored batch, as many as fit in
 /// `max_bytes`; with `at_least_one`, the first batch even if it alone is
-/// larger.
+/// larger. Each record is written straight from its stored encoding,
+/// without decoding it into owned fields.
 pub(crate) fn encode_fetched(
     batches: &[StoredRecords],
     max_bytes: usize,
     at_least_one: bool,
     out: &mut BytesMut,
 ) -> Result<(), String> {
+    // A record's Kafka encoding is about the size of its stored one.
+    let estimate: usize =
+        batches.iter().map(|b| BATCH_HEADER + b.encoded_bytes() as usize + 4 * b.len()).sum();
+    out.reserve(estimate);
     let start = out.len();
+    let mut headers = Vec::new();
     for stored in batches {
-        let decoded = stored.decode().map_err(|e| format!("cannot decode stored records: {e}"))?;
         let before = out.len();
-        encode_batch(stored.base_offset(), &decoded, out)?;
+        encode_batch(stored.base_offset(), stored.encodings(), &mut headers, out)?;
         if out.len() - start > max_bytes && !(at_least_one && before == start) {
             out.truncate(before);
             break;
@@ -373,60 +378,148 @@ pub(crate) fn encode_fetched(
     Ok(())
 }
 
-/// Appends one batch of `records`, whose offsets are `base_offset` plus
-/// their offset deltas; nothing for no records.
-fn encode_batch(base_offset: u64, records: &[Record], out: &mut BytesMut) -> Result<(), String> {
-    let Some(first) = records.first() else { return Ok(()) };
-    let first_offset = base_offset + u64::from(first.offset_delta);
-    let base_timestamp = first.timestamp_ms;
+/// A stored record's fields, borrowed from its encoding (the core's
+/// `Record` message: 1 offset delta, 2 timestamp, 3 key, 4 value, 5 each
+/// header with 1 its name and 2 its value).
+struct StoredFields<'a> {
+    offset_delta: u32,
+    timestamp_ms: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+/// Reads a stored record's fields as a protobuf decoder does (the last of
+/// a repeated field wins, unknown fields are skipped); its headers go to
+/// `headers`, names and values.
+fn stored_fields<'a>(
+    mut b: &'a [u8],
+    headers: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<StoredFields<'a>, String> {
+    let mut fields = StoredFields { offset_delta: 0, timestamp_ms: 0, key: None, value: None };
+    headers.clear();
+    while !b.is_empty() {
+        let (field, wire) = tag(&mut b)?;
+        match (field, wire) {
+            (1, 0) => fields.offset_delta = uvarint(&mut b)? as u32,
+            (2, 0) => fields.timestamp_ms = uvarint(&mut b)? as i64,
+            (3, 2) => fields.key = Some(delimited(&mut b)?),
+            (4, 2) => fields.value = Some(delimited(&mut b)?),
+            (5, 2) => {
+                let mut h = delimited(&mut b)?;
+                let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+                while !h.is_empty() {
+                    match tag(&mut h)? {
+                        (1, 2) => name = delimited(&mut h)?,
+                        (2, 2) => value = delimited(&mut h)?,
+                        (1 | 2, wire) => return Err(format!("a header field has wire type {wire}")),
+                        (_, wire) => skip(&mut h, wire)?,
+                    }
+                }
+                headers.push((name, value));
+            }
+            (1..=5, wire) => return Err(format!("field {field} has wire type {wire}")),
+            (_, wire) => skip(&mut b, wire)?,
+        }
+    }
+    Ok(fields)
+}
+
+fn uvarint(b: &mut &[u8]) -> Result<u64, String> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let Some((&byte, rest)) = b.split_first() else { return Err("a varint is cut short".into()) };
+        *b = rest;
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("a varint is longer than 10 bytes".into())
+}
+
+fn tag(b: &mut &[u8]) -> Result<(u64, u64), String> {
+    let key = uvarint(b)?;
+    Ok((key >> 3, key & 7))
+}
+
+fn delimited<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let len = uvarint(b)?;
+    let len = usize::try_from(len).ok().filter(|l| *l <= b.len()).ok_or("a field runs past its record")?;
+    let (field, rest) = b.split_at(len);
+    *b = rest;
+    Ok(field)
+}
+
+fn skip(b: &mut &[u8], wire: u64) -> Result<(), String> {
+    let len = match wire {
+        0 => return uvarint(b).map(drop),
+        1 => 8,
+        2 => return delimited(b).map(drop),
+        5 => 4,
+        _ => return Err(format!("wire type {wire} cannot be skipped")),
+    };
+    *b = b.get(len..).ok_or("a field runs past its record")?;
+    Ok(())
+}
+
+/// Appends one batch of stored `records` (their encodings), whose offsets
+/// are `base_offset` plus their offset deltas; nothing for no records.
+/// `headers` is scratch space, reused from record to record.
+fn encode_batch<'a>(
+    base_offset: u64,
+    records: impl IntoIterator<Item = &'a Bytes>,
+    headers: &mut Vec<(&'a [u8], &'a [u8])>,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    let mut records = records.into_iter().peekable();
+    let Some(first) = records.peek() else { return Ok(()) };
+    let first = stored_fields(first, headers)?;
+    let (first_delta, base_timestamp) = (first.offset_delta, first.timestamp_ms);
     let start = out.len();
     out.put_bytes(0, BATCH_HEADER);
-    let (mut last_delta, mut max_timestamp) = (0, base_timestamp);
-    for r in records {
+    let (mut last_delta, mut max_timestamp, mut count) = (0, base_timestamp, 0i32);
+    for encoding in records {
+        let r = stored_fields(encoding, headers).map_err(|e| format!("a stored record is malformed: {e}"))?;
         let delta = r
             .offset_delta
-            .checked_sub(first.offset_delta)
+            .checked_sub(first_delta)
             .and_then(|d| i32::try_from(d).ok())
             .ok_or_else(|| format!("stored records out of offset order at delta {}", r.offset_delta))?;
         let timestamp_delta = r.timestamp_ms.wrapping_sub(base_timestamp);
-        let headers: usize = r
-            .headers
+        let header_bytes: usize = headers
             .iter()
-            .map(|h| {
-                varint_len(h.name.len() as i64)
-                    + h.name.len()
-                    + varint_len(h.value.len() as i64)
-                    + h.value.len()
+            .map(|(name, value)| {
+                varint_len(name.len() as i64) + name.len() + varint_len(value.len() as i64) + value.len()
             })
             .sum();
         let body = 1
             + varint_len(timestamp_delta)
             + varint_len(i64::from(delta))
-            + nullable_len(r.key.as_deref())
-            + nullable_len(r.value.as_deref())
-            + varint_len(r.headers.len() as i64)
-            + headers;
+            + nullable_len(r.key)
+            + nullable_len(r.value)
+            + varint_len(headers.len() as i64)
+            + header_bytes;
         out.reserve(varint_len(body as i64) + body);
         put_varint(out, body as i64);
         out.put_u8(0);
         put_varint(out, timestamp_delta);
         put_varint(out, i64::from(delta));
-        put_nullable(out, r.key.as_deref());
-        put_nullable(out, r.value.as_deref());
-        put_varint(out, r.headers.len() as i64);
-        for h in &r.headers {
-            put_varint(out, h.name.len() as i64);
-            out.put_slice(h.name.as_bytes());
-            put_varint(out, h.value.len() as i64);
-            out.put_slice(&h.value);
+        put_nullable(out, r.key);
+        put_nullable(out, r.value);
+        put_varint(out, headers.len() as i64);
+        for (name, value) in headers.iter() {
+            put_varint(out, name.len() as i64);
+            out.put_slice(name);
+            put_varint(out, value.len() as i64);
+            out.put_slice(value);
         }
         last_delta = delta;
         max_timestamp = max_timestamp.max(r.timestamp_ms);
+        count = count.checked_add(1).ok_or("too many records for one batch")?;
     }
     let length = i32::try_from(out.len() - start - 12).map_err(|_| "a batch larger than 2 GiB".to_owned())?;
-    let count = i32::try_from(records.len()).map_err(|_| "too many records for one batch".to_owned())?;
     let mut header = &mut out[start..start + BATCH_HEADER];
-    header.put_i64(first_offset as i64);
+    header.put_i64(base_offset as i64 + i64::from(first_delta));
     header.put_i32(length);
     header.put_i32(0); // partition leader epoch
     header.put_i8(2); // magic
@@ -482,7 +575,17 @@ mod tests {
         TimestampType,
     };
 
+    use brooklet_core::Record;
+    use prost::Message;
+
     use super::*;
+
+    /// `records` as one fetched batch at `base_offset`, from their stored
+    /// encodings.
+    fn encode_records(base_offset: u64, records: &[Record], out: &mut BytesMut) {
+        let encodings: Vec<Bytes> = records.iter().map(|r| Bytes::from(r.encode_to_vec())).collect();
+        encode_batch(base_offset, &encodings, &mut Vec::new(), out).unwrap();
+    }
 
     fn header(name: &str, value: &str) -> Header {
         Header { name: name.into(), value: Bytes::copy_from_slice(value.as_bytes()) }
@@ -500,7 +603,7 @@ mod tests {
 
     fn batch(records: &[Record]) -> BytesMut {
         let mut out = BytesMut::new();
-        encode_batch(0, records, &mut out).unwrap();
+        encode_records(0, records, &mut out);
         out
     }
 
@@ -600,9 +703,9 @@ mod tests {
             stored(7, Some("k7"), None, vec![header("h", "7")]),
         ];
         let mut out = BytesMut::new();
-        encode_batch(100, &records, &mut out).unwrap();
-        encode_batch(200, &records[..1], &mut out).unwrap();
-        encode_batch(300, &[], &mut out).unwrap();
+        encode_records(100, &records, &mut out);
+        encode_records(200, &records[..1], &mut out);
+        encode_records(300, &[], &mut out);
         let sets = RecordBatchDecoder::decode_all(&mut out.freeze()).unwrap();
         let got: Vec<&KafkaRecord> = sets.iter().flat_map(|s| &s.records).collect();
         assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), [102, 103, 107, 202]);
@@ -822,7 +925,7 @@ mod tests {
             stored(4, Some("big"), Some(&large), vec![]),
         ];
         let mut out = BytesMut::new();
-        encode_batch(1_000, &records, &mut out).unwrap();
+        encode_records(1_000, &records, &mut out);
         let encoded = out.freeze();
         let sets = RecordBatchDecoder::decode_all(&mut encoded.clone()).unwrap();
         assert_eq!(sets.len(), 1);
@@ -858,6 +961,44 @@ mod tests {
         let values: Vec<Option<&[u8]>> = decoded.iter().map(|r| r.value.as_deref()).collect();
         assert_eq!(values, [None, Some(&b""[..]), Some(&b"v"[..]), Some(&b"v"[..]), Some(large.as_bytes())]);
         assert_eq!(decoded[3].headers, many);
+    }
+
+    #[test]
+    fn stored_encodings_are_read_as_their_protobuf_decoder_reads_them() {
+        let plain = stored(4, Some("k"), Some("v"), vec![header("a", "1"), header("a", "2")]);
+        let mut odd = plain.encode_to_vec();
+        // An unknown varint field, an unknown length-delimited one, a
+        // second value (the last wins) and a header with an unknown field.
+        odd.extend_from_slice(&[9 << 3, 0x96, 0x01]);
+        odd.extend_from_slice(&[(7 << 3) | 2, 2, 0xff, 0xfe]);
+        odd.extend_from_slice(&[(4 << 3) | 2, 3, b'n', b'e', b'w']);
+        odd.extend_from_slice(&[(5 << 3) | 2, 7, (1 << 3) | 2, 1, b'b', (3 << 3), 1, (2 << 3) | 2, 0]);
+        let expected = Record::decode(&odd[..]).unwrap();
+        assert_eq!(expected.value.as_deref(), Some(&b"new"[..]));
+        assert_eq!(expected.headers.len(), 3);
+        let mut out = BytesMut::new();
+        encode_batch(10, &[Bytes::from(odd)], &mut Vec::new(), &mut out).unwrap();
+        let (decoded, _) = decode_produce(out.freeze(), 0, &mut DecompressBudget::new(0)).unwrap();
+        assert_eq!(decoded[0].timestamp_ms, Some(expected.timestamp_ms));
+        assert_eq!((&decoded[0].key, &decoded[0].value), (&expected.key, &expected.value));
+        assert_eq!(decoded[0].headers, expected.headers);
+        // A damaged encoding is an error, never a panic.
+        let mut rng = Rng(7);
+        let good = plain.encode_to_vec();
+        for _ in 0..5000 {
+            let mut bad = good.clone();
+            bad.truncate(rng.below(good.len() + 1));
+            if !bad.is_empty() {
+                let at = rng.below(bad.len());
+                bad[at] = rng.next() as u8;
+            }
+            let _ = encode_batch(0, &[Bytes::from(bad)], &mut Vec::new(), &mut BytesMut::new());
+        }
+        static WRONG_TYPE: [u8; 2] = [(1 << 3) | 2, 0];
+        assert!(
+            encode_batch(0, &[Bytes::from_static(&WRONG_TYPE)], &mut Vec::new(), &mut BytesMut::new())
+                .is_err()
+        );
     }
 
     #[test]
