@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use brooklet_core::{
-    Acks, Error, FetchOpts, Fetched, Idempotence, ProduceRequest as CoreProduce, SequenceGaps, TopicInfo,
+    Acks, Error, FetchOpts, Fetched, Idempotence, Log, ProduceRequest as CoreProduce, SequenceGaps, TopicInfo,
 };
 use bytes::BytesMut;
 use futures::future::select_all;
@@ -162,7 +162,9 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
                         Some(n) => format!("partition {} is not in 0..{n}", data.index),
                     },
                 )),
-                (None, Some(partition)) => produce_request(&topic_name, partition, data.records, &mut budget),
+                (None, Some(partition)) => {
+                    produce_request(ctx.core.log(), &topic_name, partition, data.records, &mut budget)
+                }
             };
             match prepared {
                 Ok(append) => {
@@ -230,6 +232,7 @@ fn refused(out: &mut PartitionProduceResponse, version: i16, topic: &str, e: Res
 
 /// The core's request for one partition's batch.
 fn produce_request(
+    log: &Log,
     topic: &str,
     partition: u32,
     records: Option<bytes::Bytes>,
@@ -240,21 +243,44 @@ fn produce_request(
         records::decode_produce(records, partition, budget).map_err(|e| (e.error, e.message))?;
     let producer = match claim {
         None => None,
-        Some(c) => Some(Idempotence {
-            producer_id: u64::try_from(c.producer_id).unwrap_or(0),
-            producer_epoch: u16::try_from(c.producer_epoch).map_err(|_| {
+        Some(c) => {
+            let producer_id = u64::try_from(c.producer_id).unwrap_or(0);
+            let producer_epoch = u16::try_from(c.producer_epoch).map_err(|_| {
                 (
                     ResponseError::InvalidProducerEpoch,
                     format!("producer epoch {} is negative", c.producer_epoch),
                 )
-            })?,
-            base_sequences: BTreeMap::from([(partition, c.base_sequence as u64)]),
-            // A connection's requests are answered in order, so a batch
-            // ahead of its sequence follows lost ones: Kafka refuses it.
-            gaps: SequenceGaps::Refuse,
-        }),
+            })?;
+            let expected = log.next_sequence(topic, partition, producer_id).ok().flatten();
+            Some(Idempotence {
+                producer_id,
+                producer_epoch,
+                base_sequences: BTreeMap::from([(partition, unwrap_sequence(c.base_sequence, expected))]),
+                // A connection's requests are answered in order, so a batch
+                // ahead of its sequence follows lost ones: Kafka refuses it.
+                gaps: SequenceGaps::Refuse,
+            })
+        }
     };
     Ok(CoreProduce { topic: topic.to_owned(), records, producer })
+}
+
+/// Kafka's sequence numbers run from 0 to `i32::MAX` and wrap to 0; the
+/// core's never wrap.
+const SEQUENCE_SPAN: u64 = 1 << 31;
+
+/// The core's sequence number for Kafka's (non-negative) `sequence`: of
+/// the numbers it may stand for (the same modulo 2^31), the one nearest to
+/// the sequence the partition expects next, if it knows the producer.
+fn unwrap_sequence(sequence: i32, expected: Option<u64>) -> u64 {
+    let sequence = u64::try_from(sequence).unwrap_or(0) % SEQUENCE_SPAN;
+    let Some(expected) = expected else { return sequence };
+    let same_span = expected - expected % SEQUENCE_SPAN + sequence;
+    [same_span.checked_sub(SEQUENCE_SPAN), Some(same_span), same_span.checked_add(SEQUENCE_SPAN)]
+        .into_iter()
+        .flatten()
+        .min_by_key(|s| s.abs_diff(expected))
+        .unwrap_or(same_span)
 }
 
 /// One partition a fetch asks for.
@@ -642,7 +668,7 @@ mod tests {
                 producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if producer.is_some() { base_sequence + i as i32 } else { -1 },
+                sequence: if producer.is_some() { base_sequence.wrapping_add(i as i32) } else { -1 },
                 timestamp: 1000,
                 key: None,
                 value: Some(Bytes::from(v.to_string())),
@@ -908,5 +934,41 @@ mod tests {
         let request = fetch_request(0, 1, 1 << 20, &[("t", 0, 0, 1 << 20)]);
         let response: FetchResponse = call(&mut stream, ApiKey::Fetch, 12, &request).await;
         assert_eq!(fetched(&response), [(unknown, -1, vec![])]);
+    }
+
+    #[test]
+    fn kafka_sequences_unwrap_next_to_the_expected_one() {
+        let span = SEQUENCE_SPAN;
+        assert_eq!(unwrap_sequence(5, None), 5);
+        assert_eq!(unwrap_sequence(5, Some(3)), 5);
+        assert_eq!(unwrap_sequence(0, Some(span)), span, "wrapped: the next span");
+        assert_eq!(unwrap_sequence(i32::MAX, Some(span + 2)), span - 1, "a retry from before the wrap");
+        assert_eq!(unwrap_sequence(3, Some(5 * span - 1)), 5 * span + 3);
+        assert_eq!(unwrap_sequence(i32::MAX, Some(1)), u64::from(i32::MAX as u32), "never below 0");
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_producers_sequence_wraps_around_as_kafkas_does() {
+        let broker = start().await;
+        broker.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let request = InitProducerIdRequest::default().with_transactional_id(None);
+        let init: InitProducerIdResponse = call(&mut stream, ApiKey::InitProducerId, 4, &request).await;
+        assert_eq!(init.error_code, 0);
+        let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+        let mut produce = async |values: &[&str], sequence: i32| -> (i16, i64) {
+            let request = produce_request(-1, &[("t", 0, batch(values, Some((id, epoch, sequence))))]);
+            answers(&call::<_, ProduceResponse>(&mut stream, ApiKey::Produce, 9, &request).await)[0]
+        };
+        // A producer new to the partition starts anywhere; this batch's
+        // sequence numbers wrap: i32::MAX - 1, i32::MAX, 0.
+        assert_eq!(produce(&["a", "b", "c"], i32::MAX - 1).await, (0, 0));
+        assert_eq!(produce(&["d", "e"], 1).await, (0, 3));
+        // Retries on either side of the wrap get their offsets.
+        assert_eq!(produce(&["a", "b", "c"], i32::MAX - 1).await, (0, 0));
+        assert_eq!(produce(&["d", "e"], 1).await, (0, 3));
+        assert_eq!(produce(&["f"], 3).await, (0, 5));
+        assert_eq!(produce(&["x"], 9).await.0, ResponseError::OutOfOrderSequenceNumber.code());
+        assert_eq!(broker.core.log().partition_state("t", 0).unwrap().high_watermark, 6);
     }
 }
