@@ -1002,6 +1002,21 @@ mod tests {
     }
 
     #[test]
+    fn producer_timestamps_are_kept_unless_the_batch_asks_for_log_append_time() {
+        let records = [stored(0, None, Some("a"), vec![]), stored(1, None, Some("b"), vec![])];
+        let plain = batch(&records);
+        let (decoded, _) = decode_produce(plain.clone().freeze(), 0, &mut DecompressBudget::new(0)).unwrap();
+        let times: Vec<Option<i64>> = decoded.iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(times, [Some(1_700_000_000_000), Some(1_700_000_000_001)]);
+        let mut append_time = plain.to_vec();
+        append_time[ATTRIBUTES_AT + 1] |= LOG_APPEND_TIME as u8;
+        fix_crc(&mut append_time);
+        let (decoded, _) =
+            decode_produce(Bytes::from(append_time), 0, &mut DecompressBudget::new(0)).unwrap();
+        assert!(decoded.iter().all(|r| r.timestamp_ms.is_none()), "the broker's time is taken");
+    }
+
+    #[test]
     fn varints_match_their_lengths() {
         for v in [0, 1, -1, 63, -64, 64, -65, 8191, 8192, i64::from(i32::MAX), i64::MIN, i64::MAX] {
             let mut out = BytesMut::new();
