@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use brooklet_core::{
-    Acks, Error, FetchOpts, Idempotence, ProduceRequest as CoreProduce, SequenceGaps, TopicInfo,
+    Acks, Error, FetchOpts, Fetched, Idempotence, Log, ProduceRequest as CoreProduce, SequenceGaps, TopicInfo,
 };
 use bytes::BytesMut;
 use futures::future::select_all;
@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::code;
-use crate::records;
+use crate::records::{self, DecompressBudget};
 use crate::server::Context;
 
 /// This broker's id: the only one, leader of every partition.
@@ -140,19 +140,29 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
     // partition) indexes into `responses`.
     let mut appends = Vec::new();
     let mut places = Vec::new();
+    // Shared by every partition: a request of many partitions must not
+    // decompress to many times the limit.
+    let mut budget = DecompressBudget::new(ctx.options.max_request_bytes);
     for (t, topic) in request.topic_data.into_iter().enumerate() {
         let topic_name = topic.name.0.as_str().to_owned();
+        // Unknown topics and partitions are answered before their records
+        // are read.
+        let partition_count = ctx.core.log().partition_count(&topic_name);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (p, data) in topic.partition_data.into_iter().enumerate() {
             let mut out = PartitionProduceResponse::default().with_index(data.index);
-            let prepared = match (&refuse_all, u32::try_from(data.index)) {
+            let known = u32::try_from(data.index).ok().filter(|i| partition_count.is_some_and(|n| *i < n));
+            let prepared = match (&refuse_all, known) {
                 (Some((e, message)), _) => Err((*e, message.clone())),
-                (None, Err(_)) => Err((
+                (None, None) => Err((
                     ResponseError::UnknownTopicOrPartition,
-                    format!("partition {} is negative", data.index),
+                    match partition_count {
+                        None => format!("topic `{topic_name}` does not exist"),
+                        Some(n) => format!("partition {} is not in 0..{n}", data.index),
+                    },
                 )),
-                (None, Ok(partition)) => {
-                    produce_request(&topic_name, partition, data.records, ctx.options.max_request_bytes)
+                (None, Some(partition)) => {
+                    produce_request(ctx.core.log(), &topic_name, partition, data.records, &mut budget)
                 }
             };
             match prepared {
@@ -216,91 +226,192 @@ fn refused(out: &mut PartitionProduceResponse, version: i16, topic: &str, e: Res
 
 /// The core's request for one partition's batch.
 fn produce_request(
+    log: &Log,
     topic: &str,
     partition: u32,
     records: Option<bytes::Bytes>,
-    max_decompressed: usize,
+    budget: &mut DecompressBudget,
 ) -> Result<CoreProduce, (ResponseError, String)> {
     let records = records.ok_or_else(|| (ResponseError::CorruptMessage, "null records".to_owned()))?;
     let (records, claim) =
-        records::decode_produce(records, partition, max_decompressed).map_err(|e| (e.error, e.message))?;
+        records::decode_produce(records, partition, budget).map_err(|e| (e.error, e.message))?;
     let producer = match claim {
         None => None,
-        Some(c) => Some(Idempotence {
-            producer_id: u64::try_from(c.producer_id).unwrap_or(0),
-            producer_epoch: u16::try_from(c.producer_epoch).map_err(|_| {
+        Some(c) => {
+            let producer_id = u64::try_from(c.producer_id).unwrap_or(0);
+            let producer_epoch = u16::try_from(c.producer_epoch).map_err(|_| {
                 (
                     ResponseError::InvalidProducerEpoch,
                     format!("producer epoch {} is negative", c.producer_epoch),
                 )
-            })?,
-            base_sequences: BTreeMap::from([(partition, c.base_sequence as u64)]),
-            // A connection's requests are answered in order, so a batch
-            // ahead of its sequence follows lost ones: Kafka refuses it.
-            gaps: SequenceGaps::Refuse,
-        }),
+            })?;
+            let expected = log.next_sequence(topic, partition, producer_id).ok().flatten();
+            Some(Idempotence {
+                producer_id,
+                producer_epoch,
+                base_sequences: BTreeMap::from([(partition, unwrap_sequence(c.base_sequence, expected))]),
+                // A connection's requests are answered in order, so a batch
+                // ahead of its sequence follows lost ones: Kafka refuses it.
+                gaps: SequenceGaps::Refuse,
+            })
+        }
     };
     Ok(CoreProduce { topic: topic.to_owned(), records, producer })
 }
 
+/// Kafka's sequence numbers run from 0 to `i32::MAX` and wrap to 0; the
+/// core's never wrap.
+const SEQUENCE_SPAN: u64 = 1 << 31;
+
+/// The core's sequence number for Kafka's (non-negative) `sequence`: of
+/// the numbers it may stand for (the same modulo 2^31), the one nearest to
+/// the sequence the partition expects next, if it knows the producer.
+fn unwrap_sequence(sequence: i32, expected: Option<u64>) -> u64 {
+    let sequence = u64::try_from(sequence).unwrap_or(0) % SEQUENCE_SPAN;
+    let Some(expected) = expected else { return sequence };
+    let same_span = expected - expected % SEQUENCE_SPAN + sequence;
+    [same_span.checked_sub(SEQUENCE_SPAN), Some(same_span), same_span.checked_add(SEQUENCE_SPAN)]
+        .into_iter()
+        .flatten()
+        .min_by_key(|s| s.abs_diff(expected))
+        .unwrap_or(same_span)
+}
+
+/// One partition a fetch asks for.
+struct Wanted {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// Answers when the partitions hold `min_bytes` of records past their
+/// offsets, when any partition has an error, or when `max_wait` is up,
+/// whichever comes first; then with what they hold.
 pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchResponse {
     let log = ctx.core.log();
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0))
         .min(log.limits().max_fetch_wait);
-    let wanted: Vec<(String, i32, i64, usize)> = request
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0).clamp(1, MAX_FETCH_BYTES);
+    let wanted: Vec<Wanted> = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| {
-                let max = usize::try_from(p.partition_max_bytes).unwrap_or(0);
-                (t.topic.0.as_str().to_owned(), p.partition, p.fetch_offset, max)
+            t.partitions.iter().map(|p| Wanted {
+                topic: t.topic.0.as_str().to_owned(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
             })
         })
         .collect();
-    // Long-poll: when nothing is there yet, wait until any partition has
-    // data (or the time is up), then read them all at once.
-    if request.min_bytes > 0 && !max_wait.is_zero() && !wanted.is_empty() {
-        let any_ready = wanted.iter().any(|(topic, partition, offset, _)| {
-            let Ok(p) = u32::try_from(*partition) else { return true };
-            log.partition_state(topic, p)
-                .map_or(true, |s| i64::try_from(s.high_watermark).is_ok_and(|hw| hw != *offset))
-        });
-        if !any_ready {
-            let waits = wanted.iter().map(|(topic, partition, offset, _)| {
+    // Long-poll: nothing is read while every partition is at its high
+    // watermark; after a read that falls short of `min_bytes`, the next
+    // read waits until a partition's high watermark passes the one read.
+    let mut seen: Vec<Option<u64>> = wanted
+        .iter()
+        .map(|w| {
+            let partition = u32::try_from(w.partition).ok()?;
+            let hw = log.partition_state(&w.topic, partition).ok()?.high_watermark;
+            u64::try_from(w.offset).ok().filter(|o| *o == hw)
+        })
+        .collect();
+    let mut read_now = min_bytes == 0 || max_wait.is_zero() || seen.iter().any(Option::is_none);
+    loop {
+        if read_now {
+            let read = read_partitions(ctx, version, &wanted, max_bytes).await;
+            let now = tokio::time::Instant::now();
+            let wait =
+                read.bytes < min_bytes && read.errors == 0 && now < deadline && !ctx.stop.is_cancelled();
+            if !wait || wanted.is_empty() {
+                return FetchResponse::default().with_responses(read.responses);
+            }
+            seen = read.high_watermarks;
+        }
+        read_now = true;
+        let max_wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let waits: Vec<_> = wanted
+            .iter()
+            .zip(&seen)
+            .filter_map(|(w, hw)| {
                 let opts = FetchOpts { max_bytes: 1, max_wait };
-                Box::pin(log.fetch(topic, *partition as u32, *offset as u64, opts, &ctx.stop))
-            });
+                Some(Box::pin(log.fetch(&w.topic, u32::try_from(w.partition).ok()?, (*hw)?, opts, &ctx.stop)))
+            })
+            .collect();
+        if !waits.is_empty() {
             let _ = select_all(waits).await;
         }
     }
-    let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).clamp(1, MAX_FETCH_BYTES);
-    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-    for (topic, partition, offset, partition_max) in wanted {
-        let mut data = PartitionData::default().with_partition_index(partition);
-        let max_bytes = partition_max.clamp(1, budget.max(1));
-        let fetched = match (u32::try_from(partition), u64::try_from(offset)) {
+}
+
+/// A fetch's partitions as read once.
+struct Read {
+    responses: Vec<FetchableTopicResponse>,
+    /// Bytes of records in the responses.
+    bytes: usize,
+    /// Partitions answered with an error.
+    errors: usize,
+    /// Each partition's high watermark at the read; `None` for an error.
+    high_watermarks: Vec<Option<u64>>,
+}
+
+/// Reads every wanted partition, in order, into at most `max_bytes` of
+/// records; the first partition with records gets its first batch even if
+/// that is larger (as Kafka does, so a consumer always makes progress),
+/// the others only what fits.
+async fn read_partitions(ctx: &Context, version: i16, wanted: &[Wanted], max_bytes: usize) -> Read {
+    let log = ctx.core.log();
+    let mut read = Read { responses: Vec::new(), bytes: 0, errors: 0, high_watermarks: Vec::new() };
+    for w in wanted {
+        let topic = &w.topic;
+        let mut data = PartitionData::default().with_partition_index(w.partition);
+        let room = w.max_bytes.min(max_bytes - read.bytes.min(max_bytes));
+        let fetched = match (u32::try_from(w.partition), u64::try_from(w.offset)) {
+            // No room left: nothing is read, but the partition's bounds and
+            // errors are still answered.
+            (Ok(p), Ok(o)) if room == 0 && read.bytes > 0 => log.partition_state(topic, p).and_then(|s| {
+                if o < s.log_start || o > s.high_watermark {
+                    return Err(Error::OffsetOutOfRange {
+                        topic: topic.clone(),
+                        partition: p,
+                        offset: o,
+                        log_start: s.log_start,
+                        high_watermark: s.high_watermark,
+                    });
+                }
+                Ok(Fetched { batches: Vec::new(), high_watermark: s.high_watermark, log_start: s.log_start })
+            }),
             (Ok(p), Ok(o)) => {
-                log.fetch(&topic, p, o, FetchOpts { max_bytes, max_wait: Duration::ZERO }, &ctx.stop).await
+                let opts = FetchOpts { max_bytes: room.max(1), max_wait: Duration::ZERO };
+                log.fetch(topic, p, o, opts, &ctx.stop).await
             }
             (Err(_), _) => Err(Error::TopicNotFound { topic: topic.clone() }),
-            (_, Err(_)) => Err(Error::OffsetOutOfRange {
-                topic: topic.clone(),
-                partition: partition as u32,
-                offset: 0,
-                log_start: 0,
-                high_watermark: 0,
-            }),
+            (Ok(p), Err(_)) => Err(log.partition_state(topic, p).map_or_else(
+                |e| e,
+                |s| Error::OffsetOutOfRange {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset: 0,
+                    log_start: s.log_start,
+                    high_watermark: s.high_watermark,
+                },
+            )),
         };
+        let mut high_watermark = None;
         match fetched {
             Ok(f) => {
                 let mut out = BytesMut::new();
-                match records::encode_fetched(&f.batches, &mut out) {
+                let first = read.bytes == 0;
+                match records::encode_fetched(&f.batches, room, first, &mut out) {
                     Ok(()) => {
-                        budget = budget.saturating_sub(out.len());
+                        read.bytes += out.len();
                         data.records = Some(out.freeze());
+                        high_watermark = Some(f.high_watermark);
                     }
                     Err(e) => {
-                        tracing::error!(%topic, partition, error = %e, "kafka fetch: cannot encode records");
+                        tracing::error!(%topic, partition = w.partition, error = %e, "kafka fetch: cannot encode records");
                         data.error_code = ResponseError::CorruptMessage.code();
                     }
                 }
@@ -318,17 +429,24 @@ pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) ->
                     if version >= 5 {
                         data.log_start_offset = log_start as i64;
                     }
+                } else {
+                    data.high_watermark = -1;
                 }
                 data.records = Some(bytes::Bytes::new());
             }
         }
-        match responses.last_mut() {
+        if data.error_code != 0 {
+            read.errors += 1;
+        }
+        read.high_watermarks.push(high_watermark);
+        match read.responses.last_mut() {
             Some(last) if last.topic.0.as_str() == topic => last.partitions.push(data),
-            _ => responses
-                .push(FetchableTopicResponse::default().with_topic(name(&topic)).with_partitions(vec![data])),
+            _ => read
+                .responses
+                .push(FetchableTopicResponse::default().with_topic(name(topic)).with_partitions(vec![data])),
         }
     }
-    FetchResponse::default().with_responses(responses)
+    read
 }
 
 pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -488,6 +606,11 @@ mod tests {
         version: i16,
         request: &Req,
     ) -> Resp {
+        send(stream, api, version, request).await;
+        receive(stream, api, version).await
+    }
+
+    async fn send<Req: Encodable>(stream: &mut TcpStream, api: ApiKey, version: i16, request: &Req) {
         let mut frame = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(api as i16)
@@ -498,6 +621,9 @@ mod tests {
         request.encode(&mut frame, version).unwrap();
         stream.write_all(&(frame.len() as i32).to_be_bytes()).await.unwrap();
         stream.write_all(&frame).await.unwrap();
+    }
+
+    async fn receive<Resp: Decodable>(stream: &mut TcpStream, api: ApiKey, version: i16) -> Resp {
         let size = stream.read_i32().await.unwrap();
         let mut response = vec![0; size as usize];
         stream.read_exact(&mut response).await.unwrap();
@@ -510,6 +636,10 @@ mod tests {
     /// One v2 batch of `values`; idempotent with `(producer id, epoch,
     /// base sequence)`.
     fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
+        encoded(values, producer, Compression::None)
+    }
+
+    fn encoded(values: &[&str], producer: Option<(i64, i16, i32)>, compression: Compression) -> Bytes {
         let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
         let records: Vec<Record> = values
             .iter()
@@ -523,7 +653,7 @@ mod tests {
                 producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if producer.is_some() { base_sequence + i as i32 } else { -1 },
+                sequence: if producer.is_some() { base_sequence.wrapping_add(i as i32) } else { -1 },
                 timestamp: 1000,
                 key: None,
                 value: Some(Bytes::from(v.to_string())),
@@ -531,7 +661,7 @@ mod tests {
             })
             .collect();
         let mut out = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        let options = RecordEncodeOptions { version: 2, compression };
         RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
         out.freeze()
     }
@@ -634,5 +764,196 @@ mod tests {
             let fetched = log.fetch("a", partition, offset, opts, &CancellationToken::new()).await.unwrap();
             assert_eq!(fetched.high_watermark, offset + 1, "partition {partition}");
         }
+    }
+
+    #[tokio::test]
+    async fn compressed_records_of_all_a_requests_partitions_share_one_limit() {
+        let broker = start().await;
+        broker.core.log().create_topic("t", 3, BTreeMap::new()).await.unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        // Ten records of 60 KiB each: 600 KiB that gzip to a few KiB. The
+        // broker's limit is 1 MiB.
+        let value = "\0".repeat(60 << 10);
+        let bomb = encoded(&[value.as_str(); 10], None, Compression::Gzip);
+        assert!(bomb.len() < 16 << 10, "{}", bomb.len());
+        let request = produce_request(
+            -1,
+            &[
+                ("none", 0, bomb.clone()),
+                ("t", 3, bomb.clone()),
+                ("t", 0, bomb.clone()),
+                ("t", 1, bomb.clone()),
+                ("t", 2, encoded(&["small"], None, Compression::Gzip)),
+            ],
+        );
+        let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &request).await;
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        // Unknown partitions are not decompressed; the second 600 KiB goes
+        // past what is left of the request's 1 MiB.
+        assert_eq!(
+            answers(&response),
+            [(unknown, -1), (unknown, -1), (0, 0), (ResponseError::MessageTooLarge.code(), -1), (0, 0)]
+        );
+        let message = response.responses[1].partition_responses[2].error_message.clone().unwrap();
+        assert!(message.contains("1048576") && message.contains("--max-request-bytes"), "{message}");
+    }
+
+    fn fetch_request(
+        max_wait_ms: i32,
+        min_bytes: i32,
+        max_bytes: i32,
+        parts: &[(&str, i32, i64, i32)],
+    ) -> FetchRequest {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for &(topic, partition, offset, partition_max) in parts {
+            let p = FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max);
+            match topics.last_mut() {
+                Some(t) if t.topic.0.as_str() == topic => t.partitions.push(p),
+                _ => topics.push(FetchTopic::default().with_topic(name(topic)).with_partitions(vec![p])),
+            }
+        }
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(max_bytes)
+            .with_topics(topics)
+    }
+
+    /// Each partition's (error code, high watermark, offsets of its records).
+    fn fetched(response: &FetchResponse) -> Vec<(i16, i64, Vec<i64>)> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| {
+                let mut records = p.records.clone().unwrap_or_default();
+                let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records).unwrap();
+                let offsets = sets.iter().flat_map(|s| s.records.iter().map(|r| r.offset)).collect();
+                (p.error_code, p.high_watermark, offsets)
+            })
+            .collect()
+    }
+
+    fn record(value: &str) -> brooklet_core::NewRecord {
+        brooklet_core::NewRecord {
+            partition: Some(0),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fetch_returns_at_most_max_bytes_but_always_the_first_batch_whole() {
+        let broker = start().await;
+        let log = broker.core.log();
+        log.create_topic("t", 3, BTreeMap::new()).await.unwrap();
+        let big = "x".repeat(100 << 10);
+        for p in 0..3 {
+            let records = vec![brooklet_core::NewRecord { partition: Some(p), ..record(&big) }];
+            log.produce("t", records, Some(Acks::Durable), None).await.unwrap();
+        }
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let mut fetch = async |max_bytes, partition_max| {
+            let parts = [("t", 0, 0, partition_max), ("t", 1, 0, partition_max), ("t", 2, 0, partition_max)];
+            let request = fetch_request(0, 1, max_bytes, &parts);
+            fetched(&call::<_, FetchResponse>(&mut stream, ApiKey::Fetch, 12, &request).await)
+        };
+        let all = vec![(0, 1, vec![0]), (0, 1, vec![0]), (0, 1, vec![0])];
+        assert_eq!(fetch(1 << 20, 1 << 20).await, all);
+        // Only the first partition's batch goes past a limit: the others
+        // are answered with their bounds and no records.
+        let first_only = vec![(0, 1, vec![0]), (0, 1, vec![]), (0, 1, vec![])];
+        assert_eq!(fetch(150 << 10, 1 << 20).await, first_only);
+        assert_eq!(fetch(1, 1 << 20).await, first_only);
+        assert_eq!(fetch(1 << 20, 1).await, first_only);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_waits_for_min_bytes() {
+        let broker = start().await;
+        let log = broker.core.log();
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let value = "v".repeat(200);
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        // One record's batch is under 300 bytes; two are over.
+        send(&mut stream, ApiKey::Fetch, 12, &fetch_request(30_000, 300, 1 << 20, &[("t", 0, 0, 1 << 20)]))
+            .await;
+        log.produce("t", vec![record(&value)], Some(Acks::Durable), None).await.unwrap();
+        log.produce("t", vec![record(&value)], Some(Acks::Durable), None).await.unwrap();
+        let response: FetchResponse = receive(&mut stream, ApiKey::Fetch, 12).await;
+        assert_eq!(fetched(&response), [(0, 2, vec![0, 1])]);
+    }
+
+    #[tokio::test]
+    async fn fetches_inside_a_batch_at_and_past_the_end_and_of_a_deleted_topic() {
+        let broker = start().await;
+        let log = broker.core.log();
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        log.produce("t", vec![record("a"), record("b"), record("c")], Some(Acks::Durable), None)
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let mut fetch = async |offset: i64, max_wait_ms| {
+            let request = fetch_request(max_wait_ms, 1, 1 << 20, &[("t", 0, offset, 1 << 20)]);
+            fetched(&call::<_, FetchResponse>(&mut stream, ApiKey::Fetch, 12, &request).await)
+        };
+        // Inside a stored batch: its records from the offset on.
+        assert_eq!(fetch(1, 0).await, [(0, 3, vec![1, 2])]);
+        // At the high watermark: nothing yet, no error.
+        assert_eq!(fetch(3, 0).await, [(0, 3, vec![])]);
+        let out_of_range = ResponseError::OffsetOutOfRange.code();
+        assert_eq!(fetch(4, 0).await, [(out_of_range, 3, vec![])]);
+        assert_eq!(fetch(-1, 0).await, [(out_of_range, 3, vec![])]);
+        // A fetch waiting at the end ends when its topic is deleted.
+        send(&mut stream, ApiKey::Fetch, 12, &fetch_request(30_000, 1, 1 << 20, &[("t", 0, 3, 1 << 20)]))
+            .await;
+        log.delete_topic("t").await.unwrap();
+        let response: FetchResponse = receive(&mut stream, ApiKey::Fetch, 12).await;
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        assert_eq!(fetched(&response), [(unknown, -1, vec![])]);
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let request = fetch_request(0, 1, 1 << 20, &[("t", 0, 0, 1 << 20)]);
+        let response: FetchResponse = call(&mut stream, ApiKey::Fetch, 12, &request).await;
+        assert_eq!(fetched(&response), [(unknown, -1, vec![])]);
+    }
+
+    #[test]
+    fn kafka_sequences_unwrap_next_to_the_expected_one() {
+        let span = SEQUENCE_SPAN;
+        assert_eq!(unwrap_sequence(5, None), 5);
+        assert_eq!(unwrap_sequence(5, Some(3)), 5);
+        assert_eq!(unwrap_sequence(0, Some(span)), span, "wrapped: the next span");
+        assert_eq!(unwrap_sequence(i32::MAX, Some(span + 2)), span - 1, "a retry from before the wrap");
+        assert_eq!(unwrap_sequence(3, Some(5 * span - 1)), 5 * span + 3);
+        assert_eq!(unwrap_sequence(i32::MAX, Some(1)), u64::from(i32::MAX as u32), "never below 0");
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_producers_sequence_wraps_around_as_kafkas_does() {
+        let broker = start().await;
+        broker.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        let request = InitProducerIdRequest::default().with_transactional_id(None);
+        let init: InitProducerIdResponse = call(&mut stream, ApiKey::InitProducerId, 4, &request).await;
+        assert_eq!(init.error_code, 0);
+        let (id, epoch) = (init.producer_id.0, init.producer_epoch);
+        let mut produce = async |values: &[&str], sequence: i32| -> (i16, i64) {
+            let request = produce_request(-1, &[("t", 0, batch(values, Some((id, epoch, sequence))))]);
+            answers(&call::<_, ProduceResponse>(&mut stream, ApiKey::Produce, 9, &request).await)[0]
+        };
+        // A producer new to the partition starts anywhere; this batch's
+        // sequence numbers wrap: i32::MAX - 1, i32::MAX, 0.
+        assert_eq!(produce(&["a", "b", "c"], i32::MAX - 1).await, (0, 0));
+        assert_eq!(produce(&["d", "e"], 1).await, (0, 3));
+        // Retries on either side of the wrap get their offsets.
+        assert_eq!(produce(&["a", "b", "c"], i32::MAX - 1).await, (0, 0));
+        assert_eq!(produce(&["d", "e"], 1).await, (0, 3));
+        assert_eq!(produce(&["f"], 3).await, (0, 5));
+        assert_eq!(produce(&["x"], 9).await.0, ResponseError::OutOfOrderSequenceNumber.code());
+        assert_eq!(broker.core.log().partition_state("t", 0).unwrap().high_watermark, 6);
     }
 }

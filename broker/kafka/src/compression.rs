@@ -214,6 +214,33 @@ mod tests {
     }
 
     #[test]
+    fn damaged_input_never_panics_nor_passes_the_limit() {
+        let data = b"records, records, and more records; ".repeat(200);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (codec, compressed) in every_codec(&data).into_iter().skip(1) {
+            for _ in 0..2000 {
+                let mut bad = compressed.clone();
+                bad.truncate(next() as usize % (bad.len() + 1));
+                for _ in 0..1 + next() % 3 {
+                    if !bad.is_empty() {
+                        let at = next() as usize % bad.len();
+                        bad[at] = next() as u8;
+                    }
+                }
+                if let Ok(out) = decompress(codec, &bad, 4096) {
+                    assert!(out.len() <= 4096, "{codec:?}: {}", out.len());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_zstd_frame_declaring_a_huge_window_is_refused() {
         let data = vec![7u8; 1 << 16];
         let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();

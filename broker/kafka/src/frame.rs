@@ -108,9 +108,12 @@ pub(crate) fn encode<R: Encodable>(
     correlation_id: i32,
     body: &R,
 ) -> Result<Bytes, FrameError> {
-    let mut out = BytesMut::with_capacity(64);
-    out.put_i32(0);
     let encode_error = |reason: String| FrameError::Encode { api, version, reason };
+    // Sized up front: a fetch response of many megabytes is not copied
+    // again each time its buffer grows.
+    let size = body.compute_size(version).map_err(|e| encode_error(e.to_string()))?;
+    let mut out = BytesMut::with_capacity(64 + size);
+    out.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut out, api.response_header_version(version))

@@ -551,6 +551,15 @@ impl Log {
         Ok(())
     }
 
+    /// The sequence number a partition expects next from an idempotent
+    /// producer, or `None` if it knows nothing of the producer. For a
+    /// protocol whose sequence numbers wrap around, to place a wrapped one.
+    pub fn next_sequence(&self, topic: &str, partition: u32, producer_id: u64) -> Result<Option<u64>> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition, "partition")?;
+        Ok(p.writer.lock().producers.next_sequence(producer_id))
+    }
+
     /// Idempotent batches that arrived ahead of an earlier batch of their
     /// producer and waited for it, since the log opened.
     pub fn sequence_waits(&self) -> u64 {

@@ -128,6 +128,12 @@ impl Producers {
         })
     }
 
+    /// The sequence expected next from `producer_id`, if it is known.
+    pub(super) fn next_sequence(&self, producer_id: u64) -> Option<u64> {
+        let last = self.producers.get(&producer_id)?.batches.back()?;
+        Some(last.base_sequence + u64::from(last.record_count))
+    }
+
     /// Remembers an appended batch, and forgets all but the producer's last
     /// `BATCHES_PER_PRODUCER`.
     pub(super) fn record(&mut self, seq: ProducerSeq, record_count: u32, base_offset: u64) {
@@ -180,6 +186,7 @@ mod tests {
         assert_eq!(p.check(seq(0), 3, "t", 0).unwrap(), Decision::Duplicate(100));
         assert_eq!(p.check(seq(3), 2, "t", 0).unwrap(), Decision::Duplicate(103));
         assert_eq!(p.check(seq(9), 1, "t", 0).unwrap(), Decision::Ahead { expected: 5, unknown: false });
+        assert_eq!((p.next_sequence(7), p.next_sequence(8)), (Some(5), None));
         let gap = gap(seq(9), 5, "t", 0).to_string();
         assert!(gap.contains("expected sequence 5, got 9"), "{gap}");
         assert!(p.check(seq(1), 1, "t", 0).is_err(), "a sequence inside an appended batch is not a retry");
