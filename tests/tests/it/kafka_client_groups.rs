@@ -2,8 +2,8 @@
 //! consumers (`tests/kafka/librdkafka_groups.py`) resume from commits, split
 //! partitions with eager and cooperative assignors, survive a member killed
 //! without closing; kcat's balanced consumer reads and commits; librdkafka's
-//! admin client lists and describes groups and their offsets. Brooklet's own
-//! tools show the same groups.
+//! admin client lists, describes and deletes groups and lists their
+//! offsets. Brooklet's own tools show the same groups.
 //!
 //! The script prints one fact a line; where the test looks at the group
 //! while the consumers are live, the script waits for a line on its stdin.
@@ -206,7 +206,6 @@ async fn a_killed_librdkafka_consumer_leaves_after_its_session_timeout() {
             "after kill a owns 4".to_owned(),
             format!("a read {}", after.join(" ")),
             "done".to_owned(),
-            "waited for the session timeout True".to_owned(),
         ]
     );
     assert_eq!(positions(&admin, "workers").await, (0..4).map(|p| (p, Some(1), 0)).collect::<Vec<_>>());
@@ -252,7 +251,7 @@ async fn kcat_balanced_consumer_reads_every_record_and_commits_on_exit() {
 }
 
 #[tokio::test]
-async fn librdkafka_admin_lists_and_describes_groups_and_their_offsets() {
+async fn librdkafka_admin_lists_describes_and_deletes_groups_and_lists_their_offsets() {
     if !librdkafka_available().await {
         return;
     }
@@ -266,11 +265,16 @@ async fn librdkafka_admin_lists_and_describes_groups_and_their_offsets() {
             "live describe ('STABLE', 'range', False, [('watched', True, '/127.0.0.1', [('audit', 0), ('audit', 1)])])"
                 .to_owned(),
             format!("live offsets {offsets}"),
+            "live delete NON_EMPTY_GROUP".to_owned(),
             // Once empty, the group keeps only its offsets: no protocol
             // type, which librdkafka reads as a simple consumer group.
             "left list [('auditors', 'EMPTY', True)]".to_owned(),
             "left describe EMPTY []".to_owned(),
             format!("left offsets {offsets}"),
+            "left delete ok".to_owned(),
+            "deleted list []".to_owned(),
+            "deleted describe DEAD".to_owned(),
+            "deleted offsets []".to_owned(),
         ]
     );
     broker.shutdown().await;
