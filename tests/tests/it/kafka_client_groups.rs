@@ -212,20 +212,19 @@ async fn a_killed_librdkafka_consumer_leaves_after_its_session_timeout() {
     broker.shutdown().await;
 }
 
-#[tokio::test]
-async fn kcat_balanced_consumer_reads_every_record_and_commits_on_exit() {
-    if !kcat_available().await {
-        return;
-    }
-    let (_dir, broker, addr, admin) = start().await;
-    broker.create_topic("clicks", 3).await;
-    let records = (0..9).map(|i| record(&format!("c{i}"), Some(i % 3))).collect();
+/// Produces `values[i]` to partition `i % 3` of `clicks` over gRPC.
+async fn produce_clicks(broker: &TestBroker, values: &[String]) {
+    let records = values.iter().zip(0u32..).map(|(v, i)| record(v, Some(i % 3))).collect();
     let request = pb::ProduceRequest { topic: "clicks".into(), records, ..Default::default() };
     broker.producer().produce(request).await.unwrap();
+}
 
+/// kcat's balanced consumer in `group` until the end of `clicks`: what it
+/// read, one `partition offset value` a line, sorted.
+async fn kcat_reads(addr: &str, group: &str) -> Vec<String> {
     let child = tokio::process::Command::new("kcat")
-        .args(["-b", &addr, "-G", "kcat-readers", "-o", "beginning", "-e", "-f", "%p %o %s\\n"])
-        .arg("clicks")
+        .args(["-b", addr, "-G", group, "-X", "auto.offset.reset=earliest", "-e"])
+        .args(["-f", "%p %o %s\\n", "clicks"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -234,19 +233,37 @@ async fn kcat_balanced_consumer_reads_every_record_and_commits_on_exit() {
         .expect("kcat starts");
     let done = finish(child).await;
     assert!(
-        done.success,
+        done.success && done.stderr.contains(&format!("Group {group} rebalanced")),
         "kcat failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        done.code, done.stdout, done.stderr
+        done.code,
+        done.stdout,
+        done.stderr
     );
-    let mut read: Vec<&str> = done.stdout.lines().collect();
+    let mut read: Vec<String> = done.stdout.lines().map(str::to_owned).collect();
     read.sort();
-    let expected: Vec<String> = (0..9).map(|i| format!("{} {} c{i}", i % 3, i / 3)).collect();
-    let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    read
+}
+
+#[tokio::test]
+async fn kcat_balanced_consumer_reads_commits_on_exit_and_resumes() {
+    if !kcat_available().await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("clicks", 3).await;
+    let first: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
+    produce_clicks(&broker, &first).await;
+    let mut expected: Vec<String> = (0..9).map(|i| format!("{} {} c{i}", i % 3, i / 3)).collect();
     expected.sort();
-    assert_eq!(read, expected, "stderr:\n{}", done.stderr);
-    assert!(done.stderr.contains("Group kcat-readers rebalanced"), "{}", done.stderr);
-    // kcat commits what it read when it closes the consumer.
+    assert_eq!(kcat_reads(&addr, "kcat-readers").await, expected);
+    // kcat commits what it read when it closes the consumer ...
     assert_eq!(positions(&admin, "kcat-readers").await, (0..3).map(|p| (p, Some(3), 0)).collect::<Vec<_>>());
+
+    // ... and the next run resumes there.
+    let second: Vec<String> = (0..3).map(|i| format!("d{i}")).collect();
+    produce_clicks(&broker, &second).await;
+    assert_eq!(kcat_reads(&addr, "kcat-readers").await, ["0 3 d0", "1 3 d1", "2 3 d2"]);
+    assert_eq!(positions(&admin, "kcat-readers").await, (0..3).map(|p| (p, Some(4), 0)).collect::<Vec<_>>());
     broker.shutdown().await;
 }
 
