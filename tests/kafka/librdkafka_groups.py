@@ -130,6 +130,12 @@ class Member(threading.Thread):
         with self.lock:
             return set(self.assigned)
 
+    def read_count(self):
+        if self.error:
+            raise self.error
+        with self.lock:
+            return len(self.values)
+
     def read_after(self, n):
         """Waits for the n records produced after the takeover."""
         def after():
@@ -249,7 +255,7 @@ elif mode == "admin":
     m = Member("watched")
     m.start()
     wait_for("an assignment", lambda: m.owned() == {0, 1})
-    wait_for("six records", lambda: len(m.values) == 6)
+    wait_for("six records", lambda: m.read_count() == 6)
     m.commit.set()
     wait_for("the commit", lambda: m.committed.is_set() or m.error)
 
@@ -283,11 +289,9 @@ elif mode == "admin":
     print("live describe", described())
     print("live offsets", offsets())
     print("live delete", deleted())
-    m.stop.set()
-    m.join(timeout=DEADLINE)
-    assert not m.is_alive() and m.error is None, m.error
+    m.close()
     print("left list", listed())
-    state, assignor, simple, members = described()
+    state, _, _, members = described()
     print("left describe", state, members)
     print("left offsets", offsets())
     print("left delete", deleted())
