@@ -1,7 +1,7 @@
 //! Kafka's group APIs over the core's groups: FindCoordinator (this broker
 //! coordinates every group), the classic protocol (JoinGroup, SyncGroup,
 //! Heartbeat, LeaveGroup), committed offsets (OffsetCommit, OffsetFetch)
-//! and ListGroups / DescribeGroups.
+//! and ListGroups / DescribeGroups / DeleteGroups.
 //!
 //! The core relays members' metadata and assignments as opaque bytes; this
 //! module reads the topics and partitions in them (Kafka's consumer
@@ -18,6 +18,7 @@ use brooklet_core::{
 };
 use bytes::{Buf, Bytes};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -31,11 +32,12 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -567,13 +569,36 @@ pub(crate) fn describe_groups(ctx: &Context, request: &DescribeGroupsRequest) ->
                 .collect();
             let protocol_type =
                 if info.kind == Some(GroupKind::Classic) { info.protocol_type } else { String::new() };
+            // As Kafka: the protocol only once the generation is stable.
+            let protocol = if info.state == GroupState::Stable { info.protocol } else { String::new() };
             out.with_group_state(text(state_name(info.state)))
                 .with_protocol_type(text(&protocol_type))
-                .with_protocol_data(text(&info.protocol))
+                .with_protocol_data(text(&protocol))
                 .with_members(members)
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(described)
+}
+
+/// Deletes groups without live members: their committed offsets go.
+pub(crate) async fn delete_groups(ctx: &Context, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for id in &request.groups_names {
+        let group = id.0.as_str();
+        let error_code = match ctx.core.groups().delete(group).await {
+            Ok(()) => 0,
+            Err(e) => {
+                log_refusal("DeleteGroups", group, &e);
+                match e {
+                    // The one precondition of a delete: no live members.
+                    Error::FailedPrecondition { .. } => ResponseError::NonEmptyGroup.code(),
+                    other => group_code(&other),
+                }
+            }
+        };
+        results.push(DeletableGroupResult::default().with_group_id(id.clone()).with_error_code(error_code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
 }
 
 #[cfg(test)]
@@ -689,6 +714,10 @@ mod tests {
             let r = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g")), GroupId(s("h"))]);
             walks_whole(ApiKey::DescribeGroups, v, &r);
         }
+        for v in 0..=2 {
+            let r = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g")), GroupId(s("h"))]);
+            walks_whole(ApiKey::DeleteGroups, v, &r);
+        }
     }
 
     /// Replaces the int32 count at `at` (or, in flexible versions, the
@@ -724,6 +753,111 @@ mod tests {
         // ListGroups v4 (flexible): states; DescribeGroups v0: groups.
         refused::<ListGroupsRequest>(ApiKey::ListGroups, 4, &[], true);
         refused::<DescribeGroupsRequest>(ApiKey::DescribeGroups, 0, &[], false);
+        // DeleteGroups v0: groups; v2 (flexible): groups.
+        refused::<DeleteGroupsRequest>(ApiKey::DeleteGroups, 0, &[], false);
+        refused::<DeleteGroupsRequest>(ApiKey::DeleteGroups, 2, &[], true);
+    }
+
+    fn context(dir: &std::path::Path) -> Context {
+        let tasks = tokio_util::task::TaskTracker::new();
+        let core = brooklet_core::Core::open(&brooklet_core::CoreConfig::new(dir), None, &tasks)
+            .expect("the core opens");
+        let options = crate::server::KafkaOptions {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            auto_create_topics: false,
+            default_partitions: 1,
+            max_request_bytes: 8 << 20,
+            max_connections: 8,
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop }
+    }
+
+    fn described(ctx: &Context) -> DescribedGroup {
+        let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+        describe_groups(ctx, &request).groups.remove(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn describe_names_the_protocol_only_once_the_group_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let protocol =
+            ClassicProtocol { name: "range".into(), metadata: Bytes::from_static(b"m"), topics: vec![] };
+        let join = JoinRequest {
+            group: "g".into(),
+            client_id: "c".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: CONSUMER.into(),
+            protocols: vec![protocol],
+            ..JoinRequest::default()
+        };
+        let joined = ctx.core.groups().join(join, &ctx.stop).await.unwrap();
+        let d = described(&ctx);
+        assert_eq!(
+            (d.group_state.as_str(), d.protocol_type.as_str(), d.protocol_data.as_str()),
+            ("CompletingRebalance", CONSUMER, "")
+        );
+        assert_eq!(d.members.len(), 1);
+        let sync = SyncRequest {
+            group: "g".into(),
+            member_id: joined.member_id.clone(),
+            generation: joined.generation,
+            assignments: vec![MemberAssignment {
+                member_id: joined.member_id,
+                assignment: Bytes::from_static(b"a"),
+                partitions: BTreeSet::new(),
+            }],
+            ..SyncRequest::default()
+        };
+        ctx.core.groups().sync(sync, &ctx.stop).await.unwrap();
+        let d = described(&ctx);
+        assert_eq!((d.group_state.as_str(), d.protocol_data.as_str()), ("Stable", "range"));
+        assert_eq!(d.members[0].member_assignment, Bytes::from_static(b"a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delete_removes_groups_without_members_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let groups = ctx.core.groups();
+        ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let at_zero = [CommittedOffset { topic: "t".into(), partition: 0, offset: 0, metadata: None }];
+        for group in ["idle", "live"] {
+            let results = groups.commit_classic(group, "", -1, &at_zero).await.unwrap();
+            assert!(results[0].is_ok());
+        }
+        let join = JoinRequest {
+            group: "live".into(),
+            client_id: "c".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: CONSUMER.into(),
+            protocols: vec![ClassicProtocol { name: "range".into(), ..ClassicProtocol::default() }],
+            ..JoinRequest::default()
+        };
+        groups.join(join, &ctx.stop).await.unwrap();
+        let names = ["idle", "live", "missing", "", "idle"];
+        let request =
+            DeleteGroupsRequest::default().with_groups_names(names.iter().map(|n| GroupId(s(n))).collect());
+        let results: Vec<(String, i16)> = delete_groups(&ctx, &request)
+            .await
+            .results
+            .into_iter()
+            .map(|r| (r.group_id.0.to_string(), r.error_code))
+            .collect();
+        let expected = [
+            ("idle", 0),
+            ("live", ResponseError::NonEmptyGroup.code()),
+            ("missing", ResponseError::GroupIdNotFound.code()),
+            ("", ResponseError::InvalidGroupId.code()),
+            ("idle", ResponseError::GroupIdNotFound.code()),
+        ];
+        assert_eq!(results, expected.map(|(g, code)| (g.to_owned(), code)));
+        assert!(groups.committed("idle", None).unwrap().is_empty(), "its offsets are gone");
+        assert_eq!(groups.committed("live", None).unwrap().len(), 1, "a group with members keeps them");
     }
 
     fn consumer_bytes(version: i16, message: &impl Encodable) -> Bytes {

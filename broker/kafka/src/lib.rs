@@ -11,7 +11,7 @@
 //!   ListOffsets and InitProducerId over the core.
 //! - `groups`: FindCoordinator, the classic group protocol (JoinGroup,
 //!   SyncGroup, Heartbeat, LeaveGroup), OffsetCommit, OffsetFetch,
-//!   ListGroups and DescribeGroups over the core's groups.
+//!   ListGroups, DescribeGroups and DeleteGroups over the core's groups.
 //! - `admin`: CreateTopics, DeleteTopics and DescribeConfigs.
 //! - `records`: RecordBatch v2 ⇄ the core's records, compressed or not on
 //!   produce, uncompressed on fetch; header names may repeat.

@@ -11,6 +11,7 @@ use brooklet_core::Core;
 use brooklet_metrics::Metrics;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::DeleteGroupsRequest;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
@@ -341,6 +342,10 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
         ApiKey::DescribeGroups => {
             let request: DescribeGroupsRequest = frame::decode(api, version, body)?;
             respond(ctx, api, version, id, &groups::describe_groups(ctx, &request))?
+        }
+        ApiKey::DeleteGroups => {
+            let request: DeleteGroupsRequest = frame::decode(api, version, body)?;
+            frame::encode(api, version, id, &groups::delete_groups(ctx, &request).await)?
         }
         _ => return Err(FrameError::NotImplemented { api, version }),
     };

@@ -371,6 +371,10 @@ pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, Str
             }
             w.tags()?;
         }
+        ApiKey::DeleteGroups => {
+            w.array(|w| w.blob())?;
+            w.tags()?;
+        }
         // No arrays to check.
         _ => return Ok(0),
     }

@@ -12,6 +12,7 @@ mod groups_client;
 mod idempotence;
 mod kafka;
 mod kafka_admin;
+mod kafka_client_groups;
 mod kafka_groups;
 mod metrics;
 mod overload;

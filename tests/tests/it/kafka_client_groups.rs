@@ -1,0 +1,298 @@
+//! Kafka's classic consumer groups with librdkafka: confluent-kafka
+//! consumers (`tests/kafka/librdkafka_groups.py`) resume from commits, split
+//! partitions with eager and cooperative assignors, survive a member killed
+//! without closing; kcat's balanced consumer reads and commits; librdkafka's
+//! admin client lists, describes and deletes groups and lists their
+//! offsets. Brooklet's own tools show the same groups.
+//!
+//! The script prints one fact a line; where the test looks at the group
+//! while the consumers are live, the script waits for a line on its stdin.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use brooklet_broker::Config;
+use brooklet_client::{Admin, GroupState};
+use brooklet_proto::v1 as pb;
+use brooklet_tests::{DEADLINE, TestBroker, eventually, finish, python_module_available, record};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+async fn librdkafka_available() -> bool {
+    python_module_available("confluent_kafka", "confluent-kafka==2.16.1").await
+}
+
+/// Whether kcat runs here. CI (`BROOKLET_REQUIRE_KAFKA_PYTHON=1`) requires
+/// it; elsewhere a missing kcat skips the test loudly.
+async fn kcat_available() -> bool {
+    let probe = tokio::process::Command::new("kcat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    let problem = match probe {
+        Ok(status) if status.success() => return true,
+        Ok(status) => format!("`kcat -V` failed ({status})"),
+        Err(e) => format!("kcat cannot run: {e}"),
+    };
+    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1") {
+        panic!("BROOKLET_REQUIRE_KAFKA_PYTHON=1 but {problem}");
+    }
+    eprintln!("\n*** SKIPPED: {problem}; install kcat 1.7.1 (CI requires it) ***\n");
+    false
+}
+
+async fn start() -> (tempfile::TempDir, TestBroker, String, Admin) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = TestBroker::start_with(config).await;
+    let addr = broker.kafka_addr().expect("a Kafka listener").to_string();
+    let admin = Admin::connect(broker.endpoint()).unwrap();
+    (dir, broker, addr, admin)
+}
+
+/// `librdkafka_groups.py MODE ADDR TOPIC GROUP [ARG]`, stdin and stdout piped.
+fn script(mode: &str, addr: &str, topic: &str, group: &str, arg: Option<&str>) -> Child {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka/librdkafka_groups.py");
+    tokio::process::Command::new("python3")
+        .arg(path)
+        .args([mode, addr, topic, group])
+        .args(arg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 starts")
+}
+
+/// Runs a script that needs no input to its end; its stdout lines.
+async fn run(mode: &str, addr: &str, topic: &str, group: &str) -> Vec<String> {
+    let done = finish(script(mode, addr, topic, group, None)).await;
+    assert!(
+        done.success,
+        "librdkafka_groups.py {mode} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        done.code, done.stdout, done.stderr
+    );
+    done.stdout.lines().map(str::to_owned).collect()
+}
+
+/// Splits a script into its stdin, its stdout's lines, and the rest.
+fn pipes(mut child: Child) -> (ChildStdin, Lines<BufReader<ChildStdout>>, Child) {
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    (stdin, BufReader::new(stdout).lines(), child)
+}
+
+/// A running script's next line, waited for up to the deadline.
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("the script prints its next line in time")
+        .unwrap()
+        .expect("the script prints another line (if it failed, the test's rest shows its stderr)")
+}
+
+/// Its remaining output once it exits, failing with its stderr otherwise.
+async fn rest(mut lines: Lines<BufReader<ChildStdout>>, child: Child) -> Vec<String> {
+    let done = finish(child).await;
+    let mut out = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        out.push(line);
+    }
+    assert!(done.success, "the script failed ({:?}):\nstdout: {out:?}\nstderr:\n{}", done.code, done.stderr);
+    out
+}
+
+/// (partition, committed offset, lag) of each partition `describe` shows.
+async fn positions(admin: &Admin, group: &str) -> Vec<(u32, Option<u64>, u64)> {
+    let d = admin.describe_group(group).await.unwrap();
+    assert_eq!((d.state, d.members.len()), (GroupState::Empty, 0), "every member left: {d:?}");
+    d.partitions.iter().map(|p| (p.partition, p.committed_offset, p.lag)).collect()
+}
+
+#[tokio::test]
+async fn librdkafka_consumers_resume_from_commits_made_on_close_and_explicitly() {
+    if !librdkafka_available().await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("orders", 1).await;
+    let out = run("resume", &addr, "orders", "billing").await;
+    let first: Vec<String> = (0..10).map(|i| format!("{i}:a{i}")).collect();
+    let second: Vec<String> = (0..5).map(|i| format!("{}:b{i}", 10 + i)).collect();
+    assert_eq!(
+        out,
+        [
+            format!("first {}", first.join(" ")),
+            format!("second {} committed [15]", second.join(" ")),
+            "third 15:c0".to_owned(),
+        ],
+        "each consumer reads only what came after the previous one's commit"
+    );
+    // The third consumer committed nothing: its record is the group's lag.
+    assert_eq!(positions(&admin, "billing").await, [(0, Some(15), 1)]);
+    broker.shutdown().await;
+}
+
+/// Two consumers with `strategy` split a topic; describe shows them and
+/// `protocol` while they are live; one closes and the other takes over.
+async fn split_and_take_over(strategy: &str, protocol: &str) {
+    let (_dir, broker, addr, admin) = start().await;
+    let (topic, group) = (format!("events-{protocol}"), format!("readers-{protocol}"));
+    broker.create_topic(&topic, 4).await;
+    let (mut stdin, mut lines, child) = pipes(script("split", &addr, &topic, &group, Some(strategy)));
+    assert_eq!(next_line(&mut lines).await, "split 2 2 disjoint True");
+
+    let d = eventually("the group to be described as stable with two members", || async {
+        let d = admin.describe_group(&group).await.ok()?;
+        (d.state == GroupState::Stable && d.members.len() == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        (d.kind, d.protocol_type.as_str(), d.protocol.as_str()),
+        (Some("kafka-classic"), "consumer", protocol)
+    );
+    let mut owned: Vec<(String, u32)> = Vec::new();
+    for m in &d.members {
+        assert_eq!((m.topics.as_slice(), m.assignment.len()), ([topic.clone()].as_slice(), 2), "{m:?}");
+        owned.extend(m.assignment.iter().cloned());
+    }
+    owned.sort();
+    assert_eq!(owned, (0..4).map(|p| (topic.clone(), p)).collect::<Vec<_>>(), "disjoint, all four");
+
+    stdin.write_all(b"go\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let after: Vec<String> = (0..4).map(|p| format!("after-{group}-{p}")).collect();
+    assert_eq!(
+        rest(lines, child).await,
+        ["after close a owns 4".to_owned(), format!("a read {}", after.join(" ")), "done".to_owned()]
+    );
+    assert_eq!(positions(&admin, &group).await, (0..4).map(|p| (p, Some(1), 0)).collect::<Vec<_>>());
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn librdkafka_consumers_split_and_take_over_with_the_eager_assignors() {
+    if !librdkafka_available().await {
+        return;
+    }
+    split_and_take_over("range,roundrobin", "range").await;
+}
+
+#[tokio::test]
+async fn librdkafka_consumers_split_and_take_over_with_cooperative_sticky() {
+    if !librdkafka_available().await {
+        return;
+    }
+    split_and_take_over("cooperative-sticky", "cooperative-sticky").await;
+}
+
+#[tokio::test]
+async fn a_killed_librdkafka_consumer_leaves_after_its_session_timeout() {
+    if !librdkafka_available().await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("tasks", 4).await;
+    let out = run("killed", &addr, "tasks", "workers").await;
+    let after: Vec<String> = (0..4).map(|p| format!("after-workers-{p}")).collect();
+    assert_eq!(
+        out,
+        [
+            "split with victim 2".to_owned(),
+            "after kill a owns 4".to_owned(),
+            format!("a read {}", after.join(" ")),
+            "done".to_owned(),
+        ]
+    );
+    assert_eq!(positions(&admin, "workers").await, (0..4).map(|p| (p, Some(1), 0)).collect::<Vec<_>>());
+    broker.shutdown().await;
+}
+
+/// Produces `values[i]` to partition `i % 3` of `clicks` over gRPC.
+async fn produce_clicks(broker: &TestBroker, values: &[String]) {
+    let records = values.iter().zip(0u32..).map(|(v, i)| record(v, Some(i % 3))).collect();
+    let request = pb::ProduceRequest { topic: "clicks".into(), records, ..Default::default() };
+    broker.producer().produce(request).await.unwrap();
+}
+
+/// kcat's balanced consumer in `group` until the end of `clicks`: what it
+/// read, one `partition offset value` a line, sorted.
+async fn kcat_reads(addr: &str, group: &str) -> Vec<String> {
+    let child = tokio::process::Command::new("kcat")
+        .args(["-b", addr, "-G", group, "-X", "auto.offset.reset=earliest", "-e"])
+        .args(["-f", "%p %o %s\\n", "clicks"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kcat starts");
+    let done = finish(child).await;
+    assert!(
+        done.success && done.stderr.contains(&format!("Group {group} rebalanced")),
+        "kcat failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        done.code,
+        done.stdout,
+        done.stderr
+    );
+    let mut read: Vec<String> = done.stdout.lines().map(str::to_owned).collect();
+    read.sort();
+    read
+}
+
+#[tokio::test]
+async fn kcat_balanced_consumer_reads_commits_on_exit_and_resumes() {
+    if !kcat_available().await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("clicks", 3).await;
+    let first: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
+    produce_clicks(&broker, &first).await;
+    let mut expected: Vec<String> = (0..9).map(|i| format!("{} {} c{i}", i % 3, i / 3)).collect();
+    expected.sort();
+    assert_eq!(kcat_reads(&addr, "kcat-readers").await, expected);
+    // kcat commits what it read when it closes the consumer ...
+    assert_eq!(positions(&admin, "kcat-readers").await, (0..3).map(|p| (p, Some(3), 0)).collect::<Vec<_>>());
+
+    // ... and the next run resumes there.
+    let second: Vec<String> = (0..3).map(|i| format!("d{i}")).collect();
+    produce_clicks(&broker, &second).await;
+    assert_eq!(kcat_reads(&addr, "kcat-readers").await, ["0 3 d0", "1 3 d1", "2 3 d2"]);
+    assert_eq!(positions(&admin, "kcat-readers").await, (0..3).map(|p| (p, Some(4), 0)).collect::<Vec<_>>());
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn librdkafka_admin_lists_describes_and_deletes_groups_and_lists_their_offsets() {
+    if !librdkafka_available().await {
+        return;
+    }
+    let (_dir, broker, addr, _admin) = start().await;
+    broker.create_topic("audit", 2).await;
+    let offsets = "[('audit', 0, 3), ('audit', 1, 3)]";
+    assert_eq!(
+        run("admin", &addr, "audit", "auditors").await,
+        [
+            "live list [('auditors', 'STABLE', False)]".to_owned(),
+            "live describe ('STABLE', 'range', False, [('watched', True, '/127.0.0.1', [('audit', 0), ('audit', 1)])])"
+                .to_owned(),
+            format!("live offsets {offsets}"),
+            "live delete NON_EMPTY_GROUP".to_owned(),
+            // Once empty, the group keeps only its offsets: no protocol
+            // type, which librdkafka reads as a simple consumer group.
+            "left list [('auditors', 'EMPTY', True)]".to_owned(),
+            "left describe EMPTY []".to_owned(),
+            format!("left offsets {offsets}"),
+            "left delete ok".to_owned(),
+            "deleted list []".to_owned(),
+            "deleted describe DEAD".to_owned(),
+            "deleted offsets []".to_owned(),
+        ]
+    );
+    broker.shutdown().await;
+}
