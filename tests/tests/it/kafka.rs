@@ -7,29 +7,10 @@ use std::process::Stdio;
 use brooklet_broker::{Config, EmbeddedBroker};
 use brooklet_tests::DEADLINE;
 
-/// Whether `python3` with kafka-python can run. `.ci/run` installs it and
-/// sets `BROOKLET_REQUIRE_KAFKA_PYTHON=1`, so that CI fails instead of
-/// skipping; elsewhere a missing client skips the test loudly.
+/// Whether `python3` with kafka-python can run; see
+/// [`brooklet_tests::kafka_client_available`].
 async fn kafka_python_available() -> bool {
-    let probe = tokio::process::Command::new("python3")
-        .args(["-c", "import kafka"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .await;
-    let problem = match probe {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!("kafka-python is not installed: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        Err(e) => format!("python3 cannot run: {e}"),
-    };
-    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1") {
-        panic!("BROOKLET_REQUIRE_KAFKA_PYTHON=1 but {problem}");
-    }
-    eprintln!(
-        "\n*** SKIPPED: {problem}; install it with `python3 -m pip install kafka-python==3.0.12` \
-         (CI requires it) ***\n"
-    );
-    false
+    brooklet_tests::kafka_client_available(brooklet_tests::KafkaClient::KafkaPython).await
 }
 
 #[tokio::test]

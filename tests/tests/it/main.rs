@@ -11,6 +11,7 @@ mod groups_api;
 mod groups_client;
 mod idempotence;
 mod kafka;
+mod kafka_clients;
 mod metrics;
 mod overload;
 mod producer_drop;
