@@ -203,37 +203,6 @@ impl Default for ReservedPort {
     }
 }
 
-/// Whether `python3` with kafka-python can run. `.ci/run` installs it and
-/// sets `BROOKLET_REQUIRE_KAFKA_PYTHON=1`, so that CI fails instead of
-/// skipping; elsewhere a missing client skips the test loudly.
-pub async fn kafka_python_available() -> bool {
-    python_module_available("kafka", "kafka-python==3.0.12").await
-}
-
-/// Whether `python3` can import `module` (installed by `pip install
-/// {package}`); required, like kafka-python, under
-/// `BROOKLET_REQUIRE_KAFKA_PYTHON=1`.
-pub async fn python_module_available(module: &str, package: &str) -> bool {
-    let probe = tokio::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .await;
-    let problem = match probe {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!("{package} is not installed: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        Err(e) => format!("python3 cannot run: {e}"),
-    };
-    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1") {
-        panic!("BROOKLET_REQUIRE_KAFKA_PYTHON=1 but {problem}");
-    }
-    eprintln!(
-        "\n*** SKIPPED: {problem}; install it with `python3 -m pip install {package}` (CI requires it) ***\n"
-    );
-    false
-}
-
 /// What a finished child process did, its output as text.
 #[derive(Debug)]
 pub struct Finished {
@@ -455,4 +424,89 @@ impl Drop for Proxy {
         self.block(true);
         self.task.abort();
     }
+}
+
+/// A Kafka client the Kafka wire-protocol tests drive, from `tests/kafka`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KafkaClient {
+    /// kafka-python, a pure-Python client, with the modules of its snappy,
+    /// lz4 and zstd codecs.
+    KafkaPython,
+    /// confluent-kafka, Python over librdkafka.
+    ConfluentKafka,
+    /// kcat, the command-line client over librdkafka.
+    Kcat,
+    /// kafkajs, a pure-JavaScript client, installed by `npm ci` in
+    /// `tests/kafka`.
+    Kafkajs,
+}
+
+impl KafkaClient {
+    fn name(self) -> &'static str {
+        match self {
+            KafkaClient::KafkaPython => "kafka-python",
+            KafkaClient::ConfluentKafka => "confluent-kafka",
+            KafkaClient::Kcat => "kcat",
+            KafkaClient::Kafkajs => "kafkajs",
+        }
+    }
+
+    fn install(self) -> &'static str {
+        match self {
+            KafkaClient::KafkaPython => {
+                "python3 -m pip install kafka-python==3.0.12 python-snappy==0.7.3 lz4==4.4.5 zstandard==0.25.0"
+            }
+            KafkaClient::ConfluentKafka => "python3 -m pip install confluent-kafka==2.16.1",
+            KafkaClient::Kcat => "apt-get install kcat",
+            KafkaClient::Kafkajs => "npm ci --prefix tests/kafka",
+        }
+    }
+
+    /// A command that succeeds only where the client can run.
+    fn probe(self) -> tokio::process::Command {
+        let (program, args): (&str, &[&str]) = match self {
+            KafkaClient::KafkaPython => ("python3", &["-c", "import kafka, snappy, lz4.frame, zstandard"]),
+            KafkaClient::ConfluentKafka => ("python3", &["-c", "import confluent_kafka"]),
+            KafkaClient::Kcat => ("kcat", &["-V"]),
+            KafkaClient::Kafkajs => ("node", &["-e", "require('kafkajs')"]),
+        };
+        let mut probe = tokio::process::Command::new(program);
+        probe.args(args).current_dir(kafka_scripts()).kill_on_drop(true);
+        probe
+    }
+}
+
+/// `tests/kafka`: the scripts that drive Kafka clients, and kafkajs's
+/// `package.json`.
+pub fn kafka_scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka")
+}
+
+/// Whether `client` can run here. `.ci/run` installs every client and sets
+/// `BROOKLET_REQUIRE_KAFKA_CLIENTS=1`, so that CI fails instead of
+/// skipping; elsewhere a missing client skips the test loudly.
+pub async fn kafka_client_available(client: KafkaClient) -> bool {
+    let probe =
+        client.probe().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).output();
+    let problem = match tokio::time::timeout(DEADLINE, probe).await {
+        Ok(Ok(out)) if out.status.success() => return true,
+        Ok(Ok(out)) => {
+            // The line that says what is wrong, out of a traceback or stack.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let reason = stderr
+                .lines()
+                .find(|l| l.contains("Error"))
+                .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+                .unwrap_or("its probe failed");
+            format!("{} cannot run: {}", client.name(), reason.trim())
+        }
+        Ok(Err(e)) => format!("{} cannot run: {e}", client.name()),
+        Err(_) => format!("{} did not answer its probe in time", client.name()),
+    };
+    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_CLIENTS").is_some_and(|v| v == "1") {
+        panic!("BROOKLET_REQUIRE_KAFKA_CLIENTS=1 but {problem}");
+    }
+    eprintln!("\n*** SKIPPED: {problem}; install it with `{}` (CI requires it) ***\n", client.install());
+    false
 }

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use brooklet_broker::{Config, EmbeddedBroker};
-use brooklet_tests::{DEADLINE, kafka_python_available};
+use brooklet_tests::{DEADLINE, KafkaClient, kafka_client_available};
 
 #[tokio::test]
 async fn kafka_python_produces_and_consumes_in_order() {
-    if !kafka_python_available().await {
+    if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

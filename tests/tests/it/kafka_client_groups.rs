@@ -14,34 +14,9 @@ use std::process::Stdio;
 use brooklet_broker::Config;
 use brooklet_client::{Admin, GroupState};
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{DEADLINE, TestBroker, eventually, finish, python_module_available, record};
+use brooklet_tests::{DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available, record};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-
-async fn librdkafka_available() -> bool {
-    python_module_available("confluent_kafka", "confluent-kafka==2.16.1").await
-}
-
-/// Whether kcat runs here. CI (`BROOKLET_REQUIRE_KAFKA_PYTHON=1`) requires
-/// it; elsewhere a missing kcat skips the test loudly.
-async fn kcat_available() -> bool {
-    let probe = tokio::process::Command::new("kcat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    let problem = match probe {
-        Ok(status) if status.success() => return true,
-        Ok(status) => format!("`kcat -V` failed ({status})"),
-        Err(e) => format!("kcat cannot run: {e}"),
-    };
-    if std::env::var_os("BROOKLET_REQUIRE_KAFKA_PYTHON").is_some_and(|v| v == "1") {
-        panic!("BROOKLET_REQUIRE_KAFKA_PYTHON=1 but {problem}");
-    }
-    eprintln!("\n*** SKIPPED: {problem}; install kcat 1.7.1 (CI requires it) ***\n");
-    false
-}
 
 async fn start() -> (tempfile::TempDir, TestBroker, String, Admin) {
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +90,7 @@ async fn positions(admin: &Admin, group: &str) -> Vec<(u32, Option<u64>, u64)> {
 
 #[tokio::test]
 async fn librdkafka_consumers_resume_from_commits_made_on_close_and_explicitly() {
-    if !librdkafka_available().await {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
     let (_dir, broker, addr, admin) = start().await;
@@ -176,7 +151,7 @@ async fn split_and_take_over(strategy: &str, protocol: &str) {
 
 #[tokio::test]
 async fn librdkafka_consumers_split_and_take_over_with_the_eager_assignors() {
-    if !librdkafka_available().await {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
     split_and_take_over("range,roundrobin", "range").await;
@@ -184,7 +159,7 @@ async fn librdkafka_consumers_split_and_take_over_with_the_eager_assignors() {
 
 #[tokio::test]
 async fn librdkafka_consumers_split_and_take_over_with_cooperative_sticky() {
-    if !librdkafka_available().await {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
     split_and_take_over("cooperative-sticky", "cooperative-sticky").await;
@@ -192,7 +167,7 @@ async fn librdkafka_consumers_split_and_take_over_with_cooperative_sticky() {
 
 #[tokio::test]
 async fn a_killed_librdkafka_consumer_leaves_after_its_session_timeout() {
-    if !librdkafka_available().await {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
     let (_dir, broker, addr, admin) = start().await;
@@ -246,7 +221,7 @@ async fn kcat_reads(addr: &str, group: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn kcat_balanced_consumer_reads_commits_on_exit_and_resumes() {
-    if !kcat_available().await {
+    if !kafka_client_available(KafkaClient::Kcat).await {
         return;
     }
     let (_dir, broker, addr, admin) = start().await;
@@ -269,7 +244,7 @@ async fn kcat_balanced_consumer_reads_commits_on_exit_and_resumes() {
 
 #[tokio::test]
 async fn librdkafka_admin_lists_describes_and_deletes_groups_and_lists_their_offsets() {
-    if !librdkafka_available().await {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
     let (_dir, broker, addr, _admin) = start().await;

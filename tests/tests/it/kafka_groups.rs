@@ -11,7 +11,7 @@ use std::process::Stdio;
 use brooklet_broker::Config;
 use brooklet_client::{Admin, GroupState, ResetTo};
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{DEADLINE, TestBroker, eventually, finish, kafka_python_available};
+use brooklet_tests::{DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -74,7 +74,7 @@ async fn rest(mut lines: Lines<BufReader<ChildStdout>>, child: Child) -> Vec<Str
 
 #[tokio::test]
 async fn a_kafka_consumer_resumes_from_its_groups_committed_offsets() {
-    if !kafka_python_available().await {
+    if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
     let (_dir, broker, addr, admin) = start().await;
@@ -103,7 +103,7 @@ async fn a_kafka_consumer_resumes_from_its_groups_committed_offsets() {
 
 #[tokio::test]
 async fn kafka_consumers_split_partitions_and_one_takes_over_when_the_other_leaves() {
-    if !kafka_python_available().await {
+    if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
     let (_dir, broker, addr, admin) = start().await;
@@ -167,7 +167,7 @@ fn grpc_heartbeat(group: &str, member_id: &str, member_epoch: i32) -> pb::Heartb
 
 #[tokio::test]
 async fn a_group_in_use_by_grpc_members_refuses_kafka_members_and_the_reverse() {
-    if !kafka_python_available().await {
+    if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
     let (_dir, broker, addr, _admin) = start().await;

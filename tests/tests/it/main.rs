@@ -13,6 +13,7 @@ mod idempotence;
 mod kafka;
 mod kafka_admin;
 mod kafka_client_groups;
+mod kafka_clients;
 mod kafka_groups;
 mod metrics;
 mod overload;
