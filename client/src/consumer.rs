@@ -908,6 +908,8 @@ impl Consumer {
     /// [`Error::InvalidArgument`] when nothing is assigned (and the consumer
     /// is not subscribed), when a partition does not exist, or when the
     /// broker refused the subscription; [`Error::TopicNotFound`];
+    /// [`Error::FailedPrecondition`] when the group id is in use by live
+    /// members of Kafka's classic group protocol;
     /// [`Error::OffsetOutOfRange`] for a position above the high watermark;
     /// [`Error::NoCommittedOffset`]; [`Error::Unavailable`] or
     /// [`Error::Timeout`]. On error no position moves (except a reset to the

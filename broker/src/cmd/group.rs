@@ -39,13 +39,21 @@ pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()
             }
             if !d.members.is_empty() {
                 writeln!(out)?;
-                writeln!(out, "{:<38} {:<20} {:<22} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST")?;
+                // Columns as wide as their longest value: Kafka clients'
+                // member ids are long.
+                let width = |header: &str, values: &mut dyn Iterator<Item = usize>| {
+                    values.chain([header.len()]).max().unwrap_or(0)
+                };
+                let id = width("MEMBER", &mut d.members.iter().map(|m| m.member_id.len()));
+                let client = width("CLIENT-ID", &mut d.members.iter().map(|m| m.client_id.len()));
+                let host = width("HOST", &mut d.members.iter().map(|m| m.host.len()));
+                writeln!(out, "{:<id$} {:<client$} {:<host$} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST")?;
                 for m in &d.members {
                     let assignment: Vec<String> =
                         m.assignment.iter().map(|(t, p)| format!("{t}/{p}")).collect();
                     writeln!(
                         out,
-                        "{:<38} {:<20} {:<22} {}",
+                        "{:<id$} {:<client$} {:<host$} {}",
                         m.member_id,
                         m.client_id,
                         m.host,

@@ -219,7 +219,8 @@ pub struct ConsumeArgs {
     /// Topic to read.
     pub topic: String,
     /// Read with this consumer group: start from its committed offsets and
-    /// commit what was printed.
+    /// commit what was printed (written to stdout: a pipe's buffer counts,
+    /// so take N records with `--count N`, not `| head -n N`).
     #[arg(long)]
     pub group: Option<String>,
     /// Read only this partition (default: all).

@@ -258,7 +258,15 @@ impl Member {
                 self.failures = 0;
                 return Ok(());
             }
-            Err(err @ (Error::InvalidArgument { .. } | Error::TopicNotFound { .. })) => return Err(err),
+            // Retrying cannot help: a bad request, a missing topic, or a group
+            // id in use by members of another kind (Kafka's classic groups).
+            Err(
+                err @ (Error::InvalidArgument { .. }
+                | Error::TopicNotFound { .. }
+                | Error::FailedPrecondition { .. }),
+            ) => {
+                return Err(err);
+            }
             Err(err) => err,
         };
         self.failures = self.failures.saturating_add(1);

@@ -134,6 +134,24 @@ async fn kafka_consumers_split_partitions_and_one_takes_over_when_the_other_leav
     assert!(d.partitions.iter().all(|p| p.member_id.is_some()), "{:?}", d.partitions);
     let listed = admin.list_groups().await.unwrap();
     assert!(listed.iter().any(|g| g.group == "readers" && g.members == 2), "{listed:?}");
+    // `brooklet group describe` lines its member table up, however long the
+    // Kafka clients' member ids are.
+    let cli = tokio::process::Command::new(brooklet_tests::brooklet_bin())
+        .args(["group", "describe", "readers", "--broker", &broker.endpoint()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let described = finish(cli).await;
+    assert!(described.success, "{described:?}");
+    let table: Vec<&str> =
+        described.stdout.lines().skip_while(|l| !l.starts_with("MEMBER")).take(3).collect();
+    let column = table[0].find("ASSIGNMENT").expect("a header");
+    for (row, m) in table[1..].iter().zip(&d.members) {
+        assert!(row.contains(&m.member_id), "{row}");
+        assert!(row[column..].starts_with("events/"), "the assignment starts under its header: {table:?}");
+    }
 
     go(&mut stdin).await;
     let out = rest(lines, child).await;
@@ -188,6 +206,22 @@ async fn a_group_in_use_by_grpc_members_refuses_kafka_members_and_the_reverse() 
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     let message = err.message();
     assert!(message.contains("Kafka classic") && message.contains("broker-assigned (gRPC)"), "{message}");
+    // The Rust client's consumer fails with that message rather than
+    // retrying its heartbeat for ever.
+    let mut consumer = brooklet_client::Consumer::builder(broker.endpoint()).group("shared").build().unwrap();
+    consumer.subscribe(&["jobs"]).unwrap();
+    let polled = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Err(e) = consumer.poll().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the consumer fails instead of retrying");
+    let brooklet_client::Error::FailedPrecondition { message } = &polled else { panic!("{polled:?}") };
+    assert!(message.contains("Kafka classic"), "{message}");
+    drop(consumer);
 
     go(&mut stdin).await;
     assert_eq!(rest(lines, child).await, ["done"]);

@@ -348,8 +348,8 @@ impl Coordinator {
                 None => Ok(()),
                 Some(g) => Err(Error::FailedPrecondition {
                     reason: format!(
-                        "group `{group}` has {} live members: only its members may commit (pass member_id and member_epoch)",
-                        g.members.len()
+                        "group `{group}` has {}: only its members may commit (pass member_id and member_epoch)",
+                        super::count_members(g.members.len())
                     ),
                 }),
             };

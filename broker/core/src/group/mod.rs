@@ -457,9 +457,15 @@ impl Groups {
 fn live_members(group: &str, count: usize, what: &str) -> Error {
     Error::FailedPrecondition {
         reason: format!(
-            "group `{group}` has {count} live members; it can be {what} only when they have left"
+            "group `{group}` has {}; it can be {what} only when they have left",
+            count_members(count)
         ),
     }
+}
+
+/// "1 live member", "2 live members".
+pub(crate) fn count_members(count: usize) -> String {
+    format!("{count} live member{}", if count == 1 { "" } else { "s" })
 }
 
 fn validate_group(group: &str) -> Result<()> {
