@@ -111,3 +111,56 @@ async fn api_versions_of_an_unknown_version_and_bad_frames_are_answered_as_kafka
     .expect("in time");
     broker.shutdown().await.unwrap();
 }
+
+/// Runs `tests/kafka/compacted.py STEP` against `addr`; its output lines.
+async fn compacted_step(step: &str, addr: &str, topic: &str) -> Vec<String> {
+    let child = tokio::process::Command::new("python3")
+        .arg(brooklet_tests::kafka_scripts().join("compacted.py"))
+        .args([step, addr, topic])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = brooklet_tests::finish(child).await;
+    assert!(out.success, "compacted.py {step}: {out:?}");
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// A Kafka producer's null value is a tombstone on a compacted topic:
+/// compaction removes its key, and a Kafka consumer reads what is left, at
+/// the offsets it had, across the gaps.
+#[tokio::test]
+async fn a_kafka_tombstone_deletes_its_key_on_a_compacted_topic() {
+    if !kafka_client_available(KafkaClient::KafkaPython).await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.core.retention_check_interval = std::time::Duration::from_millis(20);
+    let broker = brooklet_tests::TestBroker::start_with(config).await;
+    let addr = broker.kafka_addr().expect("a Kafka listener").to_string();
+    let config = [
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        ("delete.retention.ms".to_owned(), "0".to_owned()),
+    ]
+    .into();
+    let request = brooklet_proto::v1::CreateTopicRequest { name: "state".into(), partitions: 1, config };
+    broker.admin().create_topic(request).await.unwrap();
+
+    let sent = compacted_step("produce", &addr, "state").await;
+    assert_eq!(sent, ["sent [0, 1, 2]", "sent [3, 4]", "sent [5]"]);
+    // Compaction runs in the background: wait until a and b's older records
+    // and b's tombstone are gone.
+    let b = &broker;
+    brooklet_tests::eventually("compaction", || async move {
+        let request = brooklet_proto::v1::FetchRequest { topic: "state".into(), ..Default::default() };
+        let fetched = b.consumer().fetch(request).await.ok()?.into_inner();
+        (fetched.batches.iter().map(|b| b.records.len()).sum::<usize>() == 2).then_some(())
+    })
+    .await;
+    let read = compacted_step("consume", &addr, "state").await;
+    assert_eq!(read, ["3 c 1", "5 a 3"]);
+    broker.shutdown().await;
+}
