@@ -111,3 +111,14 @@ async fn api_versions_of_an_unknown_version_and_bad_frames_are_answered_as_kafka
     .expect("in time");
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_broker_refuses_to_advertise_every_interface_to_kafka_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    // Refused before anything is bound.
+    config.kafka_listen = Some("0.0.0.0:0".parse().unwrap());
+    let err = EmbeddedBroker::start_with(config).await.expect_err("refused");
+    let chain = format!("{:#}", anyhow::Error::new(err));
+    assert!(chain.contains("binds every interface; set --kafka-advertised HOST:PORT"), "{chain}");
+}
