@@ -13,6 +13,10 @@ tests/tests/it/kafka_clients.rs.
       partition, no consumer group) and prints each as a JSON line:
       {"partition", "offset", "key", "value", "headers", "timestamp",
        "timestamp_type"}; then {"low", "high"}, the partition's bounds.
+  transactions ADDR
+      A transactional producer's init_transactions, which the broker
+      refuses: prints {"error", "fatal", "retriable", "message"} of the
+      error it raised.
 
 Keys, values and header values are UTF-8 text. Every wait has a deadline
 well below the test's; any failure exits non-zero with the reason.
@@ -138,11 +142,25 @@ def consume(addr, topic, partition, count):
     print(json.dumps({"low": low, "high": high}))
 
 
+def transactions(addr):
+    producer = ck.Producer({**COMMON, "bootstrap.servers": addr, "transactional.id": "tx-1"})
+    try:
+        producer.init_transactions(DEADLINE_S - 5)
+    except ck.KafkaException as e:
+        err = e.args[0]
+        print(json.dumps({"error": err.name(), "fatal": err.fatal(), "retriable": err.retriable(),
+                          "message": err.str()}))
+        return
+    sys.exit("init_transactions succeeded")
+
+
 def main(args):
     if len(args) >= 3 and args[0] == "produce":
         produce(args[1], args[2], "--idempotent" in args[3:])
     elif len(args) == 5 and args[0] == "consume":
         consume(args[1], args[2], int(args[3]), int(args[4]))
+    elif len(args) == 2 and args[0] == "transactions":
+        transactions(args[1])
     else:
         sys.exit(__doc__)
 

@@ -139,7 +139,7 @@ fn broker_configs(ctx: &Context) -> Vec<ConfigEntry> {
             "socket.request.max.bytes",
             options.max_request_bytes.to_string(),
             TYPE_INT,
-            "the largest request accepted (--max-request-bytes)",
+            "the largest request accepted, in bytes",
         ),
     ]
 }

@@ -795,7 +795,10 @@ mod tests {
             [(unknown, -1), (unknown, -1), (0, 0), (ResponseError::MessageTooLarge.code(), -1), (0, 0)]
         );
         let message = response.responses[1].partition_responses[2].error_message.clone().unwrap();
-        assert!(message.contains("1048576") && message.contains("--max-request-bytes"), "{message}");
+        assert!(
+            message.contains("1048576 bytes, the request size limit") && !message.contains("--"),
+            "{message}"
+        );
     }
 
     fn fetch_request(
@@ -955,5 +958,38 @@ mod tests {
         assert_eq!(produce(&["f"], 3).await, (0, 5));
         assert_eq!(produce(&["x"], 9).await.0, ResponseError::OutOfOrderSequenceNumber.code());
         assert_eq!(broker.core.log().partition_state("t", 0).unwrap().high_watermark, 6);
+    }
+
+    #[tokio::test]
+    async fn a_refused_acks_zero_produce_closes_the_connection_and_a_served_one_keeps_it() {
+        let broker = start().await;
+        broker.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let mut stream = TcpStream::connect(broker.addr).await.unwrap();
+        // Served: no response, and the connection goes on serving.
+        send(&mut stream, ApiKey::Produce, 3, &produce_request(0, &[("t", 0, batch(&["a"], None))])).await;
+        let metadata: MetadataResponse =
+            call(&mut stream, ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(None)).await;
+        assert_eq!(metadata.topics.len(), 1);
+        high_watermark_reaches(&broker, 1).await;
+        // Refused (no such topic, none created): the client hears of it by
+        // the connection closing.
+        let refused =
+            produce_request(0, &[("t", 0, batch(&["b"], None)), ("missing", 0, batch(&["c"], None))]);
+        send(&mut stream, ApiKey::Produce, 3, &refused).await;
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut [0; 16])).await;
+        assert!(matches!(read, Ok(Ok(0))), "closed, with no response: {read:?}");
+        // The partition that was served has its record.
+        high_watermark_reaches(&broker, 2).await;
+    }
+
+    /// Waits until partition t/0's high watermark is `offset` (records
+    /// written with acks 0 or 1 count once flushed).
+    async fn high_watermark_reaches(broker: &Broker, offset: u64) {
+        let reached = async {
+            while broker.core.log().partition_state("t", 0).unwrap().high_watermark != offset {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), reached).await.expect("the high watermark reached");
     }
 }

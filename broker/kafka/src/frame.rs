@@ -12,7 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
@@ -36,12 +36,13 @@ pub(crate) fn supported(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max))
 }
 
-/// Why a frame could not be served; the connection is closed.
+/// Why a frame could not be served, or why its connection must close; the
+/// connection is closed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FrameError {
     #[error("frame of {0} bytes is shorter than a request header")]
     Short(usize),
-    #[error("frame size {size} is outside 0..={limit} (--max-request-bytes)")]
+    #[error("frame size {size} is outside 0..={limit}: the request size limit is {limit} bytes")]
     Size { size: i32, limit: usize },
     #[error("unknown API key {0}")]
     UnknownApi(i16),
@@ -53,6 +54,19 @@ pub(crate) enum FrameError {
     Malformed { what: String, reason: String },
     #[error("cannot encode the {api:?} v{version} response: {reason}")]
     Encode { api: ApiKey, version: i16, reason: String },
+    /// The connection's first bytes are HTTP/2's preface, not a size.
+    #[error("HTTP/2 (a gRPC client?) on the Kafka listener; gRPC is served on --listen")]
+    Http2,
+    /// The connection's first bytes are a TLS handshake, not a size.
+    #[error("TLS on a plain-text Kafka listener: connect without TLS")]
+    Tls,
+    /// A produce with acks 0 was refused for some partition: the
+    /// connection is closed, as the client hears of it no other way.
+    #[error(
+        "produce with acks 0 refused for {topic}/{partition} ({error}){more}; closing the connection \
+         so that the client refreshes its metadata"
+    )]
+    AcksZeroRefused { topic: String, partition: i32, error: String, more: String },
 }
 
 /// A request's frame, its header read.

@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use brooklet_core::{
     ClassicProtocol, CommittedOffset, Error, GroupKind, GroupState, JoinRequest, MemberAssignment,
@@ -51,8 +52,78 @@ fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
-fn log_refusal(api: &str, group: &str, err: &Error) {
-    tracing::debug!(api, group, error = %err, "kafka group request refused");
+/// A refusal that needs an operator's or developer's attention, by name;
+/// `None` for the protocol's normal steps (a member id required, a
+/// rebalance, an unknown member).
+fn needs_attention(err: &Error) -> Option<&'static str> {
+    match err {
+        Error::GroupKindConflict { .. } => Some("group kind conflict"),
+        Error::Membership { refusal, .. } => match refusal {
+            MembershipRefusal::StaticMembership => Some("static membership"),
+            MembershipRefusal::InvalidSessionTimeout => Some("invalid session timeout"),
+            MembershipRefusal::InconsistentProtocol => Some("inconsistent protocol"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// How often one group's refusal of one kind is logged at warn.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Most (group, reason) pairs remembered by [`WARNED`].
+const WARNED_MAX: usize = 1024;
+
+/// When each group's refusal of each kind was last logged at warn, so that
+/// a client retrying every few seconds does not flood the log. One broker
+/// serves per process, so the map is the process's.
+static WARNED: Mutex<BTreeMap<(String, &'static str), Instant>> = Mutex::new(BTreeMap::new());
+
+/// Whether `group`'s refusal for `reason` is logged at warn `now`: not if
+/// it was within [`WARN_EVERY`]. Remembers at most [`WARNED_MAX`] pairs,
+/// forgetting the oldest first.
+fn warn_now(
+    warned: &mut BTreeMap<(String, &'static str), Instant>,
+    group: &str,
+    reason: &'static str,
+    now: Instant,
+) -> bool {
+    let key = (group.to_owned(), reason);
+    if let Some(at) = warned.get(&key)
+        && now.saturating_duration_since(*at) < WARN_EVERY
+    {
+        return false;
+    }
+    if warned.len() >= WARNED_MAX && !warned.contains_key(&key) {
+        warned.retain(|_, at| now.saturating_duration_since(*at) < WARN_EVERY);
+        if warned.len() >= WARNED_MAX
+            && let Some(oldest) = warned.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone())
+        {
+            warned.remove(&oldest);
+        }
+    }
+    warned.insert(key, now);
+    true
+}
+
+/// Logs a refused group request: at warn (once a minute per group and
+/// reason) if it needs attention, at debug otherwise.
+fn log_refusal(api: &str, group: &str, member: &str, client_id: Option<&str>, err: &Error) {
+    let warn = needs_attention(err).filter(|reason| {
+        let mut warned = WARNED.lock().unwrap_or_else(PoisonError::into_inner);
+        warn_now(&mut warned, group, reason, Instant::now())
+    });
+    match warn {
+        Some(reason) => tracing::warn!(
+            api,
+            group,
+            member,
+            client_id,
+            reason,
+            error = %err,
+            "kafka group request refused (logged once a minute per group and reason)"
+        ),
+        None => tracing::debug!(api, group, member, client_id, error = %err, "kafka group request refused"),
+    }
 }
 
 pub(crate) fn find_coordinator(
@@ -66,9 +137,11 @@ pub(crate) fn find_coordinator(
                 (ResponseError::InvalidRequest.code(), Some("the group id is empty".into()))
             }
             0 => (0, None),
+            // Not an error clients retry: a transactional producer fails
+            // at once, as InitProducerId refuses it too.
             1 => (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("transactions are not supported: no transaction coordinator".into()),
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                Some("transactions are not supported by this broker yet".into()),
             ),
             other => {
                 (ResponseError::InvalidRequest.code(), Some(format!("key type {other} is not 0 (group)")))
@@ -201,7 +274,7 @@ pub(crate) async fn join_group(
                 .collect();
         }
         Err(e) => {
-            log_refusal("JoinGroup", &group, &e);
+            log_refusal("JoinGroup", &group, request.member_id.as_str(), Some(client_id), &e);
             response.error_code = group_code(&e);
             response.generation_id = -1;
             response.member_id = match &e {
@@ -252,7 +325,7 @@ pub(crate) async fn sync_group(ctx: &Context, version: i16, request: SyncGroupRe
             response.assignment = synced.assignment;
         }
         Err(e) => {
-            log_refusal("SyncGroup", &group, &e);
+            log_refusal("SyncGroup", &group, request.member_id.as_str(), None, &e);
             response.error_code = group_code(&e);
         }
     }
@@ -266,7 +339,7 @@ pub(crate) fn heartbeat(ctx: &Context, request: &HeartbeatRequest) -> HeartbeatR
     let mut response = HeartbeatResponse::default();
     if let Err(e) = result {
         if !matches!(e, Error::Membership { refusal: MembershipRefusal::RebalanceInProgress, .. }) {
-            log_refusal("Heartbeat", group, &e);
+            log_refusal("Heartbeat", group, request.member_id.as_str(), None, &e);
         }
         response.error_code = group_code(&e);
     }
@@ -284,7 +357,7 @@ pub(crate) fn leave_group(ctx: &Context, version: i16, request: &LeaveGroupReque
     let results = match ctx.core.groups().leave(group, &ids) {
         Ok(results) => results,
         Err(e) => {
-            log_refusal("LeaveGroup", group, &e);
+            log_refusal("LeaveGroup", group, &ids.join(","), None, &e);
             response.error_code = group_code(&e);
             return response;
         }
@@ -344,7 +417,7 @@ pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -
         .commit_classic(&group, request.member_id.as_str(), request.generation_id_or_member_epoch, &offsets)
         .await;
     if let Err(e) = &results {
-        log_refusal("OffsetCommit", &group, e);
+        log_refusal("OffsetCommit", &group, request.member_id.as_str(), None, e);
     }
     let topics = slots
         .into_iter()
@@ -588,7 +661,7 @@ pub(crate) async fn delete_groups(ctx: &Context, request: &DeleteGroupsRequest) 
         let error_code = match ctx.core.groups().delete(group).await {
             Ok(()) => 0,
             Err(e) => {
-                log_refusal("DeleteGroups", group, &e);
+                log_refusal("DeleteGroups", group, "", None, &e);
                 match e {
                     // The one precondition of a delete: no live members.
                     Error::FailedPrecondition { .. } => ResponseError::NonEmptyGroup.code(),
@@ -896,5 +969,86 @@ mod tests {
             assert!(subscription_topics(CONSUMER, &bad).is_empty());
             assert!(assignment_partitions(CONSUMER, &bad).is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_coordinator_is_refused_with_an_error_clients_do_not_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let refused = ResponseError::TransactionalIdAuthorizationFailed.code();
+        let message = "transactions are not supported by this broker yet";
+        for version in 0..=3 {
+            let request = FindCoordinatorRequest::default().with_key(s("tx-1")).with_key_type(1);
+            let response = find_coordinator(&ctx, version, request);
+            assert_eq!(response.error_code, refused, "v{version}");
+            if version >= 1 {
+                assert_eq!(response.error_message, Some(s(message)), "v{version}");
+            }
+        }
+        let request =
+            FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![s("tx-1")]);
+        let coordinators = find_coordinator(&ctx, 4, request).coordinators;
+        assert_eq!(coordinators.len(), 1);
+        assert_eq!(coordinators[0].error_code, refused);
+        assert_eq!(coordinators[0].error_message, Some(s(message)));
+        // A group's coordinator is this broker.
+        let request = FindCoordinatorRequest::default().with_key(s("g"));
+        assert_eq!(find_coordinator(&ctx, 3, request).error_code, 0);
+    }
+
+    #[test]
+    fn refusals_that_need_attention_are_told_from_protocol_steps() {
+        let membership = |refusal| Error::Membership { refusal, reason: String::new() };
+        assert_eq!(
+            needs_attention(&membership(MembershipRefusal::StaticMembership)),
+            Some("static membership")
+        );
+        assert_eq!(
+            needs_attention(&membership(MembershipRefusal::InvalidSessionTimeout)),
+            Some("invalid session timeout")
+        );
+        assert_eq!(
+            needs_attention(&membership(MembershipRefusal::InconsistentProtocol)),
+            Some("inconsistent protocol")
+        );
+        let conflict = Error::GroupKindConflict { group: "g".into(), in_use_by: GroupKind::Broker };
+        assert_eq!(needs_attention(&conflict), Some("group kind conflict"));
+        for step in [
+            MembershipRefusal::MemberIdRequired { member_id: "m".into() },
+            MembershipRefusal::RebalanceInProgress,
+            MembershipRefusal::UnknownMember,
+            MembershipRefusal::IllegalGeneration,
+        ] {
+            assert_eq!(needs_attention(&membership(step)), None);
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_warned_of_once_a_minute_per_group_and_reason_in_a_bounded_map() {
+        let mut warned = BTreeMap::new();
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert!(warn_now(&mut warned, "g", "static membership", at(0)));
+        // A client retrying every 2 s is not warned of again within the minute.
+        for secs in (2..60).step_by(2) {
+            assert!(!warn_now(&mut warned, "g", "static membership", at(secs)), "{secs} s");
+        }
+        // Another reason, or another group, is.
+        assert!(warn_now(&mut warned, "g", "group kind conflict", at(10)));
+        assert!(warn_now(&mut warned, "h", "static membership", at(10)));
+        // And the same again once the minute has passed.
+        assert!(warn_now(&mut warned, "g", "static membership", at(60)));
+        assert!(!warn_now(&mut warned, "g", "static membership", at(61)));
+        // Many groups: the map stays bounded, forgetting the oldest.
+        for i in 0..3 * WARNED_MAX as u64 {
+            assert!(warn_now(&mut warned, &format!("many-{i}"), "static membership", at(100)));
+        }
+        assert!(warned.len() <= WARNED_MAX, "{}", warned.len());
+        assert!(!warn_now(
+            &mut warned,
+            &format!("many-{}", 3 * WARNED_MAX - 1),
+            "static membership",
+            at(101)
+        ));
     }
 }

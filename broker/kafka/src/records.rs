@@ -102,8 +102,8 @@ pub(crate) fn decode_produce(
                         DecompressError::TooLarge { codec, .. } => refuse(
                             ResponseError::MessageTooLarge,
                             format!(
-                                "{codec:?} records decompress past the limit of {} bytes for a produce \
-                                 request's compressed records (--max-request-bytes)",
+                                "{codec:?} records decompress past {} bytes, the request size limit, for \
+                                 a produce request's compressed records",
                                 budget.limit
                             ),
                         ),

@@ -12,6 +12,7 @@ use brooklet_metrics::Metrics;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::DeleteGroupsRequest;
+use kafka_protocol::messages::ProduceResponse;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
@@ -155,7 +156,15 @@ async fn read_frame(
         Err(e) => return Err(e.into()),
     };
     let Some(len) = usize::try_from(size).ok().filter(|l| *l <= limit) else {
-        return Err(FrameError::Size { size, limit }.into());
+        // Another protocol's first bytes, read as a size: name the mistake.
+        let err = match size.to_be_bytes() {
+            // HTTP/2's connection preface, `PRI * HTTP/2.0`.
+            [b'P', b'R', b'I', b' '] => FrameError::Http2,
+            // A TLS handshake record (type 22) of version 3.x.
+            [0x16, 0x03, ..] => FrameError::Tls,
+            _ => FrameError::Size { size, limit },
+        };
+        return Err(err.into());
     };
     let mut buf = vec![0; len];
     read.read_exact(&mut buf).await?;
@@ -178,6 +187,10 @@ async fn metered(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes
         }
         // ApiVersions of an unknown version, answered with this error.
         Ok(_) => ctx.metrics.kafka_request_error(&name, &code_name(ResponseError::UnsupportedVersion.code())),
+        // A refused acks-0 produce: its partitions' errors are counted.
+        Err(FrameError::AcksZeroRefused { .. }) => {
+            ctx.metrics.kafka_request(&name, version, started.elapsed())
+        }
         Err(e) => {
             let code = match e {
                 FrameError::UnsupportedVersion { .. } | FrameError::NotImplemented { .. } => {
@@ -251,6 +264,9 @@ fn frame_error_reason(e: &FrameError) -> &'static str {
         FrameError::NotImplemented { .. } => "not_implemented",
         FrameError::Malformed { .. } => "malformed",
         FrameError::Encode { .. } => "encode",
+        FrameError::Http2 => "http2",
+        FrameError::Tls => "tls",
+        FrameError::AcksZeroRefused { .. } => "acks0_refused",
     }
 }
 
@@ -278,7 +294,12 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
             let response = api::produce(ctx, version, request).await;
             if acks == 0 {
                 count_errors(ctx, api, &response);
-                return Ok(None);
+                // As Kafka does: the client hears of a refusal no other
+                // way, and looks up metadata again when it reconnects.
+                return match acks_zero_refusal(&response) {
+                    Some(refused) => Err(refused),
+                    None => Ok(None),
+                };
             }
             respond(ctx, api, version, id, &response)?
         }
@@ -352,6 +373,24 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
     Ok(Some(response))
 }
 
+/// The error that closes the connection of an acks-0 produce that
+/// `response` refuses in part: its first refused partition, and how many more.
+fn acks_zero_refusal(response: &ProduceResponse) -> Option<FrameError> {
+    let mut refused = response.responses.iter().flat_map(|t| {
+        t.partition_responses.iter().filter(|p| p.error_code != 0).map(move |p| (t.name.0.as_str(), p))
+    });
+    let (topic, first) = refused.next()?;
+    let error = match &first.error_message {
+        Some(message) => format!("{}: {}", code_name(first.error_code), message.as_str()),
+        None => code_name(first.error_code),
+    };
+    let more = match refused.count() {
+        0 => String::new(),
+        n => format!(" and {n} more partition{}", if n == 1 { "" } else { "s" }),
+    };
+    Some(FrameError::AcksZeroRefused { topic: topic.to_owned(), partition: first.index, error, more })
+}
+
 /// What ApiVersions answers: only the implemented APIs and versions.
 fn api_versions(error_code: i16) -> ApiVersionsResponse {
     let keys = frame::SUPPORTED
@@ -379,5 +418,80 @@ mod tests {
         assert_eq!(code_name(0), "NONE");
         assert_eq!(code_name(9999), "UNKNOWN");
         assert_eq!(api_name(ApiKey::ApiVersions), "ApiVersions");
+    }
+
+    /// What the frame reader makes of a connection that sends `bytes`.
+    async fn read(bytes: &[u8]) -> Result<Option<Bytes>, ConnectionError> {
+        let mut bytes = bytes;
+        read_frame(&mut bytes, 1 << 20).await
+    }
+
+    #[tokio::test]
+    async fn another_protocol_on_the_kafka_listener_is_named() {
+        let grpc = read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap_err();
+        assert!(matches!(grpc, ConnectionError::Frame(FrameError::Http2)), "{grpc}");
+        assert!(grpc.to_string().contains("HTTP/2 (a gRPC client?) on the Kafka listener"), "{grpc}");
+        assert!(grpc.to_string().contains("--listen"), "{grpc}");
+        // A TLS 1.2 ClientHello's record header.
+        let tls = read(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap_err();
+        assert!(matches!(tls, ConnectionError::Frame(FrameError::Tls)), "{tls}");
+        assert!(tls.to_string().contains("TLS on a plain-text Kafka listener"), "{tls}");
+        assert_eq!(frame_error_reason(&FrameError::Http2), "http2");
+        assert_eq!(frame_error_reason(&FrameError::Tls), "tls");
+        // Any other size past the limit is only too large, and names it.
+        let large = read(&(2i32 << 20).to_be_bytes()).await.unwrap_err();
+        assert!(matches!(large, ConnectionError::Frame(FrameError::Size { .. })), "{large}");
+        assert!(large.to_string().contains("the request size limit is 1048576 bytes"), "{large}");
+        assert!(!large.to_string().contains("--"), "names no flag: {large}");
+        // A frame within the limit is read, and a closed connection ends.
+        let frame = read(&[0, 0, 0, 2, 7, 8]).await.unwrap();
+        assert_eq!(frame.as_deref(), Some(&[7, 8][..]));
+        assert!(read(&[]).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn api_versions_advertises_only_what_is_answered() {
+        let response = api_versions(0);
+        let list_offsets =
+            response.api_keys.iter().find(|k| k.api_key == ApiKey::ListOffsets as i16).unwrap();
+        // v7 adds timestamp -3 (the largest timestamp), which is not answered.
+        assert_eq!((list_offsets.min_version, list_offsets.max_version), (1, 6));
+        assert!(matches!(
+            frame::parse(Bytes::from_static(&[0, 2, 0, 7, 0, 0, 0, 1, 0xff, 0xff])),
+            Err(FrameError::UnsupportedVersion { max: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn a_refused_acks_zero_produce_names_its_first_refused_partition() {
+        use kafka_protocol::messages::TopicName;
+        use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+        use kafka_protocol::protocol::StrBytes;
+        let partition = |index, error_code| {
+            PartitionProduceResponse::default().with_index(index).with_error_code(error_code)
+        };
+        let topic = |name: &'static str, partitions| {
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_partition_responses(partitions)
+        };
+        let ok = ProduceResponse::default().with_responses(vec![topic("a", vec![partition(0, 0)])]);
+        assert!(acks_zero_refusal(&ok).is_none());
+        let mut missing = partition(1, 3);
+        missing.error_message = Some(StrBytes::from_static_str("topic `b` does not exist"));
+        let refused = ProduceResponse::default().with_responses(vec![
+            topic("a", vec![partition(0, 0)]),
+            topic("b", vec![missing, partition(2, 3), partition(3, 10)]),
+        ]);
+        let err = acks_zero_refusal(&refused).expect("refused");
+        assert_eq!(frame_error_reason(&err), "acks0_refused");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "produce with acks 0 refused for b/1 (UNKNOWN_TOPIC_OR_PARTITION: topic `b` does not exist) \
+                 and 2 more partitions; closing the connection"
+            ),
+            "{text}"
+        );
     }
 }

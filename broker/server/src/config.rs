@@ -1,7 +1,7 @@
 //! A broker's configuration: the core's settings and those of the listeners
 //! around it. The binary parses flags, environment and file into it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +66,65 @@ impl Config {
                 format!("`{host}` is not an address clients can rely on: advertise an IP such as 127.0.0.1"),
             ));
         }
+        match (&self.kafka_advertised, self.kafka_listen) {
+            (Some((host, port)), _) => {
+                if host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+                    return Err(brooklet_core::Error::invalid(
+                        "kafka_advertised",
+                        format!(
+                            "`{host}:{port}` is not an address clients can connect to: advertise the \
+                             broker's IP or host name"
+                        ),
+                    ));
+                }
+            }
+            (None, Some(listen)) => check_kafka_bound(listen)?,
+            (None, None) => {}
+        }
         Ok(())
+    }
+}
+
+/// Refuses a Kafka listener on `bound`, an unspecified address (`0.0.0.0`,
+/// `::`), when no address is advertised: clients would be told to connect
+/// to it.
+pub(crate) fn check_kafka_bound(bound: SocketAddr) -> Result<()> {
+    if !bound.ip().is_unspecified() {
+        return Ok(());
+    }
+    Err(brooklet_core::Error::invalid(
+        "kafka_advertised",
+        format!(
+            "--kafka-listen {bound} binds every interface; set --kafka-advertised HOST:PORT to the \
+             address clients connect to"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(listen: &str, advertised: Option<(&str, u16)>) -> Config {
+        let mut config = Config::new("unused");
+        config.kafka_listen = Some(listen.parse().unwrap());
+        config.kafka_advertised = advertised.map(|(h, p)| (h.to_owned(), p));
+        config
+    }
+
+    #[test]
+    fn an_unspecified_address_is_never_advertised_to_kafka_clients() {
+        for listen in ["0.0.0.0:9092", "[::]:9092"] {
+            let err = kafka(listen, None).validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("--kafka-listen {listen} binds every interface")), "{err}");
+            assert!(err.contains("set --kafka-advertised HOST:PORT"), "{err}");
+            kafka(listen, Some(("10.1.2.3", 9092))).validate().expect("advertised explicitly");
+            kafka(listen, Some(("broker.example", 9092))).validate().expect("a host name");
+        }
+        for host in ["0.0.0.0", "::"] {
+            let err = kafka("127.0.0.1:9092", Some((host, 9092))).validate().unwrap_err().to_string();
+            assert!(err.contains("kafka_advertised") && err.contains("not an address clients"), "{err}");
+        }
+        kafka("127.0.0.1:9092", None).validate().expect("a specific address is advertised as bound");
     }
 }

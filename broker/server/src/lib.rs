@@ -127,6 +127,10 @@ pub async fn run(
         }
         (None, None) => None,
     };
+    if let (Some(l), None) = (&kafka_listener, &config.kafka_advertised) {
+        let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
+        config::check_kafka_bound(bound).map_err(ServeError::Config)?;
+    }
     let metrics = Metrics::new();
     let storage_error =
         |source: Error| ServeError::Storage { dir: config.core.data_dir.display().to_string(), source };

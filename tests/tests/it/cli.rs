@@ -456,3 +456,29 @@ async fn a_consumer_whose_reader_leaves_commits_what_it_printed_and_exits_0() {
     assert_eq!(rest.lines().next(), Some(value(printed).as_str()));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn serve_refuses_to_advertise_an_unspecified_kafka_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let common = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "off"];
+    let args: Vec<&str> = common.iter().copied().chain(["--kafka-listen", "0.0.0.0:0"]).collect();
+    let out = run_with_env(&args, &[]).await;
+    assert!(!out.success, "refused at start-up: {}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--kafka-listen 0.0.0.0:0 binds every interface; set --kafka-advertised HOST:PORT"),
+        "{}",
+        out.stderr
+    );
+    let args: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--kafka-listen", "127.0.0.1:0", "--kafka-advertised", "0.0.0.0:9092"])
+        .collect();
+    let out = run_with_env(&args, &[]).await;
+    assert!(!out.success, "refused at start-up: {}", out.stderr);
+    assert!(out.stderr.contains("`0.0.0.0:9092` is not an address clients can connect to"), "{}", out.stderr);
+}

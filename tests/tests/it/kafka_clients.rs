@@ -569,3 +569,21 @@ async fn kafka_headers_keep_repeated_names_in_order_and_read_null_values_as_empt
     assert_eq!(seen[0].headers, [header("d", Some("1")), header("x", Some("y")), header("d", Some("2"))]);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn confluent_kafka_transactional_producer_fails_at_once_with_a_fatal_error() {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
+        return;
+    }
+    let broker = KafkaBroker::start().await;
+    let out = driver(KafkaClient::ConfluentKafka, &["transactions", &broker.addr], "").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    let err = &out[0];
+    // Refused, not left to retry until its timeout: the error is fatal and
+    // says why.
+    assert_eq!(err["error"], "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", "{err}");
+    assert_eq!(err["fatal"], true, "{err}");
+    assert_eq!(err["retriable"], false, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("transactions are not supported"), "{err}");
+    broker.shutdown().await;
+}
