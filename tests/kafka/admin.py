@@ -1,6 +1,8 @@
 """kafka-python's admin client and compressing producers against Brooklet's
 Kafka listener: topics created (with configs, validate-only, refused ones),
-their configs described, records produced with each compression codec and a
+their configs described and altered (AlterConfigs and
+IncrementalAlterConfigs), a group's offsets deleted (OffsetDelete) and
+groups listed by type, records produced with each compression codec and a
 repeated header name read back intact, topics deleted. Prints one line per
 step; any failure raises (non-zero exit).
 
@@ -10,8 +12,9 @@ import sys
 
 import kafka.codec
 import kafka.errors as Errors
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.structs import OffsetAndMetadata
 
 addr = sys.argv[1]
 # Timeouts stay well below the test's deadline (30 s).
@@ -51,6 +54,64 @@ modified = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "ord
 print("modified", sorted(modified["topic"]["orders"]))
 broker = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "0")], config_filter="all")
 print("broker num.partitions", broker["broker"]["0"]["num.partitions"]["value"])
+
+
+def topic_configs(name):
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    return sorted((k, v["value"]) for k, v in described["topic"][name].items())
+
+
+def alter(name, configs, **kwargs):
+    result = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=configs)], **kwargs)
+    return result["topic"][name]
+
+
+# AlterConfigs (the legacy request: kafka-python sends the topic's other
+# set configs along) and IncrementalAlterConfigs.
+admin.create_topics({"tuned": {"num_partitions": 1, "configs": {"retention.ms": "60000"}}})
+print("alter legacy", alter("tuned", {"retention.ms": "120000", "retention.bytes": "4096"}, incremental=False),
+      topic_configs("tuned"))
+print("alter incremental", alter("tuned", {"cleanup.policy": ("APPEND", "compact"), "retention.bytes": ("DELETE", None)},
+                                 incremental=True), topic_configs("tuned"))
+print("alter validate-only", alter("tuned", {"retention.ms": "1"}, incremental=True, validate_only=True),
+      topic_configs("tuned"))
+print("alter bad value", alter("tuned", {"retention.ms": "soon"}, incremental=True).split(":")[0],
+      topic_configs("tuned"))
+reset = admin.reset_configs([ConfigResource(ConfigResourceType.TOPIC, "tuned", configs=["cleanup.policy"])])
+print("reset", reset["topic"]["tuned"], topic_configs("tuned"))
+print("alter", alter("tuned", {"retention.ms": "90000", "cleanup.policy": ("APPEND", "compact")}, incremental=True),
+      topic_configs("tuned"))
+
+# OffsetDelete: offsets committed from outside any group, one deleted; a
+# member subscribed to the topic keeps the group's offsets of it.
+committed = {TopicPartition("orders", p): OffsetAndMetadata(0, "", -1) for p in range(3)}
+print("commit", sorted(e.__name__ for e in admin.alter_group_offsets("tools", committed).values()))
+deleted = admin.delete_group_offsets("tools", [TopicPartition("orders", 0), TopicPartition("orders", 9)])
+print("offsets deleted", sorted((tp.partition, e.__name__) for tp, e in deleted.items()))
+print("offsets left", sorted(tp.partition for tp in admin.list_group_offsets("tools")["tools"]))
+try:
+    admin.delete_group_offsets("nobody", [TopicPartition("orders", 0)])
+    raise AssertionError("offsets of an unknown group were deleted")
+except Errors.GroupIdNotFoundError:
+    print("unknown group: GroupIdNotFoundError")
+member = KafkaConsumer("orders", bootstrap_servers=addr, group_id="tools", enable_auto_commit=False,
+                       consumer_timeout_ms=200, **timeouts)
+for _ in range(40):
+    member.poll(timeout_ms=200)
+    if member.assignment():
+        break
+assert member.assignment(), "the member got no assignment"
+deleted = admin.delete_group_offsets("tools", [TopicPartition("orders", 1)])
+print("subscribed", sorted((tp.partition, e.__name__) for tp, e in deleted.items()))
+member.close()
+
+
+def listed(**kwargs):
+    return sorted((g["group_id"], g["protocol_type"], g["group_type"]) for g in admin.list_groups(**kwargs))
+
+
+print("groups classic", listed(types_filter=["classic"]))
+print("groups consumer", listed(types_filter=["consumer"]))
 
 # Compressed batches, a repeated header name in each record.
 available = {

@@ -36,6 +36,15 @@ impl Offsets {
         Ok(self.store.groups_with_offsets()?)
     }
 
+    /// Deletes `group`'s committed offsets of these partitions, on disk when
+    /// this returns.
+    pub(crate) async fn delete_some(&self, group: &str, partitions: &[(String, u32)]) -> Result<()> {
+        if self.store.delete_offsets(group, partitions)? > 0 {
+            self.commit.sync().await?;
+        }
+        Ok(())
+    }
+
     /// Deletes every committed offset of `group`, on disk when this returns;
     /// false if it had none.
     pub(crate) async fn delete(&self, group: &str) -> Result<bool> {

@@ -1,7 +1,9 @@
-//! Kafka's topic administration over the core: CreateTopics, DeleteTopics
-//! and DescribeConfigs. Topic configs keep their Kafka names in the core
-//! (`cleanup.policy`, `retention.ms`, ...), so they pass through unchanged;
-//! the core decides which keys and values it accepts.
+//! Kafka's topic administration over the core: CreateTopics, DeleteTopics,
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs. Topic configs
+//! keep their Kafka names in the core (`cleanup.policy`, `retention.ms`,
+//! ...), so they pass through unchanged; the core decides which keys and
+//! values it accepts. Broker configs are command-line settings: described,
+//! never altered.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,15 +17,17 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    AlterConfigsRequest, AlterConfigsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
 };
+use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::{create_topic_error, kafka_error};
 use crate::server::Context;
 
-/// Config resource types of DescribeConfigs.
+/// Config resource types of DescribeConfigs and the alter requests.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 /// Where a config's value comes from (Kafka's `config_source`).
@@ -38,6 +42,11 @@ const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
 /// This broker's id, as Metadata names it.
 const BROKER_ID: &str = "0";
+/// IncrementalAlterConfigs' operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -428,11 +437,255 @@ fn describe_entry(
     out
 }
 
+/// One change of IncrementalAlterConfigs, or AlterConfigs' entry (a set,
+/// or with a null value, a return to the default).
+struct Change<'a> {
+    key: &'a str,
+    op: i8,
+    value: Option<&'a str>,
+}
+
+/// The topic an alter request names, or why it cannot be altered.
+fn alter_target(ctx: &Context, resource_type: i8, name: &str) -> Result<TopicInfo, Refusal> {
+    match resource_type {
+        RESOURCE_TOPIC => ctx
+            .core
+            .log()
+            .describe_topic(name)
+            .map(|(info, _)| info)
+            .map_err(|e| (kafka_error(&e), e.to_string())),
+        RESOURCE_BROKER => Err((
+            ResponseError::InvalidRequest,
+            format!(
+                "broker `{name}`'s configs cannot be altered: they are the broker's command-line \
+                 settings, changed by restarting it; only topic configs can be altered"
+            ),
+        )),
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not supported: only topics (2) can be altered"),
+        )),
+    }
+}
+
+/// A list config's items (`compact,delete`), without blanks.
+fn list_items(value: &str) -> Vec<&str> {
+    value.split(',').map(str::trim).filter(|i| !i.is_empty()).collect()
+}
+
+/// The topic's whole config after `changes`, starting from `config` (its
+/// current config, or none for AlterConfigs' full replacement), validated.
+fn changed_config(
+    ctx: &Context,
+    mut config: BTreeMap<String, String>,
+    changes: &[Change<'_>],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut seen = HashSet::new();
+    let defaults = TopicConfig::parse(&BTreeMap::new(), ctx.core.log().limits()).ok();
+    for c in changes {
+        let key = c.key;
+        if !seen.insert(key) {
+            return Err((ResponseError::InvalidRequest, format!("config `{key}` is named more than once")));
+        }
+        let Some(&(_, config_type, _)) = TOPIC_KEYS.iter().find(|(k, _, _)| *k == key) else {
+            let accepted: Vec<&str> = TOPIC_KEYS.iter().map(|(k, _, _)| *k).collect();
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("config `{key}` is not a topic config; accepted keys: {}", accepted.join(", ")),
+            ));
+        };
+        let value = || {
+            c.value.ok_or_else(|| {
+                (ResponseError::InvalidRequest, format!("config `{key}` has a null value: give one"))
+            })
+        };
+        match c.op {
+            OP_SET => {
+                config.insert(key.to_owned(), value()?.to_owned());
+            }
+            OP_DELETE => {
+                config.remove(key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                let op = if c.op == OP_APPEND { "APPEND" } else { "SUBTRACT" };
+                if config_type != TYPE_LIST {
+                    return Err((
+                        ResponseError::InvalidConfig,
+                        format!(
+                            "{op} applies to list configs (cleanup.policy); config `{key}` is not a list"
+                        ),
+                    ));
+                }
+                let current = match config.get(key) {
+                    Some(v) => v.clone(),
+                    None => defaults.as_ref().and_then(|d| default_value(key, d)).unwrap_or_default(),
+                };
+                let mut items: Vec<&str> = list_items(&current);
+                let given = list_items(value()?);
+                if c.op == OP_APPEND {
+                    for item in given {
+                        if !items.contains(&item) {
+                            items.push(item);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                let joined = items.join(",");
+                config.insert(key.to_owned(), joined);
+            }
+            other => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "config `{key}`: operation {other} is not SET (0), DELETE (1), APPEND (2) or SUBTRACT (3)"
+                    ),
+                ));
+            }
+        }
+    }
+    TopicConfig::parse(&config, ctx.core.log().limits())
+        .map_err(|e| (create_topic_error(&e), e.to_string()))?;
+    Ok(config)
+}
+
+/// Alters one resource as a whole: every change or none. With `replace`,
+/// keys not named return to their defaults (AlterConfigs).
+async fn alter_resource(
+    ctx: &Context,
+    resource_type: i8,
+    name: &str,
+    changes: &[Change<'_>],
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    let info = alter_target(ctx, resource_type, name)?;
+    let base = if replace { BTreeMap::new() } else { info.config.clone() };
+    let config = changed_config(ctx, base, changes)?;
+    if validate_only {
+        return Ok(());
+    }
+    let remove: Vec<String> = info.config.keys().filter(|k| !config.contains_key(*k)).cloned().collect();
+    ctx.core
+        .log()
+        .alter_topic_config(name, config, &remove)
+        .await
+        .map(|_| ())
+        .map_err(|e| (create_topic_error(&e), brooklet_core::error_chain(&e)))
+}
+
+/// Alters each resource in turn; a resource named twice is refused both times.
+async fn alter_all<'a>(
+    ctx: &Context,
+    resources: Vec<(i8, &'a StrBytes, Vec<Change<'a>>)>,
+    replace: bool,
+    validate_only: bool,
+) -> Vec<(i8, StrBytes, Result<(), Refusal>)> {
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<(i8, &StrBytes)> =
+        resources.iter().map(|(t, n, _)| (*t, *n)).filter(|r| !seen.insert(*r)).collect();
+    let mut out = Vec::with_capacity(resources.len());
+    for (resource_type, name, changes) in resources {
+        let result = if duplicates.contains(&(resource_type, name)) {
+            Err((ResponseError::InvalidRequest, format!("resource `{name}` is named more than once")))
+        } else {
+            alter_resource(ctx, resource_type, name.as_str(), &changes, replace, validate_only).await
+        };
+        if let Err((_, message)) = &result {
+            tracing::debug!(resource_type, resource = %name, %message, "kafka alter configs refused");
+        }
+        out.push((resource_type, name.clone(), result));
+    }
+    out
+}
+
+/// Kafka's legacy AlterConfigs: the configs given replace all of a topic's
+/// configs; the keys not given return to their defaults.
+pub(crate) async fn alter_configs(ctx: &Context, request: &AlterConfigsRequest) -> AlterConfigsResponse {
+    let resources = request
+        .resources
+        .iter()
+        .map(|r| {
+            let changes = r
+                .configs
+                .iter()
+                .map(|c| {
+                    let value = c.value.as_deref();
+                    Change {
+                        key: c.name.as_str(),
+                        op: if value.is_some() { OP_SET } else { OP_DELETE },
+                        value,
+                    }
+                })
+                .collect();
+            (r.resource_type, &r.resource_name, changes)
+        })
+        .collect();
+    let responses = alter_all(ctx, resources, true, request.validate_only)
+        .await
+        .into_iter()
+        .map(|(resource_type, name, result)| {
+            let (error_code, message) = match result {
+                Ok(()) => (0, None),
+                Err((error, message)) => (error.code(), Some(str_bytes(message))),
+            };
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(name)
+                .with_error_code(error_code)
+                .with_error_message(message)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: each config set, deleted (back to its
+/// default), appended to or subtracted from (list configs).
+pub(crate) async fn incremental_alter_configs(
+    ctx: &Context,
+    request: &IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let resources = request
+        .resources
+        .iter()
+        .map(|r| {
+            let changes = r
+                .configs
+                .iter()
+                .map(|c| Change { key: c.name.as_str(), op: c.config_operation, value: c.value.as_deref() })
+                .collect();
+            (r.resource_type, &r.resource_name, changes)
+        })
+        .collect();
+    let responses = alter_all(ctx, resources, false, request.validate_only)
+        .await
+        .into_iter()
+        .map(|(resource_type, name, result)| {
+            let (error_code, message) = match result {
+                Ok(()) => (0, None),
+                Err((error, message)) => (error.code(), Some(str_bytes(message))),
+            };
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(name)
+                .with_error_code(error_code)
+                .with_error_message(message)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::{BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::alter_configs_request::{
+        AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
+    };
     use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopicConfig};
     use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource as IncrementalResource, AlterableConfig as IncrementalConfig,
+    };
     use kafka_protocol::messages::{ApiKey, BrokerId, RequestHeader, ResponseHeader};
     use kafka_protocol::protocol::{Decodable, Encodable};
     use tokio_util::sync::CancellationToken;
@@ -726,6 +979,274 @@ mod tests {
             assert!(
                 response.results[5].error_message.as_deref().unwrap_or_default().contains("resource type 3")
             );
+        }
+    }
+
+    /// A config, its operation and its value.
+    type Op<'a> = (&'a str, i8, Option<&'a str>);
+
+    fn incremental(name: &str, ops: &[Op<'_>]) -> IncrementalResource {
+        IncrementalResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(str_bytes(name))
+            .with_configs(
+                ops.iter()
+                    .map(|(k, op, v)| {
+                        IncrementalConfig::default()
+                            .with_name(str_bytes(*k))
+                            .with_config_operation(*op)
+                            .with_value(v.map(str_bytes))
+                    })
+                    .collect(),
+            )
+    }
+
+    fn legacy(resource_type: i8, name: &str, configs: &[(&str, Option<&str>)]) -> LegacyResource {
+        LegacyResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(str_bytes(name))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        LegacyConfig::default().with_name(str_bytes(*k)).with_value(v.map(str_bytes))
+                    })
+                    .collect(),
+            )
+    }
+
+    /// The topic's configs as DescribeConfigs shows those set on it.
+    async fn set_configs(ctx: &Context, topic: &str) -> Vec<(String, String)> {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(str_bytes(topic))
+                .with_configuration_keys(None),
+        ]);
+        let response: DescribeConfigsResponse = call(ctx, ApiKey::DescribeConfigs, 4, &request).await;
+        response.results[0]
+            .configs
+            .iter()
+            .filter(|c| c.config_source == SOURCE_TOPIC)
+            .map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[tokio::test]
+    async fn incremental_alter_configs_sets_deletes_appends_and_subtracts_all_or_nothing() {
+        for version in 0..=1 {
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = context(dir.path());
+            let config = BTreeMap::from([
+                ("retention.ms".to_owned(), "5000".to_owned()),
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ]);
+            ctx.core.log().create_topic("t", 1, config).await.unwrap();
+            let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental(
+                    "t",
+                    &[
+                        ("retention.bytes", OP_SET, Some("100")),
+                        ("retention.ms", OP_DELETE, None),
+                        ("cleanup.policy", OP_APPEND, Some("delete")),
+                    ],
+                ),
+                incremental("missing", &[("retention.ms", OP_SET, Some("1"))]),
+                incremental("0", &[("num.partitions", OP_SET, Some("3"))])
+                    .with_resource_type(RESOURCE_BROKER),
+                incremental("g", &[]).with_resource_type(32),
+            ]);
+            let response: IncrementalAlterConfigsResponse =
+                call(&ctx, ApiKey::IncrementalAlterConfigs, version, &request).await;
+            let codes: Vec<(String, i16)> =
+                response.responses.iter().map(|r| (r.resource_name.to_string(), r.error_code)).collect();
+            assert_eq!(codes, pairs_codes(&[("t", 0), ("missing", 3), ("0", 42), ("g", 42)]), "v{version}");
+            assert_eq!(response.responses[0].error_message, None);
+            let message = |r: &IncrementalAlterConfigsResponse, i: usize| {
+                r.responses[i].error_message.as_deref().unwrap_or_default().to_owned()
+            };
+            assert!(message(&response, 2).contains("command-line"), "{}", message(&response, 2));
+            assert!(message(&response, 3).contains("resource type 32"), "{}", message(&response, 3));
+            let expected = pairs(&[("cleanup.policy", "compact,delete"), ("retention.bytes", "100")]);
+            assert_eq!(set_configs(&ctx, "t").await, expected, "v{version}");
+            let (info, _) = ctx.core.log().describe_topic("t").unwrap();
+            assert_eq!(info.config, expected.iter().cloned().collect::<BTreeMap<_, _>>());
+
+            // Each refusal changes nothing of its resource, even the valid changes.
+            let refusals: [(&[Op<'_>], i16, &str); 7] = [
+                (
+                    &[("retention.ms", OP_SET, Some("1")), ("segment.bytes", OP_SET, Some("1"))],
+                    40,
+                    "segment.bytes",
+                ),
+                (&[("retention.ms", OP_SET, Some("soon"))], 40, "retention.ms"),
+                (&[("no.such.key", OP_DELETE, None)], 40, "no.such.key"),
+                (&[("retention.ms", OP_APPEND, Some("1"))], 40, "not a list"),
+                (&[("retention.ms", OP_SET, None)], 42, "null value"),
+                (&[("retention.ms", 7, Some("1"))], 42, "operation 7"),
+                (
+                    &[("retention.ms", OP_SET, Some("1")), ("retention.ms", OP_DELETE, None)],
+                    42,
+                    "more than once",
+                ),
+            ];
+            for (ops, code, named) in refusals {
+                let request =
+                    IncrementalAlterConfigsRequest::default().with_resources(vec![incremental("t", ops)]);
+                let response: IncrementalAlterConfigsResponse =
+                    call(&ctx, ApiKey::IncrementalAlterConfigs, version, &request).await;
+                assert_eq!(response.responses[0].error_code, code, "{ops:?}");
+                assert!(message(&response, 0).contains(named), "{ops:?}: {}", message(&response, 0));
+                assert_eq!(set_configs(&ctx, "t").await, expected, "{ops:?} changed nothing");
+            }
+
+            // validate_only checks and changes nothing; then SUBTRACT for real.
+            let subtract = |validate_only| {
+                IncrementalAlterConfigsRequest::default()
+                    .with_resources(vec![incremental(
+                        "t",
+                        &[
+                            ("cleanup.policy", OP_SUBTRACT, Some("compact")),
+                            ("flush.mode", OP_SET, Some("written")),
+                        ],
+                    )])
+                    .with_validate_only(validate_only)
+            };
+            let response: IncrementalAlterConfigsResponse =
+                call(&ctx, ApiKey::IncrementalAlterConfigs, version, &subtract(true)).await;
+            assert_eq!(response.responses[0].error_code, 0);
+            assert_eq!(set_configs(&ctx, "t").await, expected, "validate_only changes nothing");
+            let bad = IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![incremental(
+                    "t",
+                    &[("cleanup.policy", OP_SUBTRACT, Some("compact,delete"))],
+                )])
+                .with_validate_only(true);
+            let response: IncrementalAlterConfigsResponse =
+                call(&ctx, ApiKey::IncrementalAlterConfigs, version, &bad).await;
+            assert_eq!(
+                response.responses[0].error_code, 40,
+                "validate_only still validates: an empty policy"
+            );
+            let response: IncrementalAlterConfigsResponse =
+                call(&ctx, ApiKey::IncrementalAlterConfigs, version, &subtract(false)).await;
+            assert_eq!(response.responses[0].error_code, 0);
+            assert_eq!(
+                set_configs(&ctx, "t").await,
+                pairs(&[("cleanup.policy", "delete"), ("flush.mode", "written"), ("retention.bytes", "100")])
+            );
+        }
+    }
+
+    fn pairs_codes(p: &[(&str, i16)]) -> Vec<(String, i16)> {
+        p.iter().map(|(k, c)| ((*k).to_owned(), *c)).collect()
+    }
+
+    #[tokio::test]
+    async fn alter_configs_replaces_a_topics_whole_config() {
+        for version in 0..=2 {
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = context(dir.path());
+            let config = BTreeMap::from([
+                ("retention.ms".to_owned(), "5000".to_owned()),
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ]);
+            ctx.core.log().create_topic("t", 1, config).await.unwrap();
+            ctx.core.log().create_topic("u", 1, BTreeMap::new()).await.unwrap();
+            let request = AlterConfigsRequest::default().with_resources(vec![
+                legacy(
+                    RESOURCE_TOPIC,
+                    "t",
+                    &[("retention.bytes", Some("10")), ("delete.retention.ms", None)],
+                ),
+                legacy(RESOURCE_TOPIC, "u", &[("retention.ms", Some("soon"))]),
+                legacy(RESOURCE_TOPIC, "missing", &[]),
+                legacy(RESOURCE_BROKER, "0", &[("num.partitions", Some("3"))]),
+                legacy(RESOURCE_TOPIC, "twice", &[]),
+                legacy(RESOURCE_TOPIC, "twice", &[]),
+            ]);
+            let response: AlterConfigsResponse = call(&ctx, ApiKey::AlterConfigs, version, &request).await;
+            let codes: Vec<(String, i16)> =
+                response.responses.iter().map(|r| (r.resource_name.to_string(), r.error_code)).collect();
+            assert_eq!(
+                codes,
+                pairs_codes(&[("t", 0), ("u", 40), ("missing", 3), ("0", 42), ("twice", 42), ("twice", 42)]),
+                "v{version}"
+            );
+            let message = response.responses[1].error_message.as_deref().unwrap_or_default();
+            assert!(message.contains("retention.ms"), "{message}");
+            // The keys not given went back to their defaults.
+            assert_eq!(set_configs(&ctx, "t").await, pairs(&[("retention.bytes", "10")]), "v{version}");
+            assert!(set_configs(&ctx, "u").await.is_empty());
+
+            let validate = AlterConfigsRequest::default()
+                .with_resources(vec![legacy(RESOURCE_TOPIC, "t", &[("retention.ms", Some("1"))])])
+                .with_validate_only(true);
+            let response: AlterConfigsResponse = call(&ctx, ApiKey::AlterConfigs, version, &validate).await;
+            assert_eq!(response.responses[0].error_code, 0);
+            assert_eq!(set_configs(&ctx, "t").await, pairs(&[("retention.bytes", "10")]), "validate_only");
+            let clear = AlterConfigsRequest::default().with_resources(vec![legacy(RESOURCE_TOPIC, "t", &[])]);
+            let response: AlterConfigsResponse = call(&ctx, ApiKey::AlterConfigs, version, &clear).await;
+            assert_eq!(response.responses[0].error_code, 0);
+            assert!(set_configs(&ctx, "t").await.is_empty(), "an empty set restores every default");
+        }
+    }
+
+    #[test]
+    fn alter_requests_of_every_version_pass_the_walk_and_huge_arrays_are_refused() {
+        fn walk(api: ApiKey, version: i16, body: &impl Encodable) {
+            let mut out = BytesMut::new();
+            body.encode(&mut out, version).unwrap();
+            let left =
+                crate::walk::check(api, version, &out).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+            assert_eq!(left, 0, "{api:?} v{version}: the walk follows the schema to its end");
+        }
+        let ops: &[Op<'_>] = &[("a", OP_SET, Some("1")), ("b", OP_DELETE, None)];
+        for v in 0..=1 {
+            let r = IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![incremental("t", ops), incremental("u", &[])])
+                .with_validate_only(true);
+            walk(ApiKey::IncrementalAlterConfigs, v, &r);
+        }
+        for v in 0..=2 {
+            let r = AlterConfigsRequest::default().with_resources(vec![
+                legacy(RESOURCE_TOPIC, "t", &[("a", Some("1")), ("b", None)]),
+                legacy(RESOURCE_BROKER, "0", &[]),
+            ]);
+            walk(ApiKey::AlterConfigs, v, &r);
+        }
+        let huge = |prefix: &[u8], flexible: bool| -> Bytes {
+            let mut body = BytesMut::from(prefix);
+            if flexible {
+                body.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+            } else {
+                body.put_i32(i32::MAX);
+            }
+            body.put_slice(&[0; 8]);
+            body.freeze()
+        };
+        // The resources array, then one resource's configs array.
+        let one = [0, 0, 0, 1, 2, 0, 1, b't'];
+        let one_flexible = [2, 2, 2, b't'];
+        for (prefix, flexible, v) in
+            [(&[][..], false, 0), (&[][..], true, 1), (&one[..], false, 0), (&one_flexible[..], true, 1)]
+        {
+            let err = crate::frame::decode::<IncrementalAlterConfigsRequest>(
+                ApiKey::IncrementalAlterConfigs,
+                v,
+                huge(prefix, flexible),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("an array counts"), "v{v}: {err}");
+            let v = if flexible { 2 } else { 1 };
+            let err =
+                crate::frame::decode::<AlterConfigsRequest>(ApiKey::AlterConfigs, v, huge(prefix, flexible))
+                    .unwrap_err();
+            assert!(err.to_string().contains("an array counts"), "v{v}: {err}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! the top, per group, topic, partition or member), so that the server
 //! counts every refusal it answers in one place.
 
+use kafka_protocol::messages::{AlterConfigsResponse, IncrementalAlterConfigsResponse, OffsetDeleteResponse};
 use kafka_protocol::messages::{
     ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse,
     DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
@@ -114,6 +115,25 @@ impl ErrorCodes for OffsetFetchResponse {
 impl ErrorCodes for DescribeGroupsResponse {
     fn error_codes(&self, each: &mut dyn FnMut(i16)) {
         self.groups.iter().for_each(|g| each(g.error_code));
+    }
+}
+
+impl ErrorCodes for AlterConfigsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.responses.iter().for_each(|r| each(r.error_code));
+    }
+}
+
+impl ErrorCodes for IncrementalAlterConfigsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.responses.iter().for_each(|r| each(r.error_code));
+    }
+}
+
+impl ErrorCodes for OffsetDeleteResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        each(self.error_code);
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
     }
 }
 

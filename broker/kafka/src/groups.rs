@@ -1,7 +1,7 @@
 //! Kafka's group APIs over the core's groups: FindCoordinator (this broker
 //! coordinates every group), the classic protocol (JoinGroup, SyncGroup,
-//! Heartbeat, LeaveGroup), committed offsets (OffsetCommit, OffsetFetch)
-//! and ListGroups / DescribeGroups / DeleteGroups.
+//! Heartbeat, LeaveGroup), committed offsets (OffsetCommit, OffsetFetch,
+//! OffsetDelete) and ListGroups / DescribeGroups / DeleteGroups.
 //!
 //! The core relays members' metadata and assignments as opaque bytes; this
 //! module reads the topics and partitions in them (Kafka's consumer
@@ -28,6 +28,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -40,6 +43,7 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
     SyncGroupResponse, TopicName,
 };
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::error::group_code;
@@ -47,6 +51,11 @@ use crate::server::Context;
 
 /// The protocol type of Kafka consumers, whose metadata this module reads.
 const CONSUMER: &str = "consumer";
+/// Group types as ListGroups v5 names them: Kafka's classic groups, and
+/// the broker-assigned groups of the gRPC API (like Kafka's `consumer`
+/// groups).
+const TYPE_CLASSIC: &str = "classic";
+const TYPE_CONSUMER: &str = "consumer";
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -583,28 +592,43 @@ fn state_name(state: GroupState) -> &'static str {
     }
 }
 
+/// A group's type (ListGroups v5) and protocol type. A group known only by
+/// its committed offsets is classic, as Kafka lists a group that consumers
+/// outside any group committed for.
+fn group_type(ctx: &Context, group: &str) -> (&'static str, String) {
+    match ctx.core.groups().kind(group) {
+        Ok(Some((GroupKind::Broker, _))) => (TYPE_CONSUMER, CONSUMER.to_owned()),
+        Ok(Some((GroupKind::Classic, protocol_type))) => (TYPE_CLASSIC, protocol_type),
+        Ok(None) | Err(_) => (TYPE_CLASSIC, String::new()),
+    }
+}
+
 pub(crate) fn list_groups(ctx: &Context, version: i16, request: &ListGroupsRequest) -> ListGroupsResponse {
-    let groups = ctx.core.groups();
-    let listed = match groups.list() {
+    let listed = match ctx.core.groups().list() {
         Ok(listed) => listed,
         Err(e) => return ListGroupsResponse::default().with_error_code(group_code(&e)),
     };
-    let wanted = |state: &str| {
-        request.states_filter.is_empty()
-            || request.states_filter.iter().any(|f| f.as_str().eq_ignore_ascii_case(state))
+    let wanted = |filter: &[StrBytes], value: &str| {
+        filter.is_empty() || filter.iter().any(|f| f.as_str().eq_ignore_ascii_case(value))
     };
     let out = listed
         .into_iter()
-        .filter(|(_, state, _)| wanted(state_name(*state)))
-        .map(|(name, state, _)| {
-            let protocol_type = groups.membership(&name).map(|i| i.protocol_type).unwrap_or_default();
+        .filter(|(_, state, _)| wanted(&request.states_filter, state_name(*state)))
+        .filter_map(|(name, state, _)| {
+            let (kind, protocol_type) = group_type(ctx, &name);
+            if !wanted(&request.types_filter, kind) {
+                return None;
+            }
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(text(&name)))
                 .with_protocol_type(text(&protocol_type));
             if version >= 4 {
                 g.group_state = text(state_name(state));
             }
-            g
+            if version >= 5 {
+                g.group_type = text(kind);
+            }
+            Some(g)
         })
         .collect();
     ListGroupsResponse::default().with_groups(out)
@@ -625,8 +649,16 @@ pub(crate) fn describe_groups(ctx: &Context, request: &DescribeGroupsRequest) ->
             if info.kind.is_none() {
                 // Without live members: Empty if it has committed offsets,
                 // otherwise Kafka's Dead (a group that does not exist).
+                // An empty classic group keeps its protocol type, as Kafka's.
                 let has_offsets = groups.committed(name, None).is_ok_and(|c| !c.is_empty());
-                return out.with_group_state(text(if has_offsets { "Empty" } else { "Dead" }));
+                if !has_offsets {
+                    return out.with_group_state(text("Dead"));
+                }
+                let protocol_type = match groups.kind(name) {
+                    Ok(Some((GroupKind::Classic, protocol_type))) => protocol_type,
+                    _ => String::new(),
+                };
+                return out.with_group_state(text("Empty")).with_protocol_type(text(&protocol_type));
             }
             let members = info
                 .members
@@ -651,6 +683,79 @@ pub(crate) fn describe_groups(ctx: &Context, request: &DescribeGroupsRequest) ->
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(described)
+}
+
+/// Deletes a group's committed offsets of some partitions; those of topics
+/// its live members subscribe to stay (GROUP_SUBSCRIBED_TO_TOPIC).
+pub(crate) async fn offset_delete(ctx: &Context, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = request.group_id.0.as_str();
+    let groups = ctx.core.groups();
+    let refused = |code: i16| OffsetDeleteResponse::default().with_error_code(code);
+    match groups.membership(group) {
+        // Subscriptions are read from Kafka's consumer protocol only: live
+        // members of another protocol cannot say which topics they use.
+        Ok(info) if info.kind == Some(GroupKind::Classic) && info.protocol_type != CONSUMER => {
+            tracing::debug!(group, protocol_type = %info.protocol_type, "kafka offset delete refused: live members");
+            return refused(ResponseError::NonEmptyGroup.code());
+        }
+        Ok(_) => {}
+        Err(e) => {
+            log_refusal("OffsetDelete", group, "", None, &e);
+            return refused(group_code(&e));
+        }
+    }
+    let mut wanted = Vec::new();
+    let mut slots: Vec<(TopicName, Vec<(i32, Slot)>)> = Vec::new();
+    for t in &request.topics {
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let slot = match u32::try_from(p.partition_index) {
+                    Ok(partition) => {
+                        wanted.push((t.name.0.as_str().to_owned(), partition));
+                        Ok(wanted.len() - 1)
+                    }
+                    Err(_) => Err(ResponseError::UnknownTopicOrPartition.code()),
+                };
+                (p.partition_index, slot)
+            })
+            .collect();
+        slots.push((t.name.clone(), partitions));
+    }
+    let results = match groups.delete_offsets(group, &wanted).await {
+        Ok(results) => results,
+        Err(e) => {
+            log_refusal("OffsetDelete", group, "", None, &e);
+            return refused(group_code(&e));
+        }
+    };
+    let topics = slots
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, slot)| {
+                    let error_code = match slot {
+                        Err(code) => code,
+                        Ok(i) => match &results[i] {
+                            Ok(()) => 0,
+                            // The one precondition: no live member subscribes to the topic.
+                            Err(Error::FailedPrecondition { .. }) => {
+                                ResponseError::GroupSubscribedToTopic.code()
+                            }
+                            Err(e) => group_code(e),
+                        },
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default().with_name(name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }
 
 /// Deletes groups without live members: their committed offsets go.
@@ -776,13 +881,22 @@ mod tests {
             }
             walks_whole(ApiKey::OffsetFetch, v, &r);
         }
-        for v in 0..=4 {
+        for v in 0..=5 {
             let mut r = ListGroupsRequest::default();
             if v >= 4 {
                 r.states_filter = vec![s("Stable"), s("Empty")];
             }
+            if v >= 5 {
+                r.types_filter = vec![s("classic"), s("consumer")];
+            }
             walks_whole(ApiKey::ListGroups, v, &r);
         }
+        let p = kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default();
+        let t = kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_partitions(vec![p.clone(), p.with_partition_index(1)]);
+        let r = OffsetDeleteRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![t.clone(), t]);
+        walks_whole(ApiKey::OffsetDelete, 0, &r);
         for v in 0..=5 {
             let r = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g")), GroupId(s("h"))]);
             walks_whole(ApiKey::DescribeGroups, v, &r);
@@ -825,6 +939,11 @@ mod tests {
         refused::<OffsetFetchRequest>(ApiKey::OffsetFetch, 8, &[], true);
         // ListGroups v4 (flexible): states; DescribeGroups v0: groups.
         refused::<ListGroupsRequest>(ApiKey::ListGroups, 4, &[], true);
+        // ListGroups v5: no states, then the types.
+        refused::<ListGroupsRequest>(ApiKey::ListGroups, 5, &[1], true);
+        // OffsetDelete v0: group "g", topics; then one topic's partitions.
+        refused::<OffsetDeleteRequest>(ApiKey::OffsetDelete, 0, &[0, 1, b'g'], false);
+        refused::<OffsetDeleteRequest>(ApiKey::OffsetDelete, 0, &[0, 1, b'g', 0, 0, 0, 1, 0, 1, b't'], false);
         refused::<DescribeGroupsRequest>(ApiKey::DescribeGroups, 0, &[], false);
         // DeleteGroups v0: groups; v2 (flexible): groups.
         refused::<DeleteGroupsRequest>(ApiKey::DeleteGroups, 0, &[], false);
@@ -931,6 +1050,176 @@ mod tests {
         assert_eq!(results, expected.map(|(g, code)| (g.to_owned(), code)));
         assert!(groups.committed("idle", None).unwrap().is_empty(), "its offsets are gone");
         assert_eq!(groups.committed("live", None).unwrap().len(), 1, "a group with members keeps them");
+    }
+
+    fn join_request(group: &str, protocol_type: &str, topics: &[&str]) -> JoinRequest {
+        JoinRequest {
+            group: group.into(),
+            client_id: "c".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: protocol_type.into(),
+            protocols: vec![ClassicProtocol {
+                name: "range".into(),
+                topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+                ..ClassicProtocol::default()
+            }],
+            ..JoinRequest::default()
+        }
+    }
+
+    fn offset_delete_request(group: &str, topics: &[(&str, &[i32])]) -> OffsetDeleteRequest {
+        use kafka_protocol::messages::offset_delete_request::{
+            OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        let topics = topics
+            .iter()
+            .map(|(name, partitions)| {
+                let partitions = partitions
+                    .iter()
+                    .map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p))
+                    .collect();
+                OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(text(name)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetDeleteRequest::default().with_group_id(GroupId(text(group))).with_topics(topics)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offset_delete_keeps_the_offsets_of_subscribed_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let groups = ctx.core.groups();
+        ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        ctx.core.log().create_topic("u", 1, BTreeMap::new()).await.unwrap();
+        let at_zero =
+            |topic: &str| CommittedOffset { topic: topic.into(), partition: 0, offset: 0, metadata: None };
+        for group in ["live", "connect"] {
+            let results = groups.commit_classic(group, "", -1, &[at_zero("t"), at_zero("u")]).await.unwrap();
+            assert!(results.iter().all(Result::is_ok));
+        }
+        let live = groups.join(join_request("live", CONSUMER, &["t"]), &ctx.stop).await.unwrap();
+        groups.join(join_request("connect", "connect", &[]), &ctx.stop).await.unwrap();
+
+        let request = offset_delete_request("live", &[("t", &[0]), ("u", &[0, 3, -1]), ("gone", &[0])]);
+        let response = offset_delete(&ctx, &request).await;
+        assert_eq!(response.error_code, 0);
+        let codes: Vec<(String, Vec<(i32, i16)>)> = response
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.0.to_string(),
+                    t.partitions.iter().map(|p| (p.partition_index, p.error_code)).collect(),
+                )
+            })
+            .collect();
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        assert_eq!(
+            codes,
+            [
+                ("t".to_owned(), vec![(0, ResponseError::GroupSubscribedToTopic.code())]),
+                ("u".to_owned(), vec![(0, 0), (3, unknown), (-1, unknown)]),
+                ("gone".to_owned(), vec![(0, unknown)]),
+            ]
+        );
+        let left: Vec<String> =
+            groups.committed("live", None).unwrap().into_iter().map(|c| c.topic).collect();
+        assert_eq!(left, ["t"], "only the unsubscribed topic's offset went");
+
+        let code = |r: OffsetDeleteResponse| (r.error_code, r.topics.len());
+        assert_eq!(
+            code(offset_delete(&ctx, &offset_delete_request("connect", &[("u", &[0])])).await),
+            (ResponseError::NonEmptyGroup.code(), 0),
+            "live members of another protocol: their topics are unknown"
+        );
+        assert_eq!(
+            code(offset_delete(&ctx, &offset_delete_request("missing", &[("t", &[0])])).await),
+            (ResponseError::GroupIdNotFound.code(), 0)
+        );
+        assert_eq!(
+            code(offset_delete(&ctx, &offset_delete_request("", &[("t", &[0])])).await),
+            (ResponseError::InvalidGroupId.code(), 0)
+        );
+        // Once its member left, the group's remaining offset can go.
+        groups.leave("live", &[live.member_id]).unwrap();
+        let response = offset_delete(&ctx, &offset_delete_request("live", &[("t", &[0])])).await;
+        assert_eq!((response.error_code, response.topics[0].partitions[0].error_code), (0, 0));
+        assert!(groups.committed("live", None).unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn list_groups_v5_names_each_groups_type_and_filters_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let groups = ctx.core.groups();
+        ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let at_zero = [CommittedOffset { topic: "t".into(), partition: 0, offset: 0, metadata: None }];
+        for group in ["idle", "left"] {
+            assert!(groups.commit_classic(group, "", -1, &at_zero).await.unwrap()[0].is_ok());
+        }
+        let left = groups.join(join_request("left", CONSUMER, &["t"]), &ctx.stop).await.unwrap();
+        groups.join(join_request("live", CONSUMER, &["t"]), &ctx.stop).await.unwrap();
+        let heartbeat = brooklet_core::Heartbeat {
+            group: "grpc".into(),
+            member_id: String::new(),
+            member_epoch: 0,
+            topics: vec!["t".into()],
+            ..brooklet_core::Heartbeat::default()
+        };
+        groups.heartbeat(heartbeat).unwrap();
+        groups.leave("left", &[left.member_id]).unwrap();
+
+        let list = |version: i16, types: &[&'static str]| -> Vec<(String, String, String, String)> {
+            let request =
+                ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect());
+            let response = list_groups(&ctx, version, &request);
+            assert_eq!(response.error_code, 0);
+            crate::frame::encode(ApiKey::ListGroups, version, 1, &response).expect("encodes for its version");
+            response
+                .groups
+                .into_iter()
+                .map(|g| {
+                    (
+                        g.group_id.0.to_string(),
+                        g.group_state.to_string(),
+                        g.protocol_type.to_string(),
+                        g.group_type.to_string(),
+                    )
+                })
+                .collect()
+        };
+        let row = |g: &str, state: &str, protocol_type: &str, kind: &str| {
+            (g.to_owned(), state.to_owned(), protocol_type.to_owned(), kind.to_owned())
+        };
+        assert_eq!(
+            list(5, &[]),
+            [
+                row("grpc", "Stable", "consumer", "consumer"),
+                row("idle", "Empty", "", "classic"),
+                // An emptied classic group keeps its protocol type.
+                row("left", "Empty", "consumer", "classic"),
+                row("live", "CompletingRebalance", "consumer", "classic"),
+            ]
+        );
+        assert_eq!(list(5, &["Consumer"]), [row("grpc", "Stable", "consumer", "consumer")]);
+        let classic: Vec<String> = list(5, &["classic"]).into_iter().map(|r| r.0).collect();
+        assert_eq!(classic, ["idle", "left", "live"]);
+        assert!(list(5, &["share"]).is_empty());
+        assert_eq!(list(4, &[])[2], row("left", "Empty", "consumer", ""), "no type before v5");
+        let request =
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("left")), GroupId(s("idle"))]);
+        let described: Vec<(String, String)> = describe_groups(&ctx, &request)
+            .groups
+            .into_iter()
+            .map(|g| (g.group_state.to_string(), g.protocol_type.to_string()))
+            .collect();
+        assert_eq!(
+            described,
+            [("Empty".to_owned(), "consumer".to_owned()), ("Empty".to_owned(), String::new())]
+        );
     }
 
     fn consumer_bytes(version: i16, message: &impl Encodable) -> Bytes {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::DeleteGroupsRequest;
 use kafka_protocol::messages::ProduceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, IncrementalAlterConfigsRequest, OffsetDeleteRequest};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
@@ -367,6 +368,18 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
         ApiKey::DeleteGroups => {
             let request: DeleteGroupsRequest = frame::decode(api, version, body)?;
             frame::encode(api, version, id, &groups::delete_groups(ctx, &request).await)?
+        }
+        ApiKey::AlterConfigs => {
+            let request: AlterConfigsRequest = frame::decode(api, version, body)?;
+            respond(ctx, api, version, id, &admin::alter_configs(ctx, &request).await)?
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let request: IncrementalAlterConfigsRequest = frame::decode(api, version, body)?;
+            respond(ctx, api, version, id, &admin::incremental_alter_configs(ctx, &request).await)?
+        }
+        ApiKey::OffsetDelete => {
+            let request: OffsetDeleteRequest = frame::decode(api, version, body)?;
+            respond(ctx, api, version, id, &groups::offset_delete(ctx, &request).await)?
         }
         _ => return Err(FrameError::NotImplemented { api, version }),
     };

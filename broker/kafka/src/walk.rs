@@ -375,6 +375,36 @@ pub(crate) fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<usize, Str
             w.array(|w| w.blob())?;
             w.tags()?;
         }
+        ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => {
+            let incremental = api == ApiKey::IncrementalAlterConfigs;
+            w.array(|w| {
+                w.skip(1)?; // resource type
+                w.blob()?; // resource name
+                w.array(|w| {
+                    w.blob()?; // name
+                    if incremental {
+                        w.skip(1)?; // operation
+                    }
+                    w.blob()?; // value
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            w.skip(1)?; // validate only
+            w.tags()?;
+        }
+        ApiKey::OffsetDelete => {
+            w.blob()?; // group id
+            w.array(|w| {
+                w.blob()?; // topic
+                w.array(|w| {
+                    w.skip(4)?; // partition
+                    w.tags()
+                })?;
+                w.tags()
+            })?;
+            w.tags()?;
+        }
         // No arrays to check.
         _ => return Ok(0),
     }

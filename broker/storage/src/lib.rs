@@ -438,6 +438,22 @@ impl OffsetStore {
         Ok(groups)
     }
 
+    /// Deletes `group`'s committed offsets of these (topic, partition)s, all
+    /// of them or none; returns how many existed.
+    pub fn delete_offsets(&self, group: &str, partitions: &[(String, u32)]) -> Result<usize, StorageError> {
+        let mut batch = sled::Batch::default();
+        let mut existed = 0;
+        for (topic, partition) in partitions {
+            let key = keys::committed_offset(group, topic, *partition);
+            if self.tree.contains_key(&key).map_err(sled_err("read offsets"))? {
+                existed += 1;
+            }
+            batch.remove(key);
+        }
+        self.tree.apply_batch(batch).map_err(sled_err("delete committed offsets"))?;
+        Ok(existed)
+    }
+
     /// Deletes every committed offset of `group`; false if it had none.
     pub fn delete_group(&self, group: &str) -> Result<bool, StorageError> {
         let mut batch = sled::Batch::default();

@@ -258,9 +258,9 @@ async fn librdkafka_admin_lists_describes_and_deletes_groups_and_lists_their_off
                 .to_owned(),
             format!("live offsets {offsets}"),
             "live delete NON_EMPTY_GROUP".to_owned(),
-            // Once empty, the group keeps only its offsets: no protocol
-            // type, which librdkafka reads as a simple consumer group.
-            "left list [('auditors', 'EMPTY', True)]".to_owned(),
+            // Once empty, the group keeps its protocol type while it has
+            // offsets: librdkafka does not take it for a simple group.
+            "left list [('auditors', 'EMPTY', False)]".to_owned(),
             "left describe EMPTY []".to_owned(),
             format!("left offsets {offsets}"),
             "left delete ok".to_owned(),

@@ -1162,7 +1162,7 @@ mod tests {
         let err = groups.commit("x", Some(committer), &commit).await.unwrap_err();
         assert!(matches!(err, Error::GroupKindConflict { .. }), "{err}");
         let err = groups.reset_offsets("x", "t", crate::ResetTo::Earliest).await.unwrap_err();
-        assert!(err.to_string().contains("live members"), "{err}");
+        assert!(err.to_string().contains("has 1 live member;"), "{err}");
         let listed = groups.list().unwrap();
         assert_eq!(listed, vec![("x".to_owned(), GroupState::CompletingRebalance, 1)]);
     }
@@ -1213,5 +1213,57 @@ mod tests {
         assert_eq!(p0.owner.as_deref(), Some(m), "describe shows the owner from the decoded assignment");
         groups.leave("g", &[m.to_owned()]).unwrap();
         groups.reset_offsets("g", "t", crate::ResetTo::Latest).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn offsets_are_deleted_except_of_topics_live_members_subscribe_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::ZERO);
+        core.log().create_topic("t", 2, BTreeMap::new()).await.unwrap();
+        core.log().create_topic("u", 1, BTreeMap::new()).await.unwrap();
+        let groups = core.groups();
+        let stop = CancellationToken::new();
+        let at = |topic: &str, partition| CommittedOffset {
+            topic: topic.into(),
+            partition,
+            offset: 0,
+            metadata: None,
+        };
+        let err = groups.delete_offsets("g", &[("t".into(), 0)]).await.unwrap_err();
+        assert!(matches!(err, Error::GroupNotFound { .. }), "{err}");
+        groups.commit_classic("g", "", -1, &[at("t", 0), at("t", 1), at("u", 0)]).await.unwrap();
+        assert_eq!(groups.kind("g").unwrap(), None, "a commit alone makes no kind");
+        let mut r = req("g", "");
+        r.require_known_member_id = false;
+        let j = groups.join(r, &stop).await.unwrap();
+        let m = j.member_id.clone();
+        assert_eq!(groups.kind("g").unwrap(), Some((GroupKind::Classic, "consumer".into())));
+        let wanted = [("t".to_owned(), 0), ("u".to_owned(), 0), ("u".to_owned(), 5), ("gone".to_owned(), 0)];
+        let results = groups.delete_offsets("g", &wanted).await.unwrap();
+        assert!(
+            matches!(&results[0], Err(Error::FailedPrecondition { reason }) if reason.contains("`t`")),
+            "{:?}",
+            results[0]
+        );
+        assert!(results[1].is_ok(), "u is not subscribed to");
+        assert!(
+            matches!(&results[2], Err(Error::InvalidArgument { field, .. }) if field == "partitions[2].partition"),
+            "{:?}",
+            results[2]
+        );
+        assert!(matches!(&results[3], Err(Error::TopicNotFound { .. })), "{:?}", results[3]);
+        let left: Vec<(String, u32)> =
+            groups.committed("g", None).unwrap().into_iter().map(|c| (c.topic, c.partition)).collect();
+        assert_eq!(left, [("t".to_owned(), 0), ("t".to_owned(), 1)]);
+        // Once the member left, the group keeps its kind while it has offsets.
+        groups.leave("g", &[m]).unwrap();
+        assert_eq!(groups.membership("g").unwrap().kind, None);
+        assert_eq!(groups.kind("g").unwrap(), Some((GroupKind::Classic, "consumer".into())));
+        let results = groups.delete_offsets("g", &[("t".into(), 0), ("t".into(), 1)]).await.unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert!(groups.committed("g", None).unwrap().is_empty());
+        assert_eq!(groups.kind("g").unwrap(), None, "without offsets the kind is forgotten");
+        let err = groups.delete_offsets("g", &[("t".into(), 0)]).await.unwrap_err();
+        assert!(matches!(err, Error::GroupNotFound { .. }), "{err}");
     }
 }

@@ -581,7 +581,7 @@ mod tests {
         let (a, epoch, owned) = sim.join();
         assert!(sim.c.check_commit("g", Some((&a, epoch)), [("t", 0)]).is_ok());
         let err = sim.c.check_commit("g", None, [("t", 0)]).unwrap_err();
-        assert!(err.to_string().contains("live members"), "{err}");
+        assert!(err.to_string().contains("has 1 live member:"), "{err}");
         let err = sim.c.check_commit("g", Some((&a, epoch + 7)), [("t", 0)]).unwrap_err();
         assert!(err.to_string().contains("stale"), "{err}");
         let (b, b_epoch, _) = sim.join();

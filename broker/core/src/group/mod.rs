@@ -43,6 +43,9 @@ pub use brooklet_storage::CommittedOffset;
 pub const MAX_GROUP_ID_BYTES: usize = 255;
 /// Longest commit metadata, in bytes.
 pub const MAX_METADATA_BYTES: usize = 4096;
+/// Group ids whose kind is remembered once their members left; past this,
+/// the first in order is forgotten.
+const MAX_REMEMBERED_GROUPS: usize = 10_000;
 
 /// A committing member: its id and epoch.
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +113,11 @@ pub struct Groups {
 struct Membership {
     broker: Coordinator,
     classic: Classic,
+    /// The kind (and a classic group's protocol type) each group id was
+    /// last used as, so that a group whose members left is still listed
+    /// as the kind it was. In memory only, bounded by
+    /// `MAX_REMEMBERED_GROUPS`.
+    used_as: BTreeMap<String, (GroupKind, String)>,
 }
 
 impl Membership {
@@ -137,12 +145,27 @@ impl Membership {
     fn describe(&self, group: &str) -> GroupInfo {
         self.classic.describe(group).unwrap_or_else(|| self.broker.describe(group))
     }
+
+    /// Remembers that `group` is used as `kind`.
+    fn used_as(&mut self, group: &str, kind: GroupKind, protocol_type: &str) {
+        if self.used_as.get(group).is_some_and(|(k, t)| *k == kind && t == protocol_type) {
+            return;
+        }
+        if self.used_as.len() >= MAX_REMEMBERED_GROUPS && !self.used_as.contains_key(group) {
+            self.used_as.pop_first();
+        }
+        self.used_as.insert(group.to_owned(), (kind, protocol_type.to_owned()));
+    }
 }
 
 impl Groups {
     /// Groups over `log`.
     pub(crate) fn new(log: Arc<Log>, offsets: Offsets, config: GroupConfig) -> Groups {
-        let members = Membership { broker: Coordinator::new(config.clone()), classic: Classic::new(config) };
+        let members = Membership {
+            broker: Coordinator::new(config.clone()),
+            classic: Classic::new(config),
+            used_as: BTreeMap::new(),
+        };
         Groups { log, offsets, members: Arc::new(Mutex::new(members)) }
     }
 
@@ -172,10 +195,14 @@ impl Groups {
         validate_group(&hb.group)?;
         let log = &self.log;
         let mut members = self.members.lock();
-        if hb.member_epoch != -1 {
-            members.admit(&hb.group, GroupKind::Broker)?;
+        if hb.member_epoch == -1 {
+            return members.broker.heartbeat(hb, Instant::now(), |t| log.partition_count(t));
         }
-        members.broker.heartbeat(hb, Instant::now(), |t| log.partition_count(t))
+        members.admit(&hb.group, GroupKind::Broker)?;
+        let group = hb.group.clone();
+        let reply = members.broker.heartbeat(hb, Instant::now(), |t| log.partition_count(t))?;
+        members.used_as(&group, GroupKind::Broker, "");
+        Ok(reply)
     }
 
     /// Joins a classic group: waits until the group forms its next
@@ -186,7 +213,10 @@ impl Groups {
         let rx = {
             let mut members = self.members.lock();
             members.admit(&group, GroupKind::Classic)?;
-            members.classic.join(req, tokio::time::Instant::now())?
+            let protocol_type = req.protocol_type.clone();
+            let rx = members.classic.join(req, tokio::time::Instant::now())?;
+            members.used_as(&group, GroupKind::Classic, &protocol_type);
+            rx
         };
         self.wait(&group, rx, stop).await
     }
@@ -246,6 +276,19 @@ impl Groups {
     pub fn membership(&self, group: &str) -> Result<GroupInfo> {
         validate_group(group)?;
         Ok(self.members.lock().describe(group))
+    }
+
+    /// The kind of `group` and a classic group's protocol type: its live
+    /// members', or else the kind it was last used as since the broker
+    /// started; `None` if neither is known.
+    pub fn kind(&self, group: &str) -> Result<Option<(GroupKind, String)>> {
+        validate_group(group)?;
+        let members = self.members.lock();
+        let live = members.describe(group);
+        Ok(match live.kind {
+            Some(kind) => Some((kind, live.protocol_type)),
+            None => members.used_as.get(group).cloned(),
+        })
     }
 
     /// Stores `offsets` for `group`, all or none; they are on disk when this
@@ -403,6 +446,75 @@ impl Groups {
         self.require_empty(group, "deleted")?;
         if !self.offsets.delete(group).await? {
             return Err(Error::GroupNotFound { group: group.to_owned() });
+        }
+        self.forget_if_unused(group)?;
+        Ok(())
+    }
+
+    /// Deletes `group`'s committed offsets of `partitions`, with one result
+    /// per partition: refused for a topic the group's live members subscribe
+    /// to, and for a partition the log does not have unless an offset is
+    /// committed for it. The others are deleted together (a partition
+    /// without an offset has nothing to delete); on disk when this returns.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Result<()>>> {
+        validate_group(group)?;
+        let committed: BTreeSet<TopicPartition> =
+            self.offsets.committed(group, None)?.into_iter().map(|c| (c.topic, c.partition)).collect();
+        let subscribed: BTreeSet<String> = {
+            let info = self.members.lock().describe(group);
+            if info.members.is_empty() && committed.is_empty() {
+                return Err(Error::GroupNotFound { group: group.to_owned() });
+            }
+            let assigned = info.members.iter().flat_map(|m| m.assignment.iter().map(|(t, _)| t.clone()));
+            info.members.iter().flat_map(|m| m.topics.iter().cloned()).chain(assigned).collect()
+        };
+        let results: Vec<Result<()>> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, partition))| {
+                if subscribed.contains(topic) {
+                    return Err(Error::FailedPrecondition {
+                        reason: format!(
+                            "group `{group}` has live members subscribed to topic `{topic}`; \
+                             its offsets can be deleted once they unsubscribe or leave"
+                        ),
+                    });
+                }
+                if committed.contains(&(topic.clone(), *partition)) {
+                    return Ok(());
+                }
+                self.log.partition_state(topic, *partition).map(|_| ()).map_err(|e| match e {
+                    Error::InvalidArgument { reason, .. } => {
+                        Error::invalid(format!("partitions[{i}].partition"), reason)
+                    }
+                    other => other,
+                })
+            })
+            .collect();
+        let deleted: Vec<TopicPartition> = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(tp, r)| r.is_ok() && committed.contains(*tp))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !deleted.is_empty() {
+            self.offsets.delete_some(group, &deleted).await?;
+            self.forget_if_unused(group)?;
+        }
+        Ok(results)
+    }
+
+    /// Forgets the kind `group` was used as, unless it has live members or
+    /// committed offsets.
+    fn forget_if_unused(&self, group: &str) -> Result<()> {
+        let has_offsets = !self.offsets.committed(group, None)?.is_empty();
+        let mut members = self.members.lock();
+        if !has_offsets && members.live_kind(group).is_none() {
+            members.used_as.remove(group);
         }
         Ok(())
     }
