@@ -395,6 +395,12 @@ pub(crate) fn leave_group(ctx: &Context, version: i16, request: &LeaveGroupReque
 /// offsets handed to the core.
 type Slot = Result<usize, i16>;
 
+/// The logical offsets a Kafka client may commit to move a group to a
+/// partition's log start or end (kafkajs's admin `resetOffsets` does).
+/// Brooklet stores the offset each stands for when committed.
+const EARLIEST: i64 = -2;
+const LATEST: i64 = -1;
+
 pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.as_str().to_owned();
     let mut offsets = Vec::new();
@@ -403,7 +409,16 @@ pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -
         let topic = t.name.0.as_str();
         let mut partitions = Vec::new();
         for p in &t.partitions {
-            let slot = match (u32::try_from(p.partition_index), u64::try_from(p.committed_offset)) {
+            let partition = u32::try_from(p.partition_index);
+            let offset = match (&partition, p.committed_offset) {
+                (Ok(partition), logical @ (EARLIEST | LATEST)) => {
+                    // An unknown partition is left to the core to report.
+                    let state = ctx.core.log().partition_state(topic, *partition);
+                    Ok(state.map_or(0, |s| if logical == EARLIEST { s.log_start } else { s.high_watermark }))
+                }
+                (_, offset) => u64::try_from(offset),
+            };
+            let slot = match (partition, offset) {
                 (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.code()),
                 (_, Err(_)) => Err(ResponseError::OffsetOutOfRange.code()),
                 (Ok(partition), Ok(offset)) => {
@@ -1008,6 +1023,47 @@ mod tests {
         let d = described(&ctx);
         assert_eq!((d.group_state.as_str(), d.protocol_data.as_str()), ("Stable", "range"));
         assert_eq!(d.members[0].member_assignment, Bytes::from_static(b"a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_of_the_logical_earliest_or_latest_offset_stores_the_partitions_start_or_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let record = brooklet_core::NewRecord {
+            partition: Some(0),
+            value: Some(Bytes::from_static(b"v")),
+            ..Default::default()
+        };
+        ctx.core.log().produce("t", vec![record; 3], None, None).await.unwrap();
+        // Outside any generation, as a client resetting an empty group does.
+        let commit = |offset: i64| {
+            let p =
+                OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
+            let t = OffsetCommitRequestTopic::default().with_name(TopicName(s("t"))).with_partitions(vec![p]);
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![t])
+        };
+        let committed = |ctx: &Context| ctx.core.groups().committed("g", None).unwrap()[0].offset;
+        for (offset, stored) in [(2, 2), (EARLIEST, 0), (LATEST, 3), (EARLIEST, 0)] {
+            let response = offset_commit(&ctx, commit(offset)).await;
+            assert_eq!(response.topics[0].partitions[0].error_code, 0, "commit of {offset}");
+            assert_eq!(committed(&ctx), stored, "commit of {offset}");
+        }
+        // Any other negative offset is refused, and the commit stays.
+        let response = offset_commit(&ctx, commit(-3)).await;
+        assert_eq!(response.topics[0].partitions[0].error_code, ResponseError::OffsetOutOfRange.code());
+        assert_eq!(committed(&ctx), 0);
+        // A logical offset of a partition the topic lacks is refused as such.
+        let mut unknown = commit(EARLIEST);
+        unknown.topics[0].partitions[0].partition_index = 7;
+        let response = offset_commit(&ctx, unknown).await;
+        assert_eq!(
+            response.topics[0].partitions[0].error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
     }
 
     #[tokio::test(start_paused = true)]

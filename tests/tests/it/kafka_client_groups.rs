@@ -1,9 +1,13 @@
-//! Kafka's classic consumer groups with librdkafka: confluent-kafka
-//! consumers (`tests/kafka/librdkafka_groups.py`) resume from commits, split
-//! partitions with eager and cooperative assignors, survive a member killed
-//! without closing; kcat's balanced consumer reads and commits; librdkafka's
-//! admin client lists, describes and deletes groups and lists their
-//! offsets. Brooklet's own tools show the same groups.
+//! Kafka's classic consumer groups with librdkafka and kafkajs:
+//! confluent-kafka consumers (`tests/kafka/librdkafka_groups.py`) resume
+//! from commits, split partitions with eager and cooperative assignors,
+//! survive a member killed without closing; kcat's balanced consumer reads
+//! and commits; librdkafka's admin client lists, describes and deletes
+//! groups and lists their offsets; kafkajs consumers
+//! (`tests/kafka/kafkajs_groups.js`) resume from commits and split
+//! partitions, and one takes over when the other leaves; kafkajs's admin
+//! client resets a group's offsets. Brooklet's own
+//! tools show the same groups.
 //!
 //! The script prints one fact a line; where the test looks at the group
 //! while the consumers are live, the script waits for a line on its stdin.
@@ -14,7 +18,9 @@ use std::process::Stdio;
 use brooklet_broker::Config;
 use brooklet_client::{Admin, GroupState};
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available, record};
+use brooklet_tests::{
+    DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available, kafka_scripts, record,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -41,6 +47,19 @@ fn script(mode: &str, addr: &str, topic: &str, group: &str, arg: Option<&str>) -
         .kill_on_drop(true)
         .spawn()
         .expect("python3 starts")
+}
+
+/// `node kafkajs_groups.js MODE ADDR TOPIC GROUP`, stdin and stdout piped.
+fn kafkajs(mode: &str, addr: &str, topic: &str, group: &str) -> Child {
+    tokio::process::Command::new("node")
+        .args(["kafkajs_groups.js", mode, addr, topic, group])
+        .current_dir(kafka_scripts())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts")
 }
 
 /// Runs a script that needs no input to its end; its stdout lines.
@@ -269,5 +288,86 @@ async fn librdkafka_admin_lists_describes_and_deletes_groups_and_lists_their_off
             "deleted offsets []".to_owned(),
         ]
     );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafkajs_consumers_resume_from_commits_made_by_autocommit_and_explicitly() {
+    if !kafka_client_available(KafkaClient::Kafkajs).await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("payments", 1).await;
+    let (_stdin, lines, child) = pipes(kafkajs("resume", &addr, "payments", "ledger"));
+    let first: Vec<String> = (0..10).map(|i| format!("{i}:a{i}")).collect();
+    let second: Vec<String> = (0..5).map(|i| format!("{}:b{i}", 10 + i)).collect();
+    assert_eq!(
+        rest(lines, child).await,
+        [
+            format!("first {} committed [10]", first.join(" ")),
+            format!("second {} committed [15]", second.join(" ")),
+            "third 15:c0".to_owned(),
+        ],
+        "each consumer reads only what came after the previous one's commit"
+    );
+    // The third consumer committed nothing: its record is the group's lag.
+    assert_eq!(positions(&admin, "ledger").await, [(0, Some(15), 1)]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafkajs_admin_resets_a_group_to_the_earliest_and_latest_offsets() {
+    if !kafka_client_available(KafkaClient::Kafkajs).await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("refunds", 1).await;
+    let (_stdin, lines, child) = pipes(kafkajs("reset", &addr, "refunds", "auditors"));
+    // kafkajs resets by committing Kafka's logical offsets -2 and -1: the
+    // group's offsets become the log's start and end.
+    assert_eq!(
+        rest(lines, child).await,
+        ["read 0:r0 1:r1 2:r2", "earliest committed [0]", "again 0:r0 1:r1 2:r2", "latest committed [3]",]
+    );
+    assert_eq!(positions(&admin, "auditors").await, [(0, Some(3), 0)]);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafkajs_consumers_split_a_topic_and_one_takes_over_when_the_other_leaves() {
+    if !kafka_client_available(KafkaClient::Kafkajs).await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("jobs", 4).await;
+    let (mut stdin, mut lines, child) = pipes(kafkajs("split", &addr, "jobs", "runners"));
+    assert_eq!(next_line(&mut lines).await, "split 2 2 disjoint true");
+
+    let d = eventually("the group to be described as stable with two members", || async {
+        let d = admin.describe_group("runners").await.ok()?;
+        (d.state == GroupState::Stable && d.members.len() == 2).then_some(d)
+    })
+    .await;
+    // kafkajs's default assignor, named as kafkajs names it.
+    assert_eq!(
+        (d.kind, d.protocol_type.as_str(), d.protocol.as_str()),
+        (Some("kafka-classic"), "consumer", "RoundRobinAssigner")
+    );
+    let mut owned: Vec<(String, u32)> = Vec::new();
+    for m in &d.members {
+        assert_eq!((m.topics.as_slice(), m.assignment.len()), (["jobs".to_owned()].as_slice(), 2), "{m:?}");
+        owned.extend(m.assignment.iter().cloned());
+    }
+    owned.sort();
+    assert_eq!(owned, (0..4).map(|p| ("jobs".to_owned(), p)).collect::<Vec<_>>(), "disjoint, all four");
+
+    stdin.write_all(b"go\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let after: Vec<String> = (0..4).map(|p| format!("after-runners-{p}")).collect();
+    assert_eq!(
+        rest(lines, child).await,
+        ["after leave a owns 4".to_owned(), format!("a read {}", after.join(" ")), "done".to_owned()]
+    );
+    assert_eq!(positions(&admin, "runners").await, (0..4).map(|p| (p, Some(1), 0)).collect::<Vec<_>>());
     broker.shutdown().await;
 }

@@ -6,8 +6,10 @@
 //! The clients run as child processes: `tests/kafka/confluent_client.py`
 //! and `tests/kafka/kafkajs_client.js` (records in and out as JSON lines),
 //! kcat directly. Without a client its tests skip loudly; CI requires them
-//! all (`brooklet_tests::kafka_client_available`). No test uses a consumer
-//! group: consumers are assigned partitions and read from offset 0.
+//! all (`brooklet_tests::kafka_client_available`). Consumers read from
+//! offset 0: confluent-kafka's assigned partitions, kafkajs's subscribed in
+//! a group of its own that commits nothing and is deleted once read (groups
+//! themselves are tested in `kafka_client_groups`).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -318,6 +320,8 @@ async fn kafkajs_idempotent_producer_round_trips_records_in_order() {
     let seen: Vec<Seen> = read.iter().map(seen_from_driver).collect();
     assert_intact(&sent, &seen, 0);
     assert_eq!(broker.high_watermarks("orders").await, [150], "nothing more was written");
+    let admin = Admin::connect(broker.broker.endpoint()).unwrap();
+    assert_eq!(admin.list_groups().await.unwrap(), [], "the reader's group was deleted");
     broker.shutdown().await;
 }
 
