@@ -26,7 +26,7 @@ use crate::error::{Error, GroupKind, MembershipRefusal, Result};
 /// Most members a classic group may have, ids handed out to join (which
 /// live until their session timeout) included: a client that joins again
 /// and again cannot make the broker hold ids without bound.
-pub const MAX_MEMBERS: usize = 1000;
+pub(super) const MAX_MEMBERS: usize = 1000;
 
 /// One protocol a joining member supports, in its order of preference.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
