@@ -190,6 +190,8 @@ pub enum MembershipRefusal {
     },
     /// Static membership (a group instance id) is not supported.
     StaticMembership,
+    /// The group has as many members as it may have.
+    GroupMaxSize,
 }
 
 impl Error {

@@ -46,6 +46,7 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             MembershipRefusal::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
             MembershipRefusal::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
             MembershipRefusal::StaticMembership => ResponseError::InvalidRequest,
+            MembershipRefusal::GroupMaxSize => ResponseError::GroupMaxSizeReached,
         },
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,
@@ -127,6 +128,7 @@ mod tests {
         assert_eq!(code(&membership(MembershipRefusal::InconsistentProtocol)), 23);
         assert_eq!(code(&membership(MembershipRefusal::InvalidSessionTimeout)), 26);
         assert_eq!(code(&membership(MembershipRefusal::MemberIdRequired { member_id: "m".into() })), 79);
+        assert_eq!(code(&membership(MembershipRefusal::GroupMaxSize)), 81);
         let conflict =
             Error::GroupKindConflict { group: "g".into(), in_use_by: brooklet_core::GroupKind::Broker };
         assert_eq!(code(&conflict), 23);

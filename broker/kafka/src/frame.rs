@@ -70,6 +70,9 @@ pub(crate) enum FrameError {
          so that the client refreshes its metadata"
     )]
     AcksZeroRefused { topic: String, partition: i32, error: String, more: String },
+    /// The client closed the connection inside a frame.
+    #[error("the client closed the connection {got} bytes into a frame of {size}")]
+    CutShort { size: usize, got: usize },
 }
 
 /// A request's frame, its header read.

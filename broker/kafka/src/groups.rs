@@ -71,6 +71,7 @@ fn needs_attention(err: &Error) -> Option<&'static str> {
             MembershipRefusal::StaticMembership => Some("static membership"),
             MembershipRefusal::InvalidSessionTimeout => Some("invalid session timeout"),
             MembershipRefusal::InconsistentProtocol => Some("inconsistent protocol"),
+            MembershipRefusal::GroupMaxSize => Some("group full"),
             _ => None,
         },
         _ => None,

@@ -153,7 +153,12 @@ async fn read_frame(
 ) -> Result<Option<Bytes>, ConnectionError> {
     let size = match read.read_i32().await {
         Ok(size) => size,
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        // Between requests, a close or a reset (as clients do at exit) is
+        // the end of the connection, not a fault.
+        Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+            tracing::debug!(error = %e, "kafka: the client closed the connection");
+            return Ok(None);
+        }
         Err(e) => return Err(e.into()),
     };
     let Some(len) = usize::try_from(size).ok().filter(|l| *l <= limit) else {
@@ -167,8 +172,13 @@ async fn read_frame(
         };
         return Err(err.into());
     };
-    let mut buf = vec![0; len];
-    read.read_exact(&mut buf).await?;
+    // Memory grows with the bytes that arrive, not with the size a client
+    // announces: a slow client cannot make the broker hold its whole limit.
+    let mut buf = Vec::with_capacity(len.min(64 << 10));
+    read.take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(FrameError::CutShort { size: len, got: buf.len() }.into());
+    }
     Ok(Some(Bytes::from(buf)))
 }
 
@@ -268,6 +278,7 @@ fn frame_error_reason(e: &FrameError) -> &'static str {
         FrameError::Http2 => "http2",
         FrameError::Tls => "tls",
         FrameError::AcksZeroRefused { .. } => "acks0_refused",
+        FrameError::CutShort { .. } => "cut_short",
     }
 }
 
@@ -460,6 +471,25 @@ mod tests {
         let frame = read(&[0, 0, 0, 2, 7, 8]).await.unwrap();
         assert_eq!(frame.as_deref(), Some(&[7, 8][..]));
         assert!(read(&[]).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_an_error_and_a_reset_between_frames_a_close() {
+        let cut = read(&[0, 0, 0, 9, 1, 2, 3]).await.unwrap_err();
+        assert!(matches!(cut, ConnectionError::Frame(FrameError::CutShort { size: 9, got: 3 })), "{cut}");
+        assert_eq!(frame_error_reason(&FrameError::CutShort { size: 9, got: 3 }), "cut_short");
+        /// A connection the client reset.
+        struct Reset;
+        impl tokio::io::AsyncRead for Reset {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()))
+            }
+        }
+        assert!(read_frame(&mut Reset, 1 << 20).await.unwrap().is_none());
     }
 
     #[test]

@@ -23,6 +23,11 @@ use super::assignor::TopicPartition;
 use super::coordinator::{GroupConfig, GroupInfo, GroupState, MemberInfo};
 use crate::error::{Error, GroupKind, MembershipRefusal, Result};
 
+/// Most members a classic group may have, ids handed out to join (which
+/// live until their session timeout) included: a client that joins again
+/// and again cannot make the broker hold ids without bound.
+pub(super) const MAX_MEMBERS: usize = 1000;
+
 /// One protocol a joining member supports, in its order of preference.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClassicProtocol {
@@ -507,6 +512,14 @@ impl Classic {
             drop_if_unused(&mut self.groups, &name);
             return Err(refused(MembershipRefusal::InconsistentProtocol, reason));
         }
+        if req.member_id.is_empty() && group.members.len() + group.pending.len() >= MAX_MEMBERS {
+            let reason = format!(
+                "group `{name}` has {} members and ids handed out to join, the most a group may have",
+                MAX_MEMBERS
+            );
+            drop_if_unused(&mut self.groups, &name);
+            return Err(refused(MembershipRefusal::GroupMaxSize, reason));
+        }
         let (tx, rx) = oneshot::channel();
         let member_id = req.member_id.clone();
         if member_id.is_empty() || group.pending.contains_key(&member_id) {
@@ -967,6 +980,25 @@ mod tests {
         let a = new_id(groups, "g").await;
         let ja = groups.join(req("g", &a), &stop).await.unwrap();
         assert_eq!((ja.generation, ja.members.len()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ids_handed_out_to_join_are_bounded_and_expire_with_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::ZERO);
+        let groups = core.groups().clone();
+        for _ in 0..MAX_MEMBERS {
+            new_id(&groups, "g").await;
+        }
+        let stop = CancellationToken::new();
+        let err = groups.join(req("g", ""), &stop).await.unwrap_err();
+        assert_eq!(refusal(Err::<(), _>(err)), MembershipRefusal::GroupMaxSize);
+        // Another group is not affected.
+        new_id(&groups, "h").await;
+        // The ids nobody joined with expire with their session timeout.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        groups.members.lock().classic.expire(tokio::time::Instant::now());
+        new_id(&groups, "g").await;
     }
 
     #[tokio::test(start_paused = true)]
