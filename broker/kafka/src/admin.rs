@@ -625,10 +625,7 @@ pub(crate) async fn alter_configs(ctx: &Context, request: &AlterConfigsRequest) 
         .await
         .into_iter()
         .map(|(resource_type, name, result)| {
-            let (error_code, message) = match result {
-                Ok(()) => (0, None),
-                Err((error, message)) => (error.code(), Some(str_bytes(message))),
-            };
+            let (error_code, message) = outcome(result);
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource_type)
                 .with_resource_name(name)
@@ -637,6 +634,14 @@ pub(crate) async fn alter_configs(ctx: &Context, request: &AlterConfigsRequest) 
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// A resource's error code and message for an alter response.
+fn outcome(result: Result<(), (ResponseError, String)>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((error, message)) => (error.code(), Some(str_bytes(message))),
+    }
 }
 
 /// IncrementalAlterConfigs: each config set, deleted (back to its
@@ -661,10 +666,7 @@ pub(crate) async fn incremental_alter_configs(
         .await
         .into_iter()
         .map(|(resource_type, name, result)| {
-            let (error_code, message) = match result {
-                Ok(()) => (0, None),
-                Err((error, message)) => (error.code(), Some(str_bytes(message))),
-            };
+            let (error_code, message) = outcome(result);
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource_type)
                 .with_resource_name(name)
