@@ -14,10 +14,24 @@ the Kafka counterpart of `brooklet bench produce` / `bench consume`.
   kafka_bench.py consume --bootstrap HOST:PORT --topic T [--json]
       One consumer, every partition assigned (no consumer group), reads from
       the log start to where each partition ended when it started.
+  kafka_bench.py kcat-produce --bootstrap HOST:PORT --topic T --record-size B
+                              [--duration S] [--linger-ms MS] [--batch-bytes B]
+      The same as produce through kcat (C, librdkafka, no Python per record):
+      one `kcat -P` with the same producer settings reads records, one per
+      line, from a pipe this script fills for S seconds; throughput counts
+      from kcat's start to its exit (every record acknowledged), and the
+      topic's end offsets must then add up to the records sent.
+  kafka_bench.py kcat-consume --bootstrap HOST:PORT --topic T --record-size B
+                              [--json]
+      The same as consume through `kcat -C -e` with a tuned consumer's
+      queue settings; throughput counts from kcat's start to its exit, and
+      the records it printed (one line each) must be every record in the
+      topic. Megabytes count B bytes a record (kcat prints no values).
 
 Prints a summary, or one JSON object with --json: records, seconds,
 records_per_sec, mb_per_sec (10^6 bytes of key + value), cpu_seconds and
-cpu_us_per_record (this script's processes: Python and librdkafka).
+cpu_us_per_record (this script's processes: Python and librdkafka; for the
+kcat commands, kcat's alone).
 Compression stays off: the broker takes uncompressed batches. The topic
 should exist (say `brooklet topic create T --partitions 4`).
 """
@@ -26,13 +40,16 @@ import json
 import multiprocessing
 import os
 import resource
+import subprocess
 import sys
+import threading
 import time
 
 import confluent_kafka as ck
 
 # Every wait is bounded: a broker that stops answering fails the bench.
 TIMEOUT_S = 60
+KCAT = os.environ.get("KCAT", "kcat")
 
 
 def cpu_seconds(who):
@@ -122,14 +139,7 @@ def run_consume(args):
             "max.partition.fetch.bytes": 1 << 20,
         }
     )
-    topic = consumer.list_topics(args.topic, timeout=TIMEOUT_S).topics[args.topic]
-    if topic.error is not None:
-        sys.exit(f"topic {args.topic}: {topic.error}")
-    remaining = {}
-    for p in topic.partitions:
-        low, high = consumer.get_watermark_offsets(ck.TopicPartition(args.topic, p), timeout=TIMEOUT_S)
-        if high > low:
-            remaining[p] = high - low
+    remaining = topic_spans(args, consumer)
     total = sum(remaining.values())
     cpu0 = cpu_seconds(resource.RUSAGE_SELF)
     start = time.monotonic()
@@ -153,6 +163,116 @@ def run_consume(args):
     return summary("consume", records, size, seconds, cpu)
 
 
+def topic_spans(args, consumer):
+    """{partition: records} of the topic's non-empty partitions."""
+    topic = consumer.list_topics(args.topic, timeout=TIMEOUT_S).topics[args.topic]
+    if topic.error is not None:
+        sys.exit(f"topic {args.topic}: {topic.error}")
+    spans = {}
+    for p in topic.partitions:
+        low, high = consumer.get_watermark_offsets(ck.TopicPartition(args.topic, p), timeout=TIMEOUT_S)
+        if high > low:
+            spans[p] = high - low
+    return spans
+
+
+def metadata_consumer(args):
+    return ck.Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": "brooklet-kafka-bench",
+            "enable.auto.commit": False,
+        }
+    )
+
+
+def kcat_options(config):
+    return [a for k, v in config.items() for a in ("-X", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
+
+
+def start_kcat(command, seconds, **pipes):
+    """Starts kcat with a watchdog that kills it after `seconds`, so a
+    broker that stops answering fails the bench rather than stalling it."""
+    proc = subprocess.Popen([KCAT] + command, **pipes)
+    watchdog = threading.Timer(seconds, proc.kill)
+    watchdog.start()
+    return proc, watchdog
+
+
+def wait_kcat(proc, watchdog, what):
+    code = proc.wait()
+    watchdog.cancel()
+    if code != 0:
+        sys.exit(f"kcat {what} failed (exit status {code}; -9 when killed at the deadline)")
+
+
+def run_kcat_produce(args):
+    config = producer_config(args)
+    del config["delivery.report.only.error"]
+    # kcat -P sends each line as one record: values are random bytes
+    # without the newline.
+    lines = b"".join(os.urandom(args.record_size).replace(b"\n", b"\0") + b"\n" for _ in range(1024))
+    cpu0 = cpu_seconds(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc, watchdog = start_kcat(
+        ["-P", "-b", args.bootstrap, "-t", args.topic, "-q"] + kcat_options(config),
+        args.duration + TIMEOUT_S * 2,
+        stdin=subprocess.PIPE,
+    )
+    stop = start + args.duration
+    sent = 0
+    try:
+        while time.monotonic() < stop:
+            proc.stdin.write(lines)
+            sent += 1024
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    wait_kcat(proc, watchdog, "-P")
+    end = time.monotonic()
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
+    consumer = metadata_consumer(args)
+    stored = sum(topic_spans(args, consumer).values())
+    consumer.close()
+    if stored != sent:
+        sys.exit(f"sent {sent} records, the topic holds {stored}")
+    return summary("kcat produce", sent, sent * args.record_size, end - start, cpu)
+
+
+def run_kcat_consume(args):
+    consumer = metadata_consumer(args)
+    spans = topic_spans(args, consumer)
+    consumer.close()
+    total = sum(spans.values())
+    # Read far ahead, as a consumer tuned for throughput does; 1 MiB per
+    # partition per fetch, as `bench consume --fetch-bytes`.
+    config = {
+        "max.partition.fetch.bytes": 1 << 20,
+        "queued.min.messages": 1_000_000,
+        "queued.max.messages.kbytes": 256 * 1024,
+        "fetch.wait.max.ms": 100,
+    }
+    cpu0 = cpu_seconds(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    # Every partition assigned, no group; one line per record.
+    proc, watchdog = start_kcat(
+        ["-C", "-b", args.bootstrap, "-t", args.topic, "-o", "beginning", "-e", "-q", "-f", "\n"]
+        + kcat_options(config),
+        TIMEOUT_S * 10,
+        stdout=subprocess.PIPE,
+    )
+    records = 0
+    while chunk := proc.stdout.read(1 << 20):
+        records += chunk.count(b"\n")
+    wait_kcat(proc, watchdog, "-C")
+    seconds = time.monotonic() - start
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
+    if records != total:
+        sys.exit(f"kcat read {records} of {total} records")
+    # kcat prints no value here: every record has --record-size bytes.
+    return summary("kcat consume", records, records * args.record_size, seconds, cpu)
+
+
 def summary(what, records, size, seconds, cpu):
     return {
         "bench": f"kafka {what}",
@@ -168,10 +288,10 @@ def summary(what, records, size, seconds, cpu):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["produce", "consume"])
+    parser.add_argument("what", choices=["produce", "consume", "kcat-produce", "kcat-consume"])
     parser.add_argument("--bootstrap", required=True, help="the broker's Kafka listener, HOST:PORT")
     parser.add_argument("--topic", required=True)
-    parser.add_argument("--record-size", type=int, default=100, help="bytes of each value (produce)")
+    parser.add_argument("--record-size", type=int, default=100, help="bytes of each value (produce; kcat-consume counts it)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of sending (produce)")
     parser.add_argument("--linger-ms", type=float, default=5.0, help="librdkafka linger.ms (produce)")
     parser.add_argument("--batch-bytes", type=int, default=256 * 1024, help="librdkafka batch.size (produce)")
@@ -180,7 +300,13 @@ def main():
     args = parser.parse_args()
     if args.record_size < 1 or args.duration <= 0 or args.producers < 1:
         parser.error("--record-size, --duration and --producers must be positive")
-    result = run_produce(args) if args.what == "produce" else run_consume(args)
+    run = {
+        "produce": run_produce,
+        "consume": run_consume,
+        "kcat-produce": run_kcat_produce,
+        "kcat-consume": run_kcat_consume,
+    }[args.what]
+    result = run(args)
     if args.json:
         print(json.dumps(result))
     else:
