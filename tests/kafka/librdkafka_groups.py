@@ -13,12 +13,19 @@ Usage: python3 librdkafka_groups.py MODE 127.0.0.1:PORT TOPIC GROUP [ARG]
   killed    two consumers split a 4-partition topic; one is a child process
             that exits without closing, and once its session times out the
             other owns all four and reads new records
+  static    two static consumers (group.instance.id) split a 4-partition
+            topic; after a line on stdin, the second (a child process) is
+            killed and restarted with the same instance id: it gets the same
+            partitions back, resumes from its commits, and the first is
+            never revoked; after another line, the first commits and closes
   admin     while a consumer of a 2-partition topic is live, the admin
             client lists and describes the group and lists its committed
             offsets, and cannot delete it; again once it left, then deletes
             it
   victim    (used by killed) a consumer that prints its assignment and exits
             at once, without closing, when a line arrives on stdin
+  static-victim  (used by static) the same with instance id ARG; it prints
+            each record it reads, after committing it
 """
 import os
 import subprocess
@@ -38,7 +45,7 @@ if os.environ.get("RDKAFKA_DEBUG"):
     common["debug"] = os.environ["RDKAFKA_DEBUG"]
 
 
-def consumer(name, **extra):
+def consumer(name, on_revoke=None, **extra):
     c = Consumer({
         **common,
         "group.id": group,
@@ -50,7 +57,10 @@ def consumer(name, **extra):
         "fetch.wait.max.ms": 100,
         **extra,
     })
-    c.subscribe([topic])
+    if on_revoke:
+        c.subscribe([topic], on_revoke=on_revoke)
+    else:
+        c.subscribe([topic])
     return c
 
 
@@ -97,7 +107,8 @@ class Member(threading.Thread):
 
     def __init__(self, name, **extra):
         super().__init__(daemon=True)
-        self.consumer = consumer(name, **extra)
+        self.revokes = 0
+        self.consumer = consumer(name, on_revoke=self.revoked, **extra)
         self.lock = threading.Lock()
         self.assigned = set()
         self.values = []
@@ -123,6 +134,20 @@ class Member(threading.Thread):
             self.consumer.close()
         except Exception as e:  # reported by the main thread
             self.error = e
+
+    def revoked(self, _consumer, _partitions):
+        with self.lock:
+            self.revokes += 1
+
+    def revoke_count(self):
+        with self.lock:
+            return self.revokes
+
+    def read_values(self):
+        if self.error:
+            raise self.error
+        with self.lock:
+            return sorted(self.values)
 
     def owned(self):
         if self.error:
@@ -246,6 +271,85 @@ elif mode == "victim":
         if n != last:
             print("assigned", n, flush=True)
             last = n
+
+elif mode == "static":
+    # Static members' sessions outlast a restart of the child.
+    static = {"session.timeout.ms": 15000}
+    a = Member("member-a", **static, **{"group.instance.id": f"{group}-a"})
+    a.start()
+    # a leads: it is alone when the group forms.
+    wait_for("a to own every partition", lambda: a.owned() == {0, 1, 2, 3})
+
+    def start_victim():
+        child = subprocess.Popen(
+            [sys.executable, __file__, "static-victim", addr, topic, group, f"{group}-b"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        lines = []
+        threading.Thread(target=lambda: lines.extend(line.strip() for line in child.stdout), daemon=True).start()
+        return child, lines
+
+    def assigned(lines):
+        now = [line for line in lines if line.startswith("assigned")]
+        return now[-1].split()[1:] if now else []
+
+    def got(lines):
+        return sorted(line.split()[1] for line in lines if line.startswith("got"))
+
+    b, b_lines = start_victim()
+
+    def split():
+        pa, pb = a.owned(), assigned(b_lines)
+        return len(pa) == 2 and len(pb) == 2 and (pa, pb)
+
+    pa, pb = wait_for("the partitions to be split with the static victim", split)
+    revokes = a.revoke_count()
+    before = [f"before-{p}-{i}" for p in range(4) for i in range(2)]
+    for p in range(4):
+        produce([f"before-{p}-{i}" for i in range(2)], partition=p)
+    mine = sorted(f"before-{p}-{i}" for p in pa for i in range(2))
+    wait_for("a to read its records", lambda: a.read_values() == mine)
+    wait_for("b to read and commit its records", lambda: len(got(b_lines)) == 4)
+    print("split", len(pa), len(pb), "read", sorted(a.read_values() + got(b_lines)) == sorted(before))
+    sys.stdout.flush()
+    sys.stdin.readline()
+
+    b.stdin.write("die\n")
+    b.stdin.flush()
+    assert b.wait(timeout=DEADLINE) == 7, "the victim exited without closing"
+    b, b_lines = start_victim()
+    wait_for("the restarted b to be assigned", lambda: assigned(b_lines))
+    print("restarted b owns the same partitions", assigned(b_lines) == pb)
+    for p in range(4):
+        produce([f"after-{group}-{p}"], partition=p)
+    mine = sorted(mine + [f"after-{group}-{p}" for p in pa])
+    wait_for("a to read the records after", lambda: a.read_values() == mine)
+    theirs = sorted(f"after-{group}-{p}" for p in pb)
+    wait_for("b to read the records after", lambda: len(got(b_lines)) == 2)
+    print("restarted b read only what came after", got(b_lines) == theirs)
+    print("a kept", a.owned() == pa, "revoked since the split", a.revoke_count() - revokes)
+    sys.stdout.flush()
+    sys.stdin.readline()
+    b.stdin.write("die\n")
+    b.stdin.flush()
+    assert b.wait(timeout=DEADLINE) == 7
+    a.finish()
+    print("done")
+
+elif mode == "static-victim":
+    c = consumer("static-victim", **{"session.timeout.ms": 15000, "group.instance.id": arg})
+    threading.Thread(target=lambda: (sys.stdin.readline(), os._exit(7)), daemon=True).start()
+    last = None
+    while True:
+        m = c.poll(0.1)
+        if m is not None:
+            assert m.error() is None, m.error()
+            c.commit(message=m, asynchronous=False)
+            print("got", m.value().decode(), flush=True)
+        now = " ".join(str(p) for p in sorted(tp.partition for tp in c.assignment()))
+        if now != last:
+            print("assigned", now, flush=True)
+            last = now
 
 elif mode == "admin":
     # A topic of two partitions, three records in each.

@@ -188,8 +188,9 @@ pub enum MembershipRefusal {
         /// The id to join with.
         member_id: String,
     },
-    /// Static membership (a group instance id) is not supported.
-    StaticMembership,
+    /// The group instance id belongs to another member id: a newer
+    /// instance of the same static member replaced this one.
+    FencedInstance,
     /// The group has as many members as it may have.
     GroupMaxSize,
 }

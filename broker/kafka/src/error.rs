@@ -45,7 +45,7 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             MembershipRefusal::InconsistentProtocol => ResponseError::InconsistentGroupProtocol,
             MembershipRefusal::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
             MembershipRefusal::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
-            MembershipRefusal::StaticMembership => ResponseError::InvalidRequest,
+            MembershipRefusal::FencedInstance => ResponseError::FencedInstanceId,
             MembershipRefusal::GroupMaxSize => ResponseError::GroupMaxSizeReached,
         },
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
@@ -129,6 +129,7 @@ mod tests {
         assert_eq!(code(&membership(MembershipRefusal::InvalidSessionTimeout)), 26);
         assert_eq!(code(&membership(MembershipRefusal::MemberIdRequired { member_id: "m".into() })), 79);
         assert_eq!(code(&membership(MembershipRefusal::GroupMaxSize)), 81);
+        assert_eq!(code(&membership(MembershipRefusal::FencedInstance)), 82);
         let conflict =
             Error::GroupKindConflict { group: "g".into(), in_use_by: brooklet_core::GroupKind::Broker };
         assert_eq!(code(&conflict), 23);

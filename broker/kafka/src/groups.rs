@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use brooklet_core::{
-    ClassicProtocol, CommittedOffset, Error, GroupKind, GroupState, JoinRequest, MemberAssignment,
+    ClassicProtocol, CommittedOffset, Error, GroupKind, GroupState, JoinRequest, Leaving, MemberAssignment,
     MembershipRefusal, SyncRequest, TopicPartition,
 };
 use bytes::{Buf, Bytes};
@@ -63,12 +63,13 @@ fn text(s: &str) -> StrBytes {
 
 /// A refusal that needs an operator's or developer's attention, by name;
 /// `None` for the protocol's normal steps (a member id required, a
-/// rebalance, an unknown member).
+/// rebalance, an unknown member). A fenced instance is two consumers
+/// configured with one group instance id, or a zombie of a restarted one.
 fn needs_attention(err: &Error) -> Option<&'static str> {
     match err {
         Error::GroupKindConflict { .. } => Some("group kind conflict"),
         Error::Membership { refusal, .. } => match refusal {
-            MembershipRefusal::StaticMembership => Some("static membership"),
+            MembershipRefusal::FencedInstance => Some("fenced instance"),
             MembershipRefusal::InvalidSessionTimeout => Some("invalid session timeout"),
             MembershipRefusal::InconsistentProtocol => Some("inconsistent protocol"),
             MembershipRefusal::GroupMaxSize => Some("group full"),
@@ -277,9 +278,15 @@ pub(crate) async fn join_group(
                 .members
                 .into_iter()
                 .map(|m| {
-                    JoinGroupResponseMember::default()
+                    let member = JoinGroupResponseMember::default()
                         .with_member_id(text(&m.member_id))
-                        .with_metadata(m.metadata)
+                        .with_metadata(m.metadata);
+                    // The instance id is in the response from v5.
+                    if version >= 5 {
+                        member.with_group_instance_id(m.group_instance_id.map(StrBytes::from_string))
+                    } else {
+                        member
+                    }
                 })
                 .collect();
         }
@@ -312,6 +319,7 @@ pub(crate) async fn sync_group(ctx: &Context, version: i16, request: SyncGroupRe
     let sync = SyncRequest {
         group: group.clone(),
         member_id: request.member_id.as_str().to_owned(),
+        group_instance_id: request.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
         generation: request.generation_id,
         protocol_type,
         protocol: request.protocol_name.as_ref().map(|p| p.as_str().to_owned()),
@@ -344,8 +352,9 @@ pub(crate) async fn sync_group(ctx: &Context, version: i16, request: SyncGroupRe
 
 pub(crate) fn heartbeat(ctx: &Context, request: &HeartbeatRequest) -> HeartbeatResponse {
     let group = request.group_id.0.as_str();
-    let result =
-        ctx.core.groups().classic_heartbeat(group, request.member_id.as_str(), request.generation_id);
+    let instance = request.group_instance_id.as_ref().map(StrBytes::as_str);
+    let member_id = request.member_id.as_str();
+    let result = ctx.core.groups().classic_heartbeat(group, member_id, instance, request.generation_id);
     let mut response = HeartbeatResponse::default();
     if let Err(e) = result {
         if !matches!(e, Error::Membership { refusal: MembershipRefusal::RebalanceInProgress, .. }) {
@@ -358,15 +367,23 @@ pub(crate) fn heartbeat(ctx: &Context, request: &HeartbeatRequest) -> HeartbeatR
 
 pub(crate) fn leave_group(ctx: &Context, version: i16, request: &LeaveGroupRequest) -> LeaveGroupResponse {
     let group = request.group_id.0.as_str();
-    let ids: Vec<String> = if version <= 2 {
-        vec![request.member_id.as_str().to_owned()]
+    let leaving: Vec<Leaving> = if version <= 2 {
+        vec![Leaving::member(request.member_id.as_str())]
     } else {
-        request.members.iter().map(|m| m.member_id.as_str().to_owned()).collect()
+        request
+            .members
+            .iter()
+            .map(|m| Leaving {
+                member_id: m.member_id.as_str().to_owned(),
+                group_instance_id: m.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
+            })
+            .collect()
     };
     let mut response = LeaveGroupResponse::default();
-    let results = match ctx.core.groups().leave(group, &ids) {
+    let results = match ctx.core.groups().leave(group, &leaving) {
         Ok(results) => results,
         Err(e) => {
+            let ids: Vec<&str> = leaving.iter().map(|l| l.member_id.as_str()).collect();
             log_refusal("LeaveGroup", group, &ids.join(","), None, &e);
             response.error_code = group_code(&e);
             return response;
@@ -436,10 +453,17 @@ pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -
         }
         slots.push((t.name.clone(), partitions));
     }
+    let instance = request.group_instance_id.as_ref().map(StrBytes::as_str);
     let results = ctx
         .core
         .groups()
-        .commit_classic(&group, request.member_id.as_str(), request.generation_id_or_member_epoch, &offsets)
+        .commit_classic(
+            &group,
+            request.member_id.as_str(),
+            instance,
+            request.generation_id_or_member_epoch,
+            &offsets,
+        )
         .await;
     if let Err(e) = &results {
         log_refusal("OffsetCommit", &group, request.member_id.as_str(), None, e);
@@ -650,7 +674,11 @@ pub(crate) fn list_groups(ctx: &Context, version: i16, request: &ListGroupsReque
     ListGroupsResponse::default().with_groups(out)
 }
 
-pub(crate) fn describe_groups(ctx: &Context, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub(crate) fn describe_groups(
+    ctx: &Context,
+    version: i16,
+    request: &DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let groups = ctx.core.groups();
     let described = request
         .groups
@@ -680,12 +708,18 @@ pub(crate) fn describe_groups(ctx: &Context, request: &DescribeGroupsRequest) ->
                 .members
                 .into_iter()
                 .map(|m| {
-                    DescribedGroupMember::default()
+                    let member = DescribedGroupMember::default()
                         .with_member_id(text(&m.member_id))
                         .with_client_id(text(&m.client_id))
                         .with_client_host(text(&m.host))
                         .with_member_metadata(m.metadata)
-                        .with_member_assignment(m.assignment_data)
+                        .with_member_assignment(m.assignment_data);
+                    // The instance id is in the response from v4.
+                    if version >= 4 {
+                        member.with_group_instance_id(m.group_instance_id.map(StrBytes::from_string))
+                    } else {
+                        member
+                    }
                 })
                 .collect();
             let protocol_type =
@@ -840,10 +874,13 @@ mod tests {
             let p = JoinGroupRequestProtocol::default()
                 .with_name(s("range"))
                 .with_metadata(Bytes::from_static(b"meta"));
-            let r = JoinGroupRequest::default()
+            let mut r = JoinGroupRequest::default()
                 .with_group_id(GroupId(s("g")))
                 .with_protocol_type(s("consumer"))
                 .with_protocols(vec![p.clone(), p]);
+            if v >= 5 {
+                r.group_instance_id = Some(s("i"));
+            }
             walks_whole(ApiKey::JoinGroup, v, &r);
         }
         for v in 0..=5 {
@@ -853,6 +890,9 @@ mod tests {
             let mut r = SyncGroupRequest::default()
                 .with_group_id(GroupId(s("g")))
                 .with_assignments(vec![a.clone(), a]);
+            if v >= 3 {
+                r.group_instance_id = Some(s("i"));
+            }
             if v >= 5 {
                 r = r.with_protocol_type(Some(s("consumer"))).with_protocol_name(Some(s("range")));
             }
@@ -863,7 +903,8 @@ mod tests {
             if v <= 2 {
                 r.member_id = s("m");
             } else {
-                r.members = vec![MemberIdentity::default().with_member_id(s("m")); 2];
+                let by_instance = MemberIdentity::default().with_group_instance_id(Some(s("i")));
+                r.members = vec![MemberIdentity::default().with_member_id(s("m")), by_instance];
             }
             walks_whole(ApiKey::LeaveGroup, v, &r);
         }
@@ -874,8 +915,11 @@ mod tests {
             let t = OffsetCommitRequestTopic::default()
                 .with_name(TopicName(s("t")))
                 .with_partitions(vec![p.clone(), p]);
-            let r =
+            let mut r =
                 OffsetCommitRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![t.clone(), t]);
+            if v >= 7 {
+                r.group_instance_id = Some(s("i"));
+            }
             walks_whole(ApiKey::OffsetCommit, v, &r);
         }
         for v in 1..=8 {
@@ -984,7 +1028,7 @@ mod tests {
 
     fn described(ctx: &Context) -> DescribedGroup {
         let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
-        describe_groups(ctx, &request).groups.remove(0)
+        describe_groups(ctx, 5, &request).groups.remove(0)
     }
 
     #[tokio::test(start_paused = true)]
@@ -1075,7 +1119,7 @@ mod tests {
         ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
         let at_zero = [CommittedOffset { topic: "t".into(), partition: 0, offset: 0, metadata: None }];
         for group in ["idle", "live"] {
-            let results = groups.commit_classic(group, "", -1, &at_zero).await.unwrap();
+            let results = groups.commit_classic(group, "", None, -1, &at_zero).await.unwrap();
             assert!(results[0].is_ok());
         }
         let join = JoinRequest {
@@ -1107,6 +1151,135 @@ mod tests {
         assert_eq!(results, expected.map(|(g, code)| (g.to_owned(), code)));
         assert!(groups.committed("idle", None).unwrap().is_empty(), "its offsets are gone");
         assert_eq!(groups.committed("live", None).unwrap().len(), 1, "a group with members keeps them");
+    }
+
+    fn static_join(member_id: &str, instance: &str) -> JoinGroupRequest {
+        let p =
+            JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m"));
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(text(member_id))
+            .with_group_instance_id(Some(text(instance)))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![p])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn static_members_are_known_by_the_instance_ids_requests_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        // v5: a static member needs no member id round trip.
+        let (ja, jb) = tokio::join!(
+            join_group(&ctx, 5, "c", "h", static_join("", "ia")),
+            join_group(&ctx, 5, "c", "h", static_join("", "ib"))
+        );
+        assert_eq!((ja.error_code, jb.error_code, ja.generation_id), (0, 0, 1));
+        let mut instances: Vec<Option<StrBytes>> =
+            ja.members.iter().map(|m| m.group_instance_id.clone()).collect();
+        instances.sort();
+        assert_eq!(instances, [Some(s("ia")), Some(s("ib"))], "the leader sees the instance ids");
+        crate::frame::encode(ApiKey::JoinGroup, 5, 1, &ja).expect("encodes at v5");
+        let (a, old_b) = (ja.member_id.clone(), jb.member_id.clone());
+        let sync =
+            |member: &StrBytes, instance: &'static str, assignments: Vec<SyncGroupRequestAssignment>| {
+                SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("g")))
+                    .with_generation_id(1)
+                    .with_member_id(member.clone())
+                    .with_group_instance_id(Some(s(instance)))
+                    .with_assignments(assignments)
+            };
+        let assignments = vec![
+            SyncGroupRequestAssignment::default().with_member_id(a.clone()).with_assignment(Bytes::from("A")),
+            SyncGroupRequestAssignment::default()
+                .with_member_id(old_b.clone())
+                .with_assignment(Bytes::from("B")),
+        ];
+        let (sa, sb) = tokio::join!(
+            sync_group(&ctx, 3, sync(&a, "ia", assignments)),
+            sync_group(&ctx, 3, sync(&old_b, "ib", vec![]))
+        );
+        assert_eq!((sa.error_code, sb.assignment), (0, Bytes::from("B")));
+
+        // b restarts: a new id, the same generation and assignment.
+        let jb = join_group(&ctx, 5, "c", "h", static_join("", "ib")).await;
+        assert_eq!((jb.error_code, jb.generation_id, jb.leader.clone()), (0, 1, a.clone()));
+        assert_ne!(jb.member_id, old_b);
+        let sb = sync_group(&ctx, 3, sync(&jb.member_id, "ib", vec![])).await;
+        assert_eq!((sb.error_code, sb.assignment), (0, Bytes::from("B")));
+
+        // The old id, with its instance id: FENCED_INSTANCE_ID everywhere.
+        let fenced = ResponseError::FencedInstanceId.code();
+        assert_eq!(fenced, 82);
+        let hb = |member: &StrBytes, instance: Option<StrBytes>| {
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_generation_id(1)
+                .with_member_id(member.clone())
+                .with_group_instance_id(instance)
+        };
+        assert_eq!(heartbeat(&ctx, &hb(&old_b, Some(s("ib")))).error_code, fenced);
+        assert_eq!(heartbeat(&ctx, &hb(&old_b, None)).error_code, ResponseError::UnknownMemberId.code());
+        assert_eq!(heartbeat(&ctx, &hb(&jb.member_id, Some(s("ib")))).error_code, 0);
+        assert_eq!(
+            heartbeat(&ctx, &hb(&a, Some(s("ib")))).error_code,
+            fenced,
+            "another member's instance id"
+        );
+        assert_eq!(sync_group(&ctx, 3, sync(&old_b, "ib", vec![])).await.error_code, fenced);
+        assert_eq!(join_group(&ctx, 5, "c", "h", static_join(old_b.as_str(), "ib")).await.error_code, fenced);
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id_or_member_epoch(1)
+            .with_member_id(old_b.clone())
+            .with_group_instance_id(Some(s("ib")))
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()]),
+            ]);
+        let committed = offset_commit(&ctx, commit).await;
+        assert_eq!(committed.topics[0].partitions[0].error_code, fenced);
+        let leave = |members: Vec<MemberIdentity>| {
+            LeaveGroupRequest::default().with_group_id(GroupId(s("g"))).with_members(members)
+        };
+        let by = |member: &StrBytes, instance: &'static str| {
+            MemberIdentity::default().with_member_id(member.clone()).with_group_instance_id(Some(s(instance)))
+        };
+        let left = leave_group(&ctx, 3, &leave(vec![by(&old_b, "ib")]));
+        assert_eq!(left.members[0].error_code, fenced);
+
+        // DescribeGroups shows the instance ids from v4.
+        let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+        for version in [3, 4] {
+            let d = describe_groups(&ctx, version, &request);
+            crate::frame::encode(ApiKey::DescribeGroups, version, 1, &d).expect("encodes for its version");
+            let mut shown: Vec<Option<StrBytes>> =
+                d.groups[0].members.iter().map(|m| m.group_instance_id.clone()).collect();
+            shown.sort();
+            let expected = if version >= 4 { vec![Some(s("ia")), Some(s("ib"))] } else { vec![None, None] };
+            assert_eq!(shown, expected, "v{version}");
+        }
+
+        // A static member leaves by its instance id alone; the group rebalances.
+        let left = leave_group(
+            &ctx,
+            3,
+            &leave(vec![by(&StrBytes::default(), "ib"), by(&StrBytes::default(), "ix")]),
+        );
+        let codes: Vec<(Option<StrBytes>, i16)> =
+            left.members.iter().map(|m| (m.group_instance_id.clone(), m.error_code)).collect();
+        assert_eq!(codes, [(Some(s("ib")), 0), (Some(s("ix")), ResponseError::UnknownMemberId.code())]);
+        assert_eq!(
+            heartbeat(&ctx, &hb(&a, Some(s("ia")))).error_code,
+            ResponseError::RebalanceInProgress.code()
+        );
+        // An instance id Kafka's clients would not send is an invalid request.
+        let bad = join_group(&ctx, 5, "c", "h", static_join("", "a b")).await;
+        assert_eq!(bad.error_code, ResponseError::InvalidRequest.code());
     }
 
     fn join_request(group: &str, protocol_type: &str, topics: &[&str]) -> JoinRequest {
@@ -1154,7 +1327,8 @@ mod tests {
         let at_zero =
             |topic: &str| CommittedOffset { topic: topic.into(), partition: 0, offset: 0, metadata: None };
         for group in ["live", "connect"] {
-            let results = groups.commit_classic(group, "", -1, &[at_zero("t"), at_zero("u")]).await.unwrap();
+            let results =
+                groups.commit_classic(group, "", None, -1, &[at_zero("t"), at_zero("u")]).await.unwrap();
             assert!(results.iter().all(Result::is_ok));
         }
         let live = groups.join(join_request("live", CONSUMER, &["t"]), &ctx.stop).await.unwrap();
@@ -1201,7 +1375,7 @@ mod tests {
             (ResponseError::InvalidGroupId.code(), 0)
         );
         // Once its member left, the group's remaining offset can go.
-        groups.leave("live", &[live.member_id]).unwrap();
+        groups.leave("live", &[Leaving::member(live.member_id)]).unwrap();
         let response = offset_delete(&ctx, &offset_delete_request("live", &[("t", &[0])])).await;
         assert_eq!((response.error_code, response.topics[0].partitions[0].error_code), (0, 0));
         assert!(groups.committed("live", None).unwrap().is_empty());
@@ -1215,7 +1389,7 @@ mod tests {
         ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
         let at_zero = [CommittedOffset { topic: "t".into(), partition: 0, offset: 0, metadata: None }];
         for group in ["idle", "left"] {
-            assert!(groups.commit_classic(group, "", -1, &at_zero).await.unwrap()[0].is_ok());
+            assert!(groups.commit_classic(group, "", None, -1, &at_zero).await.unwrap()[0].is_ok());
         }
         let left = groups.join(join_request("left", CONSUMER, &["t"]), &ctx.stop).await.unwrap();
         groups.join(join_request("live", CONSUMER, &["t"]), &ctx.stop).await.unwrap();
@@ -1227,7 +1401,7 @@ mod tests {
             ..brooklet_core::Heartbeat::default()
         };
         groups.heartbeat(heartbeat).unwrap();
-        groups.leave("left", &[left.member_id]).unwrap();
+        groups.leave("left", &[Leaving::member(left.member_id)]).unwrap();
 
         let list = |version: i16, types: &[&'static str]| -> Vec<(String, String, String, String)> {
             let request =
@@ -1268,7 +1442,7 @@ mod tests {
         assert_eq!(list(4, &[])[2], row("left", "Empty", "consumer", ""), "no type before v5");
         let request =
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("left")), GroupId(s("idle"))]);
-        let described: Vec<(String, String)> = describe_groups(&ctx, &request)
+        let described: Vec<(String, String)> = describe_groups(&ctx, 5, &request)
             .groups
             .into_iter()
             .map(|g| (g.group_state.to_string(), g.protocol_type.to_string()))
@@ -1345,10 +1519,7 @@ mod tests {
     #[test]
     fn refusals_that_need_attention_are_told_from_protocol_steps() {
         let membership = |refusal| Error::Membership { refusal, reason: String::new() };
-        assert_eq!(
-            needs_attention(&membership(MembershipRefusal::StaticMembership)),
-            Some("static membership")
-        );
+        assert_eq!(needs_attention(&membership(MembershipRefusal::FencedInstance)), Some("fenced instance"));
         assert_eq!(
             needs_attention(&membership(MembershipRefusal::InvalidSessionTimeout)),
             Some("invalid session timeout")
@@ -1374,27 +1545,22 @@ mod tests {
         let mut warned = BTreeMap::new();
         let start = Instant::now();
         let at = |secs: u64| start + Duration::from_secs(secs);
-        assert!(warn_now(&mut warned, "g", "static membership", at(0)));
+        assert!(warn_now(&mut warned, "g", "fenced instance", at(0)));
         // A client retrying every 2 s is not warned of again within the minute.
         for secs in (2..60).step_by(2) {
-            assert!(!warn_now(&mut warned, "g", "static membership", at(secs)), "{secs} s");
+            assert!(!warn_now(&mut warned, "g", "fenced instance", at(secs)), "{secs} s");
         }
         // Another reason, or another group, is.
         assert!(warn_now(&mut warned, "g", "group kind conflict", at(10)));
-        assert!(warn_now(&mut warned, "h", "static membership", at(10)));
+        assert!(warn_now(&mut warned, "h", "fenced instance", at(10)));
         // And the same again once the minute has passed.
-        assert!(warn_now(&mut warned, "g", "static membership", at(60)));
-        assert!(!warn_now(&mut warned, "g", "static membership", at(61)));
+        assert!(warn_now(&mut warned, "g", "fenced instance", at(60)));
+        assert!(!warn_now(&mut warned, "g", "fenced instance", at(61)));
         // Many groups: the map stays bounded, forgetting the oldest.
         for i in 0..3 * WARNED_MAX as u64 {
-            assert!(warn_now(&mut warned, &format!("many-{i}"), "static membership", at(100)));
+            assert!(warn_now(&mut warned, &format!("many-{i}"), "fenced instance", at(100)));
         }
         assert!(warned.len() <= WARNED_MAX, "{}", warned.len());
-        assert!(!warn_now(
-            &mut warned,
-            &format!("many-{}", 3 * WARNED_MAX - 1),
-            "static membership",
-            at(101)
-        ));
+        assert!(!warn_now(&mut warned, &format!("many-{}", 3 * WARNED_MAX - 1), "fenced instance", at(101)));
     }
 }

@@ -374,7 +374,7 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
         }
         ApiKey::DescribeGroups => {
             let request: DescribeGroupsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::describe_groups(ctx, &request))?
+            respond(ctx, api, version, id, &groups::describe_groups(ctx, version, &request))?
         }
         ApiKey::DeleteGroups => {
             let request: DeleteGroupsRequest = frame::decode(api, version, body)?;

@@ -1,7 +1,9 @@
 //! Kafka's classic consumer groups with librdkafka and kafkajs:
 //! confluent-kafka consumers (`tests/kafka/librdkafka_groups.py`) resume
 //! from commits, split partitions with eager and cooperative assignors,
-//! survive a member killed without closing; kcat's balanced consumer reads
+//! survive a member killed without closing, and a static member
+//! (`group.instance.id`) killed and restarted gets its partitions back
+//! without a rebalance; kcat's balanced consumer reads
 //! and commits; librdkafka's admin client lists, describes and deletes
 //! groups and lists their offsets; kafkajs consumers
 //! (`tests/kafka/kafkajs_groups.js`) resume from commits and split
@@ -203,6 +205,54 @@ async fn a_killed_librdkafka_consumer_leaves_after_its_session_timeout() {
         ]
     );
     assert_eq!(positions(&admin, "workers").await, (0..4).map(|p| (p, Some(1), 0)).collect::<Vec<_>>());
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_static_librdkafka_consumer_gets_its_partitions_back_without_a_rebalance() {
+    if !kafka_client_available(KafkaClient::ConfluentKafka).await {
+        return;
+    }
+    let (_dir, broker, addr, admin) = start().await;
+    broker.create_topic("jobs", 4).await;
+    let (mut stdin, mut lines, child) = pipes(script("static", &addr, "jobs", "static-workers", None));
+    assert_eq!(next_line(&mut lines).await, "split 2 2 read True");
+    let before = eventually("the static group to be stable with two members", || async {
+        let d = admin.describe_group("static-workers").await.ok()?;
+        (d.state == GroupState::Stable && d.members.len() == 2).then_some(d)
+    })
+    .await;
+
+    stdin.write_all(b"restart\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    assert_eq!(next_line(&mut lines).await, "restarted b owns the same partitions True");
+    assert_eq!(next_line(&mut lines).await, "restarted b read only what came after True");
+    assert_eq!(next_line(&mut lines).await, "a kept True revoked since the split 0");
+    let after = admin.describe_group("static-workers").await.unwrap();
+    assert_eq!((after.state, after.epoch), (GroupState::Stable, before.epoch), "no rebalance: {after:?}");
+    let ids = |d: &brooklet_client::GroupDescription| -> Vec<String> {
+        d.members.iter().map(|m| m.member_id.clone()).collect()
+    };
+    let (old, new) = (ids(&before), ids(&after));
+    assert_eq!(new.len(), 2);
+    assert_eq!(old.iter().filter(|id| new.contains(id)).count(), 1, "b has a new member id, a the same");
+    let owned = |d: &brooklet_client::GroupDescription| -> Vec<Vec<(String, u32)>> {
+        let mut owned: Vec<Vec<(String, u32)>> = d.members.iter().map(|m| m.assignment.clone()).collect();
+        owned.sort();
+        owned
+    };
+    assert_eq!(owned(&after), owned(&before), "the same partitions, owned the same way");
+
+    stdin.write_all(b"end\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    assert_eq!(rest(lines, child).await, ["done"]);
+    // Every record was read once: a committed 3 on its partitions, b each
+    // record it read. Static members do not leave on close: their sessions
+    // end them.
+    let d = admin.describe_group("static-workers").await.unwrap();
+    let committed: Vec<(u32, Option<u64>)> =
+        d.partitions.iter().map(|p| (p.partition, p.committed_offset)).collect();
+    assert_eq!(committed, (0..4).map(|p| (p, Some(3))).collect::<Vec<_>>());
     broker.shutdown().await;
 }
 

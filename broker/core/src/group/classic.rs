@@ -8,6 +8,14 @@
 //! CompletingRebalance (waiting for the leader's assignment) → Stable; a
 //! member joining, leaving or timing out starts the next rebalance.
 //!
+//! Static members (Kafka's group instance ids) are known by their instance
+//! id: a new instance joining with an empty member id takes the old one's
+//! place under a new member id, and the old id is fenced. In a stable group
+//! with an unchanged subscription it gets its old assignment back without a
+//! rebalance, unless it leads the group (then the group rebalances). A
+//! static member leaves by LeaveGroup or its session timeout, never by
+//! closing its connection.
+//!
 //! Pure state under the groups' lock: time comes in as an argument, and a
 //! waiting member holds the receiving end of a oneshot whose sender sits
 //! in its member entry, so nothing here awaits.
@@ -46,7 +54,7 @@ pub struct JoinRequest {
     pub group: String,
     /// Member id; empty for a new member.
     pub member_id: String,
-    /// Static membership's instance id (refused: not supported).
+    /// A static member's instance id.
     pub group_instance_id: Option<String>,
     /// Client id, for describe and new member ids.
     pub client_id: String,
@@ -69,6 +77,8 @@ pub struct JoinRequest {
 pub struct JoinedMember {
     /// Member id.
     pub member_id: String,
+    /// A static member's instance id.
+    pub group_instance_id: Option<String>,
     /// Its metadata for the chosen protocol.
     pub metadata: Bytes,
 }
@@ -108,6 +118,8 @@ pub struct SyncRequest {
     pub group: String,
     /// Member id.
     pub member_id: String,
+    /// A static member's instance id.
+    pub group_instance_id: Option<String>,
     /// The generation the member joined.
     pub generation: i32,
     /// Protocol type, if the request names it.
@@ -116,6 +128,23 @@ pub struct SyncRequest {
     pub protocol: Option<String>,
     /// Every member's assignment, from the leader; empty from others.
     pub assignments: Vec<MemberAssignment>,
+}
+
+/// A member leaving: by member id, or a static member by instance id (the
+/// member id may then be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leaving {
+    /// Member id.
+    pub member_id: String,
+    /// A static member's instance id.
+    pub group_instance_id: Option<String>,
+}
+
+impl Leaving {
+    /// A member leaving by its member id.
+    pub fn member(member_id: impl Into<String>) -> Leaving {
+        Leaving { member_id: member_id.into(), group_instance_id: None }
+    }
 }
 
 /// The answer to a sync: this member's assignment.
@@ -143,6 +172,8 @@ enum State {
 struct Member {
     /// Order of joining: the first member becomes the leader.
     seq: u64,
+    /// A static member's instance id.
+    instance: Option<String>,
     client_id: String,
     host: String,
     session_timeout: Duration,
@@ -167,6 +198,22 @@ impl Member {
     fn metadata(&self, protocol: &str) -> Option<&ClassicProtocol> {
         self.protocols.iter().find(|p| p.name == protocol)
     }
+
+    /// Whether `protocols` subscribe as this member's do: the same
+    /// protocols, each with the same topics where they could be read, or
+    /// else the same metadata. (A restarted consumer's metadata may differ
+    /// in what it owned before, which its assignment does not depend on.)
+    fn subscribes_as(&self, protocols: &[ClassicProtocol]) -> bool {
+        self.protocols.len() == protocols.len()
+            && self.protocols.iter().zip(protocols).all(|(a, b)| {
+                a.name == b.name
+                    && if a.topics.is_empty() && b.topics.is_empty() {
+                        a.metadata == b.metadata
+                    } else {
+                        a.topics == b.topics
+                    }
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -177,6 +224,8 @@ struct Group {
     protocol: String,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
+    /// Static members' ids by instance id; every id here is in `members`.
+    instances: BTreeMap<String, String>,
     /// Ids handed out to new members, until they join with them.
     pending: BTreeMap<String, Instant>,
     /// A rebalance gathers members no earlier than this (the initial delay
@@ -200,11 +249,32 @@ impl Group {
             protocol: String::new(),
             leader: None,
             members: BTreeMap::new(),
+            instances: BTreeMap::new(),
             pending: BTreeMap::new(),
             join_not_before: now,
             join_deadline: now,
             initial_since: None,
             sync_deadline: now,
+        }
+    }
+
+    /// Removes a member, and its instance id if it is static.
+    fn forget(&mut self, id: &str) -> Option<Member> {
+        let m = self.members.remove(id)?;
+        if let Some(instance) = &m.instance
+            && self.instances.get(instance).is_some_and(|current| current == id)
+        {
+            self.instances.remove(instance);
+        }
+        Some(m)
+    }
+
+    /// Refuses `member_id` naming `instance` if that instance id is a
+    /// static member's under another member id.
+    fn check_instance(&self, name: &str, member_id: &str, instance: Option<&str>) -> Result<()> {
+        match instance.and_then(|i| self.instances.get(i).map(|current| (i, current))) {
+            Some((i, current)) if current != member_id => Err(fenced(name, i, member_id)),
+            _ => Ok(()),
         }
     }
 
@@ -260,6 +330,7 @@ impl Group {
                 .iter()
                 .map(|(id, m)| JoinedMember {
                     member_id: id.clone(),
+                    group_instance_id: m.instance.clone(),
                     metadata: m.metadata(&self.protocol).map(|p| p.metadata.clone()).unwrap_or_default(),
                 })
                 .collect()
@@ -318,7 +389,7 @@ impl Group {
             self.members.iter().filter(|(_, m)| !m.awaiting_join()).map(|(id, _)| id.clone()).collect();
         for id in gone {
             tracing::info!(group = %name, member = %id, "member did not rejoin in time; removed");
-            self.members.remove(&id);
+            self.forget(&id);
         }
         self.generation += 1;
         self.initial_since = None;
@@ -355,8 +426,64 @@ impl Group {
         }
     }
 
+    /// A static member's new instance takes the place of `old_id` (its
+    /// assignment and its turn to lead) under a new member id; the old id
+    /// is fenced. In a stable group it gets the current generation at once
+    /// if it subscribes as before and does not lead; otherwise the group
+    /// rebalances (in CompletingRebalance too: the leader assigns to the
+    /// old id).
+    fn replace_static(
+        &mut self,
+        name: &str,
+        old_id: &str,
+        req: JoinRequest,
+        tx: Reply<Joined>,
+        now: Instant,
+        initial_delay: Duration,
+    ) {
+        let instance = req.group_instance_id.unwrap_or_default();
+        let mut m = self.forget(old_id).expect("every id in `instances` is a member");
+        if let Some(join) = m.join.take() {
+            let _ = join.send(Err(fenced(name, &instance, old_id)));
+        }
+        if let Some(sync) = m.sync.take() {
+            let _ = sync.send(Err(fenced(name, &instance, old_id)));
+        }
+        let new_id = format!("{instance}-{}", uuid::Uuid::new_v4());
+        let unchanged = m.subscribes_as(&req.protocols);
+        m.deadline = now + req.session_timeout;
+        m.session_timeout = req.session_timeout;
+        m.rebalance_timeout = req.rebalance_timeout;
+        m.client_id = req.client_id;
+        m.host = req.host;
+        m.protocols = req.protocols;
+        m.join = Some(tx);
+        self.members.insert(new_id.clone(), m);
+        self.instances.insert(instance.clone(), new_id.clone());
+        let leads = self.leader.as_deref() == Some(old_id);
+        if leads {
+            self.leader = Some(new_id.clone());
+        }
+        tracing::info!(
+            group = %name, instance = %instance, old = %old_id, member = %new_id,
+            "static member rejoined under a new id; the old one is fenced"
+        );
+        match self.state {
+            State::Stable if unchanged && !leads => {
+                let answer = self.current(&new_id, false);
+                let m = self.members.get_mut(&new_id).expect("inserted above");
+                if let Some(join) = m.join.take() {
+                    let _ = join.send(Ok(answer));
+                }
+            }
+            State::Stable | State::CompletingRebalance => self.prepare_rebalance(name, now, initial_delay),
+            State::PreparingRebalance | State::Empty => {}
+        }
+        self.try_complete_join(name, now);
+    }
+
     fn remove_member(&mut self, name: &str, id: &str, now: Instant, initial_delay: Duration) -> bool {
-        let Some(m) = self.members.remove(id) else { return false };
+        let Some(m) = self.forget(id) else { return false };
         if let Some(join) = m.join {
             let _ = join.send(Err(unknown_member(name, id)));
         }
@@ -425,6 +552,35 @@ fn refused(refusal: MembershipRefusal, reason: String) -> Error {
     Error::Membership { refusal, reason }
 }
 
+fn fenced(group: &str, instance: &str, member: &str) -> Error {
+    refused(
+        MembershipRefusal::FencedInstance,
+        format!(
+            "instance id `{instance}` of group `{group}` belongs to a newer member than `{member}`: \
+             another consumer with the same group.instance.id replaced this one"
+        ),
+    )
+}
+
+/// Longest group instance id, in bytes, as Kafka's clients allow.
+const MAX_INSTANCE_ID_BYTES: usize = 249;
+
+fn validate_instance_id(instance: &str) -> Result<()> {
+    if instance.is_empty() || instance.len() > MAX_INSTANCE_ID_BYTES {
+        return Err(Error::invalid(
+            "group_instance_id",
+            format!("instance ids are 1 to {MAX_INSTANCE_ID_BYTES} bytes, got {}", instance.len()),
+        ));
+    }
+    if let Some(c) = instance.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(Error::invalid(
+            "group_instance_id",
+            format!("`{c}` is not allowed: instance ids use ASCII letters, digits, `.`, `_` and `-`"),
+        ));
+    }
+    Ok(())
+}
+
 fn unknown_member(group: &str, member: &str) -> Error {
     refused(
         MembershipRefusal::UnknownMember,
@@ -487,11 +643,8 @@ impl Classic {
                 "a joining member names a protocol type and at least one protocol".into(),
             ));
         }
-        if req.group_instance_id.is_some() {
-            return Err(refused(
-                MembershipRefusal::StaticMembership,
-                "static membership (group.instance.id) is not supported; join without an instance id".into(),
-            ));
+        if let Some(instance) = &req.group_instance_id {
+            validate_instance_id(instance)?;
         }
         let initial_delay = cfg.initial_rebalance_delay;
         let name = req.group.clone();
@@ -512,6 +665,18 @@ impl Classic {
             drop_if_unused(&mut self.groups, &name);
             return Err(refused(MembershipRefusal::InconsistentProtocol, reason));
         }
+        let (tx, rx) = oneshot::channel();
+        if let Some(instance) = &req.group_instance_id
+            && let Some(current) = group.instances.get(instance).cloned()
+        {
+            if req.member_id.is_empty() {
+                group.replace_static(&name, &current, req, tx, now, initial_delay);
+                return Ok(rx);
+            }
+            if req.member_id != current {
+                return Err(fenced(&name, instance, &req.member_id));
+            }
+        }
         if req.member_id.is_empty() && group.members.len() + group.pending.len() >= MAX_MEMBERS {
             let reason = format!(
                 "group `{name}` has {} members and ids handed out to join, the most a group may have",
@@ -520,15 +685,18 @@ impl Classic {
             drop_if_unused(&mut self.groups, &name);
             return Err(refused(MembershipRefusal::GroupMaxSize, reason));
         }
-        let (tx, rx) = oneshot::channel();
         let member_id = req.member_id.clone();
         if member_id.is_empty() || group.pending.contains_key(&member_id) {
             let id = if member_id.is_empty() {
-                format!("{}-{}", req.client_id, uuid::Uuid::new_v4())
+                // As Kafka: a static member's id starts with its instance id.
+                let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
+                format!("{prefix}-{}", uuid::Uuid::new_v4())
             } else {
                 member_id
             };
-            if req.member_id.is_empty() && req.require_known_member_id {
+            // A static member is known by its instance id: it needs no
+            // round trip to learn its member id.
+            if req.member_id.is_empty() && req.require_known_member_id && req.group_instance_id.is_none() {
                 group.pending.insert(id.clone(), now + req.session_timeout);
                 return Err(refused(
                     MembershipRefusal::MemberIdRequired { member_id: id },
@@ -537,11 +705,15 @@ impl Classic {
             }
             group.pending.remove(&id);
             self.seq += 1;
-            tracing::info!(group = %name, member = %id, "classic member joined");
+            tracing::info!(group = %name, member = %id, instance = ?req.group_instance_id, "classic member joined");
+            if let Some(instance) = &req.group_instance_id {
+                group.instances.insert(instance.clone(), id.clone());
+            }
             group.members.insert(
                 id,
                 Member {
                     seq: self.seq,
+                    instance: req.group_instance_id,
                     client_id: req.client_id,
                     host: req.host,
                     session_timeout: req.session_timeout,
@@ -620,6 +792,7 @@ impl Classic {
     ) -> Result<oneshot::Receiver<Result<Synced>>> {
         let name = req.group.as_str();
         let g = self.groups.get_mut(name).ok_or_else(|| unknown_member(name, &req.member_id))?;
+        g.check_instance(name, &req.member_id, req.group_instance_id.as_deref())?;
         if !g.members.contains_key(&req.member_id) {
             return Err(unknown_member(name, &req.member_id));
         }
@@ -686,10 +859,12 @@ impl Classic {
         &mut self,
         group: &str,
         member_id: &str,
+        instance: Option<&str>,
         generation: i32,
         now: Instant,
     ) -> Result<()> {
         let g = self.groups.get_mut(group).ok_or_else(|| unknown_member(group, member_id))?;
+        g.check_instance(group, member_id, instance)?;
         let m = g.members.get_mut(member_id).ok_or_else(|| unknown_member(group, member_id))?;
         if generation != g.generation {
             return Err(illegal_generation(group, generation, g.generation));
@@ -705,22 +880,37 @@ impl Classic {
         }
     }
 
-    /// Removes members that leave; one result per member.
-    pub(super) fn leave(&mut self, group: &str, members: &[String], now: Instant) -> Vec<Result<()>> {
+    /// Removes members that leave; one result per member. A static member
+    /// leaves by its instance id, with its member id or an empty one.
+    pub(super) fn leave(&mut self, group: &str, members: &[Leaving], now: Instant) -> Vec<Result<()>> {
         let delay = self.config.initial_rebalance_delay;
         let out = members
             .iter()
-            .map(|id| {
+            .map(|leaving| {
+                let mut id = leaving.member_id.as_str();
                 let Some(g) = self.groups.get_mut(group) else { return Err(unknown_member(group, id)) };
-                if g.pending.remove(id).is_some() {
+                if let Some(instance) = &leaving.group_instance_id {
+                    let Some(current) = g.instances.get(instance) else {
+                        return Err(refused(
+                            MembershipRefusal::UnknownMember,
+                            format!("no member of group `{group}` has instance id `{instance}`"),
+                        ));
+                    };
+                    if !id.is_empty() && id != current {
+                        return Err(fenced(group, instance, id));
+                    }
+                    id = current;
+                }
+                let id = id.to_owned();
+                if g.pending.remove(&id).is_some() {
                     g.try_complete_join(group, now);
                     return Ok(());
                 }
-                if g.remove_member(group, id, now, delay) {
+                if g.remove_member(group, &id, now, delay) {
                     tracing::info!(group = %group, member = %id, "classic member left");
                     Ok(())
                 } else {
-                    Err(unknown_member(group, id))
+                    Err(unknown_member(group, &id))
                 }
             })
             .collect();
@@ -734,6 +924,7 @@ impl Classic {
         &mut self,
         group: &str,
         member_id: &str,
+        instance: Option<&str>,
         generation: i32,
         now: Instant,
     ) -> Result<()> {
@@ -743,6 +934,7 @@ impl Classic {
             }
             return Err(unknown_member(group, member_id));
         };
+        g.check_instance(group, member_id, instance)?;
         if g.state == State::CompletingRebalance {
             return Err(refused(
                 MembershipRefusal::RebalanceInProgress,
@@ -797,6 +989,7 @@ impl Classic {
                 let chosen = m.metadata(&g.protocol).or(m.protocols.first());
                 MemberInfo {
                     member_id: id.clone(),
+                    group_instance_id: m.instance.clone(),
                     client_id: m.client_id.clone(),
                     host: m.host.clone(),
                     member_epoch: g.generation,
@@ -953,7 +1146,221 @@ mod tests {
         assert_eq!(owned[a.as_str()], &BTreeSet::from([("t".to_owned(), 0)]));
         assert_eq!(owned[b.as_str()], &BTreeSet::from([("t".to_owned(), 1)]));
         assert!(info.members.iter().all(|m| m.topics == BTreeSet::from(["t".to_owned()])));
-        assert_eq!(groups.classic_heartbeat("g", &b, 1).ok(), Some(()));
+        assert_eq!(groups.classic_heartbeat("g", &b, None, 1).ok(), Some(()));
+    }
+
+    /// A static member's join request.
+    fn static_req(group: &str, member_id: &str, instance: &str) -> JoinRequest {
+        JoinRequest { group_instance_id: Some(instance.into()), ..req(group, member_id) }
+    }
+
+    fn static_sync(id: &str, instance: &str, generation: i32) -> SyncRequest {
+        SyncRequest { group_instance_id: Some(instance.into()), ..sync_req("g", id, generation, Vec::new()) }
+    }
+
+    /// Two static members (instances `ia` and `ib`) joined and synced into
+    /// generation 1, `a` leading.
+    async fn static_pair(groups: &Groups) -> (String, String) {
+        let stop = CancellationToken::new();
+        let (ja, jb) = tokio::join!(
+            groups.join(static_req("g", "", "ia"), &stop),
+            groups.join(static_req("g", "", "ib"), &stop)
+        );
+        let (ja, jb) = (ja.unwrap(), jb.unwrap());
+        let (a, b) = (ja.member_id.clone(), jb.member_id.clone());
+        assert!(a.starts_with("ia-") && b.starts_with("ib-"), "{a} {b}: no id round trip for static members");
+        assert_eq!((ja.generation, jb.generation, ja.leader.as_str()), (1, 1, a.as_str()));
+        let instances: BTreeSet<Option<String>> =
+            ja.members.iter().map(|m| m.group_instance_id.clone()).collect();
+        assert_eq!(instances, BTreeSet::from([Some("ia".to_owned()), Some("ib".to_owned())]));
+        let assignments = vec![assign(&a, "for a", 0), assign(&b, "for b", 1)];
+        let (sa, sb) = tokio::join!(
+            groups.sync(sync_req("g", &a, 1, assignments), &stop),
+            groups.sync(static_sync(&b, "ib", 1), &stop)
+        );
+        assert_eq!(
+            (sa.unwrap().assignment, sb.unwrap().assignment),
+            (Bytes::from("for a"), Bytes::from("for b"))
+        );
+        (a, b)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_static_member_restarting_in_its_session_gets_its_assignment_without_a_rebalance() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::from_millis(300));
+        let groups = core.groups().clone();
+        let stop = CancellationToken::new();
+        let (a, old_b) = static_pair(&groups).await;
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // The restarted instance subscribes as before; only what it owned differs.
+        let mut rejoin = static_req("g", "", "ib");
+        rejoin.protocols[0].metadata = Bytes::from_static(b"owns nothing now");
+        let jb = groups.join(rejoin, &stop).await.unwrap();
+        let b = jb.member_id.clone();
+        assert!(b.starts_with("ib-") && b != old_b, "{b}: a new member id");
+        assert_eq!((jb.generation, jb.leader.as_str(), jb.members.len()), (1, a.as_str(), 0));
+        let synced = groups.sync(static_sync(&b, "ib", 1), &stop).await.unwrap();
+        assert_eq!(synced.assignment, Bytes::from_static(b"for b"), "its previous assignment");
+        let info = groups.membership("g").unwrap();
+        assert_eq!((info.state, info.epoch), (GroupState::Stable, 1), "no rebalance");
+        let members: BTreeMap<&str, (&Option<String>, &BTreeSet<TopicPartition>)> = info
+            .members
+            .iter()
+            .map(|m| (m.member_id.as_str(), (&m.group_instance_id, &m.assignment)))
+            .collect();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[b.as_str()], (&Some("ib".to_owned()), &BTreeSet::from([("t".to_owned(), 1)])));
+        assert_eq!(members[a.as_str()].0, &Some("ia".to_owned()));
+        assert_eq!(groups.classic_heartbeat("g", &a, Some("ia"), 1).ok(), Some(()), "a saw nothing");
+        assert_eq!(groups.classic_heartbeat("g", &b, Some("ib"), 1).ok(), Some(()));
+
+        // The old id is fenced wherever it names its instance id.
+        let fenced = MembershipRefusal::FencedInstance;
+        assert_eq!(refusal(groups.classic_heartbeat("g", &old_b, Some("ib"), 1)), fenced);
+        assert_eq!(refusal(groups.classic_heartbeat("g", &old_b, None, 1)), MembershipRefusal::UnknownMember);
+        assert_eq!(refusal(groups.sync(static_sync(&old_b, "ib", 1), &stop).await), fenced);
+        assert_eq!(refusal(groups.commit_classic("g", &old_b, Some("ib"), 1, &[]).await), fenced);
+        assert_eq!(refusal(groups.join(static_req("g", &old_b, "ib"), &stop).await), fenced);
+        let leaving = Leaving { member_id: old_b.clone(), group_instance_id: Some("ib".into()) };
+        assert_eq!(refusal(groups.leave("g", &[leaving]).unwrap().remove(0)), fenced);
+        // A member id that never was the instance's is fenced too.
+        assert_eq!(refusal(groups.join(static_req("g", &a, "ib"), &stop).await), fenced);
+        assert_eq!(refusal(groups.classic_heartbeat("g", &a, Some("ib"), 1)), fenced);
+        assert_eq!(groups.membership("g").unwrap().state, GroupState::Stable, "none of that rebalanced");
+        // The current id rejoining with its instance id is an ordinary rejoin.
+        let mut same = static_req("g", &b, "ib");
+        same.protocols[0].metadata = Bytes::from_static(b"owns nothing now");
+        let again = groups.join(same, &stop).await.unwrap();
+        assert_eq!((again.generation, again.member_id.as_str()), (1, b.as_str()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_static_leader_or_a_changed_subscription_rebalances() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::from_millis(300));
+        let groups = core.groups().clone();
+        let stop = CancellationToken::new();
+        let (old_a, b) = static_pair(&groups).await;
+        // The leader restarts: the group rebalances, and it still leads.
+        let g = groups.clone();
+        let s = stop.clone();
+        let leader = tokio::spawn(async move { g.join(static_req("g", "", "ia"), &s).await });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            refusal(groups.classic_heartbeat("g", &b, Some("ib"), 1)),
+            MembershipRefusal::RebalanceInProgress
+        );
+        let jb = groups.join(static_req("g", &b, "ib"), &stop).await.unwrap();
+        let ja = leader.await.unwrap().unwrap();
+        assert_ne!(ja.member_id, old_a);
+        assert_eq!((ja.generation, jb.generation), (2, 2));
+        assert_eq!((jb.leader.as_str(), ja.members.len()), (ja.member_id.as_str(), 2));
+        let assignments = vec![assign(&ja.member_id, "a2", 0), assign(&b, "b2", 1)];
+        let (sa, sb) = tokio::join!(
+            groups.sync(sync_req("g", &ja.member_id, 2, assignments), &stop),
+            groups.sync(static_sync(&b, "ib", 2), &stop)
+        );
+        assert_eq!((sa.unwrap().assignment, sb.unwrap().assignment), (Bytes::from("a2"), Bytes::from("b2")));
+
+        // A follower restarting with another subscription: a rebalance.
+        let mut other = static_req("g", "", "ib");
+        other.protocols[0].topics = vec!["u".into()];
+        let g = groups.clone();
+        let s = stop.clone();
+        let follower = tokio::spawn(async move { g.join(other, &s).await });
+        tokio::task::yield_now().await;
+        assert_eq!(groups.membership("g").unwrap().state, GroupState::PreparingRebalance);
+        let ja = groups.join(static_req("g", &ja.member_id, "ia"), &stop).await.unwrap();
+        let jb = follower.await.unwrap().unwrap();
+        assert_eq!((ja.generation, jb.generation), (3, 3));
+        assert_ne!(jb.member_id, b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_join_of_a_replaced_static_member_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::from_millis(300));
+        let groups = core.groups().clone();
+        let stop = CancellationToken::new();
+        let (a, old_b) = static_pair(&groups).await;
+        // A new member starts a rebalance; b's old id rejoins and waits.
+        let c = new_id(&groups, "g").await;
+        let (g, s) = (groups.clone(), stop.clone());
+        let joining_c = tokio::spawn(async move { g.join(req("g", &c), &s).await });
+        let (g, s, old) = (groups.clone(), stop.clone(), old_b.clone());
+        let waiting = tokio::spawn(async move { g.join(static_req("g", &old, "ib"), &s).await });
+        tokio::task::yield_now().await;
+        // Its new instance replaces it, and the rebalance goes on.
+        let (g, s) = (groups.clone(), stop.clone());
+        let new_b = tokio::spawn(async move { g.join(static_req("g", "", "ib"), &s).await });
+        assert_eq!(refusal(waiting.await.unwrap()), MembershipRefusal::FencedInstance);
+        let ja = groups.join(static_req("g", &a, "ia"), &stop).await.unwrap();
+        let (jb, jc) = (new_b.await.unwrap().unwrap(), joining_c.await.unwrap().unwrap());
+        assert_eq!((ja.generation, jb.generation, jc.generation), (2, 2, 2));
+        let ids: BTreeSet<String> = ja.members.into_iter().map(|m| m.member_id).collect();
+        assert_eq!(ids, BTreeSet::from([a, jb.member_id, jc.member_id]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_static_member_leaves_by_instance_id_or_by_its_session_timing_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = open(dir.path(), Duration::from_millis(300));
+        let groups = core.groups().clone();
+        let stop = CancellationToken::new();
+        let (a, b) = static_pair(&groups).await;
+        let by_instance = |id: &str, instance: &str| Leaving {
+            member_id: id.into(),
+            group_instance_id: Some(instance.into()),
+        };
+        let left = groups.leave("g", &[by_instance("", "ib"), by_instance("", "nobody")]).unwrap();
+        assert!(left[0].is_ok());
+        assert_eq!(refusal(left.into_iter().nth(1).unwrap()), MembershipRefusal::UnknownMember);
+        assert_eq!(
+            refusal(groups.classic_heartbeat("g", &a, Some("ia"), 1)),
+            MembershipRefusal::RebalanceInProgress
+        );
+        assert_eq!(
+            refusal(groups.classic_heartbeat("g", &b, Some("ib"), 1)),
+            MembershipRefusal::UnknownMember
+        );
+        let ja = groups.join(static_req("g", &a, "ia"), &stop).await.unwrap();
+        assert_eq!((ja.generation, ja.members.len()), (2, 1));
+        groups.sync(sync_req("g", &a, 2, vec![assign(&a, "all", 0)]), &stop).await.unwrap();
+
+        // b comes back as a new member; then a stops heartbeating: its
+        // session ends, and its instance id is forgotten.
+        let (g, s) = (groups.clone(), stop.clone());
+        let joining = tokio::spawn(async move { g.join(static_req("g", "", "ib"), &s).await });
+        tokio::task::yield_now().await;
+        let ja = groups.join(static_req("g", &a, "ia"), &stop).await.unwrap();
+        let jb = joining.await.unwrap().unwrap();
+        assert_eq!((ja.generation, jb.generation), (3, 3));
+        let assignments = vec![assign(&a, "a", 0), assign(&jb.member_id, "b", 1)];
+        let (sa, sb) = tokio::join!(
+            groups.sync(sync_req("g", &a, 3, assignments), &stop),
+            groups.sync(static_sync(&jb.member_id, "ib", 3), &stop)
+        );
+        assert_eq!((sa.unwrap().assignment, sb.unwrap().assignment), (Bytes::from("a"), Bytes::from("b")));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        groups.classic_heartbeat("g", &jb.member_id, Some("ib"), 3).unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(groups.members.lock().classic.expire(tokio::time::Instant::now()), 1, "a timed out");
+        assert_eq!(
+            refusal(groups.classic_heartbeat("g", &a, Some("ia"), 3)),
+            MembershipRefusal::UnknownMember
+        );
+        let info = groups.membership("g").unwrap();
+        assert_eq!(info.members.len(), 1);
+        assert_eq!(info.members[0].group_instance_id.as_deref(), Some("ib"));
+        // Its instance joins again as a new member.
+        let (g, s) = (groups.clone(), stop.clone());
+        let joining = tokio::spawn(async move { g.join(static_req("g", "", "ia"), &s).await });
+        tokio::task::yield_now().await;
+        let jb = groups.join(static_req("g", &jb.member_id, "ib"), &stop).await.unwrap();
+        let ja = joining.await.unwrap().unwrap();
+        assert_ne!(ja.member_id, a);
+        assert_eq!((ja.generation, jb.generation), (4, 4));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1014,7 +1421,10 @@ mod tests {
         let joining = tokio::spawn(async move { g.join(req("g", &cc), &s).await });
         tokio::task::yield_now().await;
         for id in [&a, &b] {
-            assert_eq!(refusal(groups.classic_heartbeat("g", id, 1)), MembershipRefusal::RebalanceInProgress);
+            assert_eq!(
+                refusal(groups.classic_heartbeat("g", id, None, 1)),
+                MembershipRefusal::RebalanceInProgress
+            );
         }
         assert_eq!(groups.membership("g").unwrap().state, GroupState::PreparingRebalance);
         let (ja, jb) = tokio::join!(groups.join(req("g", &a), &stop), groups.join(req("g", &b), &stop));
@@ -1024,8 +1434,8 @@ mod tests {
         }
         assert_eq!(ja.unwrap().members.len(), 3);
         assert_eq!(groups.membership("g").unwrap().state, GroupState::CompletingRebalance);
-        assert_eq!(refusal(groups.classic_heartbeat("g", &b, 1)), MembershipRefusal::IllegalGeneration);
-        assert_eq!(groups.classic_heartbeat("g", &b, 2).ok(), Some(()));
+        assert_eq!(refusal(groups.classic_heartbeat("g", &b, None, 1)), MembershipRefusal::IllegalGeneration);
+        assert_eq!(groups.classic_heartbeat("g", &b, None, 2).ok(), Some(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1041,7 +1451,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_secs(30), "waited the rebalance timeout for b");
         assert_eq!(ja.unwrap().members.len(), 2);
         assert_eq!(jc.unwrap().generation, 2);
-        assert_eq!(refusal(groups.classic_heartbeat("g", &b, 2)), MembershipRefusal::UnknownMember);
+        assert_eq!(refusal(groups.classic_heartbeat("g", &b, None, 2)), MembershipRefusal::UnknownMember);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1052,24 +1462,30 @@ mod tests {
         let stop = CancellationToken::new();
         let (a, b) = stable_pair(&groups).await;
         tokio::time::advance(Duration::from_secs(6)).await;
-        groups.classic_heartbeat("g", &a, 1).unwrap();
+        groups.classic_heartbeat("g", &a, None, 1).unwrap();
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(groups.members.lock().classic.expire(tokio::time::Instant::now()), 1, "b timed out");
-        assert_eq!(refusal(groups.classic_heartbeat("g", &a, 1)), MembershipRefusal::RebalanceInProgress);
+        assert_eq!(
+            refusal(groups.classic_heartbeat("g", &a, None, 1)),
+            MembershipRefusal::RebalanceInProgress
+        );
         let ja = groups.join(req("g", &a), &stop).await.unwrap();
         assert_eq!((ja.generation, ja.members.len()), (2, 1), "everyone left has rejoined: no wait");
-        assert_eq!(refusal(groups.classic_heartbeat("g", &b, 2)), MembershipRefusal::UnknownMember);
+        assert_eq!(refusal(groups.classic_heartbeat("g", &b, None, 2)), MembershipRefusal::UnknownMember);
 
         // A second member, then it leaves: the first rejoins alone.
         let d = new_id(&groups, "g").await;
         let (jd, ja) = tokio::join!(groups.join(req("g", &d), &stop), groups.join(req("g", &a), &stop));
         assert_eq!((ja.unwrap().generation, jd.unwrap().generation), (3, 3));
-        let left = groups.leave("g", &[d.clone(), "nobody".into()]).unwrap();
+        let left = groups.leave("g", &[Leaving::member(d.clone()), Leaving::member("nobody")]).unwrap();
         assert!(left[0].is_ok());
         assert_eq!(refusal(left.into_iter().nth(1).unwrap()), MembershipRefusal::UnknownMember);
-        assert_eq!(refusal(groups.classic_heartbeat("g", &a, 3)), MembershipRefusal::RebalanceInProgress);
+        assert_eq!(
+            refusal(groups.classic_heartbeat("g", &a, None, 3)),
+            MembershipRefusal::RebalanceInProgress
+        );
         assert_eq!(groups.join(req("g", &a), &stop).await.unwrap().generation, 4);
-        groups.leave("g", std::slice::from_ref(&a)).unwrap()[0].as_ref().unwrap();
+        groups.leave("g", &[Leaving::member(a.clone())]).unwrap()[0].as_ref().unwrap();
         assert_eq!(groups.membership("g").unwrap().kind, None, "no live members left");
     }
 
@@ -1080,13 +1496,16 @@ mod tests {
         let groups = core.groups().clone();
         let stop = CancellationToken::new();
         let (a, _b) = stable_pair(&groups).await;
-        assert_eq!(refusal(groups.classic_heartbeat("g", &a, 7)), MembershipRefusal::IllegalGeneration);
+        assert_eq!(refusal(groups.classic_heartbeat("g", &a, None, 7)), MembershipRefusal::IllegalGeneration);
         assert_eq!(
             refusal(groups.sync(sync_req("g", &a, 7, Vec::new()), &stop).await),
             MembershipRefusal::IllegalGeneration
         );
-        assert_eq!(refusal(groups.classic_heartbeat("g", "x", 1)), MembershipRefusal::UnknownMember);
-        assert_eq!(refusal(groups.classic_heartbeat("other", "x", 1)), MembershipRefusal::UnknownMember);
+        assert_eq!(refusal(groups.classic_heartbeat("g", "x", None, 1)), MembershipRefusal::UnknownMember);
+        assert_eq!(
+            refusal(groups.classic_heartbeat("other", "x", None, 1)),
+            MembershipRefusal::UnknownMember
+        );
         assert_eq!(refusal(groups.join(req("g", "x"), &stop).await), MembershipRefusal::UnknownMember);
         let mut other_type = req("g", "");
         other_type.protocol_type = "connect".into();
@@ -1100,9 +1519,15 @@ mod tests {
         let mut short = req("g", "");
         short.session_timeout = Duration::from_millis(10);
         assert_eq!(refusal(groups.join(short, &stop).await), MembershipRefusal::InvalidSessionTimeout);
-        let mut r#static = req("g", "");
-        r#static.group_instance_id = Some("i".into());
-        assert_eq!(refusal(groups.join(r#static, &stop).await), MembershipRefusal::StaticMembership);
+        for bad in ["", "a b", &"i".repeat(250)] {
+            let mut r#static = req("g", "");
+            r#static.group_instance_id = Some(bad.to_owned());
+            let err = groups.join(r#static, &stop).await.unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { field, .. } if field == "group_instance_id"),
+                "{err}"
+            );
+        }
 
         // A new member makes the group rebalance: a sync now is refused.
         let c = new_id(&groups, "g").await;
@@ -1180,7 +1605,7 @@ mod tests {
         assert!(matches!(err, Error::GroupKindConflict { in_use_by: GroupKind::Broker, .. }), "{err}");
         let message = err.to_string();
         assert!(message.contains("broker-assigned (gRPC)") && message.contains("Kafka classic"), "{message}");
-        let err = groups.commit_classic("x", "", -1, &[]).await.unwrap_err();
+        let err = groups.commit_classic("x", "", None, -1, &[]).await.unwrap_err();
         assert!(matches!(err, Error::GroupKindConflict { .. }), "{err}");
         groups.heartbeat(hb("x", &broker.member_id, -1)).unwrap();
         let mut joined = req("x", "");
@@ -1208,31 +1633,31 @@ mod tests {
         let stop = CancellationToken::new();
         let at = |partition, offset| CommittedOffset { topic: "t".into(), partition, offset, metadata: None };
         // A consumer outside any group commits while the group is empty.
-        let results = groups.commit_classic("g", "", -1, &[at(0, 0)]).await.unwrap();
+        let results = groups.commit_classic("g", "", None, -1, &[at(0, 0)]).await.unwrap();
         assert!(results[0].is_ok());
         let mut r = req("g", "");
         r.require_known_member_id = false;
         let j = groups.join(r, &stop).await.unwrap();
         let m = j.member_id.as_str();
         assert_eq!(
-            refusal(groups.commit_classic("g", m, 1, &[at(0, 0)]).await),
+            refusal(groups.commit_classic("g", m, None, 1, &[at(0, 0)]).await),
             MembershipRefusal::RebalanceInProgress
         );
         groups.sync(sync_req("g", m, 1, vec![assign(m, "all", 0)]), &stop).await.unwrap();
         assert_eq!(
-            refusal(groups.commit_classic("g", "", -1, &[at(0, 0)]).await),
+            refusal(groups.commit_classic("g", "", None, -1, &[at(0, 0)]).await),
             MembershipRefusal::UnknownMember
         );
         assert_eq!(
-            refusal(groups.commit_classic("g", m, 5, &[at(0, 0)]).await),
+            refusal(groups.commit_classic("g", m, None, 5, &[at(0, 0)]).await),
             MembershipRefusal::IllegalGeneration
         );
         assert_eq!(
-            refusal(groups.commit_classic("g", "x", 1, &[at(0, 0)]).await),
+            refusal(groups.commit_classic("g", "x", None, 1, &[at(0, 0)]).await),
             MembershipRefusal::UnknownMember
         );
         // Each offset is checked on its own: the valid one is stored.
-        let results = groups.commit_classic("g", m, 1, &[at(1, 0), at(7, 0), at(0, 99)]).await.unwrap();
+        let results = groups.commit_classic("g", m, None, 1, &[at(1, 0), at(7, 0), at(0, 99)]).await.unwrap();
         assert!(results[0].is_ok());
         assert!(
             matches!(&results[1], Err(Error::InvalidArgument { field, .. }) if field == "offsets[1].partition")
@@ -1243,7 +1668,7 @@ mod tests {
         let described = groups.describe("g").unwrap();
         let p0 = described.partitions.iter().find(|p| p.partition == 0).unwrap();
         assert_eq!(p0.owner.as_deref(), Some(m), "describe shows the owner from the decoded assignment");
-        groups.leave("g", &[m.to_owned()]).unwrap();
+        groups.leave("g", &[Leaving::member(m)]).unwrap();
         groups.reset_offsets("g", "t", crate::ResetTo::Latest).await.unwrap();
     }
 
@@ -1263,7 +1688,7 @@ mod tests {
         };
         let err = groups.delete_offsets("g", &[("t".into(), 0)]).await.unwrap_err();
         assert!(matches!(err, Error::GroupNotFound { .. }), "{err}");
-        groups.commit_classic("g", "", -1, &[at("t", 0), at("t", 1), at("u", 0)]).await.unwrap();
+        groups.commit_classic("g", "", None, -1, &[at("t", 0), at("t", 1), at("u", 0)]).await.unwrap();
         assert_eq!(groups.kind("g").unwrap(), None, "a commit alone makes no kind");
         let mut r = req("g", "");
         r.require_known_member_id = false;
@@ -1288,7 +1713,7 @@ mod tests {
             groups.committed("g", None).unwrap().into_iter().map(|c| (c.topic, c.partition)).collect();
         assert_eq!(left, [("t".to_owned(), 0), ("t".to_owned(), 1)]);
         // Once the member left, the group keeps its kind while it has offsets.
-        groups.leave("g", &[m]).unwrap();
+        groups.leave("g", &[Leaving::member(m)]).unwrap();
         assert_eq!(groups.membership("g").unwrap().kind, None);
         assert_eq!(groups.kind("g").unwrap(), Some((GroupKind::Classic, "consumer".into())));
         let results = groups.delete_offsets("g", &[("t".into(), 0), ("t".into(), 1)]).await.unwrap();

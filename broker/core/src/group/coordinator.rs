@@ -107,6 +107,8 @@ pub enum GroupState {
 pub struct MemberInfo {
     /// Member id.
     pub member_id: String,
+    /// A classic static member's instance id.
+    pub group_instance_id: Option<String>,
     /// Client id.
     pub client_id: String,
     /// Address.
@@ -406,6 +408,7 @@ impl Coordinator {
             .iter()
             .map(|(id, m)| MemberInfo {
                 member_id: id.clone(),
+                group_instance_id: None,
                 client_id: m.client_id.clone(),
                 host: m.host.clone(),
                 member_epoch: m.epoch,

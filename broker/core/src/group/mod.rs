@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 pub use assignor::TopicPartition;
 use classic::Classic;
 pub use classic::{
-    ClassicProtocol, JoinRequest, Joined, JoinedMember, MemberAssignment, SyncRequest, Synced,
+    ClassicProtocol, JoinRequest, Joined, JoinedMember, Leaving, MemberAssignment, SyncRequest, Synced,
 };
 use coordinator::Coordinator;
 pub use coordinator::{GroupConfig, GroupInfo, GroupState, Heartbeat, HeartbeatReply, MemberInfo};
@@ -259,16 +259,24 @@ impl Groups {
         }
     }
 
-    /// A classic member's heartbeat: `Ok`, or what it must do.
-    pub fn classic_heartbeat(&self, group: &str, member_id: &str, generation: i32) -> Result<()> {
+    /// A classic member's heartbeat, with a static member's instance id:
+    /// `Ok`, or what it must do.
+    pub fn classic_heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<()> {
         validate_group(group)?;
-        self.members.lock().classic.heartbeat(group, member_id, generation, tokio::time::Instant::now())
+        let now = tokio::time::Instant::now();
+        self.members.lock().classic.heartbeat(group, member_id, group_instance_id, generation, now)
     }
 
     /// Classic members leaving `group`: one result per member.
-    pub fn leave(&self, group: &str, member_ids: &[String]) -> Result<Vec<Result<()>>> {
+    pub fn leave(&self, group: &str, members: &[Leaving]) -> Result<Vec<Result<()>>> {
         validate_group(group)?;
-        Ok(self.members.lock().classic.leave(group, member_ids, tokio::time::Instant::now()))
+        Ok(self.members.lock().classic.leave(group, members, tokio::time::Instant::now()))
     }
 
     /// A group's membership, without positions (cheaper than `describe`);
@@ -325,7 +333,8 @@ impl Groups {
     }
 
     /// Stores a classic group's offsets, checked as Kafka checks them: a
-    /// member of the current generation (not while the group completes a
+    /// member of the current generation (a static member's instance id
+    /// naming it, if given; not while the group completes a
     /// rebalance), or, with a negative generation, a consumer outside any
     /// group while the group has no live members. Each offset is validated
     /// on its own: the valid ones are stored (on disk when this returns),
@@ -334,6 +343,7 @@ impl Groups {
         &self,
         group: &str,
         member_id: &str,
+        group_instance_id: Option<&str>,
         generation: i32,
         offsets: &[CommittedOffset],
     ) -> Result<Vec<Result<()>>> {
@@ -341,7 +351,8 @@ impl Groups {
         {
             let mut members = self.members.lock();
             members.admit(group, GroupKind::Classic)?;
-            members.classic.check_commit(group, member_id, generation, tokio::time::Instant::now())?;
+            let now = tokio::time::Instant::now();
+            members.classic.check_commit(group, member_id, group_instance_id, generation, now)?;
         }
         let results: Vec<Result<()>> =
             offsets.iter().enumerate().map(|(i, o)| self.check_offset(i, o)).collect();
