@@ -83,6 +83,8 @@ pub struct GroupMember {
     pub topics: Vec<String>,
     /// The partitions it owns, ordered.
     pub assignment: Vec<(String, u32)>,
+    /// A Kafka static member's `group.instance.id`.
+    pub group_instance_id: Option<String>,
 }
 
 impl GroupMember {
@@ -96,6 +98,7 @@ impl GroupMember {
             member_epoch: member.member_epoch,
             topics,
             assignment: topic_partitions_in(member.assignment),
+            group_instance_id: member.group_instance_id,
         }
     }
 }

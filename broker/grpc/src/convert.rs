@@ -104,6 +104,7 @@ pub(super) fn group_description(group: String, d: GroupDescription) -> pb::Descr
                 host: m.host,
                 member_epoch: m.member_epoch,
                 topics: m.topics.into_iter().collect(),
+                group_instance_id: m.group_instance_id,
             })
             .collect(),
         partitions: d

@@ -47,13 +47,36 @@ pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()
                 let id = width("MEMBER", &mut d.members.iter().map(|m| m.member_id.len()));
                 let client = width("CLIENT-ID", &mut d.members.iter().map(|m| m.client_id.len()));
                 let host = width("HOST", &mut d.members.iter().map(|m| m.host.len()));
-                writeln!(out, "{:<id$} {:<client$} {:<host$} ASSIGNMENT", "MEMBER", "CLIENT-ID", "HOST")?;
+                // Kafka's static members: their group.instance.id, if any has one.
+                let instance = match d.members.iter().any(|m| m.group_instance_id.is_some()) {
+                    true => {
+                        width(
+                            "INSTANCE",
+                            &mut d
+                                .members
+                                .iter()
+                                .map(|m| m.group_instance_id.as_ref().map_or(1, String::len)),
+                        ) + 1
+                    }
+                    false => 0,
+                };
+                let header = if instance > 0 { "INSTANCE" } else { "" };
+                writeln!(
+                    out,
+                    "{:<id$} {:<client$} {:<host$} {header:<instance$}ASSIGNMENT",
+                    "MEMBER", "CLIENT-ID", "HOST"
+                )?;
                 for m in &d.members {
                     let assignment: Vec<String> =
                         m.assignment.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+                    let static_id = match (instance, &m.group_instance_id) {
+                        (0, _) => "",
+                        (_, Some(i)) => i.as_str(),
+                        (_, None) => "-",
+                    };
                     writeln!(
                         out,
-                        "{:<id$} {:<client$} {:<host$} {}",
+                        "{:<id$} {:<client$} {:<host$} {static_id:<instance$}{}",
                         m.member_id,
                         m.client_id,
                         m.host,

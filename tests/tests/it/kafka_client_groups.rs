@@ -222,6 +222,11 @@ async fn a_restarted_static_librdkafka_consumer_gets_its_partitions_back_without
         (d.state == GroupState::Stable && d.members.len() == 2).then_some(d)
     })
     .await;
+    // Describe names each static member's instance id.
+    let mut instances: Vec<Option<&str>> =
+        before.members.iter().map(|m| m.group_instance_id.as_deref()).collect();
+    instances.sort();
+    assert_eq!(instances, [Some("static-workers-a"), Some("static-workers-b")]);
 
     stdin.write_all(b"restart\n").await.unwrap();
     stdin.flush().await.unwrap();
