@@ -203,6 +203,41 @@ impl Default for ReservedPort {
     }
 }
 
+/// A running script's stdout, line by line.
+pub type ScriptLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Splits a script started with piped stdin and stdout into its stdin, its
+/// stdout's lines, and the rest.
+pub fn pipes(
+    mut child: tokio::process::Child,
+) -> (tokio::process::ChildStdin, ScriptLines, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let stdin = child.stdin.take().expect("stdin piped");
+    let stdout = child.stdout.take().expect("stdout piped");
+    (stdin, tokio::io::BufReader::new(stdout).lines(), child)
+}
+
+/// A running script's next line, waited for up to [`DEADLINE`].
+pub async fn next_line(lines: &mut ScriptLines) -> String {
+    tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("the script prints its next line in time")
+        .unwrap()
+        .expect("the script prints another line (if it failed, `rest` shows its stderr)")
+}
+
+/// A script's remaining lines once it exits; fails with its stderr if it
+/// did not exit 0.
+pub async fn rest(mut lines: ScriptLines, child: tokio::process::Child) -> Vec<String> {
+    let done = finish(child).await;
+    let mut out = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        out.push(line);
+    }
+    assert!(done.success, "the script failed ({:?}):\nstdout: {out:?}\nstderr:\n{}", done.code, done.stderr);
+    out
+}
+
 /// What a finished child process did, its output as text.
 #[derive(Debug)]
 pub struct Finished {

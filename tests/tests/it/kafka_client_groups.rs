@@ -21,10 +21,11 @@ use brooklet_broker::Config;
 use brooklet_client::{Admin, GroupState};
 use brooklet_proto::v1 as pb;
 use brooklet_tests::{
-    DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available, kafka_scripts, record,
+    KafkaClient, TestBroker, eventually, finish, kafka_client_available, kafka_scripts, next_line, pipes,
+    record, rest,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Child;
 
 async fn start() -> (tempfile::TempDir, TestBroker, String, Admin) {
     let dir = tempfile::tempdir().unwrap();
@@ -73,33 +74,6 @@ async fn run(mode: &str, addr: &str, topic: &str, group: &str) -> Vec<String> {
         done.code, done.stdout, done.stderr
     );
     done.stdout.lines().map(str::to_owned).collect()
-}
-
-/// Splits a script into its stdin, its stdout's lines, and the rest.
-fn pipes(mut child: Child) -> (ChildStdin, Lines<BufReader<ChildStdout>>, Child) {
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    (stdin, BufReader::new(stdout).lines(), child)
-}
-
-/// A running script's next line, waited for up to the deadline.
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
-    tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .expect("the script prints its next line in time")
-        .unwrap()
-        .expect("the script prints another line (if it failed, the test's rest shows its stderr)")
-}
-
-/// Its remaining output once it exits, failing with its stderr otherwise.
-async fn rest(mut lines: Lines<BufReader<ChildStdout>>, child: Child) -> Vec<String> {
-    let done = finish(child).await;
-    let mut out = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        out.push(line);
-    }
-    assert!(done.success, "the script failed ({:?}):\nstdout: {out:?}\nstderr:\n{}", done.code, done.stderr);
-    out
 }
 
 /// (partition, committed offset, lag) of each partition `describe` shows.

@@ -11,9 +11,11 @@ use std::process::Stdio;
 use brooklet_broker::Config;
 use brooklet_client::{Admin, GroupState, ResetTo};
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use brooklet_tests::{
+    DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available, next_line, pipes, rest,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin};
 
 async fn start() -> (tempfile::TempDir, TestBroker, String, Admin) {
     let dir = tempfile::tempdir().unwrap();
@@ -39,37 +41,10 @@ fn script(mode: &str, addr: &str, topic: &str, group: &str) -> Child {
         .expect("python3 starts")
 }
 
-/// A running script's next line, waited for up to the deadline.
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
-    tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .expect("the script prints its next line in time")
-        .unwrap()
-        .expect("the script prints another line (see its stderr below if it failed)")
-}
-
 /// Tells a waiting script to go on.
 async fn go(stdin: &mut ChildStdin) {
     stdin.write_all(b"go\n").await.unwrap();
     stdin.flush().await.unwrap();
-}
-
-/// Splits a script into its stdin, its stdout's lines, and the rest.
-fn pipes(mut child: Child) -> (ChildStdin, Lines<BufReader<ChildStdout>>, Child) {
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    (stdin, BufReader::new(stdout).lines(), child)
-}
-
-/// Its remaining output once it exits, failing with its stderr otherwise.
-async fn rest(mut lines: Lines<BufReader<ChildStdout>>, child: Child) -> Vec<String> {
-    let done = finish(child).await;
-    let mut out = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        out.push(line);
-    }
-    assert!(done.success, "groups.py failed ({:?}):\nstdout: {out:?}\nstderr:\n{}", done.code, done.stderr);
-    out
 }
 
 #[tokio::test]
