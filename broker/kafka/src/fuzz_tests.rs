@@ -6,6 +6,9 @@
 //! inserted or removed); the property is that decoding returns a value or
 //! an error and never panics.
 //!
+//! A counting allocator bounds what decoding a frame allocates: at most 64
+//! times the frame's size plus 1 MiB, measured in a process of its own.
+//!
 //! `PROPTEST_CASES` sets the cases per property (256 by default); failures
 //! proptest finds are kept in `proptest-regressions/` and replayed first,
 //! and the inputs in `corpus/` are replayed on every run.
@@ -533,6 +536,65 @@ fn the_corpus_of_frames_and_batches_is_refused_without_a_panic() {
     for (name, bytes) in corpus("batches") {
         let decoded = decode_produce(Bytes::from(bytes), 0, &mut DecompressBudget::new(1 << 20));
         assert!(decoded.is_err(), "{name} decodes");
+    }
+}
+
+/// Counts this test binary's allocations, and fails one past its limit, so
+/// that a test can bound what decoding allocates.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+/// Set in the child process that measures, to the directory where it
+/// writes each input before decoding it.
+const ALLOC_CHILD: &str = "BROOKLET_FUZZ_ALLOC_CHILD";
+
+/// A frame of the seeds' APIs and versions, mutated.
+fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
+    (proptest::sample::select(api_versions()), proptest::collection::vec(mutation(), 0..4))
+        .prop_map(|((api, version), mutations)| mutate(seed_frame(api, version), &mutations))
+}
+
+#[test]
+fn decoding_a_frame_allocates_at_most_64_times_its_size_plus_1_mib() {
+    const NAME: &str = "fuzz_tests::decoding_a_frame_allocates_at_most_64_times_its_size_plus_1_mib";
+    let Some(dir) = std::env::var_os(ALLOC_CHILD) else {
+        // The other tests of this binary allocate at the same time: the
+        // measure is taken in a child process that runs this test alone.
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
+            .env(ALLOC_CHILD, dir.path())
+            .output()
+            .unwrap();
+        let input = std::fs::read(dir.path().join("input")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "decoding allocated past its bound, or panicked, on the frame {input:02x?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran the test");
+        return;
+    };
+    let input = std::path::Path::new(&dir).join("input");
+    let check = |frame: Vec<u8>| {
+        std::fs::write(&input, &frame).unwrap();
+        let bound = 64 * frame.len() + (1 << 20);
+        let frame = Bytes::from(frame);
+        // An allocation past the limit fails, which aborts the child.
+        ALLOCATOR.set_limit(ALLOCATOR.allocated() + bound).unwrap();
+        let _ = decode_frame(frame);
+        ALLOCATOR.set_limit(usize::MAX).unwrap();
+    };
+    for (api, version) in api_versions() {
+        check(seed_frame(api, version));
+    }
+    for (_, frame) in corpus("frames") {
+        check(frame);
+    }
+    use proptest::strategy::ValueTree as _;
+    let mut runner = proptest::test_runner::TestRunner::default();
+    for _ in 0..runner.config().cases {
+        check(mutated_frame().new_tree(&mut runner).unwrap().current());
     }
 }
 
