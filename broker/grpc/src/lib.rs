@@ -16,6 +16,8 @@
 mod admission;
 mod connection;
 mod convert;
+#[cfg(test)]
+mod fuzz_tests;
 mod server;
 mod status;
 mod wire;

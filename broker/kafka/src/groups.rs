@@ -50,7 +50,7 @@ use crate::error::group_code;
 use crate::server::Context;
 
 /// The protocol type of Kafka consumers, whose metadata this module reads.
-const CONSUMER: &str = "consumer";
+pub(crate) const CONSUMER: &str = "consumer";
 /// Group types as ListGroups v5 names them: Kafka's classic groups, and
 /// the broker-assigned groups of the gRPC API (like Kafka's `consumer`
 /// groups).
@@ -195,7 +195,7 @@ pub(crate) fn find_coordinator(
 }
 
 /// Reads a consumer's subscription: the topics it names, or none.
-fn subscription_topics(protocol_type: &str, metadata: &Bytes) -> Vec<String> {
+pub(crate) fn subscription_topics(protocol_type: &str, metadata: &Bytes) -> Vec<String> {
     if protocol_type != CONSUMER {
         return Vec::new();
     }
@@ -205,7 +205,7 @@ fn subscription_topics(protocol_type: &str, metadata: &Bytes) -> Vec<String> {
 }
 
 /// Reads a consumer's assignment: the partitions it names, or none.
-fn assignment_partitions(protocol_type: &str, assignment: &Bytes) -> BTreeSet<TopicPartition> {
+pub(crate) fn assignment_partitions(protocol_type: &str, assignment: &Bytes) -> BTreeSet<TopicPartition> {
     if protocol_type != CONSUMER {
         return BTreeSet::new();
     }

@@ -31,6 +31,8 @@ mod codes;
 mod compression;
 mod error;
 mod frame;
+#[cfg(test)]
+mod fuzz_tests;
 mod groups;
 mod records;
 mod server;

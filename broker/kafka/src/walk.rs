@@ -58,9 +58,16 @@ impl Walk<'_> {
         Ok(v)
     }
 
+    /// A compact length or count: the unsigned varint less one (-1 is
+    /// null). A varint past `i64::MAX` is refused, not wrapped.
+    fn compact_len(&mut self) -> Result<i64, String> {
+        let n = self.uvarint()?;
+        i64::try_from(n).map(|n| n - 1).map_err(|_| format!("a length or count of {n} is too large"))
+    }
+
     /// A string, nullable string, bytes or nullable bytes: skipped.
     fn blob(&mut self) -> Step {
-        let len = if self.flexible { (self.uvarint()? as i64) - 1 } else { i64::from(self.i16()?) };
+        let len = if self.flexible { self.compact_len()? } else { i64::from(self.i16()?) };
         if len > 0 { self.skip(len as usize) } else { Ok(()) }
     }
 
@@ -76,7 +83,7 @@ impl Walk<'_> {
     /// An array whose elements `each` walks; its count must not exceed the
     /// bytes left (every element takes at least one).
     fn array(&mut self, mut each: impl FnMut(&mut Self) -> Step) -> Step {
-        let n = if self.flexible { self.uvarint()? as i64 - 1 } else { i64::from(self.i32()?) };
+        let n = if self.flexible { self.compact_len()? } else { i64::from(self.i32()?) };
         if n > self.rest.len() as i64 {
             return Err(format!("an array counts {n} elements in {} bytes", self.rest.len()));
         }

@@ -58,6 +58,14 @@ pub enum BatchError {
         /// CRC of the payload as read.
         computed: u32,
     },
+    /// The header's offsets run past the largest offset.
+    #[error("batch header spans past the largest offset: base offset {base_offset}, {record_count} offsets")]
+    Span {
+        /// Base offset in the header.
+        base_offset: u64,
+        /// Offset count in the header.
+        record_count: u32,
+    },
     /// The payload's records do not decode.
     #[error("batch records do not decode")]
     Decode(#[from] prost::DecodeError),
@@ -198,6 +206,9 @@ pub(crate) fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
         payload_len: h.get_u32(),
         crc: h.get_u32(),
     };
+    if header.base_offset.checked_add(u64::from(header.record_count)).is_none() {
+        return Err(BatchError::Span { base_offset: header.base_offset, record_count: header.record_count });
+    }
     let needed = HEADER_LEN + header.payload_len as usize;
     if value.len() != needed {
         return Err(BatchError::Truncated { len: value.len(), needed });
@@ -216,11 +227,18 @@ fn verified(value: Bytes) -> Result<(BatchHeader, Bytes), BatchError> {
     Ok((header, payload))
 }
 
+/// Room for the records the header counts, but no more than the payload
+/// can hold (each record takes at least its one-byte length): the count of
+/// a damaged header must not size an allocation.
+fn capacity(header: &BatchHeader, payload: &Bytes) -> usize {
+    (header.record_count as usize).min(payload.len())
+}
+
 /// Verifies a stored value's checksum and decodes its records. Keys, values
 /// and header values are slices of `value`, not copies.
 pub fn decode(value: Bytes) -> Result<(BatchHeader, Vec<Record>), BatchError> {
     let (header, mut payload) = verified(value)?;
-    let mut records = Vec::with_capacity(header.record_count as usize);
+    let mut records = Vec::with_capacity(capacity(&header, &payload));
     while payload.has_remaining() {
         records.push(Record::decode_length_delimited(&mut payload)?);
     }
@@ -241,7 +259,7 @@ struct OffsetDelta {
 /// record is decoded.
 pub(crate) fn split(value: Bytes) -> Result<(BatchHeader, Vec<(u32, Bytes)>), BatchError> {
     let (header, mut payload) = verified(value)?;
-    let mut records = Vec::with_capacity(header.record_count as usize);
+    let mut records = Vec::with_capacity(capacity(&header, &payload));
     while payload.has_remaining() {
         let len = prost::decode_length_delimiter(&mut payload)?;
         if len > payload.remaining() {

@@ -14,6 +14,8 @@
 mod batch;
 mod commit;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod keys;
 mod record;
 mod space;

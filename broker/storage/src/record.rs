@@ -77,7 +77,8 @@ impl StoredRecords {
     /// `[from, until)`.
     pub(crate) fn within(base_offset: u64, mut records: Vec<(u32, Bytes)>, from: u64, until: u64) -> Self {
         records.retain(|(delta, _)| {
-            let offset = base_offset + u64::from(*delta);
+            // A damaged record's delta may run past the largest offset.
+            let offset = base_offset.saturating_add(u64::from(*delta));
             offset >= from && offset < until
         });
         StoredRecords { base_offset, records }
@@ -102,7 +103,9 @@ impl StoredRecords {
 
     /// The offset after the last record.
     pub fn next_offset(&self) -> u64 {
-        self.records.last().map_or(self.base_offset, |(delta, _)| self.base_offset + u64::from(*delta) + 1)
+        self.records.last().map_or(self.base_offset, |(delta, _)| {
+            self.base_offset.saturating_add(u64::from(*delta)).saturating_add(1)
+        })
     }
 
     /// Bytes of the records' encodings.
