@@ -403,6 +403,66 @@ impl Admin {
         Ok(())
     }
 
+    /// Adds a user with `password` (stored salted, never in clear).
+    ///
+    /// # Errors
+    /// [`Error::Broker`] with `ALREADY_EXISTS` if the name is taken,
+    /// `INVALID_ARGUMENT` for a bad name or password.
+    pub async fn create_user(&self, name: &str, password: &str) -> Result<()> {
+        let request = v1::CreateUserRequest { name: name.to_owned(), password: password.to_owned() };
+        self.conn
+            .call(CallOptions::new(Op::CreateUser), request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.create_user(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a user.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] with `NOT_FOUND` if there is no such user.
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let request = v1::DeleteUserRequest { name: name.to_owned() };
+        self.conn
+            .call(CallOptions::new(Op::DeleteUser), request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.delete_user(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a user's password.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] with `NOT_FOUND` if there is no such user.
+    pub async fn set_user_password(&self, name: &str, password: &str) -> Result<()> {
+        let request = v1::SetUserPasswordRequest { name: name.to_owned(), password: password.to_owned() };
+        self.conn
+            .call(CallOptions::new(Op::SetUserPassword), request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.set_user_password(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Every user's name, ordered, with the SASL mechanisms of its
+    /// credentials.
+    pub async fn list_users(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListUsers) };
+        let response = self
+            .conn
+            .call(opts, v1::ListUsersRequest {}, |req| {
+                let mut client = self.conn.admin();
+                async move { client.list_users(req).await }
+            })
+            .await?;
+        Ok(response.users.into_iter().map(|u| (u.name, u.mechanisms)).collect())
+    }
+
     /// Lists every topic, ordered by name.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
         let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListTopics) };

@@ -44,6 +44,37 @@ pub(crate) struct ConnectionConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) breaker: BreakerConfig,
+    /// Sent as `authorization: Basic …` on every call, if set.
+    pub(crate) credentials: Option<Credentials>,
+}
+
+/// A user name and password; `Debug` never shows the password.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    pub(crate) user: String,
+    pub(crate) password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The `authorization` header's value, marked sensitive.
+    fn header(&self) -> Result<http::HeaderValue> {
+        use base64::Engine as _;
+        if self.user.contains(':') {
+            return Err(Error::InvalidArgument { message: "a user name cannot contain `:`".to_owned() });
+        }
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.user, self.password));
+        let mut value = http::HeaderValue::try_from(format!("Basic {encoded}"))
+            .map_err(|_| Error::InvalidArgument { message: "the credentials cannot be sent".to_owned() })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
 }
 
 impl ConnectionConfig {
@@ -56,6 +87,7 @@ impl ConnectionConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             breaker: BreakerConfig::default(),
+            credentials: None,
         }
     }
 
@@ -87,6 +119,7 @@ impl ConnectionConfig {
                 reason: format!("give 1 to {MAX_ENDPOINTS} endpoints, not {}", self.endpoints.len()),
             });
         }
+        let authorization = self.credentials.as_ref().map(Credentials::header).transpose()?;
         let mut uris = Vec::with_capacity(self.endpoints.len());
         let mut channels = Vec::with_capacity(self.endpoints.len());
         for given in &self.endpoints {
@@ -102,7 +135,7 @@ impl ConnectionConfig {
             breakers: Breakers::new(&uris, self.breaker),
             all: uris.iter().map(|u| &**u).collect::<Vec<_>>().join(", ").into(),
             endpoints: uris.into(),
-            router: Router { channels: channels.into() },
+            router: Router { channels: channels.into(), authorization },
             request_timeout: self.request_timeout,
         })
     }
@@ -165,6 +198,8 @@ struct Route(usize);
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
     channels: Arc<[Channel]>,
+    /// Added to every request, if set.
+    authorization: Option<http::HeaderValue>,
 }
 
 impl Service<http::Request<Body>> for Router {
@@ -178,7 +213,10 @@ impl Service<http::Request<Body>> for Router {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        if let Some(value) = &self.authorization {
+            request.headers_mut().insert(http::header::AUTHORIZATION, value.clone());
+        }
         let index = request.extensions().get::<Route>().map_or(0, |r| r.0);
         let mut channel = self.channels[index.min(self.channels.len() - 1)].clone();
         Box::pin(async move {
@@ -493,6 +531,16 @@ macro_rules! endpoint_settings {
         /// [`Breakers`](crate::Breakers).
         pub fn breaker(mut self, breaker: crate::BreakerConfig) -> Self {
             self.conn.breaker = breaker;
+            self
+        }
+
+        /// Authenticates every call as `user` with `password` (HTTP Basic),
+        /// as a broker run with `--auth required` demands. Without TLS the
+        /// password crosses the network readable: use it over TLS or
+        /// loopback.
+        pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+            self.conn.credentials =
+                Some(crate::connection::Credentials { user: user.into(), password: password.into() });
             self
         }
     };

@@ -301,6 +301,10 @@ pub(crate) enum Op {
     InitProducerId,
     AlterTopicConfig,
     Status,
+    CreateUser,
+    DeleteUser,
+    ListUsers,
+    SetUserPassword,
 }
 
 impl Op {
@@ -323,6 +327,10 @@ impl Op {
             Op::InitProducerId => "InitProducerId",
             Op::AlterTopicConfig => "AlterTopicConfig",
             Op::Status => "Status",
+            Op::CreateUser => "CreateUser",
+            Op::DeleteUser => "DeleteUser",
+            Op::ListUsers => "ListUsers",
+            Op::SetUserPassword => "SetUserPassword",
         }
     }
 }

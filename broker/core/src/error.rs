@@ -58,6 +58,18 @@ pub enum Error {
         /// Next offset to be written.
         high_watermark: u64,
     },
+    /// No user of that name exists.
+    #[error("user `{name}` does not exist")]
+    UserNotFound {
+        /// User name.
+        name: String,
+    },
+    /// A user of that name exists already.
+    #[error("user `{name}` already exists")]
+    UserExists {
+        /// User name.
+        name: String,
+    },
     /// The group has neither live members nor committed offsets.
     #[error("group `{group}` does not exist")]
     GroupNotFound {

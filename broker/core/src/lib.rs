@@ -14,6 +14,8 @@
 //!   classic groups) by the members' leader, commits checked against
 //!   membership.
 //! - `offsets`: committed offsets, owned by the groups.
+//! - `users`: users, their salted SCRAM credentials, and authentication
+//!   (password checks and SCRAM exchanges) yielding a `Principal`.
 //! - `config`, `error`: validated settings; the typed error.
 
 #![warn(unreachable_pub)]
@@ -23,6 +25,7 @@ mod error;
 mod group;
 mod log;
 mod offsets;
+mod users;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,15 +53,20 @@ pub use log::{
     Acks, Appended, FetchOpts, Fetched, Idempotence, Log, MAX_HEADERS, NewRecord, PartitionState,
     ProduceRequest, ProducedMany, ProducerId, SequenceGaps, TimeOffset, TopicConfig, TopicInfo,
 };
+pub use users::{
+    AuthError, LoginCache, MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, Mechanism, Principal, SCRAM_ITERATIONS,
+    ScramExchange, UserInfo, Users,
+};
 pub use uuid::Uuid;
 
 /// The one handle every protocol adapter calls: the log (topics, produce,
 /// fetch and wait, offsets by time, producer ids) and the groups
-/// (membership, committed offsets). Cloning shares it.
+/// (membership, committed offsets), the users. Cloning shares it.
 #[derive(Clone, Debug)]
 pub struct Core {
     log: Arc<Log>,
     groups: Groups,
+    users: Users,
     storage: Storage,
 }
 
@@ -94,7 +102,8 @@ impl Core {
         let log = Arc::new(Log::open(storage.clone(), config.limits.clone(), config.durability, tasks)?);
         let offsets = offsets::Offsets::new(storage.offsets(), log.group_commit());
         let groups = Groups::new(log.clone(), offsets, config.groups.clone());
-        Ok(Core { log, groups, storage })
+        let users = Users::open(storage.users(), log.group_commit())?;
+        Ok(Core { log, groups, users, storage })
     }
 
     /// Starts the background work on `tasks` until `stop`: retention every
@@ -115,6 +124,11 @@ impl Core {
     /// Consumer groups and their committed offsets.
     pub fn groups(&self) -> &Groups {
         &self.groups
+    }
+
+    /// Users, their credentials, and authentication.
+    pub fn users(&self) -> &Users {
+        &self.users
     }
 
     /// The data directory.

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::Connected;
 
+use brooklet_core::LoginCache;
 use brooklet_metrics::{ConnectionGuard, Metrics};
 
 /// What a request knows of the connection it came on. Tonic puts it in every
@@ -26,6 +27,9 @@ pub(crate) struct ConnInfo {
     /// This connection's places for requests in flight.
     requests: Arc<Semaphore>,
     limit: usize,
+    /// The connection's last successful login and its failures (see
+    /// `auth`).
+    pub(crate) logins: Arc<LoginCache>,
 }
 
 impl ConnInfo {
@@ -79,6 +83,7 @@ pub(crate) fn accept_loop(
                             remote: Some(peer),
                             requests: Arc::new(Semaphore::new(max_requests_per_connection)),
                             limit: max_requests_per_connection,
+                            logins: Arc::default(),
                         };
                         let conn = Conn { stream, info, _counted: metrics.connection(), _permit: permit };
                         return Some((Ok(conn), listener));

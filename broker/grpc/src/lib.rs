@@ -6,6 +6,8 @@
 //! - `connection`: the accept loop and the connection limit.
 //! - `admission`: each request takes a place of its connection's, or is
 //!   refused at once; then it is counted and timed.
+//! - `auth`: with `--auth required`, each request's Basic credentials are
+//!   checked and its `Principal` put in its extensions.
 //! - `convert`: proto ⇄ core types; `status`: core errors → statuses, in one
 //!   place.
 //!
@@ -14,6 +16,7 @@
 #![warn(unreachable_pub)]
 
 mod admission;
+mod auth;
 mod connection;
 mod convert;
 #[cfg(test)]
@@ -181,6 +184,49 @@ impl pb::admin_service_server::AdminService for Services {
                 })
                 .collect(),
         }))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let by = auth::principal_of(&request).cloned();
+        let req = request.into_inner();
+        self.core.users().add(&req.name, &req.password).await.map_err(status)?;
+        tracing::info!(user = %req.name, by = ?by.as_ref().map(|p| p.to_string()), "user created");
+        Ok(Response::new(pb::CreateUserResponse {}))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let by = auth::principal_of(&request).cloned();
+        let name = request.into_inner().name;
+        self.core.users().delete(&name).await.map_err(status)?;
+        tracing::info!(user = %name, by = ?by.as_ref().map(|p| p.to_string()), "user deleted");
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn list_users(
+        &self,
+        _request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let users = self.core.users().list().map_err(status)?;
+        let users =
+            users.into_iter().map(|u| pb::UserInfo { name: u.name, mechanisms: u.mechanisms }).collect();
+        Ok(Response::new(pb::ListUsersResponse { users }))
+    }
+
+    async fn set_user_password(
+        &self,
+        request: Request<pb::SetUserPasswordRequest>,
+    ) -> Result<Response<pb::SetUserPasswordResponse>, Status> {
+        let by = auth::principal_of(&request).cloned();
+        let req = request.into_inner();
+        self.core.users().set_password(&req.name, &req.password).await.map_err(status)?;
+        tracing::info!(user = %req.name, by = ?by.as_ref().map(|p| p.to_string()), "user password changed");
+        Ok(Response::new(pb::SetUserPasswordResponse {}))
     }
 
     async fn list_topics(

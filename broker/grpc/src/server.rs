@@ -15,6 +15,7 @@ use tonic::transport::Server;
 
 use crate::Services;
 use crate::admission::RequestLayer;
+use crate::auth::AuthLayer;
 use crate::connection::accept_loop;
 
 /// How the gRPC listener serves.
@@ -31,6 +32,9 @@ pub struct GrpcOptions {
     /// Every listener of the broker, by name (`grpc`, `kafka`, `metrics`),
     /// as Status reports them.
     pub listeners: Vec<(&'static str, SocketAddr)>,
+    /// Every request authenticates as a user (`--auth required`): see
+    /// `auth`.
+    pub auth_required: bool,
 }
 
 /// Why the gRPC server could not start, or failed.
@@ -56,6 +60,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) -> Result<(), GrpcError> {
+    let auth =
+        AuthLayer { users: core.users().clone(), metrics: metrics.clone(), required: options.auth_required };
     let services = Services::new(core, shutdown.clone(), tasks, metrics.clone(), options.listeners.clone());
     let max_msg = options.max_request_bytes;
 
@@ -85,6 +91,9 @@ pub async fn serve(
         // it is refused at once with RESOURCE_EXHAUSTED, so a flood from one
         // connection costs no memory), then counts and times it.
         .layer(RequestLayer { metrics, slow_request: options.slow_request })
+        // Then authenticates it (health and reflection too: with --auth
+        // required, nothing is served to a client without credentials).
+        .layer(auth)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

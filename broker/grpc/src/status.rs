@@ -8,12 +8,14 @@ use tonic::{Code, Status};
 fn code(err: &Error) -> Code {
     match err {
         Error::InvalidArgument { .. } | Error::RecordTooLarge { .. } => Code::InvalidArgument,
-        Error::TopicNotFound { .. } | Error::GroupNotFound { .. } => Code::NotFound,
+        Error::TopicNotFound { .. } | Error::GroupNotFound { .. } | Error::UserNotFound { .. } => {
+            Code::NotFound
+        }
         Error::FailedPrecondition { .. }
         | Error::ProducerRefused { .. }
         | Error::GroupKindConflict { .. }
         | Error::Membership { .. } => Code::FailedPrecondition,
-        Error::TopicExists { .. } => Code::AlreadyExists,
+        Error::TopicExists { .. } | Error::UserExists { .. } => Code::AlreadyExists,
         Error::OffsetOutOfRange { .. } => Code::OutOfRange,
         Error::ShuttingDown => Code::Unavailable,
         Error::DiskFull { .. } => Code::ResourceExhausted,

@@ -706,6 +706,7 @@ mod tests {
             default_partitions: 2,
             max_request_bytes: 8 << 20,
             max_connections: 8,
+            auth_required: false,
         };
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop: CancellationToken::new() }
     }

@@ -592,6 +592,7 @@ mod tests {
             default_partitions: 1,
             max_request_bytes: 1 << 20,
             max_connections: 8,
+            auth_required: false,
         };
         let stop = CancellationToken::new();
         let metrics = brooklet_metrics::Metrics::new();

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse,
     MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
+use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
 
 /// A response's error codes, 0 (none) included.
 pub(crate) trait ErrorCodes {
@@ -32,7 +33,9 @@ top_level!(
     JoinGroupResponse,
     SyncGroupResponse,
     HeartbeatResponse,
-    ListGroupsResponse
+    ListGroupsResponse,
+    SaslHandshakeResponse,
+    SaslAuthenticateResponse
 );
 
 impl ErrorCodes for MetadataResponse {

@@ -26,6 +26,10 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
         Error::TopicExists { .. } => ResponseError::TopicAlreadyExists,
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         Error::GroupNotFound { .. } => ResponseError::GroupIdNotFound,
+        // Kafka serves no user management; its SCRAM credential calls name
+        // these so.
+        Error::UserNotFound { .. } => ResponseError::ResourceNotFound,
+        Error::UserExists { .. } => ResponseError::DuplicateResource,
         Error::ProducerRefused { refusal, .. } => match refusal {
             ProducerRefusal::SequenceGap => ResponseError::OutOfOrderSequenceNumber,
             ProducerRefusal::UnknownProducerId => ResponseError::UnknownProducerId,

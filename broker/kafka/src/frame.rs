@@ -32,6 +32,11 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
+    // v0 is advertised because some clients require it to be before they
+    // use v1; a v0 handshake (raw SASL tokens to follow, without Kafka
+    // framing) is answered UNSUPPORTED_VERSION: see `sasl`.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The versions of `key` this adapter implements.

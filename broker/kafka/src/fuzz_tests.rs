@@ -75,6 +75,8 @@ fn decode_body(api: ApiKey, version: i16, body: Bytes) -> Result<(), FrameError>
         AlterConfigs => AlterConfigsRequest,
         IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
         OffsetDelete => OffsetDeleteRequest,
+        SaslHandshake => SaslHandshakeRequest,
+        SaslAuthenticate => SaslAuthenticateRequest,
     }
     Ok(())
 }
@@ -299,6 +301,11 @@ fn seed_body(api: ApiKey, version: i16) -> BytesMut {
             let t = od::OffsetDeleteRequestTopic::default().with_name(topic()).with_partitions(two(p));
             encoded(OffsetDeleteRequest::default().with_group_id(group()).with_topics(two(t)), version)
         }
+        ApiKey::SaslHandshake => encoded(SaslHandshakeRequest::default().with_mechanism(s("PLAIN")), version),
+        ApiKey::SaslAuthenticate => encoded(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0user\0password")),
+            version,
+        ),
         other => panic!("{other:?} is in SUPPORTED but has no seed"),
     }
 }

@@ -1021,6 +1021,7 @@ mod tests {
             default_partitions: 1,
             max_request_bytes: 8 << 20,
             max_connections: 8,
+            auth_required: false,
         };
         let stop = tokio_util::sync::CancellationToken::new();
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop }

@@ -17,6 +17,8 @@
 //!   produce, uncompressed on fetch; header names may repeat.
 //! - `compression`: gzip, snappy, lz4 and zstd, never decompressing past
 //!   a limit.
+//! - `sasl`: SaslHandshake and SaslAuthenticate (PLAIN, SCRAM-SHA-256/512)
+//!   when `--auth required`; nothing else is served before them.
 //! - `error`: core errors → Kafka error codes, in one place.
 //! - `walk`: checks every array of a request against the bytes that must
 //!   hold it, before decoding (which would reserve memory for the count).
@@ -35,6 +37,7 @@ mod frame;
 mod fuzz_tests;
 mod groups;
 mod records;
+mod sasl;
 mod server;
 mod walk;
 

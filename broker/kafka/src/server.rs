@@ -3,6 +3,7 @@
 //! requests, their errors and bad frames are counted in the metrics.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::time::Instant;
@@ -21,6 +22,9 @@ use kafka_protocol::messages::{
     SyncGroupRequest,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
+use kafka_protocol::messages::{
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,7 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::codes::ErrorCodes;
 use crate::frame::{self, FrameError, Parsed};
-use crate::{admin, api, groups};
+use crate::{admin, api, groups, sasl};
 
 /// How the Kafka listener serves.
 #[derive(Clone, Debug)]
@@ -48,6 +52,9 @@ pub struct KafkaOptions {
     pub max_request_bytes: usize,
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Every connection authenticates with SASL before anything else is
+    /// served (`--auth required`): see `sasl`.
+    pub auth_required: bool,
 }
 
 /// What every connection shares.
@@ -102,7 +109,7 @@ pub async fn serve(
         tasks.spawn(open.track_future(async move {
             let _permit = permit;
             let _open = ctx.metrics.kafka_connection();
-            if let Err(e) = connection(&ctx, socket).await {
+            if let Err(e) = connection(&ctx, socket, peer).await {
                 if let ConnectionError::Frame(e) = &e {
                     ctx.metrics.kafka_frame_error(frame_error_reason(e));
                 }
@@ -121,19 +128,42 @@ enum ConnectionError {
 }
 
 /// Serves one connection's requests in order until it closes.
-async fn connection(ctx: &Context, socket: TcpStream) -> Result<(), ConnectionError> {
+async fn connection(ctx: &Context, socket: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
     let _ = socket.set_nodelay(true);
     // How group members' hosts are shown, as Kafka shows them.
     let host = socket.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let (read, mut write) = socket.into_split();
     let mut read = BufReader::new(read);
-    let limit = ctx.options.max_request_bytes;
+    let mut session = sasl::Session::new(ctx.options.auth_required);
     loop {
+        let limit = match session.authenticated() {
+            true => ctx.options.max_request_bytes,
+            false => ctx.options.max_request_bytes.min(sasl::UNAUTHENTICATED_FRAME_LIMIT),
+        };
         let frame = tokio::select! {
             () = ctx.stop.cancelled() => return Ok(()),
             frame = read_frame(&mut read, limit) => frame?,
         };
         let Some(frame) = frame else { return Ok(()) };
+        if !session.authenticated() {
+            match sasl::api_of(&frame) {
+                Some(ApiKey::ApiVersions) => {}
+                Some(ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) => {
+                    let answer = sasl::handle(ctx, &mut session, peer, frame).await?;
+                    write.write_all(&answer.response).await?;
+                    if answer.close {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                api => {
+                    sasl::refuse_unauthenticated(ctx, &session, peer, api);
+                    return Ok(());
+                }
+            }
+        }
+        // The principal an authorizer will check requests against.
+        let _principal = session.principal();
         if let Some(response) = metered(ctx, &host, frame).await? {
             // At shutdown, a client that does not read its response must not
             // hold the broker up: the write is given up once it would wait.
@@ -218,7 +248,7 @@ async fn metered(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes
 
 /// `response` as a frame for `version`, each error code it carries counted
 /// (one per request, group, topic, partition or member).
-fn respond<R: Encodable + ErrorCodes>(
+pub(crate) fn respond<R: Encodable + ErrorCodes>(
     ctx: &Context,
     api: ApiKey,
     version: i16,
@@ -391,6 +421,23 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
         ApiKey::OffsetDelete => {
             let request: OffsetDeleteRequest = frame::decode(api, version, body)?;
             respond(ctx, api, version, id, &groups::offset_delete(ctx, &request).await)?
+        }
+        // Authenticated already, or no authentication required (as Kafka
+        // answers on a listener without SASL).
+        ApiKey::SaslHandshake => {
+            let _: SaslHandshakeRequest = frame::decode(api, version, body)?;
+            let response =
+                SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
+            respond(ctx, api, version, id, &response)?
+        }
+        ApiKey::SaslAuthenticate => {
+            let _: SaslAuthenticateRequest = frame::decode(api, version, body)?;
+            let response = SaslAuthenticateResponse::default()
+                .with_error_code(ResponseError::IllegalSaslState.code())
+                .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "this connection has authenticated already, or the broker requires no authentication",
+                )));
+            respond(ctx, api, version, id, &response)?
         }
         _ => return Err(FrameError::NotImplemented { api, version }),
     };

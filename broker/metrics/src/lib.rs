@@ -81,6 +81,12 @@ struct KafkaFrameLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthFailureLabels {
+    protocol: &'static str,
+    mechanism: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric of the broker. Cloning shares them.
@@ -116,6 +122,7 @@ struct Inner {
     kafka_connections: Gauge,
     kafka_connections_total: Counter,
     kafka_frame_errors: Family<KafkaFrameLabels, Counter>,
+    auth_failures: Family<AuthFailureLabels, Counter>,
     resident_memory: Gauge,
     cpu: Counter<f64, AtomicU64>,
     uptime: Gauge<f64, AtomicU64>,
@@ -281,6 +288,12 @@ impl Metrics {
              unsupported_version, not_implemented, malformed, encode",
             kafka_frame_errors.clone(),
         );
+        let auth_failures = Family::default();
+        registry.register(
+            "auth_failures",
+            "Failed logins and unauthenticated requests refused, by protocol (grpc, kafka) and mechanism",
+            auth_failures.clone(),
+        );
         let resident_memory = Gauge::default();
         if cfg!(target_os = "linux") {
             registry.register(
@@ -326,6 +339,7 @@ impl Metrics {
                 kafka_connections,
                 kafka_connections_total,
                 kafka_frame_errors,
+                auth_failures,
                 resident_memory,
                 cpu,
                 uptime,
@@ -411,6 +425,13 @@ impl Metrics {
     /// a fixed set.
     pub fn kafka_frame_error(&self, reason: &'static str) {
         self.inner.kafka_frame_errors.get_or_create(&KafkaFrameLabels { reason }).inc();
+    }
+
+    /// Counts a failed login or a request refused for want of one;
+    /// `protocol` is `grpc` or `kafka`, `mechanism` e.g. `PLAIN`.
+    pub fn auth_failure(&self, protocol: &'static str, mechanism: &str) {
+        let labels = AuthFailureLabels { protocol, mechanism: mechanism.to_owned() };
+        self.inner.auth_failures.get_or_create(&labels).inc();
     }
 
     /// Counts an accepted Kafka connection, open until the guard is dropped.

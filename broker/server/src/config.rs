@@ -32,6 +32,37 @@ pub struct Config {
     pub kafka_auto_create_topics: bool,
     /// Partitions of a topic created by Kafka's Metadata.
     pub kafka_default_partitions: u32,
+    /// Whether clients must authenticate (default [`Auth::None`]).
+    pub auth: Auth,
+    /// A user created at start when no user exists yet (the first
+    /// administrator); logged when it is.
+    pub bootstrap_user: Option<BootstrapUser>,
+}
+
+/// Whether clients authenticate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// Every client is served without credentials.
+    #[default]
+    None,
+    /// gRPC requests carry `authorization: Basic …` of a user; Kafka
+    /// connections authenticate with SASL (PLAIN, SCRAM-SHA-256/512) first.
+    Required,
+}
+
+/// The first user, created at start if no user exists.
+#[derive(Clone)]
+pub struct BootstrapUser {
+    /// The user's name.
+    pub name: String,
+    /// The password (kept only until the user is stored).
+    pub password: String,
+}
+
+impl std::fmt::Debug for BootstrapUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapUser").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -45,6 +76,8 @@ impl Config {
             kafka_advertised: None,
             kafka_auto_create_topics: true,
             kafka_default_partitions: 1,
+            auth: Auth::None,
+            bootstrap_user: None,
         }
     }
 

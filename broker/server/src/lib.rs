@@ -29,7 +29,7 @@ pub use brooklet_core::{
     Acks, CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY,
     MAX_PARTITIONS_LIMIT, MAX_RECORD_BYTES_LIMIT,
 };
-pub use config::Config;
+pub use config::{Auth, BootstrapUser, Config};
 
 use std::future::Future;
 use std::io;
@@ -98,6 +98,17 @@ pub enum ServeError {
     Task(#[source] tokio::task::JoinError),
 }
 
+/// Creates the first user, if no user exists yet.
+async fn bootstrap(core: &Core, user: &BootstrapUser) -> Result<(), Error> {
+    if !core.users().is_empty() {
+        tracing::debug!(user = %user.name, "users exist: the bootstrap user is not created");
+        return Ok(());
+    }
+    core.users().add(&user.name, &user.password).await?;
+    tracing::info!(user = %user.name, "created the bootstrap user (no user existed)");
+    Ok(())
+}
+
 fn listen_error(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> ServeError {
     move |source| ServeError::Listen { what: what.to_string(), source }
 }
@@ -139,8 +150,11 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let core_config = &config.core;
     let core = Core::open(core_config, Some(Arc::new(metrics.clone())), &tasks).map_err(storage_error)?;
+    if let Some(user) = &config.bootstrap_user {
+        bootstrap(&core, user).await.map_err(storage_error)?;
+    }
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
-    tracing::info!(%addr, data_dir = %config.core.data_dir.display(), "brooklet serving");
+    tracing::info!(%addr, auth = ?config.auth, data_dir = %config.core.data_dir.display(), "brooklet serving");
     // Every listener, for Status and `/readyz`.
     let grpc_serving = http::Serving::new("grpc", addr);
     let mut listening = vec![grpc_serving.clone()];
@@ -170,6 +184,7 @@ pub async fn run(
         max_requests_per_connection: config.core.limits.max_requests_per_connection,
         slow_request: config.slow_request,
         listeners: listening.iter().map(|l| (l.name, l.addr)).collect(),
+        auth_required: config.auth == Auth::Required,
     };
     let mut kafka_served = None;
     if let (Some(l), Some(serving)) = (kafka_listener, kafka_serving) {
@@ -183,6 +198,7 @@ pub async fn run(
             default_partitions: config.kafka_default_partitions,
             max_request_bytes: config.core.limits.max_request_bytes,
             max_connections: config.core.limits.max_connections,
+            auth_required: config.auth == Auth::Required,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let kafka =

@@ -5,7 +5,11 @@ use brooklet_client::{Admin, ResetTo};
 use super::{BrokerArgs, GroupCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
+    Ok(broker
+        .authenticate(Admin::builder(&broker.url).request_timeout(broker.timeout()), |b, u, p| {
+            b.credentials(u, p)
+        })?
+        .build()?)
 }
 
 pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()> {

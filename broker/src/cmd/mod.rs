@@ -8,6 +8,7 @@ mod produce;
 mod serve;
 mod status;
 mod topic;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +61,46 @@ pub enum Command {
     Group(GroupCommand),
     /// Version, uptime, disk use, topics and groups with their lag.
     Status,
+    /// Add, list, delete users and set their passwords (through the broker,
+    /// or with --data-dir on a stopped broker's data). A new password comes
+    /// from BROOKLET_NEW_PASSWORD or the first line of standard input.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `brooklet user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user.
+    Add {
+        /// User name: letters, digits and `._-@`, 1 to 256 bytes.
+        name: String,
+        /// Work on this stopped broker's data directory instead.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List users.
+    List {
+        /// Work on this stopped broker's data directory instead.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Delete a user.
+    Delete {
+        /// User name.
+        name: String,
+        /// Work on this stopped broker's data directory instead.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Replace a user's password.
+    SetPassword {
+        /// User name.
+        name: String,
+        /// Work on this stopped broker's data directory instead.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// How client commands reach the broker.
@@ -72,10 +113,16 @@ pub struct BrokerArgs {
     /// (client commands).
     #[arg(long = "timeout", global = true, value_name = "SECS", env = "BROOKLET_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
+    /// Authenticate as this user (client commands; a broker run with
+    /// `--auth required` demands it); the password comes from
+    /// BROOKLET_PASSWORD.
+    #[arg(long = "user", global = true, env = "BROOKLET_USER", value_name = "USER")]
+    pub user: Option<String>,
 }
 
 /// The ids of [`BrokerArgs`]' flags.
-const BROKER_FLAGS: [(&str, &str); 2] = [("url", "--broker"), ("timeout_secs", "--timeout")];
+const BROKER_FLAGS: [(&str, &str); 3] =
+    [("url", "--broker"), ("timeout_secs", "--timeout"), ("user", "--user")];
 
 /// `serve` takes no `--broker` or `--timeout`: being global, clap accepts
 /// them there, so they are refused here rather than silently ignored (a
@@ -100,6 +147,15 @@ impl BrokerArgs {
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// `builder` with the credentials of `--user` (password from
+    /// `BROOKLET_PASSWORD`) set by `set`, if a user is given.
+    pub fn authenticate<B>(&self, builder: B, set: impl FnOnce(B, String, String) -> B) -> anyhow::Result<B> {
+        let Some(user) = &self.user else { return Ok(builder) };
+        let password = std::env::var("BROOKLET_PASSWORD")
+            .map_err(|_| anyhow::anyhow!("--user {user} needs its password in BROOKLET_PASSWORD"))?;
+        Ok(set(builder, user.clone(), password))
     }
 }
 
@@ -345,6 +401,10 @@ pub struct ServeArgs {
     /// Partitions of a topic created for a Kafka client.
     #[arg(long, env = "BROOKLET_KAFKA_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub kafka_default_partitions: u32,
+    /// Whether clients authenticate: `none`, or `required` (gRPC with
+    /// `authorization: Basic`, Kafka with SASL PLAIN or SCRAM-SHA-256/512).
+    #[arg(long, env = "BROOKLET_AUTH", default_value = "none", value_parser = ["none", "required"])]
+    pub auth: String,
 }
 
 /// `--kafka-advertised`: `HOST:PORT`, the host not `localhost`.
@@ -439,6 +499,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(command) => bench::run(command, broker).await,
         Command::Group(command) => group::run(command, broker).await,
         Command::Status => status::run(broker).await,
+        Command::User(command) => user::run(command, broker).await,
     }
 }
 

@@ -19,7 +19,8 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
         "written" => Durability::Written,
         _ => Durability::Durable,
     };
-    let producer = Producer::builder(&broker.url).request_timeout(broker.timeout()).acks(acks).build()?;
+    let builder = Producer::builder(&broker.url).request_timeout(broker.timeout()).acks(acks);
+    let producer = broker.authenticate(builder, |b, u, p| b.credentials(u, p))?.build()?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let (mut read, mut acked) = (0u64, 0u64);

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::time::Duration;
 
-use brooklet_broker::{Acks, Config, CoreConfig, GroupConfig, Limits};
+use brooklet_broker::{Acks, Auth, BootstrapUser, Config, CoreConfig, GroupConfig, Limits};
 use tokio::net::TcpListener;
 
 use super::{ServeArgs, stdout};
@@ -42,6 +42,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         kafka_advertised: args.kafka_advertised.clone(),
         kafka_auto_create_topics: args.kafka_auto_create_topics,
         kafka_default_partitions: args.kafka_default_partitions,
+        auth: if args.auth == "required" { Auth::Required } else { Auth::None },
+        bootstrap_user: bootstrap_user()?,
     };
     config.validate()?;
     std::fs::create_dir_all(&config.core.data_dir)
@@ -49,6 +51,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     Ok(brooklet_broker::run(config, listener, shutdown_signal()).await?)
+}
+
+/// The first user, from `BROOKLET_BOOTSTRAP_USER` and
+/// `BROOKLET_BOOTSTRAP_PASSWORD` (both or neither), created at start when
+/// no user exists.
+fn bootstrap_user() -> anyhow::Result<Option<BootstrapUser>> {
+    match (std::env::var("BROOKLET_BOOTSTRAP_USER"), std::env::var("BROOKLET_BOOTSTRAP_PASSWORD")) {
+        (Ok(name), Ok(password)) => Ok(Some(BootstrapUser { name, password })),
+        (Err(_), Err(_)) => Ok(None),
+        _ => anyhow::bail!("set both BROOKLET_BOOTSTRAP_USER and BROOKLET_BOOTSTRAP_PASSWORD, or neither"),
+    }
 }
 
 /// The effective settings, as a config file would give them.
@@ -81,6 +94,7 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "kafka_auto_create_topics = {}", a.kafka_auto_create_topics)?;
     writeln!(out, "kafka_default_partitions = {}", a.kafka_default_partitions)?;
+    writeln!(out, "auth = \"{}\"", a.auth)?;
     Ok(())
 }
 

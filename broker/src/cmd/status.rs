@@ -5,7 +5,11 @@ use brooklet_client::Admin;
 use super::{BrokerArgs, stdout};
 
 pub async fn run(broker: BrokerArgs) -> anyhow::Result<()> {
-    let admin = Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?;
+    let admin = broker
+        .authenticate(Admin::builder(&broker.url).request_timeout(broker.timeout()), |b, u, p| {
+            b.credentials(u, p)
+        })?
+        .build()?;
     let s = admin.status().await?;
     let mut out = stdout();
     let secs = s.uptime.as_secs();

@@ -2,7 +2,8 @@
 //! the stored batch layout (`batch`), records as stored (`record`), group
 //! commit (`commit`), recovery of a partition's bounds, and the trees:
 //! `topics` (topic metadata), `offsets` (committed group offsets),
-//! `log_starts`, and per topic its batches and its sparse time index.
+//! `log_starts`, `users` and `auth` (salted credentials, see `users`), and
+//! per topic its batches and its sparse time index.
 //!
 //! It never assigns offsets, waits for readers, or knows a protocol: the
 //! core decides what to append where; storage writes and reads it. Its
@@ -19,6 +20,7 @@ mod fuzz_tests;
 mod keys;
 mod record;
 mod space;
+mod users;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -38,6 +40,7 @@ pub use commit::{FlushObserver, GroupCommit};
 use error::sled_err;
 pub use error::{StorageError, StorageErrorKind, error_chain};
 pub use record::{Header, Record, StoredRecords, record_size};
+pub use users::{StoredCredential, StoredUser, UserStore};
 
 /// sled writes a value larger than a quarter of its segment into a separate
 /// blob file. Brooklet keeps every batch inline: segments of 8 MiB put the
@@ -155,6 +158,8 @@ pub struct Storage {
     /// Per partition, the log start that retention has moved past the first
     /// stored batch (and that survives every batch being deleted).
     log_starts: sled::Tree,
+    /// Users' credentials and the server secret.
+    users: UserStore,
     /// Space deletes freed inside the database file.
     reusable: Arc<Reusable>,
     path: PathBuf,
@@ -216,6 +221,10 @@ impl Storage {
         let topics = db.open_tree("topics").map_err(sled_err("open topics"))?;
         let offsets = db.open_tree("offsets").map_err(sled_err("open offsets"))?;
         let log_starts = db.open_tree("log_starts").map_err(sled_err("open log starts"))?;
+        let users = UserStore {
+            users: db.open_tree("users").map_err(sled_err("open users"))?,
+            auth: db.open_tree("auth").map_err(sled_err("open auth"))?,
+        };
         let reusable = Arc::new(Reusable::open(db.open_tree("space").map_err(sled_err("open space"))?)?);
         let log_file =
             File::open(config.path.join("db")).map_err(|e| StorageError::io("open the database file", e))?;
@@ -225,6 +234,7 @@ impl Storage {
             topics,
             offsets,
             log_starts,
+            users,
             reusable,
             path: config.path.clone(),
             syncer,
@@ -377,6 +387,11 @@ impl Storage {
     /// The committed offsets of every group.
     pub fn offsets(&self) -> OffsetStore {
         OffsetStore { tree: self.offsets.clone() }
+    }
+
+    /// Users and the server secret.
+    pub fn users(&self) -> UserStore {
+        self.users.clone()
     }
 
     /// Starts a group-commit flusher for this database on `tasks`.

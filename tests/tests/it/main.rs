@@ -1,6 +1,7 @@
 //! Brooklet's integration tests: one binary, one harness (`brooklet_tests`).
 
 mod api;
+mod auth;
 mod bench_cli;
 mod breaker;
 mod cli;

@@ -1,0 +1,117 @@
+//! `brooklet user add|list|delete|set-password`: through the running
+//! broker's admin API, or with `--data-dir` on a stopped broker's data
+//! directory (how the first user can be made). A new password comes from
+//! `BROOKLET_NEW_PASSWORD` or the first line of standard input, never from
+//! the command line.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use brooklet_client::Admin;
+use brooklet_core::{Core, CoreConfig};
+use tokio_util::task::TaskTracker;
+
+use super::{BrokerArgs, UserCommand, stdout};
+
+/// The new password: `BROOKLET_NEW_PASSWORD`, else a line of standard input
+/// (prompted for on a terminal).
+fn new_password(name: &str) -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("BROOKLET_NEW_PASSWORD") {
+        return Ok(password);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password for {name}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password: set BROOKLET_NEW_PASSWORD or write it as the first line of standard input"
+    );
+    Ok(password)
+}
+
+pub async fn run(command: UserCommand, broker: BrokerArgs) -> anyhow::Result<()> {
+    let data_dir = match &command {
+        UserCommand::Add { data_dir, .. }
+        | UserCommand::List { data_dir }
+        | UserCommand::Delete { data_dir, .. }
+        | UserCommand::SetPassword { data_dir, .. } => data_dir.clone(),
+    };
+    match data_dir {
+        Some(dir) => offline(command, &dir).await,
+        None => online(command, &broker).await,
+    }
+}
+
+async fn online(command: UserCommand, broker: &BrokerArgs) -> anyhow::Result<()> {
+    let admin = broker
+        .authenticate(Admin::builder(&broker.url).request_timeout(broker.timeout()), |b, u, p| {
+            b.credentials(u, p)
+        })?;
+    let admin = admin.build()?;
+    let mut out = stdout();
+    match command {
+        UserCommand::Add { name, .. } => {
+            admin.create_user(&name, &new_password(&name)?).await?;
+            writeln!(out, "created user {name}")?;
+        }
+        UserCommand::SetPassword { name, .. } => {
+            admin.set_user_password(&name, &new_password(&name)?).await?;
+            writeln!(out, "changed the password of user {name}")?;
+        }
+        UserCommand::Delete { name, .. } => {
+            admin.delete_user(&name).await?;
+            writeln!(out, "deleted user {name}")?;
+        }
+        UserCommand::List { .. } => {
+            writeln!(out, "{:<40} MECHANISMS", "USER")?;
+            for (name, mechanisms) in admin.list_users().await? {
+                writeln!(out, "{name:<40} {}", mechanisms.join(","))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The same commands on a stopped broker's data directory.
+async fn offline(command: UserCommand, dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(dir.is_dir(), "data directory {} does not exist", dir.display());
+    let tasks = TaskTracker::new();
+    let core = Core::open(&CoreConfig::new(PathBuf::from(dir)), None, &tasks)
+        .with_context(|| format!("cannot open {} (is a broker running on it?)", dir.display()))?;
+    let mut out = stdout();
+    let result = async {
+        match command {
+            UserCommand::Add { name, .. } => {
+                core.users().add(&name, &new_password(&name)?).await?;
+                writeln!(out, "created user {name} in {}", dir.display())?;
+            }
+            UserCommand::SetPassword { name, .. } => {
+                core.users().set_password(&name, &new_password(&name)?).await?;
+                writeln!(out, "changed the password of user {name} in {}", dir.display())?;
+            }
+            UserCommand::Delete { name, .. } => {
+                core.users().delete(&name).await?;
+                writeln!(out, "deleted user {name} in {}", dir.display())?;
+            }
+            UserCommand::List { .. } => {
+                writeln!(out, "{:<40} MECHANISMS", "USER")?;
+                for u in core.users().list()? {
+                    writeln!(out, "{:<40} {}", u.name, u.mechanisms.join(","))?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    core.flush()?;
+    drop(core);
+    tasks.close();
+    tasks.wait().await;
+    result
+}
