@@ -98,6 +98,7 @@ mod error;
 mod group;
 mod producer;
 mod record;
+mod tls;
 
 pub use admin::{
     Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, ListenerStatus, NewTopic,
@@ -111,6 +112,7 @@ pub use consumer::{
 pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
+pub use tls::TlsOptions;
 pub use record::{ConsumerRecord, Durability, Header, IntoBytes, ProducerRecord, RecordMetadata};
 
 /// Helpers shared by the unit tests.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brooklet_core::{CoreConfig, Result};
+use brooklet_tls::Tls;
 
 /// How a broker runs.
 #[derive(Clone, Debug)]
@@ -32,6 +33,11 @@ pub struct Config {
     pub kafka_auto_create_topics: bool,
     /// Partitions of a topic created by Kafka's Metadata.
     pub kafka_default_partitions: u32,
+    /// TLS on the gRPC and Kafka listeners (the metrics listener stays
+    /// plaintext); `None` (the default) serves plaintext. Loaded and checked
+    /// by [`Tls::new`]; [`Tls::reload`] on a clone swaps the certificate
+    /// while the broker runs.
+    pub tls: Option<Tls>,
 }
 
 impl Config {
@@ -45,6 +51,7 @@ impl Config {
             kafka_advertised: None,
             kafka_auto_create_topics: true,
             kafka_default_partitions: 1,
+            tls: None,
         }
     }
 

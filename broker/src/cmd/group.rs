@@ -1,11 +1,11 @@
 //! `brooklet group list|describe|reset-offsets|delete`.
 
-use brooklet_client::{Admin, ResetTo};
+use brooklet_client::{Admin, AdminBuilder, ResetTo};
 
 use super::{BrokerArgs, GroupCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
+    Ok(broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()).build()?)
 }
 
 pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()> {

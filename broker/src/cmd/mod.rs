@@ -72,10 +72,27 @@ pub struct BrokerArgs {
     /// (client commands).
     #[arg(long = "timeout", global = true, value_name = "SECS", env = "BROOKLET_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
+    /// PEM CA certificates to verify an `https://` broker against (client
+    /// commands; default: the system's roots).
+    #[arg(long, global = true, env = "BROOKLET_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate to present to a broker that asks for one (client
+    /// commands; with --tls-client-key).
+    #[arg(long, global = true, env = "BROOKLET_TLS_CLIENT_CERT", value_name = "FILE")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert (client commands).
+    #[arg(long, global = true, env = "BROOKLET_TLS_CLIENT_KEY", value_name = "FILE")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 /// The ids of [`BrokerArgs`]' flags.
-const BROKER_FLAGS: [(&str, &str); 2] = [("url", "--broker"), ("timeout_secs", "--timeout")];
+const BROKER_FLAGS: [(&str, &str); 5] = [
+    ("url", "--broker"),
+    ("timeout_secs", "--timeout"),
+    ("tls_ca", "--tls-ca"),
+    ("tls_client_cert", "--tls-client-cert"),
+    ("tls_client_key", "--tls-client-key"),
+];
 
 /// `serve` takes no `--broker` or `--timeout`: being global, clap accepts
 /// them there, so they are refused here rather than silently ignored (a
@@ -88,8 +105,8 @@ pub fn refuse_broker_flags(matches: &clap::ArgMatches) -> Result<(), String> {
     for (id, flag) in BROKER_FLAGS {
         if serve.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
             return Err(format!(
-                "`serve` does not take {flag}: --broker and --timeout are for the client commands (`serve` \
-                 listens at --listen)"
+                "`serve` does not take {flag}: --broker, --timeout, --tls-ca, --tls-client-cert and \
+                 --tls-client-key are for the client commands (`serve` listens at --listen, with --tls-cert)"
             ));
         }
     }
@@ -100,6 +117,30 @@ impl BrokerArgs {
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// The client's TLS options, if any flag asked for one.
+    pub fn tls(&self) -> anyhow::Result<Option<brooklet_client::TlsOptions>> {
+        let mut tls = match &self.tls_ca {
+            Some(ca) => brooklet_client::TlsOptions::new().ca_file(ca),
+            None => brooklet_client::TlsOptions::new(),
+        };
+        match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => tls = tls.identity_files(cert, key),
+            (None, None) => {}
+            _ => anyhow::bail!("--tls-client-cert and --tls-client-key go together: give both or neither"),
+        }
+        let asked = self.tls_ca.is_some() || self.tls_client_cert.is_some();
+        Ok(asked.then_some(tls))
+    }
+
+    /// `builder` with the client's TLS options set by `tls`, if any flag
+    /// asked for one.
+    pub fn tls_on<B>(&self, builder: B, tls: fn(B, brooklet_client::TlsOptions) -> B) -> anyhow::Result<B> {
+        Ok(match self.tls()? {
+            Some(options) => tls(builder, options),
+            None => builder,
+        })
     }
 }
 
@@ -345,6 +386,21 @@ pub struct ServeArgs {
     /// Partitions of a topic created for a Kafka client.
     #[arg(long, env = "BROOKLET_KAFKA_DEFAULT_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub kafka_default_partitions: u32,
+    /// PEM certificate chain: serve TLS on the gRPC and Kafka listeners
+    /// (with --tls-key). SIGHUP reloads it.
+    #[arg(long, env = "BROOKLET_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BROOKLET_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[arg(long, env = "BROOKLET_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Ask clients for a certificate: `none`, `optional` (verified when
+    /// given) or `required`. Default: `required` with --tls-client-ca, else
+    /// `none`.
+    #[arg(long, env = "BROOKLET_TLS_CLIENT_AUTH", value_name = "MODE", value_parser = ["none", "optional", "required"])]
+    pub tls_client_auth: Option<String>,
 }
 
 /// `--kafka-advertised`: `HOST:PORT`, the host not `localhost`.

@@ -19,7 +19,10 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
         "written" => Durability::Written,
         _ => Durability::Durable,
     };
-    let producer = Producer::builder(&broker.url).request_timeout(broker.timeout()).acks(acks).build()?;
+    let producer = broker.tls_on(Producer::builder(&broker.url), brooklet_client::ProducerBuilder::tls)?
+        .request_timeout(broker.timeout())
+        .acks(acks)
+        .build()?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<Delivery> = VecDeque::new();
     let (mut read, mut acked) = (0u64, 0u64);

@@ -1,11 +1,11 @@
 //! `brooklet topic create|list|describe|delete`.
 
-use brooklet_client::{Admin, NewTopic};
+use brooklet_client::{Admin, AdminBuilder, NewTopic};
 
 use super::{BrokerArgs, TopicCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(Admin::builder(&broker.url).request_timeout(broker.timeout()).build()?)
+    Ok(broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()).build()?)
 }
 
 pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()> {
