@@ -112,8 +112,8 @@ pub use consumer::{
 pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
-pub use tls::TlsOptions;
 pub use record::{ConsumerRecord, Durability, Header, IntoBytes, ProducerRecord, RecordMetadata};
+pub use tls::TlsOptions;
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]

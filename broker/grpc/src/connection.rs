@@ -38,7 +38,12 @@ pub(crate) struct ConnInfo {
 
 impl ConnInfo {
     fn new(remote: SocketAddr, identity: Option<Arc<PeerIdentity>>, max_requests: usize) -> ConnInfo {
-        ConnInfo { remote: Some(remote), requests: Arc::new(Semaphore::new(max_requests)), limit: max_requests, identity }
+        ConnInfo {
+            remote: Some(remote),
+            requests: Arc::new(Semaphore::new(max_requests)),
+            limit: max_requests,
+            identity,
+        }
     }
 
     /// The client's verified certificate, if it presented one.
@@ -142,18 +147,18 @@ pub(crate) struct ConnLimits {
 /// `conn`'s TLS handshake; the encrypted connection goes to `handshaken`.
 async fn handshake(tls: Tls, conn: Conn, handshaken: mpsc::Sender<Conn>) {
     let Conn { stream: Stream::Plain(stream), mut info, _counted, _permit } = conn else { return };
-    let peer = info.remote;
+    let peer = info.remote.map_or_else(String::new, |a| a.to_string());
     match tls.accept(Listener::Grpc, stream).await {
         Ok((stream, identity)) => {
             if let Some(identity) = &identity {
-                tracing::debug!(?peer, %identity, "grpc: client certificate verified");
+                tracing::debug!(%peer, %identity, "grpc: client certificate verified");
             }
             info.identity = identity.map(Arc::new);
             let conn = Conn { stream: Stream::Tls(Box::new(stream)), info, _counted, _permit };
             // A closed queue means the server stopped: the connection is dropped.
             let _ = handshaken.send(conn).await;
         }
-        Err(e) => tracing::warn!(?peer, error = %e, "grpc: closing connection"),
+        Err(e) => tracing::warn!(%peer, error = %e, "grpc: closing connection"),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use brooklet_core::Core;
 use brooklet_metrics::Metrics;
+use brooklet_tls::{Listener, PeerIdentity, Tls};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::DeleteGroupsRequest;
@@ -22,7 +23,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 use kafka_protocol::protocol::Encodable;
-use brooklet_tls::{Listener, PeerIdentity, Tls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;

@@ -11,13 +11,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use brooklet_client::{Admin, AdminBuilder, CommittedOffset, Consumer, ConsumerBuilder, ConsumerRecord, Offset};
+use brooklet_client::{
+    Admin, AdminBuilder, CommittedOffset, Consumer, ConsumerBuilder, ConsumerRecord, Offset,
+};
 
 use super::{BrokerArgs, ConsumeArgs, Format, From, count};
 
 pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let timeout = broker.timeout();
-    let admin = broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(timeout).build()?;
+    let admin =
+        broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(timeout).build()?;
     let described = admin.describe_topic(&args.topic).await?;
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
         anyhow::bail!(
@@ -32,7 +35,8 @@ pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
         described.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
     let member = args.group.is_some() && args.partition.is_none();
 
-    let mut builder = broker.tls_on(Consumer::builder(&broker.url), ConsumerBuilder::tls)?.request_timeout(timeout);
+    let mut builder =
+        broker.tls_on(Consumer::builder(&broker.url), ConsumerBuilder::tls)?.request_timeout(timeout);
     if let Some(group) = &args.group {
         // Commits are made here, for exactly what was printed.
         builder = builder.group(group.clone()).auto_commit(None);

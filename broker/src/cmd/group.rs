@@ -5,7 +5,10 @@ use brooklet_client::{Admin, AdminBuilder, ResetTo};
 use super::{BrokerArgs, GroupCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()).build()?)
+    Ok(broker
+        .tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?
+        .request_timeout(broker.timeout())
+        .build()?)
 }
 
 pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()> {

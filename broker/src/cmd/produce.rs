@@ -19,7 +19,8 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
         "written" => Durability::Written,
         _ => Durability::Durable,
     };
-    let producer = broker.tls_on(Producer::builder(&broker.url), brooklet_client::ProducerBuilder::tls)?
+    let producer = broker
+        .tls_on(Producer::builder(&broker.url), brooklet_client::ProducerBuilder::tls)?
         .request_timeout(broker.timeout())
         .acks(acks)
         .build()?;

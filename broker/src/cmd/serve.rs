@@ -4,7 +4,9 @@
 use anyhow::Context;
 use std::time::Duration;
 
-use brooklet_broker::{Acks, ClientAuth, Config, CoreConfig, GroupConfig, Limits, ServeError, Tls, TlsConfig};
+use brooklet_broker::{
+    Acks, ClientAuth, Config, CoreConfig, GroupConfig, Limits, ServeError, Tls, TlsConfig,
+};
 use tokio::net::TcpListener;
 
 use super::{ServeArgs, stdout};
@@ -57,7 +59,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The TLS files of `--tls-*`, loaded and checked.
 fn tls(args: &ServeArgs) -> Result<Option<Tls>, ServeError> {
-    let invalid = |message: &str| ServeError::Config(brooklet_broker::Error::invalid("tls", message.to_owned()));
+    let invalid =
+        |message: &str| ServeError::Config(brooklet_broker::Error::invalid("tls", message.to_owned()));
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         (None, None) => {
@@ -136,11 +139,7 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "kafka_auto_create_topics = {}", a.kafka_auto_create_topics)?;
     writeln!(out, "kafka_default_partitions = {}", a.kafka_default_partitions)?;
-    let paths = [
-        ("tls_cert", &a.tls_cert),
-        ("tls_key", &a.tls_key),
-        ("tls_client_ca", &a.tls_client_ca),
-    ];
+    let paths = [("tls_cert", &a.tls_cert), ("tls_key", &a.tls_key), ("tls_client_ca", &a.tls_client_ca)];
     for (key, path) in paths {
         if let Some(path) = path {
             writeln!(out, "{key} = {:?}", path.display().to_string())?;

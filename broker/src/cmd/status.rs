@@ -5,7 +5,10 @@ use brooklet_client::{Admin, AdminBuilder};
 use super::{BrokerArgs, stdout};
 
 pub async fn run(broker: BrokerArgs) -> anyhow::Result<()> {
-    let admin = broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()).build()?;
+    let admin = broker
+        .tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?
+        .request_timeout(broker.timeout())
+        .build()?;
     let s = admin.status().await?;
     let mut out = stdout();
     let secs = s.uptime.as_secs();

@@ -5,7 +5,10 @@ use brooklet_client::{Admin, AdminBuilder, NewTopic};
 use super::{BrokerArgs, TopicCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()).build()?)
+    Ok(broker
+        .tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?
+        .request_timeout(broker.timeout())
+        .build()?)
 }
 
 pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()> {

@@ -287,7 +287,8 @@ fn load(config: &TlsConfig) -> Result<Configs, TlsError> {
                 })?;
             }
             let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-            let builder = if auth == ClientAuth::Optional { builder.allow_unauthenticated() } else { builder };
+            let builder =
+                if auth == ClientAuth::Optional { builder.allow_unauthenticated() } else { builder };
             Some(builder.build().map_err(|e| TlsError::Invalid {
                 what: "--tls-client-ca",
                 path: path.clone(),

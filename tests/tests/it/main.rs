@@ -19,3 +19,4 @@ mod metrics;
 mod overload;
 mod producer_drop;
 mod retention;
+mod tls;
