@@ -241,3 +241,83 @@ impl AsyncWrite for Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use brooklet_tls::{ClientAuth, TlsConfig};
+    use futures::StreamExt;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    use super::*;
+
+    /// A CA's certificate, and a certificate for `cn` it signs, as PEM.
+    fn ca_and_leaf(ca_name: &str, cn: &str, sans: &[&str]) -> (String, String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, ca_name);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = params.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(params, ca_key);
+        let mut leaf =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        (ca_pem, leaf.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn a_verified_client_certificate_comes_with_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (server_ca, server_cert, server_key) = ca_and_leaf("servers", "broker", &["localhost"]);
+        let (client_ca, client_cert, client_key) = ca_and_leaf("clients", "alice", &["alice.example"]);
+        let tls = Tls::new(TlsConfig {
+            cert: write("server.pem", &server_cert),
+            key: write("server.key", &server_key),
+            client_ca: Some(write("clients.pem", &client_ca)),
+            client_auth: ClientAuth::Required,
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnLimits { max_connections: 4, max_requests_per_connection: 4 };
+        let stop = CancellationToken::new();
+        let mut incoming = Box::pin(accept_loop(listener, Metrics::new(), limits, Some(tls), stop.clone()));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(server_ca.as_bytes()).unwrap()).unwrap();
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(client_cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(client_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let client = tokio::spawn(async move {
+            let socket = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            connector.connect(name, socket).await.map(|_| ())
+        });
+
+        let conn = incoming.next().await.expect("a connection").expect("accepted");
+        client.await.unwrap().expect("the client's handshake succeeds");
+        let info = conn.connect_info();
+        let identity = info.identity().expect("the verified certificate's names");
+        assert_eq!(identity.common_name.as_deref(), Some("alice"));
+        assert_eq!(identity.dns_names, ["alice.example"]);
+        stop.cancel();
+    }
+}
