@@ -50,7 +50,10 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             // A setting the broker refuses is a usage error, like a bad flag.
             let invalid = matches!(e.downcast_ref(), Some(brooklet_broker::Error::InvalidArgument { .. }))
-                || matches!(e.downcast_ref(), Some(brooklet_broker::ServeError::Config(_)));
+                || matches!(
+                    e.downcast_ref(),
+                    Some(brooklet_broker::ServeError::Config(_) | brooklet_broker::ServeError::Tls(_))
+                );
             if invalid { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }

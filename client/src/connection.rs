@@ -20,6 +20,7 @@ use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::TlsOptions;
 use crate::breaker::{BreakerConfig, Breakers, Choice};
 use crate::error::{CallContext, Error, Op, Result, is_connection_failure};
 
@@ -44,6 +45,8 @@ pub(crate) struct ConnectionConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) breaker: BreakerConfig,
+    /// TLS for `https://` endpoints; `None` trusts the system's roots there.
+    pub(crate) tls: Option<TlsOptions>,
     /// Sent as `authorization: Basic …` on every call, if set.
     pub(crate) credentials: Option<Credentials>,
 }
@@ -88,6 +91,7 @@ impl ConnectionConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             breaker: BreakerConfig::default(),
             credentials: None,
+            tls: None,
         }
     }
 
@@ -122,12 +126,24 @@ impl ConnectionConfig {
         let authorization = self.credentials.as_ref().map(Credentials::header).transpose()?;
         let mut uris = Vec::with_capacity(self.endpoints.len());
         let mut channels = Vec::with_capacity(self.endpoints.len());
+        // Read once, for every `https://` endpoint.
+        let mut tls = None;
         for given in &self.endpoints {
-            let uri = normalize_endpoint(given)?;
-            let endpoint = Endpoint::from_shared(uri.clone())
-                .map_err(|err| Error::InvalidEndpoint { endpoint: given.clone(), reason: error_chain(&err) })?
+            let uri = normalize_endpoint(given, self.tls.is_some())?;
+            let invalid = |err: tonic::transport::Error| Error::InvalidEndpoint {
+                endpoint: given.clone(),
+                reason: error_chain(&err),
+            };
+            let mut endpoint = Endpoint::from_shared(uri.clone())
+                .map_err(invalid)?
                 .connect_timeout(self.connect_timeout)
                 .tcp_nodelay(true);
+            if uri.starts_with("https://") {
+                if tls.is_none() {
+                    tls = Some(self.tls.clone().unwrap_or_default().client_config()?);
+                }
+                endpoint = endpoint.tls_config(tls.clone().unwrap_or_default()).map_err(invalid)?;
+            }
             channels.push(endpoint.connect_lazy());
             uris.push(Arc::<str>::from(uri));
         }
@@ -141,18 +157,25 @@ impl ConnectionConfig {
     }
 }
 
-/// Adds the `http://` a bare `host:port` lacks, and refuses schemes this
-/// client cannot speak.
-fn normalize_endpoint(endpoint: &str) -> Result<String> {
+/// Adds the scheme a bare `host:port` lacks (`https://` when TLS options
+/// were given), and refuses schemes this client cannot speak.
+fn normalize_endpoint(endpoint: &str, tls: bool) -> Result<String> {
     let trimmed = endpoint.trim();
-    let uri = if trimmed.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
-    if !uri.starts_with("http://") {
+    let scheme = if tls { "https://" } else { "http://" };
+    let uri = if trimmed.contains("://") { trimmed.to_owned() } else { format!("{scheme}{trimmed}") };
+    let Some(host) = uri.strip_prefix("http://").or_else(|| uri.strip_prefix("https://")) else {
         return Err(Error::InvalidEndpoint {
             endpoint: endpoint.to_owned(),
-            reason: "only plain http:// endpoints are supported (this client has no TLS)".to_owned(),
+            reason: "only http:// and https:// endpoints are supported".to_owned(),
+        });
+    };
+    if tls && uri.starts_with("http://") {
+        return Err(Error::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason: "TLS options were given for a plaintext http:// endpoint: use https://".to_owned(),
         });
     }
-    if uri.len() == "http://".len() {
+    if host.is_empty() {
         return Err(Error::InvalidEndpoint {
             endpoint: endpoint.to_owned(),
             reason: "no host given".to_owned(),
@@ -526,6 +549,14 @@ macro_rules! endpoint_settings {
             self
         }
 
+        /// TLS for `https://` endpoints: the CA to trust (default: the
+        /// system's roots) and a certificate to present. A bare `host:port`
+        /// endpoint then means `https://`.
+        pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+            self.conn.tls = Some(tls);
+            self
+        }
+
         /// How each endpoint's circuit breaker behaves (default
         /// [`BreakerConfig::default()`](crate::BreakerConfig::default)); see
         /// [`Breakers`](crate::Breakers).
@@ -575,10 +606,17 @@ mod tests {
 
     #[test]
     fn endpoints_are_normalized() {
-        assert_eq!(normalize_endpoint("127.0.0.1:7070").ok().as_deref(), Some("http://127.0.0.1:7070"));
-        assert_eq!(normalize_endpoint(" http://b:1 ").ok().as_deref(), Some("http://b:1"));
-        assert!(matches!(normalize_endpoint("https://b:1"), Err(Error::InvalidEndpoint { .. })));
-        assert!(matches!(normalize_endpoint(""), Err(Error::InvalidEndpoint { .. })));
+        let plain = |e| normalize_endpoint(e, false).ok();
+        assert_eq!(plain("127.0.0.1:7070").as_deref(), Some("http://127.0.0.1:7070"));
+        assert_eq!(plain(" http://b:1 ").as_deref(), Some("http://b:1"));
+        assert_eq!(plain("https://b:1").as_deref(), Some("https://b:1"));
+        assert!(matches!(normalize_endpoint("grpc://b:1", false), Err(Error::InvalidEndpoint { .. })));
+        assert!(matches!(normalize_endpoint("", false), Err(Error::InvalidEndpoint { .. })));
+        assert!(matches!(normalize_endpoint("https://", false), Err(Error::InvalidEndpoint { .. })));
+        // With TLS options a bare address is https, and http:// a mistake.
+        assert_eq!(normalize_endpoint("b:1", true).ok().as_deref(), Some("https://b:1"));
+        let err = normalize_endpoint("http://b:1", true).unwrap_err().to_string();
+        assert!(err.contains("use https://"), "{err}");
     }
 
     #[tokio::test]

@@ -98,6 +98,7 @@ mod error;
 mod group;
 mod producer;
 mod record;
+mod tls;
 
 pub use admin::{
     Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, ListenerStatus, NewTopic,
@@ -112,6 +113,7 @@ pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
 pub use record::{ConsumerRecord, Durability, Header, IntoBytes, ProducerRecord, RecordMetadata};
+pub use tls::TlsOptions;
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! broker started in-process on 127.0.0.1 port 0 with its own data directory,
 //! plus gRPC clients for it and a way to wait for a condition with a deadline.
 
+pub mod certs;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -313,9 +315,20 @@ impl BrokerProcess {
     /// one's start its port refuses connections rather than going to a
     /// listener of another test.
     pub async fn start_on(data_dir: &Path, listen: std::net::SocketAddr) -> BrokerProcess {
+        BrokerProcess::spawn(data_dir, listen, &[]).await
+    }
+
+    /// As [`start`](Self::start), with more `serve` flags. The endpoint is
+    /// `http://` whatever they say.
+    pub async fn start_with(data_dir: &Path, flags: &[&str]) -> BrokerProcess {
+        BrokerProcess::spawn(data_dir, ([127, 0, 0, 1], 0).into(), flags).await
+    }
+
+    async fn spawn(data_dir: &Path, listen: std::net::SocketAddr, flags: &[&str]) -> BrokerProcess {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(brooklet_bin())
             .args(["serve", "--listen", &listen.to_string()])
+            .args(flags)
             // Port 0 for metrics too: parallel tests must not share 7071.
             .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -343,6 +356,14 @@ impl BrokerProcess {
         // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         BrokerProcess { child, endpoint }
+    }
+
+    /// Sends the signal `name` (e.g. `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status =
+            std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill -{name} {pid}");
     }
 
     /// SIGTERM, then wait: a graceful shutdown exits 0.

@@ -62,9 +62,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().trim_start_matches('/').to_owned();
         let metrics = self.metrics.clone();
+        // The client's verified certificate, for the services to read.
+        let identity = request.extensions().get::<ConnInfo>().and_then(|c| c.identity().cloned());
+        if let Some(identity) = identity {
+            request.extensions_mut().insert(identity);
+        }
         let place = match request.extensions().get::<ConnInfo>() {
             Some(conn) => match conn.admit() {
                 Some(place) => Some(place),

@@ -1,7 +1,9 @@
 //! Accepted connections and what each may hold: owns the accept loop, the
 //! connection limit (`--max-connections`) and each connection's places for
 //! requests in flight (`--max-requests-per-connection`). Knows nothing of
-//! gRPC methods; the request layer in `admission` takes the places.
+//! gRPC methods; the request layer in `admission` takes the places. With
+//! TLS, it runs each connection's handshake (`brooklet-tls`) and keeps the
+//! client's verified identity with the connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,11 +14,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
 use brooklet_core::LoginCache;
 use brooklet_metrics::{ConnectionGuard, Metrics};
+use brooklet_tls::{Listener, PeerIdentity, Tls, TlsStream};
+use futures::StreamExt;
 
 /// What a request knows of the connection it came on. Tonic puts it in every
 /// request's extensions.
@@ -30,9 +36,26 @@ pub(crate) struct ConnInfo {
     /// The connection's last successful login and its failures (see
     /// `auth`).
     pub(crate) logins: Arc<LoginCache>,
+    /// The client's verified certificate, on a TLS connection that has one.
+    identity: Option<Arc<PeerIdentity>>,
 }
 
 impl ConnInfo {
+    fn new(remote: SocketAddr, identity: Option<Arc<PeerIdentity>>, max_requests: usize) -> ConnInfo {
+        ConnInfo {
+            remote: Some(remote),
+            requests: Arc::new(Semaphore::new(max_requests)),
+            limit: max_requests,
+            logins: Arc::default(),
+            identity,
+        }
+    }
+
+    /// The client's verified certificate, if it presented one.
+    pub(crate) fn identity(&self) -> Option<&Arc<PeerIdentity>> {
+        self.identity.as_ref()
+    }
+
     /// The connection's peer, for a request that came through the accept loop.
     pub(crate) fn remote_of<T>(request: &tonic::Request<T>) -> Option<SocketAddr> {
         request.extensions().get::<ConnInfo>().and_then(|c| c.remote)
@@ -55,21 +78,33 @@ impl ConnInfo {
 /// At the connection limit, a new connection is closed at once rather than
 /// served with less for everyone.
 ///
+/// With `tls`, each connection's handshake runs in a task of its own, so a
+/// slow client holds up no other; a failed one is logged and closed. The
+/// loop ends when `shutdown` is cancelled.
+///
 /// Responses are small writes; without TCP_NODELAY on accepted sockets,
 /// Nagle's algorithm meets the peer's delayed ACK and a response can sit for
 /// 40 ms. (`Server::tcp_nodelay` covers only listeners tonic binds itself.)
 pub(crate) fn accept_loop(
     listener: TcpListener,
     metrics: Metrics,
-    max_connections: usize,
-    max_requests_per_connection: usize,
+    limits: ConnLimits,
+    tls: Option<Tls>,
+    shutdown: CancellationToken,
 ) -> impl futures::Stream<Item = io::Result<Conn>> {
-    let connections = Arc::new(Semaphore::new(max_connections));
-    futures::stream::unfold(listener, move |listener| {
-        let (metrics, connections) = (metrics.clone(), connections.clone());
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // Handshaken connections, when they are handshaken apart from the loop.
+    let (handshaken, from_handshakes) = mpsc::channel::<Conn>(HANDSHAKEN_QUEUE);
+    let accepted = futures::stream::unfold(listener, move |listener| {
+        let (metrics, connections, tls) = (metrics.clone(), connections.clone(), tls.clone());
+        let (handshaken, shutdown) = (handshaken.clone(), shutdown.clone());
         async move {
             loop {
-                match listener.accept().await {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
                     Ok((stream, peer)) => {
                         let Ok(permit) = connections.clone().try_acquire_owned() else {
                             tracing::warn!(%peer, "connection limit reached (--max-connections): closing the new connection");
@@ -79,14 +114,15 @@ pub(crate) fn accept_loop(
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                         }
-                        let info = ConnInfo {
-                            remote: Some(peer),
-                            requests: Arc::new(Semaphore::new(max_requests_per_connection)),
-                            limit: max_requests_per_connection,
-                            logins: Arc::default(),
+                        let conn = Conn {
+                            stream: Stream::Plain(stream),
+                            info: ConnInfo::new(peer, None, limits.max_requests_per_connection),
+                            _counted: metrics.connection(),
+                            _permit: permit,
                         };
-                        let conn = Conn { stream, info, _counted: metrics.connection(), _permit: permit };
-                        return Some((Ok(conn), listener));
+                        let Some(tls) = &tls else { return Some((Some(Ok(conn)), listener)) };
+                        tokio::spawn(handshake(tls.clone(), conn, handshaken.clone()));
+                        return Some((None, listener));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accepting a connection failed; retrying");
@@ -96,13 +132,46 @@ pub(crate) fn accept_loop(
             }
         }
     })
+    .filter_map(std::future::ready);
+    // Plain connections come from the loop itself; TLS ones from the tasks
+    // that handshake them, while the loop is polled alongside.
+    futures::stream::select(accepted, ReceiverStream::new(from_handshakes).map(Ok))
+}
+
+/// Handshaken connections waiting for the server to take them; each holds
+/// its place under the connection limit, so this bounds nothing further.
+const HANDSHAKEN_QUEUE: usize = 64;
+
+/// How many connections, and requests per connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) max_requests_per_connection: usize,
+}
+
+/// `conn`'s TLS handshake; the encrypted connection goes to `handshaken`.
+async fn handshake(tls: Tls, conn: Conn, handshaken: mpsc::Sender<Conn>) {
+    let Conn { stream: Stream::Plain(stream), mut info, _counted, _permit } = conn else { return };
+    let peer = info.remote.map_or_else(String::new, |a| a.to_string());
+    match tls.accept(Listener::Grpc, stream).await {
+        Ok((stream, identity)) => {
+            if let Some(identity) = &identity {
+                tracing::debug!(%peer, %identity, "grpc: client certificate verified");
+            }
+            info.identity = identity.map(Arc::new);
+            let conn = Conn { stream: Stream::Tls(Box::new(stream)), info, _counted, _permit };
+            // A closed queue means the server stopped: the connection is dropped.
+            let _ = handshaken.send(conn).await;
+        }
+        Err(e) => tracing::warn!(%peer, error = %e, "grpc: closing connection"),
+    }
 }
 
 /// An accepted connection, counted in `brooklet_connections_active` until
 /// tonic drops it.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     info: ConnInfo,
     _counted: ConnectionGuard,
     /// Held while the connection lives: its place under --max-connections.
@@ -117,27 +186,46 @@ impl Connected for Conn {
     }
 }
 
+/// A connection's socket, encrypted or not.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        match &mut self.stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
     }
 }
 
 impl AsyncWrite for Conn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        match &mut self.stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match &mut self.stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 
     fn poll_write_vectored(
@@ -145,10 +233,96 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        match &mut self.stream {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use brooklet_tls::{ClientAuth, TlsConfig};
+    use futures::StreamExt;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    use super::*;
+
+    /// A CA's certificate, and a certificate for `cn` it signs, as PEM.
+    fn ca_and_leaf(ca_name: &str, cn: &str, sans: &[&str]) -> (String, String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, ca_name);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = params.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(params, ca_key);
+        let mut leaf =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        (ca_pem, leaf.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn a_verified_client_certificate_comes_with_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (server_ca, server_cert, server_key) = ca_and_leaf("servers", "broker", &["localhost"]);
+        let (client_ca, client_cert, client_key) = ca_and_leaf("clients", "alice", &["alice.example"]);
+        let tls = Tls::new(TlsConfig {
+            cert: write("server.pem", &server_cert),
+            key: write("server.key", &server_key),
+            client_ca: Some(write("clients.pem", &client_ca)),
+            client_auth: ClientAuth::Required,
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnLimits { max_connections: 4, max_requests_per_connection: 4 };
+        let stop = CancellationToken::new();
+        let mut incoming = Box::pin(accept_loop(listener, Metrics::new(), limits, Some(tls), stop.clone()));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(server_ca.as_bytes()).unwrap()).unwrap();
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(client_cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(client_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let client = tokio::spawn(async move {
+            let socket = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            connector.connect(name, socket).await.map(|_| ())
+        });
+
+        let conn = incoming.next().await.expect("a connection").expect("accepted");
+        client.await.unwrap().expect("the client's handshake succeeds");
+        let info = conn.connect_info();
+        let identity = info.identity().expect("the verified certificate's names");
+        assert_eq!(identity.common_name.as_deref(), Some("alice"));
+        assert_eq!(identity.dns_names, ["alice.example"]);
+        stop.cancel();
     }
 }

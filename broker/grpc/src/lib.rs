@@ -3,9 +3,12 @@
 //!
 //! - [`serve`]: the tonic server on a listener it is given (health,
 //!   reflection, the four services), until shutdown.
-//! - `connection`: the accept loop and the connection limit.
+//! - `connection`: the accept loop, the connection limit and, with TLS,
+//!   each connection's handshake.
 //! - `admission`: each request takes a place of its connection's, or is
-//!   refused at once; then it is counted and timed.
+//!   refused at once; then it is counted and timed. A TLS client's verified
+//!   certificate goes into every request's extensions as
+//!   `Arc<brooklet_tls::PeerIdentity>`.
 //! - `auth`: with `--auth required`, each request's Basic credentials are
 //!   checked and its `Principal` put in its extensions.
 //! - `convert`: proto ⇄ core types; `status`: core errors → statuses, in one

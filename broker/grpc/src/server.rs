@@ -8,6 +8,7 @@ use std::time::Duration;
 use brooklet_core::Core;
 use brooklet_metrics::Metrics;
 use brooklet_proto::v1 as pb;
+use brooklet_tls::Tls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +17,7 @@ use tonic::transport::Server;
 use crate::Services;
 use crate::admission::RequestLayer;
 use crate::auth::AuthLayer;
-use crate::connection::accept_loop;
+use crate::connection::{ConnLimits, accept_loop};
 
 /// How the gRPC listener serves.
 #[derive(Clone, Debug)]
@@ -35,6 +36,8 @@ pub struct GrpcOptions {
     /// Every request authenticates as a user (`--auth required`): see
     /// `auth`.
     pub auth_required: bool,
+    /// TLS for every connection; `None` serves plaintext.
+    pub tls: Option<Tls>,
 }
 
 /// Why the gRPC server could not start, or failed.
@@ -76,12 +79,11 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1().map_err(GrpcError::Reflection)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(GrpcError::Reflection)?;
 
-    let incoming = Box::pin(accept_loop(
-        listener,
-        metrics.clone(),
-        options.max_connections,
-        options.max_requests_per_connection,
-    ));
+    let limits = ConnLimits {
+        max_connections: options.max_connections,
+        max_requests_per_connection: options.max_requests_per_connection,
+    };
+    let incoming = Box::pin(accept_loop(listener, metrics.clone(), limits, options.tls, shutdown.clone()));
     let signal = async move {
         shutdown.cancelled().await;
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;

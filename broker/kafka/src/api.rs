@@ -596,7 +596,7 @@ mod tests {
         };
         let stop = CancellationToken::new();
         let metrics = brooklet_metrics::Metrics::new();
-        tokio::spawn(crate::serve(core.clone(), metrics, listener, options, stop.clone(), tasks));
+        tokio::spawn(crate::serve(core.clone(), metrics, listener, None, options, stop.clone(), tasks));
         Broker { core, addr, syncs, stop, _dir: dir }
     }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use brooklet_core::Core;
 use brooklet_metrics::Metrics;
+use brooklet_tls::{Listener, PeerIdentity, Tls};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::DeleteGroupsRequest;
@@ -26,8 +27,8 @@ use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,13 +71,16 @@ pub(crate) struct Context {
 }
 
 /// Serves Kafka clients on `listener` until `stop` is cancelled; each
-/// connection runs on `tasks`, counted in `metrics`. Once `stop` is
+/// connection runs on `tasks`, counted in `metrics`, encrypted with `tls`
+/// when that is given (the handshake runs in the connection's task, and a
+/// failed one is logged and closes it). Once `stop` is
 /// cancelled, connections read no further request, waiting fetches end,
 /// and this returns when every request in flight has been answered.
 pub async fn serve(
     core: Core,
     metrics: Metrics,
     listener: TcpListener,
+    tls: Option<Tls>,
     options: KafkaOptions,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -105,11 +109,32 @@ pub async fn serve(
             tracing::warn!(%peer, "kafka: connection limit reached (--max-connections); closing");
             continue;
         };
-        let ctx = ctx.clone();
+        let (ctx, tls) = (ctx.clone(), tls.clone());
         tasks.spawn(open.track_future(async move {
             let _permit = permit;
             let _open = ctx.metrics.kafka_connection();
-            if let Err(e) = connection(&ctx, socket, peer).await {
+            let _ = socket.set_nodelay(true);
+            // How group members' hosts are shown, as Kafka shows them.
+            let host = format!("/{}", peer.ip());
+            let served = match tls {
+                None => connection(&ctx, socket, peer, &host, None).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        () = ctx.stop.cancelled() => return,
+                        handshake = tls.accept(Listener::Kafka, socket) => handshake,
+                    };
+                    match handshake {
+                        Ok((stream, identity)) => {
+                            connection(&ctx, stream, peer, &host, identity.as_ref()).await
+                        }
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "kafka: closing connection");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 if let ConnectionError::Frame(e) = &e {
                     ctx.metrics.kafka_frame_error(frame_error_reason(e));
                 }
@@ -127,12 +152,23 @@ enum ConnectionError {
     Io(#[from] io::Error),
 }
 
-/// Serves one connection's requests in order until it closes.
-async fn connection(ctx: &Context, socket: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
-    let _ = socket.set_nodelay(true);
-    // How group members' hosts are shown, as Kafka shows them.
-    let host = socket.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
-    let (read, mut write) = socket.into_split();
+/// Serves one connection's requests in order until it closes; `host` is
+/// the client's, as group members show it, and `identity` its verified TLS
+/// certificate, if it presented one.
+async fn connection<S>(
+    ctx: &Context,
+    socket: S,
+    peer: SocketAddr,
+    host: &str,
+    identity: Option<&PeerIdentity>,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Some(identity) = identity {
+        tracing::debug!(host, %identity, "kafka: client certificate verified");
+    }
+    let (read, mut write) = tokio::io::split(socket);
     let mut read = BufReader::new(read);
     let mut session = sasl::Session::new(ctx.options.auth_required);
     loop {
@@ -164,7 +200,7 @@ async fn connection(ctx: &Context, socket: TcpStream, peer: SocketAddr) -> Resul
         }
         // The principal an authorizer will check requests against.
         let _principal = session.principal();
-        if let Some(response) = metered(ctx, &host, frame).await? {
+        if let Some(response) = metered(ctx, host, frame).await? {
             // At shutdown, a client that does not read its response must not
             // hold the broker up: the write is given up once it would wait.
             tokio::select! {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brooklet_core::{CoreConfig, Result};
+use brooklet_tls::Tls;
 
 /// How a broker runs.
 #[derive(Clone, Debug)]
@@ -32,6 +33,11 @@ pub struct Config {
     pub kafka_auto_create_topics: bool,
     /// Partitions of a topic created by Kafka's Metadata.
     pub kafka_default_partitions: u32,
+    /// TLS on the gRPC and Kafka listeners (the metrics listener stays
+    /// plaintext); `None` (the default) serves plaintext. Loaded and checked
+    /// by [`Tls::new`]; [`Tls::reload`] on a clone swaps the certificate
+    /// while the broker runs.
+    pub tls: Option<Tls>,
     /// Whether clients must authenticate (default [`Auth::None`]).
     pub auth: Auth,
     /// A user created at start when no user exists yet (the first
@@ -78,6 +84,7 @@ impl Config {
             kafka_default_partitions: 1,
             auth: Auth::None,
             bootstrap_user: None,
+            tls: None,
         }
     }
 

@@ -29,6 +29,7 @@ pub use brooklet_core::{
     Acks, CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY,
     MAX_PARTITIONS_LIMIT, MAX_RECORD_BYTES_LIMIT,
 };
+pub use brooklet_tls::{ClientAuth, PeerIdentity, Tls, TlsConfig, TlsError};
 pub use config::{Auth, BootstrapUser, Config};
 
 use std::future::Future;
@@ -93,6 +94,9 @@ pub enum ServeError {
     /// The gRPC listener failed.
     #[error(transparent)]
     Grpc(#[from] GrpcError),
+    /// TLS was asked for and could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The task running an embedded broker panicked.
     #[error("the broker's task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -154,7 +158,8 @@ pub async fn run(
         bootstrap(&core, user).await.map_err(storage_error)?;
     }
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
-    tracing::info!(%addr, auth = ?config.auth, data_dir = %config.core.data_dir.display(), "brooklet serving");
+    let tls = if config.tls.is_some() { "on" } else { "off" };
+    tracing::info!(%addr, auth = ?config.auth, data_dir = %config.core.data_dir.display(), tls, "brooklet serving");
     // Every listener, for Status and `/readyz`.
     let grpc_serving = http::Serving::new("grpc", addr);
     let mut listening = vec![grpc_serving.clone()];
@@ -185,6 +190,7 @@ pub async fn run(
         slow_request: config.slow_request,
         listeners: listening.iter().map(|l| (l.name, l.addr)).collect(),
         auth_required: config.auth == Auth::Required,
+        tls: config.tls.clone(),
     };
     let mut kafka_served = None;
     if let (Some(l), Some(serving)) = (kafka_listener, kafka_serving) {
@@ -201,8 +207,16 @@ pub async fn run(
             auth_required: config.auth == Auth::Required,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
-        let kafka =
-            brooklet_kafka::serve(core.clone(), metrics.clone(), l, options, stop.clone(), tasks.clone());
+        let tls = config.tls.clone();
+        let kafka = brooklet_kafka::serve(
+            core.clone(),
+            metrics.clone(),
+            l,
+            tls,
+            options,
+            stop.clone(),
+            tasks.clone(),
+        );
         serving.set(true);
         kafka_served = Some(tasks.spawn(async move {
             if let Err(e) = kafka.await {
@@ -259,6 +273,7 @@ pub struct EmbeddedBroker {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     kafka_addr: Option<SocketAddr>,
+    tls: Option<Tls>,
     stop: CancellationToken,
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -298,6 +313,7 @@ impl EmbeddedBroker {
         let kafka_addr =
             kafka.as_ref().map(TcpListener::local_addr).transpose().map_err(listen_error("for Kafka"))?;
         let listeners = Listeners { grpc: listener, metrics, kafka };
+        let tls = config.tls.clone();
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
@@ -306,12 +322,22 @@ impl EmbeddedBroker {
             drop(dir);
             result
         });
-        Ok(EmbeddedBroker { addr, metrics_addr, kafka_addr, stop, task: Some(task) })
+        Ok(EmbeddedBroker { addr, metrics_addr, kafka_addr, tls, stop, task: Some(task) })
     }
 
-    /// The gRPC endpoint, e.g. `http://127.0.0.1:41234`.
+    /// The gRPC endpoint, e.g. `http://127.0.0.1:41234`, or `https://…`
+    /// when the config has TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Reads the TLS certificate, key and client CA files again, as SIGHUP
+    /// does for `brooklet serve`: connections accepted from now on use them,
+    /// established ones keep theirs. On an error the files in use are kept.
+    /// Without TLS in the config there is nothing to reload: `Ok`.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.tls.as_ref().map_or(Ok(()), Tls::reload)
     }
 
     /// The socket address the broker listens on.

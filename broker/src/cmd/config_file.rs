@@ -82,7 +82,16 @@ pub fn apply(command: clap::Command, path: &Path) -> Result<clap::Command, Confi
         .filter(|id| {
             !matches!(
                 id.as_str(),
-                "config" | "print_config" | "help" | "log_level" | "log_format" | "url" | "timeout_secs"
+                "config"
+                    | "print_config"
+                    | "help"
+                    | "log_level"
+                    | "log_format"
+                    | "url"
+                    | "timeout_secs"
+                    | "tls_ca"
+                    | "tls_client_cert"
+                    | "tls_client_key"
             )
         })
         .collect();

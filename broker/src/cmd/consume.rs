@@ -11,14 +11,19 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use brooklet_client::{Admin, CommittedOffset, Consumer, ConsumerRecord, Offset};
+use brooklet_client::{
+    Admin, AdminBuilder, CommittedOffset, Consumer, ConsumerBuilder, ConsumerRecord, Offset,
+};
 
 use super::{BrokerArgs, ConsumeArgs, Format, From, count};
 
 pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let timeout = broker.timeout();
     let admin = broker
-        .authenticate(Admin::builder(&broker.url).request_timeout(timeout), |b, u, p| b.credentials(u, p))?
+        .authenticate(
+            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(timeout),
+            |b, u, p| b.credentials(u, p),
+        )?
         .build()?;
     let described = admin.describe_topic(&args.topic).await?;
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
@@ -34,10 +39,10 @@ pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
         described.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
     let member = args.group.is_some() && args.partition.is_none();
 
-    let mut builder = broker
-        .authenticate(Consumer::builder(&broker.url).request_timeout(timeout), |b, u, p| {
-            b.credentials(u, p)
-        })?;
+    let mut builder = broker.authenticate(
+        broker.tls_on(Consumer::builder(&broker.url), ConsumerBuilder::tls)?.request_timeout(timeout),
+        |b, u, p| b.credentials(u, p),
+    )?;
     if let Some(group) = &args.group {
         // Commits are made here, for exactly what was printed.
         builder = builder.group(group.clone()).auto_commit(None);

@@ -1,14 +1,15 @@
 //! `brooklet group list|describe|reset-offsets|delete`.
 
-use brooklet_client::{Admin, ResetTo};
+use brooklet_client::{Admin, AdminBuilder, ResetTo};
 
 use super::{BrokerArgs, GroupCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(broker
-        .authenticate(Admin::builder(&broker.url).request_timeout(broker.timeout()), |b, u, p| {
-            b.credentials(u, p)
-        })?
+        .authenticate(
+            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
+            |b, u, p| b.credentials(u, p),
+        )?
         .build()?)
 }
 

@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
@@ -118,11 +118,28 @@ pub struct BrokerArgs {
     /// BROOKLET_PASSWORD.
     #[arg(long = "user", global = true, env = "BROOKLET_USER", value_name = "USER")]
     pub user: Option<String>,
+    /// PEM CA certificates to verify an `https://` broker against (client
+    /// commands; default: the system's roots).
+    #[arg(long, global = true, env = "BROOKLET_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate to present to a broker that asks for one (client
+    /// commands; with --tls-client-key).
+    #[arg(long, global = true, env = "BROOKLET_TLS_CLIENT_CERT", value_name = "FILE")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert (client commands).
+    #[arg(long, global = true, env = "BROOKLET_TLS_CLIENT_KEY", value_name = "FILE")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 /// The ids of [`BrokerArgs`]' flags.
-const BROKER_FLAGS: [(&str, &str); 3] =
-    [("url", "--broker"), ("timeout_secs", "--timeout"), ("user", "--user")];
+const BROKER_FLAGS: [(&str, &str); 6] = [
+    ("url", "--broker"),
+    ("timeout_secs", "--timeout"),
+    ("user", "--user"),
+    ("tls_ca", "--tls-ca"),
+    ("tls_client_cert", "--tls-client-cert"),
+    ("tls_client_key", "--tls-client-key"),
+];
 
 /// `serve` takes no `--broker` or `--timeout`: being global, clap accepts
 /// them there, so they are refused here rather than silently ignored (a
@@ -135,8 +152,8 @@ pub fn refuse_broker_flags(matches: &clap::ArgMatches) -> Result<(), String> {
     for (id, flag) in BROKER_FLAGS {
         if serve.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
             return Err(format!(
-                "`serve` does not take {flag}: --broker and --timeout are for the client commands (`serve` \
-                 listens at --listen)"
+                "`serve` does not take {flag}: --broker, --timeout, --tls-ca, --tls-client-cert and \
+                 --tls-client-key are for the client commands (`serve` listens at --listen, with --tls-cert)"
             ));
         }
     }
@@ -156,6 +173,30 @@ impl BrokerArgs {
         let password = std::env::var("BROOKLET_PASSWORD")
             .map_err(|_| anyhow::anyhow!("--user {user} needs its password in BROOKLET_PASSWORD"))?;
         Ok(set(builder, user.clone(), password))
+    }
+
+    /// The client's TLS options, if any flag asked for one.
+    pub fn tls(&self) -> anyhow::Result<Option<brooklet_client::TlsOptions>> {
+        let mut tls = match &self.tls_ca {
+            Some(ca) => brooklet_client::TlsOptions::new().ca_file(ca),
+            None => brooklet_client::TlsOptions::new(),
+        };
+        match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => tls = tls.identity_files(cert, key),
+            (None, None) => {}
+            _ => anyhow::bail!("--tls-client-cert and --tls-client-key go together: give both or neither"),
+        }
+        let asked = self.tls_ca.is_some() || self.tls_client_cert.is_some();
+        Ok(asked.then_some(tls))
+    }
+
+    /// `builder` with the client's TLS options set by `tls`, if any flag
+    /// asked for one.
+    pub fn tls_on<B>(&self, builder: B, tls: fn(B, brooklet_client::TlsOptions) -> B) -> anyhow::Result<B> {
+        Ok(match self.tls()? {
+            Some(options) => tls(builder, options),
+            None => builder,
+        })
     }
 }
 
@@ -405,6 +446,21 @@ pub struct ServeArgs {
     /// `authorization: Basic`, Kafka with SASL PLAIN or SCRAM-SHA-256/512).
     #[arg(long, env = "BROOKLET_AUTH", default_value = "none", value_parser = ["none", "required"])]
     pub auth: String,
+    /// PEM certificate chain: serve TLS on the gRPC and Kafka listeners
+    /// (with --tls-key). SIGHUP reloads it.
+    #[arg(long, env = "BROOKLET_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BROOKLET_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[arg(long, env = "BROOKLET_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Ask clients for a certificate: `none`, `optional` (verified when
+    /// given) or `required`. Default: `required` with --tls-client-ca, else
+    /// `none`.
+    #[arg(long, env = "BROOKLET_TLS_CLIENT_AUTH", value_name = "MODE", value_parser = ["none", "optional", "required"])]
+    pub tls_client_auth: Option<String>,
 }
 
 /// `--kafka-advertised`: `HOST:PORT`, the host not `localhost`.
@@ -492,7 +548,7 @@ pub fn init_tracing(cli: &Cli) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let broker = cli.broker;
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Topic(command) => topic::run(command, broker).await,
         Command::Produce(args) => produce::run(args, broker).await,
         Command::Consume(args) => consume::run(args, broker).await,

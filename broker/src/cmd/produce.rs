@@ -19,7 +19,10 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
         "written" => Durability::Written,
         _ => Durability::Durable,
     };
-    let builder = Producer::builder(&broker.url).request_timeout(broker.timeout()).acks(acks);
+    let builder = broker
+        .tls_on(Producer::builder(&broker.url), brooklet_client::ProducerBuilder::tls)?
+        .request_timeout(broker.timeout())
+        .acks(acks);
     let producer = broker.authenticate(builder, |b, u, p| b.credentials(u, p))?.build()?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: VecDeque<Delivery> = VecDeque::new();

@@ -1,9 +1,13 @@
-//! `brooklet serve`: bind, run until SIGINT or SIGTERM, shut down gracefully.
+//! `brooklet serve`: bind, run until SIGINT or SIGTERM, shut down gracefully;
+//! SIGHUP reloads the TLS certificate, key and client CA.
 
 use anyhow::Context;
 use std::time::Duration;
 
-use brooklet_broker::{Acks, Auth, BootstrapUser, Config, CoreConfig, GroupConfig, Limits};
+use brooklet_broker::{
+    Acks, Auth, BootstrapUser, ClientAuth, Config, CoreConfig, GroupConfig, Limits, ServeError, Tls,
+    TlsConfig,
+};
 use tokio::net::TcpListener;
 
 use super::{ServeArgs, stdout};
@@ -12,6 +16,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.print_config {
         return print_config(&args);
     }
+    let tls = tls(&args)?;
     let core = CoreConfig {
         data_dir: args.data_dir,
         limits: Limits {
@@ -44,8 +49,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         kafka_default_partitions: args.kafka_default_partitions,
         auth: if args.auth == "required" { Auth::Required } else { Auth::None },
         bootstrap_user: bootstrap_user()?,
+        tls,
     };
     config.validate()?;
+    reload_on_sighup(config.tls.clone());
     std::fs::create_dir_all(&config.core.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.core.data_dir.display()))?;
     let listener =
@@ -62,6 +69,58 @@ fn bootstrap_user() -> anyhow::Result<Option<BootstrapUser>> {
         (Err(_), Err(_)) => Ok(None),
         _ => anyhow::bail!("set both BROOKLET_BOOTSTRAP_USER and BROOKLET_BOOTSTRAP_PASSWORD, or neither"),
     }
+}
+
+/// The TLS files of `--tls-*`, loaded and checked.
+fn tls(args: &ServeArgs) -> Result<Option<Tls>, ServeError> {
+    let invalid =
+        |message: &str| ServeError::Config(brooklet_broker::Error::invalid("tls", message.to_owned()));
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (None, None) => {
+            if args.tls_client_ca.is_some() || args.tls_client_auth.is_some() {
+                return Err(invalid("--tls-client-ca and --tls-client-auth need --tls-cert and --tls-key"));
+            }
+            return Ok(None);
+        }
+        _ => return Err(invalid("--tls-cert and --tls-key go together: give both or neither")),
+    };
+    let client_auth = match &args.tls_client_auth {
+        Some(mode) => mode.parse().map_err(|e: String| invalid(&format!("--tls-client-auth: {e}")))?,
+        None if args.tls_client_ca.is_some() => ClientAuth::Required,
+        None => ClientAuth::None,
+    };
+    let config = TlsConfig { cert, key, client_ca: args.tls_client_ca.clone(), client_auth };
+    Ok(Some(Tls::new(config)?))
+}
+
+/// On each SIGHUP, reads the TLS files again; a bad file is logged and the
+/// previous ones stay in use. Connections already open are not touched.
+fn reload_on_sighup(tls: Option<Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP: TLS files will not be reloaded");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match &tls {
+                    // `reload` logs its outcome.
+                    Some(tls) => {
+                        let _ = tls.reload();
+                    }
+                    None => tracing::info!("received SIGHUP: no TLS to reload"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 /// The effective settings, as a config file would give them.
@@ -95,6 +154,15 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "kafka_auto_create_topics = {}", a.kafka_auto_create_topics)?;
     writeln!(out, "kafka_default_partitions = {}", a.kafka_default_partitions)?;
     writeln!(out, "auth = \"{}\"", a.auth)?;
+    let paths = [("tls_cert", &a.tls_cert), ("tls_key", &a.tls_key), ("tls_client_ca", &a.tls_client_ca)];
+    for (key, path) in paths {
+        if let Some(path) = path {
+            writeln!(out, "{key} = {:?}", path.display().to_string())?;
+        }
+    }
+    if let Some(mode) = &a.tls_client_auth {
+        writeln!(out, "tls_client_auth = \"{mode}\"")?;
+    }
     Ok(())
 }
 

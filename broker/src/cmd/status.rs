@@ -1,14 +1,15 @@
 //! `brooklet status`: the broker at a glance.
 
-use brooklet_client::Admin;
+use brooklet_client::{Admin, AdminBuilder};
 
 use super::{BrokerArgs, stdout};
 
 pub async fn run(broker: BrokerArgs) -> anyhow::Result<()> {
     let admin = broker
-        .authenticate(Admin::builder(&broker.url).request_timeout(broker.timeout()), |b, u, p| {
-            b.credentials(u, p)
-        })?
+        .authenticate(
+            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
+            |b, u, p| b.credentials(u, p),
+        )?
         .build()?;
     let s = admin.status().await?;
     let mut out = stdout();

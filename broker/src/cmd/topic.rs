@@ -1,14 +1,15 @@
 //! `brooklet topic create|list|describe|delete`.
 
-use brooklet_client::{Admin, NewTopic};
+use brooklet_client::{Admin, AdminBuilder, NewTopic};
 
 use super::{BrokerArgs, TopicCommand, count, stdout};
 
 fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
     Ok(broker
-        .authenticate(Admin::builder(&broker.url).request_timeout(broker.timeout()), |b, u, p| {
-            b.credentials(u, p)
-        })?
+        .authenticate(
+            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
+            |b, u, p| b.credentials(u, p),
+        )?
         .build()?)
 }
 

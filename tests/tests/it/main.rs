@@ -20,3 +20,4 @@ mod metrics;
 mod overload;
 mod producer_drop;
 mod retention;
+mod tls;
