@@ -1,4 +1,5 @@
-"""Produces one record and reads it back over SASL_PLAINTEXT.
+"""Produces one record and reads it back over SASL_PLAINTEXT, or over
+SASL_SSL when the environment variable SASL_CAFILE names the CA to trust.
 
 usage: sasl_client.py kafka-python|confluent BOOTSTRAP MECHANISM USER TOPIC
 The password is read from the environment variable SASL_PASSWORD.
@@ -11,6 +12,7 @@ import uuid
 client, bootstrap, mechanism, user, topic = sys.argv[1:6]
 password = os.environ["SASL_PASSWORD"]
 value = uuid.uuid4().hex
+cafile = os.environ.get("SASL_CAFILE")
 
 
 def kafka_python():
@@ -18,12 +20,14 @@ def kafka_python():
 
     common = dict(
         bootstrap_servers=bootstrap,
-        security_protocol="SASL_PLAINTEXT",
+        security_protocol="SASL_SSL" if cafile else "SASL_PLAINTEXT",
         sasl_mechanism=mechanism,
         sasl_plain_username=user,
         sasl_plain_password=password,
         request_timeout_ms=20000,
     )
+    if cafile:
+        common.update(ssl_cafile=cafile, ssl_check_hostname=True)
     producer = KafkaProducer(**common)
     meta = producer.send(topic, value.encode()).get(timeout=20)
     producer.close()
@@ -41,11 +45,13 @@ def confluent():
 
     common = {
         "bootstrap.servers": bootstrap,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": "SASL_SSL" if cafile else "SASL_PLAINTEXT",
         "sasl.mechanisms": mechanism,
         "sasl.username": user,
         "sasl.password": password,
     }
+    if cafile:
+        common["ssl.ca.location"] = cafile
     errors = []
     producer = Producer({**common, "message.timeout.ms": 20000, "error_cb": errors.append})
     delivered = []

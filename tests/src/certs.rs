@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
 
 /// A certificate authority whose certificate is written as `<name>-ca.pem`.
 #[derive(Debug)]
@@ -56,10 +56,23 @@ impl TestCa {
         self.sign(file, cn, &[], false)
     }
 
+    /// A client certificate without a common name, whose subject
+    /// alternative names are the DNS names `dns`.
+    pub fn client_without_cn(&self, file: &str, dns: &[&str]) -> CertFiles {
+        self.sign_names(file, None, dns, false)
+    }
+
     fn sign(&self, file: &str, cn: &str, sans: &[&str], expired: bool) -> CertFiles {
+        self.sign_names(file, Some(cn), sans, expired)
+    }
+
+    fn sign_names(&self, file: &str, cn: Option<&str>, sans: &[&str], expired: bool) -> CertFiles {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
+        params.distinguished_name = DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
         if expired {
             let now = std::time::SystemTime::now();
             params.not_before = (now - std::time::Duration::from_secs(30 * 86_400)).into();

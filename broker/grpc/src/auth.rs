@@ -6,6 +6,11 @@
 //! with a message that never says whether the user exists. A connection
 //! remembers its last success, so a client sending the same credentials on
 //! every call pays for the password check once.
+//!
+//! When client certificates are required too, a connection's verified
+//! certificate names its user (`--tls-principal-from`): its requests need no
+//! header, and one they carry must be that user's, with the right password.
+//! A certificate that names no existing user is refused as bad credentials.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +21,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use brooklet_core::{LoginCache, Principal, Users};
 use brooklet_metrics::Metrics;
+use brooklet_tls::PrincipalFrom;
 
 use crate::connection::ConnInfo;
 
@@ -30,6 +36,10 @@ pub(crate) struct AuthLayer {
     pub(crate) users: Users,
     pub(crate) metrics: Metrics,
     pub(crate) required: bool,
+    /// A verified client certificate authenticates its connection, named
+    /// this way (set when both authentication and client certificates are
+    /// required).
+    pub(crate) certificate: Option<PrincipalFrom>,
 }
 
 impl<S> tower_layer::Layer<S> for AuthLayer {
@@ -52,7 +62,19 @@ pub(crate) struct AuthService<S> {
 enum Refusal {
     Missing,
     Malformed(&'static str),
-    Invalid { user: String },
+    Invalid {
+        user: String,
+    },
+    /// The certificate names no user, or one that does not exist.
+    Certificate {
+        identity: String,
+        from: PrincipalFrom,
+    },
+    /// The header names another user than the certificate.
+    Mismatch {
+        certificate: String,
+        user: String,
+    },
 }
 
 /// The user and password of an `authorization: Basic …` value.
@@ -101,22 +123,52 @@ where
         Box::pin(async move {
             let conn = request.extensions().get::<ConnInfo>().cloned();
             let peer = conn.as_ref().and_then(|c| c.remote);
+            let identity = match layer.certificate {
+                Some(from) => conn.as_ref().and_then(|c| c.identity().cloned()).map(|id| (id, from)),
+                None => None,
+            };
             let cache = conn.map_or_else(|| Arc::new(LoginCache::default()), |c| c.logins.clone());
             let header = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
-            let checked = match header.as_deref().map(basic) {
-                None => Err(Refusal::Missing),
-                Some(Err(e)) => Err(e),
-                Some(Ok((user, password))) => {
-                    let users = layer.users.clone();
-                    let cache = cache.clone();
-                    let name = user.clone();
-                    tokio::task::spawn_blocking(move || {
-                        users.authenticate_password_cached(&cache, &name, &password)
-                    })
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .ok_or(Refusal::Invalid { user })
+            let check_header = |header: Option<Vec<u8>>| {
+                let users = layer.users.clone();
+                let cache = cache.clone();
+                async move {
+                    match header.as_deref().map(basic) {
+                        None => Err(Refusal::Missing),
+                        Some(Err(e)) => Err(e),
+                        Some(Ok((user, password))) => {
+                            let name = user.clone();
+                            tokio::task::spawn_blocking(move || {
+                                users.authenticate_password_cached(&cache, &name, &password)
+                            })
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .ok_or(Refusal::Invalid { user })
+                        }
+                    }
+                }
+            };
+            let checked = match identity {
+                None => check_header(header).await,
+                Some((identity, from)) => {
+                    let refused = || Refusal::Certificate { identity: identity.to_string(), from };
+                    let by_certificate = identity
+                        .user_name(from)
+                        .ok_or_else(refused)
+                        .and_then(|name| layer.users.authenticate_certificate(name).map_err(|_| refused()));
+                    match (by_certificate, header) {
+                        (Err(e), _) => Err(e),
+                        (Ok(principal), None) => Ok(principal),
+                        (Ok(principal), header) => match check_header(header).await {
+                            Ok(named) if named == principal => Ok(principal),
+                            Ok(named) => Err(Refusal::Mismatch {
+                                certificate: principal.name().to_owned(),
+                                user: named.name().to_owned(),
+                            }),
+                            Err(e) => Err(e),
+                        },
+                    }
                 }
             };
             match checked {
@@ -126,9 +178,14 @@ where
                 }
                 Err(refusal) => {
                     let failures = cache.failed();
-                    layer.metrics.auth_failure("grpc", "basic");
+                    let mechanism = match refusal {
+                        Refusal::Certificate { .. } => "certificate",
+                        _ => "basic",
+                    };
+                    layer.metrics.auth_failure("grpc", mechanism);
                     let user = match &refusal {
-                        Refusal::Invalid { user } => user.as_str(),
+                        Refusal::Invalid { user } | Refusal::Mismatch { user, .. } => user.as_str(),
+                        Refusal::Certificate { identity, .. } => identity.as_str(),
                         _ => "?",
                     };
                     tracing::warn!(
@@ -149,6 +206,14 @@ where
                         }
                         Refusal::Malformed(why) => format!("malformed authorization header: {why}"),
                         Refusal::Invalid { .. } => "invalid user name or password".to_owned(),
+                        Refusal::Certificate { identity, from } => format!(
+                            "the client certificate ({identity}) does not name a user of this broker \
+                             (--tls-principal-from {from})"
+                        ),
+                        Refusal::Mismatch { certificate, .. } => format!(
+                            "the authorization header names another user than the client certificate \
+                             ({certificate}): send none, or that user's"
+                        ),
                     };
                     Ok(tonic::Status::unauthenticated(message).into_http())
                 }

@@ -36,6 +36,9 @@ pub struct GrpcOptions {
     /// Every request authenticates as a user (`--auth required`): see
     /// `auth`.
     pub auth_required: bool,
+    /// With `auth_required`: a verified client certificate authenticates
+    /// its connection as the user it names this way (`None`: it does not).
+    pub certificate_principal: Option<brooklet_tls::PrincipalFrom>,
     /// TLS for every connection; `None` serves plaintext.
     pub tls: Option<Tls>,
 }
@@ -63,8 +66,12 @@ pub async fn serve(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) -> Result<(), GrpcError> {
-    let auth =
-        AuthLayer { users: core.users().clone(), metrics: metrics.clone(), required: options.auth_required };
+    let auth = AuthLayer {
+        users: core.users().clone(),
+        metrics: metrics.clone(),
+        required: options.auth_required,
+        certificate: options.certificate_principal,
+    };
     let services = Services::new(core, shutdown.clone(), tasks, metrics.clone(), options.listeners.clone());
     let max_msg = options.max_request_bytes;
 

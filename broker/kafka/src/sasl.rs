@@ -6,6 +6,11 @@
 //! login is answered SASL_AUTHENTICATION_FAILED after a delay, and the
 //! connection is closed: one attempt per connection.
 //!
+//! When client certificates are required too, a connection whose verified
+//! certificate names an existing user (`--tls-principal-from`) starts
+//! authenticated as that user, and SASL requests are answered
+//! ILLEGAL_SASL_STATE; one whose certificate names no user is closed.
+//!
 //! SaslHandshake v0 (raw SASL tokens without Kafka headers) is not
 //! implemented: it is answered UNSUPPORTED_VERSION and the connection
 //! closed. (v0 is advertised all the same: librdkafka requires it before it
@@ -15,6 +20,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use brooklet_core::{AuthError, Mechanism, Principal, ScramExchange};
+use brooklet_tls::{PeerIdentity, PrincipalFrom};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
@@ -68,6 +74,35 @@ impl Session {
     /// is false.
     pub(crate) fn new(required: bool) -> Session {
         Session { state: if required { State::Start } else { State::Done(None) } }
+    }
+
+    /// A session authenticated by the client's verified certificate, as the
+    /// user it names by `from`; `None` when it names no existing user
+    /// (logged and counted: the caller closes the connection).
+    pub(crate) fn by_certificate(
+        ctx: &Context,
+        peer: SocketAddr,
+        identity: &PeerIdentity,
+        from: PrincipalFrom,
+    ) -> Option<Session> {
+        let principal =
+            identity.user_name(from).and_then(|name| ctx.core.users().authenticate_certificate(name).ok());
+        match principal {
+            Some(principal) => {
+                tracing::debug!(%peer, %principal, %identity, "kafka: authenticated by the client certificate");
+                Some(Session { state: State::Done(Some(principal)) })
+            }
+            None => {
+                ctx.metrics.auth_failure("kafka", "certificate");
+                tracing::warn!(
+                    %peer,
+                    %identity,
+                    principal_from = %from,
+                    "kafka: the client certificate does not name a user (--tls-principal-from); closing the connection"
+                );
+                None
+            }
+        }
     }
 
     /// Whether requests other than SASL's may be served.

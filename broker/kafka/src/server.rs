@@ -56,6 +56,9 @@ pub struct KafkaOptions {
     /// Every connection authenticates with SASL before anything else is
     /// served (`--auth required`): see `sasl`.
     pub auth_required: bool,
+    /// With `auth_required`: a verified client certificate authenticates
+    /// its connection as the user it names this way (`None`: it does not).
+    pub certificate_principal: Option<brooklet_tls::PrincipalFrom>,
 }
 
 /// What every connection shares.
@@ -171,6 +174,14 @@ where
     let (read, mut write) = tokio::io::split(socket);
     let mut read = BufReader::new(read);
     let mut session = sasl::Session::new(ctx.options.auth_required);
+    if let (true, Some(from), Some(identity)) =
+        (ctx.options.auth_required, ctx.options.certificate_principal, identity)
+    {
+        match sasl::Session::by_certificate(ctx, peer, identity, from) {
+            Some(certified) => session = certified,
+            None => return Ok(()),
+        }
+    }
     loop {
         let limit = match session.authenticated() {
             true => ctx.options.max_request_bytes,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brooklet_core::{CoreConfig, Result};
-use brooklet_tls::Tls;
+use brooklet_tls::{ClientAuth, PrincipalFrom, Tls};
 
 /// How a broker runs.
 #[derive(Clone, Debug)]
@@ -40,6 +40,13 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Whether clients must authenticate (default [`Auth::None`]).
     pub auth: Auth,
+    /// Which name of a verified client certificate is its user, when both
+    /// client certificates (`ClientAuth::Required`) and [`Auth::Required`]
+    /// are: such a connection is authenticated by its certificate.
+    pub tls_principal_from: PrincipalFrom,
+    /// Serve the gRPC or Kafka listener on a non-loopback address without
+    /// TLS and [`Auth::Required`] (default `false`: refused at start).
+    pub allow_insecure: bool,
     /// A user created at start when no user exists yet (the first
     /// administrator); logged when it is.
     pub bootstrap_user: Option<BootstrapUser>,
@@ -83,6 +90,8 @@ impl Config {
             kafka_auto_create_topics: true,
             kafka_default_partitions: 1,
             auth: Auth::None,
+            tls_principal_from: PrincipalFrom::default(),
+            allow_insecure: false,
             bootstrap_user: None,
             tls: None,
         }
@@ -121,8 +130,46 @@ impl Config {
             (None, Some(listen)) => check_kafka_bound(listen)?,
             (None, None) => {}
         }
+        if let Some(listen) = self.kafka_listen {
+            self.check_exposure("kafka_listen", listen)?;
+        }
         Ok(())
     }
+
+    /// Refuses to serve the listener `key` (`listen`, `kafka_listen`) on
+    /// `addr` when that is not a loopback address (`0.0.0.0` and `::`
+    /// included) and clients would be served without TLS or without
+    /// authentication, unless [`Config::allow_insecure`] says so.
+    pub fn check_exposure(&self, key: &str, addr: SocketAddr) -> Result<()> {
+        exposure(key, addr, self.tls.is_some(), self.auth == Auth::Required, self.allow_insecure)
+    }
+
+    /// How a verified client certificate authenticates its connection:
+    /// `Some` when both client certificates and authentication are required.
+    pub fn certificate_principal(&self) -> Option<PrincipalFrom> {
+        let certificates = self.tls.as_ref().is_some_and(|t| t.config().client_auth == ClientAuth::Required);
+        (certificates && self.auth == Auth::Required).then_some(self.tls_principal_from)
+    }
+}
+
+/// The rule of [`Config::check_exposure`].
+fn exposure(key: &str, addr: SocketAddr, tls: bool, auth: bool, allow_insecure: bool) -> Result<()> {
+    if addr.ip().to_canonical().is_loopback() || (tls && auth) || allow_insecure {
+        return Ok(());
+    }
+    let (missing, them) = match (tls, auth) {
+        (false, false) => ("TLS (--tls-cert, --tls-key) and --auth required", "them"),
+        (false, true) => ("TLS (--tls-cert, --tls-key)", "it"),
+        _ => ("--auth required", "it"),
+    };
+    let flag = format!("--{}", key.replace('_', "-"));
+    Err(brooklet_core::Error::invalid(
+        key,
+        format!(
+            "{flag} {addr} is reachable from other hosts, but the broker has no {missing}: add {them}, \
+             bind a loopback address, or pass --allow-insecure"
+        ),
+    ))
 }
 
 /// Refuses a Kafka listener on `bound`, an unspecified address (`0.0.0.0`,
@@ -149,6 +196,8 @@ mod tests {
         let mut config = Config::new("unused");
         config.kafka_listen = Some(listen.parse().unwrap());
         config.kafka_advertised = advertised.map(|(h, p)| (h.to_owned(), p));
+        // Off loopback without TLS: allowed here, see the safe-defaults test.
+        config.allow_insecure = true;
         config
     }
 
@@ -166,5 +215,38 @@ mod tests {
             assert!(err.contains("kafka_advertised") && err.contains("not an address clients"), "{err}");
         }
         kafka("127.0.0.1:9092", None).validate().expect("a specific address is advertised as bound");
+    }
+
+    #[test]
+    fn a_listener_off_loopback_needs_tls_and_auth_or_allow_insecure() {
+        let check =
+            |addr: &str, tls, auth, allow| exposure("listen", addr.parse().unwrap(), tls, auth, allow);
+        for loopback in ["127.0.0.1:7070", "127.8.9.10:0", "[::1]:7070", "[::ffff:127.0.0.1]:7070"] {
+            check(loopback, false, false, false).expect(loopback);
+        }
+        for exposed in ["0.0.0.0:7070", "[::]:0", "10.1.2.3:7070", "192.168.0.1:1", "[fe80::1]:7070"] {
+            let err = check(exposed, false, false, false).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "invalid listen: --listen {exposed} is reachable from other hosts, but the broker has no \
+                     TLS (--tls-cert, --tls-key) and --auth required: add them, bind a loopback address, \
+                     or pass --allow-insecure"
+                )
+            );
+            let no_auth = check(exposed, true, false, false).unwrap_err().to_string();
+            assert!(no_auth.contains("the broker has no --auth required:"), "{no_auth}");
+            let no_tls = check(exposed, false, true, false).unwrap_err().to_string();
+            assert!(no_tls.contains("the broker has no TLS (--tls-cert, --tls-key):"), "{no_tls}");
+            check(exposed, true, true, false).expect("TLS and authentication");
+            check(exposed, false, false, true).expect("--allow-insecure");
+        }
+        // The Kafka listener is checked by `validate`.
+        let mut config = kafka("0.0.0.0:9092", Some(("10.1.2.3", 9092)));
+        config.allow_insecure = false;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("invalid kafka_listen: --kafka-listen 0.0.0.0:9092 is reachable"), "{err}");
+        config.allow_insecure = true;
+        config.validate().expect("allowed");
     }
 }

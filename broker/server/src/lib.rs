@@ -29,7 +29,7 @@ pub use brooklet_core::{
     Acks, CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY,
     MAX_PARTITIONS_LIMIT, MAX_RECORD_BYTES_LIMIT,
 };
-pub use brooklet_tls::{ClientAuth, PeerIdentity, Tls, TlsConfig, TlsError};
+pub use brooklet_tls::{ClientAuth, PeerIdentity, PrincipalFrom, Tls, TlsConfig, TlsError};
 pub use config::{Auth, BootstrapUser, Config};
 
 use std::future::Future;
@@ -146,6 +146,13 @@ pub async fn run(
         let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
         config::check_kafka_bound(bound).map_err(ServeError::Config)?;
     }
+    // The listeners as bound, whoever bound them.
+    let bound = listener.local_addr().map_err(listen_error("for gRPC"))?;
+    config.check_exposure("listen", bound).map_err(ServeError::Config)?;
+    if let Some(l) = &kafka_listener {
+        let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
+        config.check_exposure("kafka_listen", bound).map_err(ServeError::Config)?;
+    }
     let metrics = Metrics::new();
     let storage_error =
         |source: Error| ServeError::Storage { dir: config.core.data_dir.display().to_string(), source };
@@ -159,6 +166,9 @@ pub async fn run(
     }
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
     let tls = if config.tls.is_some() { "on" } else { "off" };
+    if let Some(from) = config.certificate_principal() {
+        tracing::info!(principal_from = %from, "client certificates authenticate as the user they name");
+    }
     tracing::info!(%addr, auth = ?config.auth, data_dir = %config.core.data_dir.display(), tls, "brooklet serving");
     // Every listener, for Status and `/readyz`.
     let grpc_serving = http::Serving::new("grpc", addr);
@@ -190,6 +200,7 @@ pub async fn run(
         slow_request: config.slow_request,
         listeners: listening.iter().map(|l| (l.name, l.addr)).collect(),
         auth_required: config.auth == Auth::Required,
+        certificate_principal: config.certificate_principal(),
         tls: config.tls.clone(),
     };
     let mut kafka_served = None;
@@ -205,6 +216,7 @@ pub async fn run(
             max_request_bytes: config.core.limits.max_request_bytes,
             max_connections: config.core.limits.max_connections,
             auth_required: config.auth == Auth::Required,
+            certificate_principal: config.certificate_principal(),
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let tls = config.tls.clone();

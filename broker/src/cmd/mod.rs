@@ -461,6 +461,16 @@ pub struct ServeArgs {
     /// `none`.
     #[arg(long, env = "BROOKLET_TLS_CLIENT_AUTH", value_name = "MODE", value_parser = ["none", "optional", "required"])]
     pub tls_client_auth: Option<String>,
+    /// Which name of a client certificate is its user when both
+    /// `--tls-client-auth required` and `--auth required` are set: `cn`
+    /// (the subject's common name, else the first DNS name among the subject
+    /// alternative names), `san-dns` or `san-email` (the first of those).
+    #[arg(long, env = "BROOKLET_TLS_PRINCIPAL_FROM", default_value = "cn", value_name = "FIELD", value_parser = ["cn", "san-dns", "san-email"])]
+    pub tls_principal_from: String,
+    /// Serve --listen or --kafka-listen on a non-loopback address without
+    /// TLS and `--auth required` (refused otherwise).
+    #[arg(long, env = "BROOKLET_ALLOW_INSECURE")]
+    pub allow_insecure: bool,
 }
 
 /// `--kafka-advertised`: `HOST:PORT`, the host not `localhost`.

@@ -48,10 +48,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         kafka_auto_create_topics: args.kafka_auto_create_topics,
         kafka_default_partitions: args.kafka_default_partitions,
         auth: if args.auth == "required" { Auth::Required } else { Auth::None },
+        tls_principal_from: args.tls_principal_from.parse().map_err(|e: String| {
+            ServeError::Config(brooklet_broker::Error::invalid("tls_principal_from", e))
+        })?,
+        allow_insecure: args.allow_insecure,
         bootstrap_user: bootstrap_user()?,
         tls,
     };
     config.validate()?;
+    // Checked before binding; `run` checks the bound address again.
+    config.check_exposure("listen", args.listen)?;
     reload_on_sighup(config.tls.clone());
     std::fs::create_dir_all(&config.core.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.core.data_dir.display()))?;
@@ -163,6 +169,8 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     if let Some(mode) = &a.tls_client_auth {
         writeln!(out, "tls_client_auth = \"{mode}\"")?;
     }
+    writeln!(out, "tls_principal_from = \"{}\"", a.tls_principal_from)?;
+    writeln!(out, "allow_insecure = {}", a.allow_insecure)?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use x509_parser::extensions::GeneralName;
 
@@ -66,6 +67,59 @@ impl PeerIdentity {
     }
 }
 
+/// Which name of a verified client certificate is the user it authenticates
+/// as (`--tls-principal-from`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrincipalFrom {
+    /// The subject's common name; without one, the first DNS name among the
+    /// subject alternative names.
+    #[default]
+    Cn,
+    /// The first DNS name among the subject alternative names.
+    SanDns,
+    /// The first e-mail address among the subject alternative names.
+    SanEmail,
+}
+
+impl FromStr for PrincipalFrom {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PrincipalFrom, String> {
+        match s {
+            "cn" => Ok(PrincipalFrom::Cn),
+            "san-dns" => Ok(PrincipalFrom::SanDns),
+            "san-email" => Ok(PrincipalFrom::SanEmail),
+            _ => Err(format!("`{s}` is not one of cn, san-dns, san-email")),
+        }
+    }
+}
+
+impl fmt::Display for PrincipalFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrincipalFrom::Cn => "cn",
+            PrincipalFrom::SanDns => "san-dns",
+            PrincipalFrom::SanEmail => "san-email",
+        })
+    }
+}
+
+impl PeerIdentity {
+    /// The user name the certificate stands for, by `from`; `None` when the
+    /// certificate has no such name. The name is used as written (no case
+    /// folding); whether such a user exists is for the caller to check.
+    pub fn user_name(&self, from: PrincipalFrom) -> Option<&str> {
+        let name = match from {
+            PrincipalFrom::Cn => {
+                self.common_name.as_deref().or_else(|| self.dns_names.first().map(String::as_str))
+            }
+            PrincipalFrom::SanDns => self.dns_names.first().map(String::as_str),
+            PrincipalFrom::SanEmail => self.emails.first().map(String::as_str),
+        };
+        name.filter(|n| !n.is_empty())
+    }
+}
+
 impl fmt::Display for PeerIdentity {
     /// `CN=alice, DNS:alice.example, IP:10.0.0.1`, or `(no names)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,5 +130,35 @@ impl fmt::Display for PeerIdentity {
         parts.extend(self.emails.iter().map(|n| format!("email:{n}")));
         parts.extend(self.uris.iter().map(|n| format!("URI:{n}")));
         if parts.is_empty() { f.write_str("(no names)") } else { f.write_str(&parts.join(", ")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_names_its_user_by_the_chosen_field() {
+        let full = PeerIdentity {
+            common_name: Some("alice".into()),
+            dns_names: vec!["alice.example".into(), "second.example".into()],
+            emails: vec!["alice@example.com".into()],
+            ..PeerIdentity::default()
+        };
+        assert_eq!(full.user_name(PrincipalFrom::Cn), Some("alice"));
+        assert_eq!(full.user_name(PrincipalFrom::SanDns), Some("alice.example"));
+        assert_eq!(full.user_name(PrincipalFrom::SanEmail), Some("alice@example.com"));
+        // Without a CN, `cn` falls back to the first DNS name only.
+        let no_cn = PeerIdentity { common_name: None, ..full.clone() };
+        assert_eq!(no_cn.user_name(PrincipalFrom::Cn), Some("alice.example"));
+        let only_email = PeerIdentity { emails: vec!["bob@example.com".into()], ..PeerIdentity::default() };
+        assert_eq!(only_email.user_name(PrincipalFrom::Cn), None);
+        assert_eq!(only_email.user_name(PrincipalFrom::SanDns), None);
+        let empty_cn = PeerIdentity { common_name: Some(String::new()), ..PeerIdentity::default() };
+        assert_eq!(empty_cn.user_name(PrincipalFrom::Cn), None);
+        for from in [PrincipalFrom::Cn, PrincipalFrom::SanDns, PrincipalFrom::SanEmail] {
+            assert_eq!(from.to_string().parse::<PrincipalFrom>(), Ok(from));
+        }
+        assert!("CN".parse::<PrincipalFrom>().unwrap_err().contains("cn, san-dns, san-email"));
     }
 }

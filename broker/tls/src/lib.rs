@@ -11,7 +11,7 @@
 
 mod identity;
 
-pub use identity::PeerIdentity;
+pub use identity::{PeerIdentity, PrincipalFrom};
 /// An accepted connection once its handshake is done.
 pub use tokio_rustls::server::TlsStream;
 

@@ -21,3 +21,4 @@ mod overload;
 mod producer_drop;
 mod retention;
 mod tls;
+mod tls_auth;

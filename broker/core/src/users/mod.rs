@@ -144,6 +144,15 @@ impl Users {
         if matches && lookup.known { Ok(Principal::user(name)) } else { Err(AuthError::InvalidCredentials) }
     }
 
+    /// The principal of a client whose verified certificate names the user
+    /// `name` (the TLS layer checked the certificate): the user must exist.
+    pub fn authenticate_certificate(&self, name: &str) -> Result<Principal, AuthError> {
+        match self.store.get(name) {
+            Ok(Some(_)) => Ok(Principal::user(name)),
+            _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
     /// [`Users::authenticate_password`], remembering a success in `cache`
     /// (one per connection) so that the same credentials again cost an
     /// HMAC, not a PBKDF2 derivation, until a user changes.
@@ -347,9 +356,12 @@ mod tests {
         assert!(users.authenticate_password("alice", "s3cret pass").is_err());
         assert!(users.authenticate_password("alice", "new one").is_ok());
         assert!(matches!(users.set_password("bob", "x").await, Err(Error::UserNotFound { .. })));
+        assert_eq!(users.authenticate_certificate("alice"), Ok(Principal::user("alice")));
+        assert_eq!(users.authenticate_certificate("Alice"), Err(AuthError::InvalidCredentials));
         users.delete("alice").await.unwrap();
         assert!(matches!(users.delete("alice").await, Err(Error::UserNotFound { .. })));
         assert!(users.authenticate_password("alice", "new one").is_err());
+        assert_eq!(users.authenticate_certificate("alice"), Err(AuthError::InvalidCredentials));
     }
 
     #[tokio::test]
