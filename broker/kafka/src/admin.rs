@@ -707,6 +707,7 @@ mod tests {
             max_request_bytes: 8 << 20,
             max_connections: 8,
             auth_required: false,
+            connections: Default::default(),
         };
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop: CancellationToken::new() }
     }

@@ -593,6 +593,7 @@ mod tests {
             max_request_bytes: 1 << 20,
             max_connections: 8,
             auth_required: false,
+            connections: Default::default(),
         };
         let stop = CancellationToken::new();
         let metrics = brooklet_metrics::Metrics::new();

@@ -1022,6 +1022,7 @@ mod tests {
             max_request_bytes: 8 << 20,
             max_connections: 8,
             auth_required: false,
+            connections: Default::default(),
         };
         let stop = tokio_util::sync::CancellationToken::new();
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop }

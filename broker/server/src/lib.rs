@@ -29,6 +29,7 @@ pub use brooklet_core::{
     Acks, CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY,
     MAX_PARTITIONS_LIMIT, MAX_RECORD_BYTES_LIMIT,
 };
+pub use brooklet_tls::guard::ConnSettings;
 pub use brooklet_tls::{ClientAuth, PeerIdentity, Tls, TlsConfig, TlsError};
 pub use config::{Auth, BootstrapUser, Config};
 
@@ -191,6 +192,7 @@ pub async fn run(
         listeners: listening.iter().map(|l| (l.name, l.addr)).collect(),
         auth_required: config.auth == Auth::Required,
         tls: config.tls.clone(),
+        connections: config.connections,
     };
     let mut kafka_served = None;
     if let (Some(l), Some(serving)) = (kafka_listener, kafka_serving) {
@@ -205,6 +207,7 @@ pub async fn run(
             max_request_bytes: config.core.limits.max_request_bytes,
             max_connections: config.core.limits.max_connections,
             auth_required: config.auth == Auth::Required,
+            connections: config.connections,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let tls = config.tls.clone();
