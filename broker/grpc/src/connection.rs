@@ -3,12 +3,16 @@
 //! requests in flight (`--max-requests-per-connection`). Knows nothing of
 //! gRPC methods; the request layer in `admission` takes the places. With
 //! TLS, it runs each connection's handshake (`brooklet-tls`) and keeps the
-//! client's verified identity with the connection.
+//! client's verified identity with the connection. Each connection is
+//! watched by the listener's guard (`brooklet_tls::guard`): a place per
+//! client address, a deadline for the TLS handshake, HTTP/2 preface and
+//! first request, and an idle timeout that a request in flight holds off.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,7 +25,10 @@ use tonic::transport::server::Connected;
 
 use brooklet_core::LoginCache;
 use brooklet_metrics::{ConnectionGuard, Metrics};
-use brooklet_tls::{Listener, PeerIdentity, Tls, TlsStream};
+use brooklet_tls::guard::{
+    AddressPlace, ConnSettings, Expired, FirstRequest, ListenerGuard, Reason, Watched,
+};
+use brooklet_tls::{HandshakeError, Listener, PeerIdentity, Tls, TlsStream};
 use futures::StreamExt;
 
 /// What a request knows of the connection it came on. Tonic puts it in every
@@ -31,8 +38,7 @@ pub(crate) struct ConnInfo {
     /// The peer's address.
     pub(crate) remote: Option<SocketAddr>,
     /// This connection's places for requests in flight.
-    requests: Arc<Semaphore>,
-    limit: usize,
+    requests: Arc<Places>,
     /// The connection's last successful login and its failures (see
     /// `auth`).
     pub(crate) logins: Arc<LoginCache>,
@@ -44,8 +50,11 @@ impl ConnInfo {
     fn new(remote: SocketAddr, identity: Option<Arc<PeerIdentity>>, max_requests: usize) -> ConnInfo {
         ConnInfo {
             remote: Some(remote),
-            requests: Arc::new(Semaphore::new(max_requests)),
-            limit: max_requests,
+            requests: Arc::new(Places {
+                free: Arc::new(Semaphore::new(max_requests)),
+                limit: max_requests,
+                started: AtomicBool::new(false),
+            }),
             logins: Arc::default(),
             identity,
         }
@@ -63,20 +72,43 @@ impl ConnInfo {
 
     /// A place for one more request on this connection, held until the
     /// request's response ends; `None` when all are taken.
+    /// A request, even one refused, ends the connection's handshake.
     pub(crate) fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.requests.clone().try_acquire_owned().ok()
+        self.requests.started.store(true, Ordering::Relaxed);
+        self.requests.free.clone().try_acquire_owned().ok()
     }
 
     /// The number of requests this connection may have in flight.
     pub(crate) fn limit(&self) -> usize {
-        self.limit
+        self.requests.limit
+    }
+}
+
+/// A connection's places for requests, as its guard sees them.
+#[derive(Debug)]
+struct Places {
+    free: Arc<Semaphore>,
+    limit: usize,
+    /// A first request has arrived.
+    started: AtomicBool,
+}
+
+impl brooklet_tls::guard::Requests for Places {
+    fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    fn in_flight(&self) -> bool {
+        self.free.available_permits() < self.limit
     }
 }
 
 /// Accepted connections. An accept error (such as running out of file
 /// descriptors) is logged and retried shortly instead of ending the server.
-/// At the connection limit, a new connection is closed at once rather than
-/// served with less for everyone.
+/// A new connection from an address that holds `--max-connections-per-ip`
+/// already, or past the connection limit, is closed at once rather than
+/// served with less for everyone (counted, and logged at most every few
+/// seconds).
 ///
 /// With `tls`, each connection's handshake runs in a task of its own, so a
 /// slow client holds up no other; a failed one is logged and closed. The
@@ -93,11 +125,16 @@ pub(crate) fn accept_loop(
     shutdown: CancellationToken,
 ) -> impl futures::Stream<Item = io::Result<Conn>> {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let guard = {
+        let metrics = metrics.clone();
+        let count = move |reason: Reason| metrics.connection_closed("grpc", reason.label());
+        ListenerGuard::new(Listener::Grpc, limits.settings, limits.max_connections, Box::new(count))
+    };
     // Handshaken connections, when they are handshaken apart from the loop.
     let (handshaken, from_handshakes) = mpsc::channel::<Conn>(HANDSHAKEN_QUEUE);
     let accepted = futures::stream::unfold(listener, move |listener| {
         let (metrics, connections, tls) = (metrics.clone(), connections.clone(), tls.clone());
-        let (handshaken, shutdown) = (handshaken.clone(), shutdown.clone());
+        let (handshaken, shutdown, guard) = (handshaken.clone(), shutdown.clone(), guard.clone());
         async move {
             loop {
                 let accepted = tokio::select! {
@@ -106,22 +143,26 @@ pub(crate) fn accept_loop(
                 };
                 match accepted {
                     Ok((stream, peer)) => {
+                        let at = tokio::time::Instant::now();
+                        let Some(place) = guard.admit(peer.ip()) else { continue };
                         let Ok(permit) = connections.clone().try_acquire_owned() else {
-                            tracing::warn!(%peer, "connection limit reached (--max-connections): closing the new connection");
-                            drop(stream);
+                            guard.closed(Reason::MaxConnections, peer.ip());
                             continue;
                         };
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                         }
+                        let info = ConnInfo::new(peer, None, limits.max_requests_per_connection);
+                        let first = FirstRequest::Signalled(info.requests.clone());
                         let conn = Conn {
-                            stream: Stream::Plain(stream),
-                            info: ConnInfo::new(peer, None, limits.max_requests_per_connection),
+                            stream: Stream::Plain(guard.watch(stream, peer.ip(), at, first)),
+                            info,
                             _counted: metrics.connection(),
                             _permit: permit,
+                            _place: place,
                         };
                         let Some(tls) = &tls else { return Some((Some(Ok(conn)), listener)) };
-                        tokio::spawn(handshake(tls.clone(), conn, handshaken.clone()));
+                        tokio::spawn(handshake(tls.clone(), guard.clone(), conn, handshaken.clone()));
                         return Some((None, listener));
                     }
                     Err(e) => {
@@ -142,16 +183,19 @@ pub(crate) fn accept_loop(
 /// its place under the connection limit, so this bounds nothing further.
 const HANDSHAKEN_QUEUE: usize = 64;
 
-/// How many connections, and requests per connection.
+/// How many connections, and requests per connection; what each
+/// connection is allowed.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnLimits {
     pub(crate) max_connections: usize,
     pub(crate) max_requests_per_connection: usize,
+    pub(crate) settings: ConnSettings,
 }
 
 /// `conn`'s TLS handshake; the encrypted connection goes to `handshaken`.
-async fn handshake(tls: Tls, conn: Conn, handshaken: mpsc::Sender<Conn>) {
-    let Conn { stream: Stream::Plain(stream), mut info, _counted, _permit } = conn else { return };
+/// Its stream's handshake deadline bounds it.
+async fn handshake(tls: Tls, guard: Arc<ListenerGuard>, conn: Conn, handshaken: mpsc::Sender<Conn>) {
+    let Conn { stream: Stream::Plain(stream), mut info, _counted, _permit, _place } = conn else { return };
     let peer = info.remote.map_or_else(String::new, |a| a.to_string());
     match tls.accept(Listener::Grpc, stream).await {
         Ok((stream, identity)) => {
@@ -159,9 +203,16 @@ async fn handshake(tls: Tls, conn: Conn, handshaken: mpsc::Sender<Conn>) {
                 tracing::debug!(%peer, %identity, "grpc: client certificate verified");
             }
             info.identity = identity.map(Arc::new);
-            let conn = Conn { stream: Stream::Tls(Box::new(stream)), info, _counted, _permit };
+            let conn = Conn { stream: Stream::Tls(Box::new(stream)), info, _counted, _permit, _place };
             // A closed queue means the server stopped: the connection is dropped.
             let _ = handshaken.send(conn).await;
+        }
+        // Counted and logged by the guard already.
+        Err(e) if Expired::within(&e) => {}
+        Err(HandshakeError::TimedOut) => {
+            if let Some(remote) = info.remote {
+                guard.closed(Reason::HandshakeTimeout, remote.ip());
+            }
         }
         Err(e) => tracing::warn!(%peer, error = %e, "grpc: closing connection"),
     }
@@ -176,6 +227,8 @@ pub(crate) struct Conn {
     _counted: ConnectionGuard,
     /// Held while the connection lives: its place under --max-connections.
     _permit: OwnedSemaphorePermit,
+    /// And under --max-connections-per-ip.
+    _place: AddressPlace,
 }
 
 impl Connected for Conn {
@@ -186,11 +239,11 @@ impl Connected for Conn {
     }
 }
 
-/// A connection's socket, encrypted or not.
+/// A connection's socket, encrypted or not, under its guard's deadlines.
 #[derive(Debug)]
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Watched<TcpStream>),
+    Tls(Box<TlsStream<Watched<TcpStream>>>),
 }
 
 impl AsyncRead for Conn {
@@ -293,7 +346,11 @@ mod tests {
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let limits = ConnLimits { max_connections: 4, max_requests_per_connection: 4 };
+        let limits = ConnLimits {
+            max_connections: 4,
+            max_requests_per_connection: 4,
+            settings: ConnSettings::default(),
+        };
         let stop = CancellationToken::new();
         let mut incoming = Box::pin(accept_loop(listener, Metrics::new(), limits, Some(tls), stop.clone()));
 
@@ -323,6 +380,42 @@ mod tests {
         let identity = info.identity().expect("the verified certificate's names");
         assert_eq!(identity.common_name.as_deref(), Some("alice"));
         assert_eq!(identity.dns_names, ["alice.example"]);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_client_silent_in_its_tls_handshake_is_closed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, cert, key) = ca_and_leaf("servers", "broker", &["localhost"]);
+        let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let tls = Tls::new(TlsConfig {
+            cert: cert_path,
+            key: key_path,
+            client_ca: None,
+            client_auth: ClientAuth::None,
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings =
+            ConnSettings { handshake_timeout: Duration::from_millis(200), ..ConnSettings::default() };
+        let limits = ConnLimits { max_connections: 4, max_requests_per_connection: 4, settings };
+        let stop = CancellationToken::new();
+        let mut incoming = Box::pin(accept_loop(listener, Metrics::new(), limits, Some(tls), stop.clone()));
+        let served = tokio::spawn(async move { incoming.next().await.is_some() });
+
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+        );
+        let end = read.await.expect("the broker closes the connection");
+        assert!(matches!(end, Ok(0) | Err(_)), "nothing but the end: {end:?}");
+        assert!(!served.is_finished(), "no connection was handed to the server");
+        served.abort();
         stop.cancel();
     }
 }

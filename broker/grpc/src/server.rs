@@ -9,6 +9,7 @@ use brooklet_core::Core;
 use brooklet_metrics::Metrics;
 use brooklet_proto::v1 as pb;
 use brooklet_tls::Tls;
+use brooklet_tls::guard::ConnSettings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,6 +42,9 @@ pub struct GrpcOptions {
     pub certificate_principal: Option<brooklet_tls::PrincipalFrom>,
     /// TLS for every connection; `None` serves plaintext.
     pub tls: Option<Tls>,
+    /// Connections per client address, the handshake deadline and the idle
+    /// timeout.
+    pub connections: ConnSettings,
 }
 
 /// Why the gRPC server could not start, or failed.
@@ -89,6 +93,7 @@ pub async fn serve(
     let limits = ConnLimits {
         max_connections: options.max_connections,
         max_requests_per_connection: options.max_requests_per_connection,
+        settings: options.connections,
     };
     let incoming = Box::pin(accept_loop(listener, metrics.clone(), limits, options.tls, shutdown.clone()));
     let signal = async move {

@@ -708,6 +708,7 @@ mod tests {
             max_connections: 8,
             auth_required: false,
             certificate_principal: None,
+            connections: Default::default(),
         };
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop: CancellationToken::new() }
     }

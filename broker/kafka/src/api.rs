@@ -594,6 +594,7 @@ mod tests {
             max_connections: 8,
             auth_required: false,
             certificate_principal: None,
+            connections: Default::default(),
         };
         let stop = CancellationToken::new();
         let metrics = brooklet_metrics::Metrics::new();

@@ -1023,6 +1023,7 @@ mod tests {
             max_connections: 8,
             auth_required: false,
             certificate_principal: None,
+            connections: Default::default(),
         };
         let stop = tokio_util::sync::CancellationToken::new();
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop }

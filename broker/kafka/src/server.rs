@@ -1,6 +1,9 @@
 //! The accept loop and each connection: one request at a time, answered in
 //! order; a bad frame closes the connection with a warning. Connections,
-//! requests, their errors and bad frames are counted in the metrics.
+//! requests, their errors and bad frames are counted in the metrics. Each
+//! connection is watched by the listener's guard (`brooklet_tls::guard`): a
+//! place per client address, a deadline for the TLS handshake and first
+//! whole frame, and an idle timeout between requests.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +13,8 @@ use std::time::Instant;
 
 use brooklet_core::Core;
 use brooklet_metrics::Metrics;
-use brooklet_tls::{Listener, PeerIdentity, Tls};
+use brooklet_tls::guard::{ConnSettings, Expired, FirstRequest, ListenerGuard, Reason};
+use brooklet_tls::{HandshakeError, Listener, PeerIdentity, Tls};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::DeleteGroupsRequest;
@@ -59,6 +63,9 @@ pub struct KafkaOptions {
     /// With `auth_required`: a verified client certificate authenticates
     /// its connection as the user it names this way (`None`: it does not).
     pub certificate_principal: Option<brooklet_tls::PrincipalFrom>,
+    /// Connections per client address, the handshake deadline and the idle
+    /// timeout.
+    pub connections: ConnSettings,
 }
 
 /// What every connection shares.
@@ -89,6 +96,11 @@ pub async fn serve(
     tasks: TaskTracker,
 ) -> io::Result<()> {
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let guard = {
+        let metrics = metrics.clone();
+        let count = move |reason: Reason| metrics.connection_closed("kafka", reason.label());
+        ListenerGuard::new(Listener::Kafka, options.connections, options.max_connections, Box::new(count))
+    };
     let ctx = Arc::new(Context { core, options, metrics, stop: stop.clone() });
     let open = TaskTracker::new();
     loop {
@@ -108,40 +120,56 @@ pub async fn serve(
                 continue;
             }
         };
+        let at = tokio::time::Instant::now();
+        let Some(place) = guard.admit(peer.ip()) else { continue };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "kafka: connection limit reached (--max-connections); closing");
+            guard.closed(Reason::MaxConnections, peer.ip());
             continue;
         };
-        let (ctx, tls) = (ctx.clone(), tls.clone());
+        let (ctx, tls, guard) = (ctx.clone(), tls.clone(), guard.clone());
         tasks.spawn(open.track_future(async move {
-            let _permit = permit;
+            let _places = (permit, place);
             let _open = ctx.metrics.kafka_connection();
             let _ = socket.set_nodelay(true);
             // How group members' hosts are shown, as Kafka shows them.
             let host = format!("/{}", peer.ip());
             let served = match tls {
-                None => connection(&ctx, socket, peer, &host, None).await,
+                None => {
+                    let socket = guard.watch(socket, peer.ip(), at, FirstRequest::SizePrefixedFrame);
+                    connection(&ctx, socket, peer, &host, None).await
+                }
                 Some(tls) => {
+                    let deadline = guard.handshake_deadline(at);
                     let handshake = tokio::select! {
                         () = ctx.stop.cancelled() => return,
-                        handshake = tls.accept(Listener::Kafka, socket) => handshake,
+                        handshake = tokio::time::timeout_at(deadline, tls.accept(Listener::Kafka, socket)) => handshake,
                     };
                     match handshake {
-                        Ok((stream, identity)) => {
+                        Ok(Ok((stream, identity))) => {
+                            let stream = guard.watch(stream, peer.ip(), at, FirstRequest::SizePrefixedFrame);
                             connection(&ctx, stream, peer, &host, identity.as_ref()).await
                         }
-                        Err(e) => {
+                        Err(_) | Ok(Err(HandshakeError::TimedOut)) => {
+                            guard.closed(Reason::HandshakeTimeout, peer.ip());
+                            return;
+                        }
+                        Ok(Err(e)) => {
                             tracing::warn!(%peer, error = %e, "kafka: closing connection");
                             return;
                         }
                     }
                 }
             };
-            if let Err(e) = served {
-                if let ConnectionError::Frame(e) = &e {
-                    ctx.metrics.kafka_frame_error(frame_error_reason(e));
+            match served {
+                // Counted and logged by the guard already.
+                Err(ConnectionError::Io(e)) if Expired::within(&e) => {}
+                Err(e) => {
+                    if let ConnectionError::Frame(e) = &e {
+                        ctx.metrics.kafka_frame_error(frame_error_reason(e));
+                    }
+                    tracing::warn!(%peer, error = %e, "kafka: closing connection");
                 }
-                tracing::warn!(%peer, error = %e, "kafka: closing connection");
+                Ok(()) => {}
             }
         }));
     }

@@ -82,6 +82,12 @@ struct KafkaFrameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuthFailureLabels {
     protocol: &'static str,
     mechanism: String,
@@ -123,6 +129,7 @@ struct Inner {
     kafka_connections_total: Counter,
     kafka_frame_errors: Family<KafkaFrameLabels, Counter>,
     auth_failures: Family<AuthFailureLabels, Counter>,
+    connections_closed: Family<ClosedLabels, Counter>,
     resident_memory: Gauge,
     cpu: Counter<f64, AtomicU64>,
     uptime: Gauge<f64, AtomicU64>,
@@ -294,6 +301,13 @@ impl Metrics {
             "Failed logins and unauthenticated requests refused, by protocol (grpc, kafka) and mechanism",
             auth_failures.clone(),
         );
+        let connections_closed = Family::default();
+        registry.register(
+            "connections_closed",
+            "Connections the broker closed itself, by listener (grpc, kafka) and reason: max_connections, \
+             per_address (both at accept), handshake_timeout, idle_timeout",
+            connections_closed.clone(),
+        );
         let resident_memory = Gauge::default();
         if cfg!(target_os = "linux") {
             registry.register(
@@ -340,6 +354,7 @@ impl Metrics {
                 kafka_connections_total,
                 kafka_frame_errors,
                 auth_failures,
+                connections_closed,
                 resident_memory,
                 cpu,
                 uptime,
@@ -432,6 +447,12 @@ impl Metrics {
     pub fn auth_failure(&self, protocol: &'static str, mechanism: &str) {
         let labels = AuthFailureLabels { protocol, mechanism: mechanism.to_owned() };
         self.inner.auth_failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts a connection the broker closed on `listener` (`grpc` or
+    /// `kafka`) for `reason`, one of a fixed set.
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.inner.connections_closed.get_or_create(&ClosedLabels { listener, reason }).inc();
     }
 
     /// Counts an accepted Kafka connection, open until the guard is dropped.

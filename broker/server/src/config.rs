@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brooklet_core::{CoreConfig, Result};
+use brooklet_tls::guard::ConnSettings;
 use brooklet_tls::{ClientAuth, PrincipalFrom, Tls};
 
 /// How a broker runs.
@@ -50,6 +51,12 @@ pub struct Config {
     /// A user created at start when no user exists yet (the first
     /// administrator); logged when it is.
     pub bootstrap_user: Option<BootstrapUser>,
+    /// What each connection of the gRPC and Kafka listeners is allowed:
+    /// connections per client address (`--max-connections-per-ip`), the
+    /// deadline for its handshake and first request
+    /// (`--handshake-timeout-ms`), and its idle time
+    /// (`--connections-max-idle-ms`).
+    pub connections: ConnSettings,
 }
 
 /// Whether clients authenticate.
@@ -94,12 +101,23 @@ impl Config {
             allow_insecure: false,
             bootstrap_user: None,
             tls: None,
+            connections: ConnSettings::default(),
         }
     }
 
     /// Checks every value against its accepted range.
     pub fn validate(&self) -> Result<()> {
         self.core.validate()?;
+        let c = &self.connections;
+        if c.max_per_address == 0 {
+            return Err(brooklet_core::Error::invalid("max_connections_per_ip", "must be at least 1"));
+        }
+        if c.handshake_timeout.is_zero() {
+            return Err(brooklet_core::Error::invalid("handshake_timeout_ms", "must be at least 1"));
+        }
+        if c.idle_timeout.is_zero() {
+            return Err(brooklet_core::Error::invalid("connections_max_idle_ms", "must be at least 1"));
+        }
         let max = self.core.limits.max_partitions;
         if !(1..=max).contains(&self.kafka_default_partitions) {
             return Err(brooklet_core::Error::invalid(

@@ -29,6 +29,7 @@ pub use brooklet_core::{
     Acks, CoreConfig, DEFAULT_FLUSH_MAX_DELAY, Error, GroupConfig, Limits, MAX_FLUSH_MAX_DELAY,
     MAX_PARTITIONS_LIMIT, MAX_RECORD_BYTES_LIMIT,
 };
+pub use brooklet_tls::guard::ConnSettings;
 pub use brooklet_tls::{ClientAuth, PeerIdentity, PrincipalFrom, Tls, TlsConfig, TlsError};
 pub use config::{Auth, BootstrapUser, Config};
 
@@ -202,6 +203,7 @@ pub async fn run(
         auth_required: config.auth == Auth::Required,
         certificate_principal: config.certificate_principal(),
         tls: config.tls.clone(),
+        connections: config.connections,
     };
     let mut kafka_served = None;
     if let (Some(l), Some(serving)) = (kafka_listener, kafka_serving) {
@@ -217,6 +219,7 @@ pub async fn run(
             max_connections: config.core.limits.max_connections,
             auth_required: config.auth == Auth::Required,
             certificate_principal: config.certificate_principal(),
+            connections: config.connections,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let tls = config.tls.clone();

@@ -404,6 +404,18 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "BROOKLET_MAX_REQUESTS_PER_CONNECTION", default_value_t = 256)]
     pub max_requests_per_connection: usize,
+    /// Connections one client address may hold on each listener; more are
+    /// closed as they arrive.
+    #[arg(long, env = "BROOKLET_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: u64,
+    /// Time a new connection has to finish its TLS handshake and send its
+    /// first whole request, in ms; past it, it is closed.
+    #[arg(long, env = "BROOKLET_HANDSHAKE_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_ms: u64,
+    /// Close a connection with no request in flight and no bytes either way
+    /// for this long, in ms.
+    #[arg(long, env = "BROOKLET_CONNECTIONS_MAX_IDLE_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections_max_idle_ms: u64,
     /// Log a warning for requests slower than this, in ms (long-poll fetches
     /// excepted).
     #[arg(long, env = "BROOKLET_SLOW_REQUEST_MS", default_value_t = 1000)]

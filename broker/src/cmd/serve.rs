@@ -5,8 +5,8 @@ use anyhow::Context;
 use std::time::Duration;
 
 use brooklet_broker::{
-    Acks, Auth, BootstrapUser, ClientAuth, Config, CoreConfig, GroupConfig, Limits, ServeError, Tls,
-    TlsConfig,
+    Acks, Auth, BootstrapUser, ClientAuth, Config, ConnSettings, CoreConfig, GroupConfig, Limits, ServeError,
+    Tls, TlsConfig,
 };
 use tokio::net::TcpListener;
 
@@ -54,6 +54,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_insecure: args.allow_insecure,
         bootstrap_user: bootstrap_user()?,
         tls,
+        connections: ConnSettings {
+            handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(args.connections_max_idle_ms),
+            max_per_address: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
+        },
     };
     config.validate()?;
     // Checked before binding; `run` checks the bound address again.
@@ -144,6 +149,9 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "flush_max_delay_ms = {}", a.flush_max_delay_ms)?;
     writeln!(out, "max_connections = {}", a.max_connections)?;
     writeln!(out, "max_requests_per_connection = {}", a.max_requests_per_connection)?;
+    writeln!(out, "max_connections_per_ip = {}", a.max_connections_per_ip)?;
+    writeln!(out, "handshake_timeout_ms = {}", a.handshake_timeout_ms)?;
+    writeln!(out, "connections_max_idle_ms = {}", a.connections_max_idle_ms)?;
     writeln!(out, "slow_request_ms = {}", a.slow_request_ms)?;
     writeln!(out, "retention_check_ms = {}", a.retention_check_ms)?;
     writeln!(out, "group_heartbeat_ms = {}", a.group_heartbeat_ms)?;

@@ -6,9 +6,14 @@
 //! It knows nothing of gRPC or Kafka beyond the ALPN each listener offers:
 //! the adapters hand it a socket and get back an encrypted stream. It
 //! decides no authorization: it only says who the client proved to be.
+//!
+//! [`guard`] holds each listener's rules for its connections: places per
+//! client address, the deadline for a connection's first request, its idle
+//! timeout, and rate-limited warnings of the connections it closes.
 
 #![warn(unreachable_pub)]
 
+pub mod guard;
 mod identity;
 
 pub use identity::{PeerIdentity, PrincipalFrom};

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod crash;
 mod disk_full;
+mod exhaustion;
 mod groups_api;
 mod groups_client;
 mod idempotence;
