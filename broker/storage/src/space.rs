@@ -116,6 +116,13 @@ mod tests {
         db.open_tree("space").unwrap()
     }
 
+    /// The database at `path`, without sled's background flusher: its
+    /// thread holds the database (and its file lock) for a moment after the
+    /// last handle is dropped, so an immediate reopen could find it locked.
+    fn open(path: &std::path::Path) -> sled::Db {
+        sled::Config::new().path(path).flush_every_ms(None).open().unwrap()
+    }
+
     /// Deletes raise the credit; writes, and space coming back to the file
     /// system, lower it; the file system's free space falling does not; it
     /// never goes below zero; and it survives a reopen, rises since the last
@@ -124,7 +131,7 @@ mod tests {
     fn the_credit_follows_deletes_writes_and_returned_space() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open(dir.path());
             let r = Reusable::open(tree(&db)).unwrap();
             assert_eq!(r.observe(1000), 0, "nothing deleted yet");
             r.freed(500).unwrap();
@@ -140,7 +147,7 @@ mod tests {
             r.save().unwrap();
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = open(dir.path());
         let r = Reusable::open(tree(&db)).unwrap();
         assert_eq!(r.observe(1000), 200, "kept across a restart, less the 50 free space rose meanwhile");
     }
