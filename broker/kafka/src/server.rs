@@ -199,8 +199,9 @@ where
     if let Some(identity) = identity {
         tracing::debug!(host, %identity, "kafka: client certificate verified");
     }
-    let (read, mut write) = tokio::io::split(socket);
-    let mut read = BufReader::new(read);
+    // Requests are read and answered one at a time, never both at once:
+    // one buffered stream serves both ways, with no lock between halves.
+    let mut read = BufReader::new(socket);
     let mut session = sasl::Session::new(ctx.options.auth_required);
     if let (true, Some(from), Some(identity)) =
         (ctx.options.auth_required, ctx.options.certificate_principal, identity)
@@ -225,7 +226,7 @@ where
                 Some(ApiKey::ApiVersions) => {}
                 Some(ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) => {
                     let answer = sasl::handle(ctx, &mut session, peer, frame).await?;
-                    write.write_all(&answer.response).await?;
+                    read.get_mut().write_all(&answer.response).await?;
                     if answer.close {
                         return Ok(());
                     }
@@ -244,7 +245,7 @@ where
             // hold the broker up: the write is given up once it would wait.
             tokio::select! {
                 biased;
-                written = write.write_all(&response) => written?,
+                written = read.get_mut().write_all(&response) => written?,
                 () = ctx.stop.cancelled() => return Ok(()),
             }
         }
