@@ -205,6 +205,33 @@ impl Default for ReservedPort {
     }
 }
 
+/// `program args…` run in `tests/kafka` (see [`kafka_scripts`]), its
+/// stdin, stdout and stderr piped, killed if dropped.
+pub fn kafka_script(program: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(kafka_scripts())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} starts: {e}"))
+}
+
+/// A broker with a Kafka listener, in a temporary directory: the directory
+/// (kept while the test runs), the broker, the Kafka address and an admin
+/// client.
+pub async fn start_kafka() -> (tempfile::TempDir, TestBroker, String, brooklet_client::Admin) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
+    let broker = TestBroker::start_with(config).await;
+    let addr = broker.kafka_addr().expect("a Kafka listener").to_string();
+    let admin = brooklet_client::Admin::connect(broker.endpoint()).unwrap();
+    (dir, broker, addr, admin)
+}
+
 /// A running script's stdout, line by line.
 pub type ScriptLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
 

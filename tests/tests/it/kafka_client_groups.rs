@@ -14,55 +14,27 @@
 //! The script prints one fact a line; where the test looks at the group
 //! while the consumers are live, the script waits for a line on its stdin.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
-use brooklet_broker::Config;
 use brooklet_client::{Admin, GroupState};
 use brooklet_proto::v1 as pb;
 use brooklet_tests::{
-    KafkaClient, TestBroker, eventually, finish, kafka_client_available, kafka_scripts, next_line, pipes,
-    record, rest,
+    KafkaClient, TestBroker, eventually, finish, kafka_client_available, kafka_script, next_line, pipes,
+    record, rest, start_kafka,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 
-async fn start() -> (tempfile::TempDir, TestBroker, String, Admin) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path());
-    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
-    let broker = TestBroker::start_with(config).await;
-    let addr = broker.kafka_addr().expect("a Kafka listener").to_string();
-    let admin = Admin::connect(broker.endpoint()).unwrap();
-    (dir, broker, addr, admin)
-}
-
 /// `librdkafka_groups.py MODE ADDR TOPIC GROUP [ARG]`, stdin and stdout piped.
 fn script(mode: &str, addr: &str, topic: &str, group: &str, arg: Option<&str>) -> Child {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka/librdkafka_groups.py");
-    tokio::process::Command::new("python3")
-        .arg(path)
-        .args([mode, addr, topic, group])
-        .args(arg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 starts")
+    let mut args = vec!["librdkafka_groups.py", mode, addr, topic, group];
+    args.extend(arg);
+    kafka_script("python3", &args)
 }
 
 /// `node kafkajs_groups.js MODE ADDR TOPIC GROUP`, stdin and stdout piped.
 fn kafkajs(mode: &str, addr: &str, topic: &str, group: &str) -> Child {
-    tokio::process::Command::new("node")
-        .args(["kafkajs_groups.js", mode, addr, topic, group])
-        .current_dir(kafka_scripts())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts")
+    kafka_script("node", &["kafkajs_groups.js", mode, addr, topic, group])
 }
 
 /// Runs a script that needs no input to its end; its stdout lines.
@@ -88,7 +60,7 @@ async fn librdkafka_consumers_resume_from_commits_made_on_close_and_explicitly()
     if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("orders", 1).await;
     let out = run("resume", &addr, "orders", "billing").await;
     let first: Vec<String> = (0..10).map(|i| format!("{i}:a{i}")).collect();
@@ -110,7 +82,7 @@ async fn librdkafka_consumers_resume_from_commits_made_on_close_and_explicitly()
 /// Two consumers with `strategy` split a topic; describe shows them and
 /// `protocol` while they are live; one closes and the other takes over.
 async fn split_and_take_over(strategy: &str, protocol: &str) {
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     let (topic, group) = (format!("events-{protocol}"), format!("readers-{protocol}"));
     broker.create_topic(&topic, 4).await;
     let (mut stdin, mut lines, child) = pipes(script("split", &addr, &topic, &group, Some(strategy)));
@@ -165,7 +137,7 @@ async fn a_killed_librdkafka_consumer_leaves_after_its_session_timeout() {
     if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("tasks", 4).await;
     let out = run("killed", &addr, "tasks", "workers").await;
     let after: Vec<String> = (0..4).map(|p| format!("after-workers-{p}")).collect();
@@ -187,7 +159,7 @@ async fn a_restarted_static_librdkafka_consumer_gets_its_partitions_back_without
     if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("jobs", 4).await;
     let (mut stdin, mut lines, child) = pipes(script("static", &addr, "jobs", "static-workers", None));
     assert_eq!(next_line(&mut lines).await, "split 2 2 read True");
@@ -272,7 +244,7 @@ async fn kcat_balanced_consumer_reads_commits_on_exit_and_resumes() {
     if !kafka_client_available(KafkaClient::Kcat).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("clicks", 3).await;
     let first: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
     produce_clicks(&broker, &first).await;
@@ -295,7 +267,7 @@ async fn librdkafka_admin_lists_describes_and_deletes_groups_and_lists_their_off
     if !kafka_client_available(KafkaClient::ConfluentKafka).await {
         return;
     }
-    let (_dir, broker, addr, _admin) = start().await;
+    let (_dir, broker, addr, _admin) = start_kafka().await;
     broker.create_topic("audit", 2).await;
     let offsets = "[('audit', 0, 3), ('audit', 1, 3)]";
     assert_eq!(
@@ -325,7 +297,7 @@ async fn kafkajs_consumers_resume_from_commits_made_by_autocommit_and_explicitly
     if !kafka_client_available(KafkaClient::Kafkajs).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("payments", 1).await;
     let (_stdin, lines, child) = pipes(kafkajs("resume", &addr, "payments", "ledger"));
     let first: Vec<String> = (0..10).map(|i| format!("{i}:a{i}")).collect();
@@ -349,7 +321,7 @@ async fn kafkajs_admin_resets_a_group_to_the_earliest_and_latest_offsets() {
     if !kafka_client_available(KafkaClient::Kafkajs).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("refunds", 1).await;
     let (_stdin, lines, child) = pipes(kafkajs("reset", &addr, "refunds", "auditors"));
     // kafkajs resets by committing Kafka's logical offsets -2 and -1: the
@@ -367,7 +339,7 @@ async fn kafkajs_consumers_split_a_topic_and_one_takes_over_when_the_other_leave
     if !kafka_client_available(KafkaClient::Kafkajs).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("jobs", 4).await;
     let (mut stdin, mut lines, child) = pipes(kafkajs("split", &addr, "jobs", "runners"));
     assert_eq!(next_line(&mut lines).await, "split 2 2 disjoint true");

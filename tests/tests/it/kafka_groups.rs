@@ -5,40 +5,20 @@
 //! The script prints one fact a line; where the test must look at the group
 //! while the consumers are live, the script waits for a line on its stdin.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
-use brooklet_broker::Config;
-use brooklet_client::{Admin, GroupState, ResetTo};
+use brooklet_client::{GroupState, ResetTo};
 use brooklet_proto::v1 as pb;
 use brooklet_tests::{
-    DEADLINE, KafkaClient, TestBroker, eventually, finish, kafka_client_available, next_line, pipes, rest,
+    DEADLINE, KafkaClient, eventually, finish, kafka_client_available, kafka_script, next_line, pipes, rest,
+    start_kafka,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 
-async fn start() -> (tempfile::TempDir, TestBroker, String, Admin) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path());
-    config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
-    let broker = TestBroker::start_with(config).await;
-    let addr = broker.kafka_addr().expect("a Kafka listener").to_string();
-    let admin = Admin::connect(broker.endpoint()).unwrap();
-    (dir, broker, addr, admin)
-}
-
 /// `groups.py MODE ADDR TOPIC GROUP`, its stdin and stdout piped.
 fn script(mode: &str, addr: &str, topic: &str, group: &str) -> Child {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka/groups.py");
-    tokio::process::Command::new("python3")
-        .arg(path)
-        .args([mode, addr, topic, group])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 starts")
+    kafka_script("python3", &["groups.py", mode, addr, topic, group])
 }
 
 /// Tells a waiting script to go on.
@@ -52,7 +32,7 @@ async fn a_kafka_consumer_resumes_from_its_groups_committed_offsets() {
     if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     let done = finish(script("resume", &addr, "orders", "billing")).await;
     assert!(done.success, "groups.py failed:\nstdout:\n{}\nstderr:\n{}", done.stdout, done.stderr);
     let first: Vec<String> = (0..10).map(|i| format!("{i}:a{i}")).collect();
@@ -81,7 +61,7 @@ async fn kafka_consumers_split_partitions_and_one_takes_over_when_the_other_leav
     if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
-    let (_dir, broker, addr, admin) = start().await;
+    let (_dir, broker, addr, admin) = start_kafka().await;
     broker.create_topic("events", 4).await;
     let (mut stdin, mut lines, child) = pipes(script("split", &addr, "events", "readers"));
     assert_eq!(next_line(&mut lines).await, "split 2 2 disjoint True");
@@ -163,7 +143,7 @@ async fn a_group_in_use_by_grpc_members_refuses_kafka_members_and_the_reverse() 
     if !kafka_client_available(KafkaClient::KafkaPython).await {
         return;
     }
-    let (_dir, broker, addr, _admin) = start().await;
+    let (_dir, broker, addr, _admin) = start_kafka().await;
     broker.create_topic("jobs", 2).await;
     let mut groups = broker.groups();
     let grpc = groups.heartbeat(grpc_heartbeat("shared", "", 0)).await.unwrap().into_inner();
