@@ -127,8 +127,27 @@ pub async fn run(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve(open(config, listeners.into()).await?, shutdown).await
+}
+
+/// A broker whose listeners are bound and whose storage is open, not yet
+/// serving.
+struct Opened {
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    kafka_listener: Option<TcpListener>,
+    metrics: Metrics,
+    tasks: TaskTracker,
+    core: Core,
+}
+
+/// Checks the configuration against the listeners, binds those not given,
+/// opens storage and creates the bootstrap user: everything that can fail
+/// before the broker serves.
+async fn open(config: Config, listeners: Listeners) -> Result<Opened, ServeError> {
     config.validate().map_err(ServeError::Config)?;
-    let Listeners { grpc: listener, metrics: metrics_listener, kafka: kafka_listener } = listeners.into();
+    let Listeners { grpc: listener, metrics: metrics_listener, kafka: kafka_listener } = listeners;
     let metrics_listener = match (metrics_listener, config.metrics_listen) {
         (Some(l), _) => Some(l),
         (None, Some(addr)) => {
@@ -165,6 +184,15 @@ pub async fn run(
     if let Some(user) = &config.bootstrap_user {
         bootstrap(&core, user).await.map_err(storage_error)?;
     }
+    Ok(Opened { config, listener, metrics_listener, kafka_listener, metrics, tasks, core })
+}
+
+/// Serves an opened broker until `shutdown` resolves (see [`run`]).
+async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    let Opened { config, listener, metrics_listener, kafka_listener, metrics, tasks, core } = opened;
+    let storage_error =
+        |source: Error| ServeError::Storage { dir: config.core.data_dir.display().to_string(), source };
+    let core_config = &config.core;
     let addr = listener.local_addr().map_err(listen_error("for gRPC"))?;
     let tls = if config.tls.is_some() { "on" } else { "off" };
     if let Some(from) = config.certificate_principal() {
@@ -331,8 +359,10 @@ impl EmbeddedBroker {
         let tls = config.tls.clone();
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();
+        // Opened here, so that a broker that cannot start says why at once.
+        let opened = open(config, listeners).await?;
         let task = tokio::spawn(async move {
-            let result = run(config, listeners, signal).await;
+            let result = serve(opened, signal).await;
             // The directory outlives the broker that uses it.
             drop(dir);
             result

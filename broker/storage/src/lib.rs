@@ -207,17 +207,43 @@ pub struct TimeIndexEntry {
     pub next_offset: u64,
 }
 
-impl Storage {
-    /// Opens (or creates) the database and drops the trees of topics whose
-    /// deletion a crash interrupted.
-    pub fn open(config: &StorageConfig) -> Result<Storage, StorageError> {
-        let db = sled::Config::new()
+/// How long [`Storage::open`] waits for the database file's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled's database. Its file is locked while open, and sled's
+/// background threads hold it for a moment after the last handle is
+/// dropped: a database closed in this process just now is waited for (up
+/// to [`LOCK_WAIT`]); one held longer is in use by another process.
+fn open_db(config: &StorageConfig) -> Result<sled::Db, StorageError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
             .path(&config.path)
             .segment_size(SEGMENT_SIZE)
             .cache_capacity(config.cache_capacity)
             .flush_every_ms(config.flush_every_ms)
-            .open()
-            .map_err(sled_err("open"))?;
+            .open();
+        match opened {
+            // sled says so only in its message.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StorageError::io(
+                        "to lock the database (is another broker using this data directory?)",
+                        e,
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened => return opened.map_err(sled_err("open")),
+        }
+    }
+}
+
+impl Storage {
+    /// Opens (or creates) the database and drops the trees of topics whose
+    /// deletion a crash interrupted.
+    pub fn open(config: &StorageConfig) -> Result<Storage, StorageError> {
+        let db = open_db(config)?;
         let topics = db.open_tree("topics").map_err(sled_err("open topics"))?;
         let offsets = db.open_tree("offsets").map_err(sled_err("open offsets"))?;
         let log_starts = db.open_tree("log_starts").map_err(sled_err("open log starts"))?;
@@ -819,6 +845,28 @@ mod tests {
             })
             .collect();
         vec![EncodedBatch::encode(&records, None)]
+    }
+
+    /// A database closed in this process can be opened again at once,
+    /// although sled's background threads (its flusher among them) hold its
+    /// file lock for a moment after the last handle is dropped.
+    #[test]
+    fn a_closed_database_reopens_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig {
+            path: dir.path().to_path_buf(),
+            cache_capacity: 16 << 20,
+            flush_every_ms: Some(500),
+            flush_max_delay: std::time::Duration::ZERO,
+        };
+        for round in 0..32u8 {
+            let storage = Storage::open(&config).unwrap_or_else(|e| panic!("reopen {round}: {e:#}"));
+            let tree = storage.db.open_tree("filler").unwrap();
+            for i in 0..64u32 {
+                tree.insert((u32::from(round) << 8 | i).to_be_bytes(), vec![round; 64 << 10]).unwrap();
+            }
+            storage.db.flush().unwrap();
+        }
     }
 
     /// A flush delay holds a sync for more writers only after a shared

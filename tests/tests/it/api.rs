@@ -723,3 +723,19 @@ async fn an_idempotent_produce_with_a_producer_id_never_issued_is_refused() {
     assert_eq!(acked.acks[0].base_offset, 0);
     broker.shutdown().await;
 }
+
+/// A broker whose storage cannot open fails to start, and says why: an
+/// embedded broker returns the error from `start_with` (it does not start
+/// listening and then reset every connection).
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_directory_fails_to_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestBroker::start_in(dir.path()).await;
+    let err = brooklet_broker::EmbeddedBroker::start_with(brooklet_broker::Config::new(dir.path()))
+        .await
+        .expect_err("the data directory is in use");
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains(&dir.path().display().to_string()), "names the directory: {chain}");
+    assert!(chain.contains("is another broker using this data directory?"), "says why: {chain}");
+    first.shutdown().await;
+}
