@@ -58,6 +58,9 @@ pub enum Error {
         /// Next offset to be written.
         high_watermark: u64,
     },
+    /// The principal may not do this (see `acl`).
+    #[error(transparent)]
+    Denied(#[from] crate::acl::Denied),
     /// No user of that name exists.
     #[error("user `{name}` does not exist")]
     UserNotFound {

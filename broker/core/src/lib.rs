@@ -16,10 +16,13 @@
 //! - `offsets`: committed offsets, owned by the groups.
 //! - `users`: users, their salted SCRAM credentials, and authentication
 //!   (password checks and SCRAM exchanges) yielding a `Principal`.
+//! - `acl`: access-control entries and the `Authorizer` that decides what a
+//!   principal may do.
 //! - `config`, `error`: validated settings; the typed error.
 
 #![warn(unreachable_pub)]
 
+mod acl;
 mod config;
 mod error;
 mod group;
@@ -35,6 +38,10 @@ use brooklet_storage::{Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use acl::{
+    Acl, Acls, Authorizer, DENIAL_LOG_INTERVAL, Denied, MAX_ACL_NAME_BYTES, Operation, PatternType,
+    Permission, Resource, ResourceType,
+};
 pub use brooklet_storage::{
     FlushObserver, Header, Record, StorageError, StorageErrorKind, StoredRecords, error_chain, record_size,
 };
@@ -55,18 +62,20 @@ pub use log::{
 };
 pub use users::{
     AuthError, LoginCache, MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, Mechanism, Principal, SCRAM_ITERATIONS,
-    ScramExchange, UserInfo, Users,
+    ScramExchange, UserInfo, Users, check_user_name,
 };
 pub use uuid::Uuid;
 
 /// The one handle every protocol adapter calls: the log (topics, produce,
 /// fetch and wait, offsets by time, producer ids) and the groups
-/// (membership, committed offsets), the users. Cloning shares it.
+/// (membership, committed offsets), the users and the access-control
+/// entries. Cloning shares it.
 #[derive(Clone, Debug)]
 pub struct Core {
     log: Arc<Log>,
     groups: Groups,
     users: Users,
+    acls: Acls,
     storage: Storage,
 }
 
@@ -103,7 +112,8 @@ impl Core {
         let offsets = offsets::Offsets::new(storage.offsets(), log.group_commit());
         let groups = Groups::new(log.clone(), offsets, config.groups.clone());
         let users = Users::open(storage.users(), log.group_commit())?;
-        Ok(Core { log, groups, users, storage })
+        let acls = Acls::open(storage.acls(), log.group_commit())?;
+        Ok(Core { log, groups, users, acls, storage })
     }
 
     /// Starts the background work on `tasks` until `stop`: retention every
@@ -129,6 +139,11 @@ impl Core {
     /// Users, their credentials, and authentication.
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    /// The access-control entries.
+    pub fn acls(&self) -> &Acls {
+        &self.acls
     }
 
     /// The data directory.

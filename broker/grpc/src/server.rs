@@ -45,6 +45,8 @@ pub struct GrpcOptions {
     /// Connections per client address, the handshake deadline and the idle
     /// timeout.
     pub connections: ConnSettings,
+    /// What each principal may do.
+    pub authorizer: brooklet_core::Authorizer,
 }
 
 /// Why the gRPC server could not start, or failed.

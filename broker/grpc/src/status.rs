@@ -17,6 +17,8 @@ fn code(err: &Error) -> Code {
         | Error::Membership { .. } => Code::FailedPrecondition,
         Error::TopicExists { .. } | Error::UserExists { .. } => Code::AlreadyExists,
         Error::OffsetOutOfRange { .. } => Code::OutOfRange,
+        Error::Denied(d) if d.principal.is_none() => Code::Unauthenticated,
+        Error::Denied(_) => Code::PermissionDenied,
         Error::ShuttingDown => Code::Unavailable,
         Error::DiskFull { .. } => Code::ResourceExhausted,
         Error::Storage(e) => match e.kind() {

@@ -709,6 +709,7 @@ mod tests {
             auth_required: false,
             certificate_principal: None,
             connections: Default::default(),
+            authorizer: brooklet_core::Authorizer::allow_all(core.acls().clone()),
         };
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop: CancellationToken::new() }
     }

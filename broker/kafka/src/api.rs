@@ -595,6 +595,7 @@ mod tests {
             auth_required: false,
             certificate_principal: None,
             connections: Default::default(),
+            authorizer: brooklet_core::Authorizer::allow_all(core.acls().clone()),
         };
         let stop = CancellationToken::new();
         let metrics = brooklet_metrics::Metrics::new();

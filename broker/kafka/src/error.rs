@@ -1,6 +1,6 @@
 //! The one place where a core [`Error`] becomes a Kafka error code.
 
-use brooklet_core::{Error, MembershipRefusal, ProducerRefusal, StorageErrorKind, error_chain};
+use brooklet_core::{Error, MembershipRefusal, ProducerRefusal, ResourceType, StorageErrorKind, error_chain};
 use kafka_protocol::ResponseError;
 
 /// The Kafka error for a core error; a storage failure is also logged.
@@ -51,6 +51,11 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             MembershipRefusal::MemberIdRequired { .. } => ResponseError::MemberIdRequired,
             MembershipRefusal::FencedInstance => ResponseError::FencedInstanceId,
             MembershipRefusal::GroupMaxSize => ResponseError::GroupMaxSizeReached,
+        },
+        Error::Denied(d) => match d.resource_type {
+            ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+            ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+            ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
         },
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,

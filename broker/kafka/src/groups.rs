@@ -1024,6 +1024,7 @@ mod tests {
             auth_required: false,
             certificate_principal: None,
             connections: Default::default(),
+            authorizer: brooklet_core::Authorizer::allow_all(core.acls().clone()),
         };
         let stop = tokio_util::sync::CancellationToken::new();
         Context { core, options, metrics: brooklet_metrics::Metrics::new(), stop }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use brooklet_core::Core;
+use brooklet_core::{Authorizer, Core};
 use brooklet_metrics::Metrics;
 use brooklet_tls::guard::{ConnSettings, Expired, FirstRequest, ListenerGuard, Reason};
 use brooklet_tls::{HandshakeError, Listener, PeerIdentity, Tls};
@@ -66,6 +66,8 @@ pub struct KafkaOptions {
     /// Connections per client address, the handshake deadline and the idle
     /// timeout.
     pub connections: ConnSettings,
+    /// What each principal may do.
+    pub authorizer: Authorizer,
 }
 
 /// What every connection shares.

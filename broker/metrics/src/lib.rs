@@ -88,6 +88,13 @@ struct ClosedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    protocol: &'static str,
+    operation: &'static str,
+    resource_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuthFailureLabels {
     protocol: &'static str,
     mechanism: String,
@@ -129,6 +136,7 @@ struct Inner {
     kafka_connections_total: Counter,
     kafka_frame_errors: Family<KafkaFrameLabels, Counter>,
     auth_failures: Family<AuthFailureLabels, Counter>,
+    authorization_denials: Family<DenialLabels, Counter>,
     connections_closed: Family<ClosedLabels, Counter>,
     resident_memory: Gauge,
     cpu: Counter<f64, AtomicU64>,
@@ -301,6 +309,13 @@ impl Metrics {
             "Failed logins and unauthenticated requests refused, by protocol (grpc, kafka) and mechanism",
             auth_failures.clone(),
         );
+        let authorization_denials = Family::default();
+        registry.register(
+            "authorization_denials",
+            "Requests (or parts of one) denied by the ACLs, by protocol (grpc, kafka), operation and \
+             resource type",
+            authorization_denials.clone(),
+        );
         let connections_closed = Family::default();
         registry.register(
             "connections_closed",
@@ -354,6 +369,7 @@ impl Metrics {
                 kafka_connections_total,
                 kafka_frame_errors,
                 auth_failures,
+                authorization_denials,
                 connections_closed,
                 resident_memory,
                 cpu,
@@ -447,6 +463,21 @@ impl Metrics {
     pub fn auth_failure(&self, protocol: &'static str, mechanism: &str) {
         let labels = AuthFailureLabels { protocol, mechanism: mechanism.to_owned() };
         self.inner.auth_failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts a request (or a part of one, such as one topic of a produce)
+    /// denied by the ACLs; `protocol` is `grpc` or `kafka`, `operation`
+    /// and `resource_type` name the operation and the resource's type.
+    pub fn authorization_denied(
+        &self,
+        protocol: &'static str,
+        operation: &'static str,
+        resource_type: &'static str,
+    ) {
+        self.inner
+            .authorization_denials
+            .get_or_create(&DenialLabels { protocol, operation, resource_type })
+            .inc();
     }
 
     /// Counts a connection the broker closed on `listener` (`grpc` or

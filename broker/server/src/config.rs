@@ -51,6 +51,9 @@ pub struct Config {
     /// A user created at start when no user exists yet (the first
     /// administrator); logged when it is.
     pub bootstrap_user: Option<BootstrapUser>,
+    /// Users allowed everything, whatever the ACLs say (with
+    /// [`Auth::Required`]; without it everything is allowed anyway).
+    pub superusers: Vec<String>,
     /// What each connection of the gRPC and Kafka listeners is allowed:
     /// connections per client address (`--max-connections-per-ip`), the
     /// deadline for its handshake and first request
@@ -100,6 +103,7 @@ impl Config {
             tls_principal_from: PrincipalFrom::default(),
             allow_insecure: false,
             bootstrap_user: None,
+            superusers: Vec::new(),
             tls: None,
             connections: ConnSettings::default(),
         }
@@ -108,6 +112,14 @@ impl Config {
     /// Checks every value against its accepted range.
     pub fn validate(&self) -> Result<()> {
         self.core.validate()?;
+        for user in &self.superusers {
+            brooklet_core::check_user_name(user).map_err(|e| match e {
+                brooklet_core::Error::InvalidArgument { reason, .. } => {
+                    brooklet_core::Error::invalid("superusers", reason)
+                }
+                other => other,
+            })?;
+        }
         let c = &self.connections;
         if c.max_per_address == 0 {
             return Err(brooklet_core::Error::invalid("max_connections_per_ip", "must be at least 1"));

@@ -38,7 +38,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use brooklet_core::Core;
+use brooklet_core::{Authorizer, Core};
 use brooklet_grpc::{GrpcError, GrpcOptions};
 use brooklet_metrics::Metrics;
 use tokio::net::TcpListener;
@@ -222,6 +222,13 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
         let http = http::Http { metrics: metrics.clone(), core: core.clone(), listeners: listening.clone() };
         http::spawn_http(http, l, serving, metrics_stop.clone(), &tasks);
     }
+    let authorizer = Authorizer::new(core.acls().clone(), config.auth == Auth::Required, &config.superusers);
+    if authorizer.enforced() && config.superusers.is_empty() && core.acls().list().is_empty() {
+        tracing::warn!(
+            "--auth required with no ACLs and no --superusers: every request will be denied; name \
+             --superusers, or add ACLs with `brooklet acl add --data-dir` while the broker is stopped"
+        );
+    }
     let options = GrpcOptions {
         max_request_bytes: config.core.limits.max_request_bytes,
         max_connections: config.core.limits.max_connections,
@@ -232,6 +239,7 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
         certificate_principal: config.certificate_principal(),
         tls: config.tls.clone(),
         connections: config.connections,
+        authorizer: authorizer.clone(),
     };
     let mut kafka_served = None;
     if let (Some(l), Some(serving)) = (kafka_listener, kafka_serving) {
@@ -248,6 +256,7 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
             auth_required: config.auth == Auth::Required,
             certificate_principal: config.certificate_principal(),
             connections: config.connections,
+            authorizer,
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let tls = config.tls.clone();

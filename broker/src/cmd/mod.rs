@@ -483,6 +483,10 @@ pub struct ServeArgs {
     /// TLS and `--auth required` (refused otherwise).
     #[arg(long, env = "BROOKLET_ALLOW_INSECURE")]
     pub allow_insecure: bool,
+    /// Users allowed everything whatever the ACLs say, comma-separated
+    /// (with `--auth required`, nothing else is allowed that no ACL allows).
+    #[arg(long, env = "BROOKLET_SUPERUSERS", value_delimiter = ',', value_name = "USERS")]
+    pub superusers: Vec<String>,
 }
 
 /// `--kafka-advertised`: `HOST:PORT`, the host not `localhost`.

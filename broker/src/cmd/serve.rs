@@ -53,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?,
         allow_insecure: args.allow_insecure,
         bootstrap_user: bootstrap_user()?,
+        superusers: args.superusers.clone(),
         tls,
         connections: ConnSettings {
             handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
@@ -179,6 +180,9 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "tls_principal_from = \"{}\"", a.tls_principal_from)?;
     writeln!(out, "allow_insecure = {}", a.allow_insecure)?;
+    if !a.superusers.is_empty() {
+        writeln!(out, "superusers = \"{}\"", a.superusers.join(","))?;
+    }
     Ok(())
 }
 

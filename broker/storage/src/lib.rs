@@ -2,8 +2,9 @@
 //! the stored batch layout (`batch`), records as stored (`record`), group
 //! commit (`commit`), recovery of a partition's bounds, and the trees:
 //! `topics` (topic metadata), `offsets` (committed group offsets),
-//! `log_starts`, `users` and `auth` (salted credentials, see `users`), and
-//! per topic its batches and its sparse time index.
+//! `log_starts`, `users` and `auth` (salted credentials, see `users`),
+//! `acls` (access-control entries, see `acls`), and per topic its batches
+//! and its sparse time index.
 //!
 //! It never assigns offsets, waits for readers, or knows a protocol: the
 //! core decides what to append where; storage writes and reads it. Its
@@ -12,6 +13,7 @@
 
 #![warn(unreachable_pub)]
 
+mod acls;
 mod batch;
 mod commit;
 mod error;
@@ -32,6 +34,7 @@ use space::Reusable;
 use bytes::Bytes;
 use prost::Message;
 
+pub use acls::{AclStore, StoredAcl};
 pub use batch::{
     BatchError, BatchHeader, EncodedBatch, HEADER_LEN, ProducerSeq, decode as decode_batch, encode_parts,
 };
@@ -160,6 +163,7 @@ pub struct Storage {
     log_starts: sled::Tree,
     /// Users' credentials and the server secret.
     users: UserStore,
+    acls: AclStore,
     /// Space deletes freed inside the database file.
     reusable: Arc<Reusable>,
     path: PathBuf,
@@ -251,6 +255,7 @@ impl Storage {
             users: db.open_tree("users").map_err(sled_err("open users"))?,
             auth: db.open_tree("auth").map_err(sled_err("open auth"))?,
         };
+        let acls = AclStore { acls: db.open_tree("acls").map_err(sled_err("open acls"))? };
         let reusable = Arc::new(Reusable::open(db.open_tree("space").map_err(sled_err("open space"))?)?);
         let log_file =
             File::open(config.path.join("db")).map_err(|e| StorageError::io("open the database file", e))?;
@@ -261,6 +266,7 @@ impl Storage {
             offsets,
             log_starts,
             users,
+            acls,
             reusable,
             path: config.path.clone(),
             syncer,
@@ -418,6 +424,11 @@ impl Storage {
     /// Users and the server secret.
     pub fn users(&self) -> UserStore {
         self.users.clone()
+    }
+
+    /// The access-control entries.
+    pub fn acls(&self) -> AclStore {
+        self.acls.clone()
     }
 
     /// Starts a group-commit flusher for this database on `tasks`.

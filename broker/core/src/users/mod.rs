@@ -283,7 +283,13 @@ impl ScramExchange {
 }
 
 /// A user name: 1 to 256 bytes of letters, digits and `._-@`.
-fn check_name(name: &str) -> Result<()> {
+/// Checks a user name: 1 to [`MAX_USER_NAME_BYTES`] bytes of letters,
+/// digits and `._-@`.
+pub fn check_user_name(name: &str) -> Result<()> {
+    check_name(name)
+}
+
+pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_USER_NAME_BYTES {
         return Err(Error::invalid(
             "user",
