@@ -1,6 +1,8 @@
 //! The one place where a core [`Error`] becomes a Kafka error code.
 
-use brooklet_core::{Error, MembershipRefusal, ProducerRefusal, ResourceType, StorageErrorKind, error_chain};
+use brooklet_core::{
+    Denied, Error, MembershipRefusal, ProducerRefusal, ResourceType, StorageErrorKind, error_chain,
+};
 use kafka_protocol::ResponseError;
 
 /// The Kafka error for a core error; a storage failure is also logged.
@@ -52,11 +54,7 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             MembershipRefusal::FencedInstance => ResponseError::FencedInstanceId,
             MembershipRefusal::GroupMaxSize => ResponseError::GroupMaxSizeReached,
         },
-        Error::Denied(d) => match d.resource_type {
-            ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
-            ResourceType::Group => ResponseError::GroupAuthorizationFailed,
-            ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
-        },
+        Error::Denied(d) => denied_error(d),
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,
         Error::Storage(e) => {
@@ -68,6 +66,15 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
                 }
             }
         }
+    }
+}
+
+/// The Kafka error for a denial: by the type of the resource denied.
+pub(crate) fn denied_error(denied: &Denied) -> ResponseError {
+    match denied.resource_type {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+        ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
     }
 }
 

@@ -29,6 +29,7 @@
 
 mod admin;
 mod api;
+mod authz;
 mod codes;
 mod compression;
 mod error;
