@@ -152,5 +152,16 @@ mod tests {
         assert_eq!(code(&Error::invalid("offsets[2].metadata", "too long")), 12);
         assert_eq!(code(&Error::invalid("group", "empty")), 24);
         assert_eq!(group_code(&Error::ShuttingDown), 15);
+        let denied = |resource_type| {
+            Error::Denied(Denied {
+                principal: None,
+                operation: brooklet_core::Operation::Read,
+                resource_type,
+                resource_name: String::new(),
+            })
+        };
+        assert_eq!(code(&denied(ResourceType::Topic)), 29, "TOPIC_AUTHORIZATION_FAILED");
+        assert_eq!(group_code(&denied(ResourceType::Group)), 30, "GROUP_AUTHORIZATION_FAILED");
+        assert_eq!(code(&denied(ResourceType::Cluster)), 31, "CLUSTER_AUTHORIZATION_FAILED");
     }
 }
