@@ -22,6 +22,7 @@ async fn secured(dir: &std::path::Path) -> EmbeddedBroker {
     config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
     config.auth = Auth::Required;
     config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
+    config.superusers = vec![ADMIN.into()];
     EmbeddedBroker::start_with(config).await.expect("broker starts")
 }
 

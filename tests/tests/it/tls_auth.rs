@@ -25,6 +25,7 @@ async fn secured(dir: &Path, ca: &TestCa, clients: Option<&TestCa>) -> EmbeddedB
     config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
     config.auth = Auth::Required;
     config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
+    config.superusers = vec![ADMIN.into()];
     let tls = TlsConfig {
         cert: server.cert,
         key: server.key,
