@@ -237,10 +237,21 @@ async fn connections_without_a_first_request_or_idle_are_closed_after_their_dead
     let channel = Channel::from_shared(broker.endpoint()).unwrap().connect_lazy();
     let poll =
         pb::FetchRequest { topic: "quiet".into(), partition: 0, offset: 0, max_bytes: 0, max_wait_ms: 4000 };
-    let fetched = pb::consumer_service_client::ConsumerServiceClient::new(channel.clone())
-        .fetch(poll)
-        .await
-        .expect("the long poll is answered, not cut");
+    let fetched =
+        match pb::consumer_service_client::ConsumerServiceClient::new(channel.clone()).fetch(poll).await {
+            Ok(fetched) => fetched,
+            Err(status) => {
+                let closed: Vec<_> = scrape(&broker)
+                    .await
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("brooklet_connections_closed_total")
+                            || k.starts_with("brooklet_requests_total")
+                    })
+                    .collect();
+                panic!("the long poll is answered, not cut: {status:?}; connections closed: {closed:?}")
+            }
+        };
     assert!(fetched.into_inner().batches.is_empty());
     // Both clients keep their connections open: the broker closes them.
     eventually("both idle gRPC connections to be closed and counted", || async {
