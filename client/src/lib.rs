@@ -92,6 +92,7 @@
 
 mod admin;
 mod breaker;
+mod acl;
 mod connection;
 mod consumer;
 mod error;
@@ -100,6 +101,7 @@ mod producer;
 mod record;
 mod tls;
 
+pub use acl::{AclEntry, AclFilter, AclOperation, AclPattern, AclPermission, AclResourceType};
 pub use admin::{
     Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, ListenerStatus, NewTopic,
     PartitionOffsets, TopicDescription, TopicInfo, TopicStatus,
