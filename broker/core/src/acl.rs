@@ -728,6 +728,69 @@ mod tests {
         assert_eq!(ok.to_string(), "allow User:a alter cluster");
     }
 
+    /// Entries are durable and read again on open; the authorizer checks
+    /// them only when enforced, lets superusers through, and denies a
+    /// request with no principal as unauthenticated.
+    #[tokio::test]
+    async fn entries_survive_a_reopen_and_the_authorizer_applies_them() {
+        use brooklet_storage::{Storage, StorageConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig {
+            path: dir.path().to_path_buf(),
+            cache_capacity: 1 << 20,
+            flush_every_ms: None,
+            flush_max_delay: Duration::ZERO,
+        };
+        let open = |tasks: &tokio_util::task::TaskTracker| {
+            let storage = Storage::open(&config).unwrap();
+            Acls::open(storage.acls(), storage.group_commit(tasks)).unwrap()
+        };
+        let write =
+            acl("alice", ResourceType::Topic, PatternType::Literal, "t", Operation::Write, Permission::Allow);
+        {
+            let tasks = tokio_util::task::TaskTracker::new();
+            let acls = open(&tasks);
+            assert!(acls.add(&write).await.unwrap());
+            assert!(!acls.add(&write).await.unwrap(), "added once");
+            let other = acl(
+                "bob",
+                ResourceType::Group,
+                PatternType::Prefixed,
+                "g",
+                Operation::Read,
+                Permission::Deny,
+            );
+            assert!(acls.add(&other).await.unwrap());
+            assert!(acls.remove(&other).await.unwrap());
+            assert!(!acls.remove(&other).await.unwrap(), "removed once");
+            drop(acls);
+            tasks.close();
+            tasks.wait().await;
+        }
+        let tasks = tokio_util::task::TaskTracker::new();
+        let acls = open(&tasks);
+        assert_eq!(*acls.list(), vec![write], "kept across a reopen");
+
+        let (alice, bob, root) = (Principal::user("alice"), Principal::user("bob"), Principal::user("root"));
+        let topic = Resource::Topic("t");
+        let off = Authorizer::allow_all(acls.clone());
+        assert!(off.check(None, Operation::Delete, topic).is_ok(), "nothing is checked without auth");
+        let on = Authorizer::new(acls, true, &["root".to_owned()]);
+        assert!(on.check(Some(&alice), Operation::Write, topic).is_ok());
+        assert!(on.check(Some(&root), Operation::Delete, Resource::Cluster).is_ok(), "a superuser");
+        let denied = on.check(Some(&bob), Operation::Write, topic).unwrap_err();
+        assert_eq!(denied.principal, Some(bob.clone()));
+        let unauthenticated = on.check(None, Operation::Write, topic).unwrap_err();
+        assert_eq!(unauthenticated.principal, None);
+        assert!(on.allows_any(Some(&alice), Operation::Write, ResourceType::Topic));
+        assert!(!on.allows_any(Some(&bob), Operation::Write, ResourceType::Topic));
+        // Logging a denial many times is rate-limited, not an error.
+        for _ in 0..3 {
+            on.log_denial(&denied, "test", None);
+        }
+        assert_eq!(on.logged.lock().values().map(|l| l.suppressed).sum::<u64>(), 2);
+    }
+
     #[test]
     fn a_denial_names_the_operation_and_the_resource() {
         let denied = Denied {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use brooklet_core::{TopicConfig, TopicInfo, Uuid};
+use brooklet_core::{Operation, Resource, TopicConfig, TopicInfo, Uuid};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
@@ -24,7 +24,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::messages::{alter_configs_response, incremental_alter_configs_response};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::error::{create_topic_error, kafka_error};
+use crate::authz::Caller;
+use crate::error::{create_topic_error, denied_error, kafka_error};
 use crate::server::Context;
 
 /// Config resource types of DescribeConfigs and the alter requests.
@@ -213,8 +214,10 @@ fn check_creatable(ctx: &Context, t: &CreatableTopic) -> Result<(u32, BTreeMap<S
     Ok((partitions, config))
 }
 
+/// Creates each topic the caller may create; the others are refused.
 pub(crate) async fn create_topics(
     ctx: &Context,
+    caller: &Caller<'_>,
     version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -227,6 +230,8 @@ pub(crate) async fn create_topics(
         let name = t.name.0.as_str();
         let created = if duplicates.contains(&t.name) {
             Err((ResponseError::InvalidRequest, format!("topic `{name}` is named more than once")))
+        } else if let Err(denied) = caller.check(ctx, Operation::Create, Resource::Topic(name)) {
+            Err((denied_error(&denied), denied.to_string()))
         } else {
             match check_creatable(ctx, t) {
                 Err(refusal) => Err(refusal),
@@ -276,8 +281,10 @@ pub(crate) async fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// Deletes each topic the caller may delete; the others are refused.
 pub(crate) async fn delete_topics(
     ctx: &Context,
+    caller: &Caller<'_>,
     version: i16,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -304,7 +311,12 @@ pub(crate) async fn delete_topics(
                 .map(|t| t.name)
                 .ok_or((ResponseError::UnknownTopicId, format!("no topic has the id {id}"))),
         };
-        let deleted = match found {
+        let allowed =
+            found.and_then(|topic| match caller.check(ctx, Operation::Delete, Resource::Topic(&topic)) {
+                Ok(()) => Ok(topic),
+                Err(denied) => Err((denied_error(&denied), denied.to_string())),
+            });
+        let deleted = match allowed {
             Ok(topic) if !seen.insert(topic.clone()) => {
                 Err((ResponseError::InvalidRequest, format!("topic `{topic}` is named more than once")))
             }
@@ -345,8 +357,11 @@ pub(crate) async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
+/// The configs of each topic the caller may describe, and the broker's
+/// for a caller that may describe the cluster.
 pub(crate) fn describe_configs(
     ctx: &Context,
+    caller: &Caller<'_>,
     version: i16,
     request: &DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
@@ -357,7 +372,7 @@ pub(crate) fn describe_configs(
             let mut result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            match resource_configs(ctx, r) {
+            match resource_configs(ctx, caller, r) {
                 Ok(entries) => {
                     result.error_message = None;
                     result.configs = entries
@@ -384,8 +399,13 @@ pub(crate) fn describe_configs(
 }
 
 /// A resource's config entries, filtered by the keys asked for.
-fn resource_configs(ctx: &Context, r: &DescribeConfigsResource) -> Result<Vec<ConfigEntry>, Refusal> {
+fn resource_configs(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    r: &DescribeConfigsResource,
+) -> Result<Vec<ConfigEntry>, Refusal> {
     let name = r.resource_name.as_str();
+    authorize(ctx, caller, Operation::Describe, r.resource_type, name)?;
     let entries = match r.resource_type {
         RESOURCE_TOPIC => match ctx.core.log().describe_topic(name) {
             Ok((info, _)) => topic_configs(ctx, &info),
@@ -445,8 +465,32 @@ struct Change<'a> {
     value: Option<&'a str>,
 }
 
-/// The topic an alter request names, or why it cannot be altered.
-fn alter_target(ctx: &Context, resource_type: i8, name: &str) -> Result<TopicInfo, Refusal> {
+/// Whether the caller may do `operation` on a config resource: a topic, or
+/// the cluster for the broker. Other types are refused later, as unknown.
+fn authorize(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), Refusal> {
+    let resource = match resource_type {
+        RESOURCE_TOPIC => Resource::Topic(name),
+        RESOURCE_BROKER => Resource::Cluster,
+        _ => return Ok(()),
+    };
+    caller.check(ctx, operation, resource).map_err(|denied| (denied_error(&denied), denied.to_string()))
+}
+
+/// The topic an alter request names, if the caller may alter it, or why
+/// it cannot be altered.
+fn alter_target(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    resource_type: i8,
+    name: &str,
+) -> Result<TopicInfo, Refusal> {
+    authorize(ctx, caller, Operation::Alter, resource_type, name)?;
     match resource_type {
         RESOURCE_TOPIC => ctx
             .core
@@ -553,13 +597,14 @@ fn changed_config(
 /// keys not named return to their defaults (AlterConfigs).
 async fn alter_resource(
     ctx: &Context,
+    caller: &Caller<'_>,
     resource_type: i8,
     name: &str,
     changes: &[Change<'_>],
     replace: bool,
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    let info = alter_target(ctx, resource_type, name)?;
+    let info = alter_target(ctx, caller, resource_type, name)?;
     let base = if replace { BTreeMap::new() } else { info.config.clone() };
     let config = changed_config(ctx, base, changes)?;
     if validate_only {
@@ -577,6 +622,7 @@ async fn alter_resource(
 /// Alters each resource in turn; a resource named twice is refused both times.
 async fn alter_all<'a>(
     ctx: &Context,
+    caller: &Caller<'_>,
     resources: Vec<(i8, &'a StrBytes, Vec<Change<'a>>)>,
     replace: bool,
     validate_only: bool,
@@ -589,7 +635,7 @@ async fn alter_all<'a>(
         let result = if duplicates.contains(&(resource_type, name)) {
             Err((ResponseError::InvalidRequest, format!("resource `{name}` is named more than once")))
         } else {
-            alter_resource(ctx, resource_type, name.as_str(), &changes, replace, validate_only).await
+            alter_resource(ctx, caller, resource_type, name.as_str(), &changes, replace, validate_only).await
         };
         if let Err((_, message)) = &result {
             tracing::debug!(resource_type, resource = %name, %message, "kafka alter configs refused");
@@ -601,7 +647,11 @@ async fn alter_all<'a>(
 
 /// Kafka's legacy AlterConfigs: the configs given replace all of a topic's
 /// configs; the keys not given return to their defaults.
-pub(crate) async fn alter_configs(ctx: &Context, request: &AlterConfigsRequest) -> AlterConfigsResponse {
+pub(crate) async fn alter_configs(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    request: &AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let resources = request
         .resources
         .iter()
@@ -621,7 +671,7 @@ pub(crate) async fn alter_configs(ctx: &Context, request: &AlterConfigsRequest) 
             (r.resource_type, &r.resource_name, changes)
         })
         .collect();
-    let responses = alter_all(ctx, resources, true, request.validate_only)
+    let responses = alter_all(ctx, caller, resources, true, request.validate_only)
         .await
         .into_iter()
         .map(|(resource_type, name, result)| {
@@ -648,6 +698,7 @@ fn outcome(result: Result<(), (ResponseError, String)>) -> (i16, Option<StrBytes
 /// default), appended to or subtracted from (list configs).
 pub(crate) async fn incremental_alter_configs(
     ctx: &Context,
+    caller: &Caller<'_>,
     request: &IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let resources = request
@@ -662,7 +713,7 @@ pub(crate) async fn incremental_alter_configs(
             (r.resource_type, &r.resource_name, changes)
         })
         .collect();
-    let responses = alter_all(ctx, resources, false, request.validate_only)
+    let responses = alter_all(ctx, caller, resources, false, request.validate_only)
         .await
         .into_iter()
         .map(|(resource_type, name, result)| {
@@ -730,8 +781,10 @@ mod tests {
             .encode(&mut frame, api.request_header_version(version))
             .unwrap();
         body.encode(&mut frame, version).unwrap();
-        let mut response =
-            crate::server::handle(ctx, "127.0.0.1", frame.freeze()).await.unwrap().expect("a response");
+        let mut response = crate::server::handle(ctx, &Caller::NOBODY, "127.0.0.1", frame.freeze())
+            .await
+            .unwrap()
+            .expect("a response");
         let _size = bytes::Buf::get_i32(&mut response);
         let header = ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
         assert_eq!(header.correlation_id, 9);

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use brooklet_core::{
-    Acks, Error, FetchOpts, Fetched, Idempotence, Log, ProduceRequest as CoreProduce, SequenceGaps, TopicInfo,
+    Acks, Denied, Error, FetchOpts, Fetched, Idempotence, Log, Operation, ProduceRequest as CoreProduce,
+    Resource, ResourceType, SequenceGaps, TopicInfo,
 };
 use bytes::BytesMut;
 use futures::future::select_all;
@@ -26,7 +27,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::error::code;
+use crate::authz::Caller;
+use crate::error::{code, denied_error};
 use crate::records::{self, DecompressBudget};
 use crate::server::Context;
 
@@ -39,7 +41,16 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
 }
 
-pub(crate) async fn metadata(ctx: &Context, version: i16, request: MetadataRequest) -> MetadataResponse {
+/// Metadata of the topics the caller may describe: with no topic named,
+/// the others are left out; a named one it may not describe is refused
+/// whether or not it exists. A missing topic is created only for a caller
+/// that may create it.
+pub(crate) async fn metadata(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     let log = ctx.core.log();
     // v0 asks for every topic with an empty list; later versions with null.
     let requested = match request.topics {
@@ -49,29 +60,38 @@ pub(crate) async fn metadata(ctx: &Context, version: i16, request: MetadataReque
     let allow_create = ctx.options.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let mut topics = Vec::new();
     match requested {
-        None => topics.extend(log.list_topics().iter().map(|t| topic_metadata(version, t))),
+        None => topics.extend(
+            log.list_topics()
+                .iter()
+                .filter(|t| caller.allows(ctx, Operation::Describe, Resource::Topic(&t.name)))
+                .map(|t| topic_metadata(version, t)),
+        ),
         Some(requested) => {
             for t in requested {
                 let Some(topic) = t.name.as_ref().map(|n| n.0.as_str().to_owned()) else {
                     let found = log.list_topics().into_iter().find(|i| i.id == t.topic_id);
+                    let refused = |e: ResponseError| {
+                        MetadataResponseTopic::default().with_error_code(e.code()).with_topic_id(t.topic_id)
+                    };
                     topics.push(match found {
-                        Some(info) => topic_metadata(version, &info),
-                        None => MetadataResponseTopic::default()
-                            .with_error_code(ResponseError::UnknownTopicId.code())
-                            .with_topic_id(t.topic_id),
+                        Some(info) => {
+                            match caller.check(ctx, Operation::Describe, Resource::Topic(&info.name)) {
+                                Ok(()) => topic_metadata(version, &info),
+                                Err(denied) => refused(denied_error(&denied)),
+                            }
+                        }
+                        None => refused(ResponseError::UnknownTopicId),
                     });
                     continue;
                 };
-                let described = match log.describe_topic(&topic) {
-                    Err(Error::TopicNotFound { .. }) if allow_create => {
-                        match log.create_topic(&topic, ctx.options.default_partitions, BTreeMap::new()).await
-                        {
-                            Ok(info) => Ok(info),
-                            Err(Error::TopicExists { .. }) => log.describe_topic(&topic).map(|(i, _)| i),
-                            Err(e) => Err(e),
+                let described = match caller.check(ctx, Operation::Describe, Resource::Topic(&topic)) {
+                    Err(denied) => Err(Error::from(denied)),
+                    Ok(()) => match log.describe_topic(&topic) {
+                        Err(Error::TopicNotFound { .. }) if allow_create => {
+                            create_for_metadata(ctx, caller, &topic).await
                         }
-                    }
-                    other => other.map(|(i, _)| i),
+                        other => other.map(|(i, _)| i),
+                    },
                 };
                 topics.push(match described {
                     Ok(info) => topic_metadata(version, &info),
@@ -94,6 +114,19 @@ pub(crate) async fn metadata(ctx: &Context, version: i16, request: MetadataReque
         response.cluster_id = Some(StrBytes::from_static_str("brooklet"));
     }
     response
+}
+
+/// Creates `topic`, missing, that a Metadata request names, if the caller
+/// may (as Kafka, a caller that may not is answered
+/// TOPIC_AUTHORIZATION_FAILED).
+async fn create_for_metadata(ctx: &Context, caller: &Caller<'_>, topic: &str) -> Result<TopicInfo, Error> {
+    caller.check(ctx, Operation::Create, Resource::Topic(topic))?;
+    let log = ctx.core.log();
+    match log.create_topic(topic, ctx.options.default_partitions, BTreeMap::new()).await {
+        Ok(info) => Ok(info),
+        Err(Error::TopicExists { .. }) => log.describe_topic(topic).map(|(i, _)| i),
+        Err(e) => Err(e),
+    }
 }
 
 fn topic_metadata(version: i16, info: &TopicInfo) -> MetadataResponseTopic {
@@ -121,7 +154,13 @@ fn topic_metadata(version: i16, info: &TopicInfo) -> MetadataResponseTopic {
 /// Every partition of the request is appended first, then one wait makes
 /// them all meet the acks: a durable produce to many partitions costs one
 /// sync. With acks 0 the client expects no response: the caller sends none.
-pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> ProduceResponse {
+/// A topic the caller may not write to is refused in every partition.
+pub(crate) async fn produce(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: ProduceRequest,
+) -> ProduceResponse {
     let acks = match request.acks {
         0 | 1 => Ok(Acks::Written),
         -1 => Ok(Acks::Durable),
@@ -145,23 +184,31 @@ pub(crate) async fn produce(ctx: &Context, version: i16, request: ProduceRequest
     let mut budget = DecompressBudget::new(ctx.options.max_request_bytes);
     for (t, topic) in request.topic_data.into_iter().enumerate() {
         let topic_name = topic.name.0.as_str().to_owned();
-        // Unknown topics and partitions are answered before their records
-        // are read.
-        let partition_count = ctx.core.log().partition_count(&topic_name);
+        // Denied topics, then unknown topics and partitions are answered
+        // before their records are read.
+        let denied = match &refuse_all {
+            Some(_) => None,
+            None => caller.check(ctx, Operation::Write, Resource::Topic(&topic_name)).err(),
+        };
+        let partition_count = match denied {
+            None => ctx.core.log().partition_count(&topic_name),
+            Some(_) => None,
+        };
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (p, data) in topic.partition_data.into_iter().enumerate() {
             let mut out = PartitionProduceResponse::default().with_index(data.index);
             let known = u32::try_from(data.index).ok().filter(|i| partition_count.is_some_and(|n| *i < n));
-            let prepared = match (&refuse_all, known) {
-                (Some((e, message)), _) => Err((*e, message.clone())),
-                (None, None) => Err((
+            let prepared = match (&refuse_all, &denied, known) {
+                (Some((e, message)), _, _) => Err((*e, message.clone())),
+                (None, Some(denied), _) => Err((denied_error(denied), denied.to_string())),
+                (None, None, None) => Err((
                     ResponseError::UnknownTopicOrPartition,
                     match partition_count {
                         None => format!("topic `{topic_name}` does not exist"),
                         Some(n) => format!("partition {} is not in 0..{n}", data.index),
                     },
                 )),
-                (None, Some(partition)) => {
+                (None, None, Some(partition)) => {
                     produce_request(ctx.core.log(), &topic_name, partition, data.records, &mut budget)
                 }
             };
@@ -283,12 +330,20 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// Why the caller may not read the topic, if it may not.
+    denied: Option<Denied>,
 }
 
 /// Answers when the partitions hold `min_bytes` of records past their
 /// offsets, when any partition has an error, or when `max_wait` is up,
-/// whichever comes first; then with what they hold.
-pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchResponse {
+/// whichever comes first; then with what they hold. The partitions of a
+/// topic the caller may not read are refused.
+pub(crate) async fn fetch(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: FetchRequest,
+) -> FetchResponse {
     let log = ctx.core.log();
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0))
         .min(log.limits().max_fetch_wait);
@@ -299,11 +354,14 @@ pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) ->
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
-                topic: t.topic.0.as_str().to_owned(),
+            let topic = t.topic.0.as_str();
+            let denied = caller.check(ctx, Operation::Read, Resource::Topic(topic)).err();
+            t.partitions.iter().map(move |p| Wanted {
+                topic: topic.to_owned(),
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                denied: denied.clone(),
             })
         })
         .collect();
@@ -313,6 +371,9 @@ pub(crate) async fn fetch(ctx: &Context, version: i16, request: FetchRequest) ->
     let mut seen: Vec<Option<u64>> = wanted
         .iter()
         .map(|w| {
+            if w.denied.is_some() {
+                return None;
+            }
             let partition = u32::try_from(w.partition).ok()?;
             let hw = log.partition_state(&w.topic, partition).ok()?.high_watermark;
             u64::try_from(w.offset).ok().filter(|o| *o == hw)
@@ -368,27 +429,34 @@ async fn read_partitions(ctx: &Context, version: i16, wanted: &[Wanted], max_byt
         let topic = &w.topic;
         let mut data = PartitionData::default().with_partition_index(w.partition);
         let room = w.max_bytes.min(max_bytes - read.bytes.min(max_bytes));
-        let fetched = match (u32::try_from(w.partition), u64::try_from(w.offset)) {
+        let fetched = match (&w.denied, u32::try_from(w.partition), u64::try_from(w.offset)) {
+            (Some(denied), _, _) => Err(Error::from(denied.clone())),
             // No room left: nothing is read, but the partition's bounds and
             // errors are still answered.
-            (Ok(p), Ok(o)) if room == 0 && read.bytes > 0 => log.partition_state(topic, p).and_then(|s| {
-                if o < s.log_start || o > s.high_watermark {
-                    return Err(Error::OffsetOutOfRange {
-                        topic: topic.clone(),
-                        partition: p,
-                        offset: o,
-                        log_start: s.log_start,
+            (None, Ok(p), Ok(o)) if room == 0 && read.bytes > 0 => {
+                log.partition_state(topic, p).and_then(|s| {
+                    if o < s.log_start || o > s.high_watermark {
+                        return Err(Error::OffsetOutOfRange {
+                            topic: topic.clone(),
+                            partition: p,
+                            offset: o,
+                            log_start: s.log_start,
+                            high_watermark: s.high_watermark,
+                        });
+                    }
+                    Ok(Fetched {
+                        batches: Vec::new(),
                         high_watermark: s.high_watermark,
-                    });
-                }
-                Ok(Fetched { batches: Vec::new(), high_watermark: s.high_watermark, log_start: s.log_start })
-            }),
-            (Ok(p), Ok(o)) => {
+                        log_start: s.log_start,
+                    })
+                })
+            }
+            (None, Ok(p), Ok(o)) => {
                 let opts = FetchOpts { max_bytes: room.max(1), max_wait: Duration::ZERO };
                 log.fetch(topic, p, o, opts, &ctx.stop).await
             }
-            (Err(_), _) => Err(Error::TopicNotFound { topic: topic.clone() }),
-            (Ok(p), Err(_)) => Err(log.partition_state(topic, p).map_or_else(
+            (None, Err(_), _) => Err(Error::TopicNotFound { topic: topic.clone() }),
+            (None, Ok(p), Err(_)) => Err(log.partition_state(topic, p).map_or_else(
                 |e| e,
                 |s| Error::OffsetOutOfRange {
                     topic: topic.clone(),
@@ -449,13 +517,20 @@ async fn read_partitions(ctx: &Context, version: i16, wanted: &[Wanted], max_byt
     read
 }
 
-pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+/// The partitions of a topic the caller may not describe are refused.
+pub(crate) fn list_offsets(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let log = ctx.core.log();
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
             let topic = t.name.0.as_str().to_owned();
+            let allowed = caller.check(ctx, Operation::Describe, Resource::Topic(&topic));
             let partitions = t
                 .partitions
                 .into_iter()
@@ -465,8 +540,13 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
                     if version >= 4 {
                         out.leader_epoch = 0;
                     }
-                    let result = u32::try_from(p.partition_index)
-                        .map_err(|_| Error::TopicNotFound { topic: topic.clone() })
+                    let result = allowed
+                        .clone()
+                        .map_err(Error::from)
+                        .and_then(|()| {
+                            u32::try_from(p.partition_index)
+                                .map_err(|_| Error::TopicNotFound { topic: topic.clone() })
+                        })
                         .and_then(|partition| {
                             let state = log.partition_state(&topic, partition)?;
                             Ok(match p.timestamp {
@@ -510,22 +590,32 @@ pub(crate) fn list_offsets(ctx: &Context, version: i16, request: ListOffsetsRequ
 
 /// A new idempotent producer id, epoch 0. A producer that names its
 /// current id (to bump its epoch after an error) gets a new id instead:
-/// the core keeps every id at epoch 0.
-pub(crate) fn init_producer_id(ctx: &Context, request: &InitProducerIdRequest) -> InitProducerIdResponse {
-    if request.transactional_id.is_some() {
-        return InitProducerIdResponse::default()
-            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+/// the core keeps every id at epoch 0. As Kafka, an idempotent producer
+/// needs write on the cluster or on some topic.
+pub(crate) fn init_producer_id(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    request: &InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let refused = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
             .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+            .with_producer_epoch(-1)
+    };
+    if request.transactional_id.is_some() {
+        return refused(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    if !caller.allows_any(ctx, Operation::Write, ResourceType::Topic)
+        && let Err(denied) = caller.check(ctx, Operation::Write, Resource::Cluster)
+    {
+        return refused(denied_error(&denied));
     }
     match ctx.core.log().new_producer_id() {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id.id as i64))
             .with_producer_epoch(id.epoch as i16),
-        Err(e) => InitProducerIdResponse::default()
-            .with_error_code(code(&e))
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
+        Err(e) => refused(crate::error::kafka_error(&e)),
     }
 }
 

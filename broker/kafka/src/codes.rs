@@ -4,10 +4,11 @@
 
 use kafka_protocol::messages::{AlterConfigsResponse, IncrementalAlterConfigsResponse, OffsetDeleteResponse};
 use kafka_protocol::messages::{
-    ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse,
-    DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse,
-    MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
+    ApiVersionsResponse, CreateTopicsResponse, DeleteGroupsResponse, DeleteTopicsResponse,
+    DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse,
+    HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, ProduceResponse,
+    SyncGroupResponse,
 };
 use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
 
@@ -118,6 +119,12 @@ impl ErrorCodes for OffsetFetchResponse {
 impl ErrorCodes for DescribeGroupsResponse {
     fn error_codes(&self, each: &mut dyn FnMut(i16)) {
         self.groups.iter().for_each(|g| each(g.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteGroupsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        self.results.iter().for_each(|g| each(g.error_code));
     }
 }
 

@@ -1,6 +1,8 @@
 //! The one place where a core [`Error`] becomes a Kafka error code.
 
-use brooklet_core::{Error, MembershipRefusal, ProducerRefusal, ResourceType, StorageErrorKind, error_chain};
+use brooklet_core::{
+    Denied, Error, MembershipRefusal, ProducerRefusal, ResourceType, StorageErrorKind, error_chain,
+};
 use kafka_protocol::ResponseError;
 
 /// The Kafka error for a core error; a storage failure is also logged.
@@ -52,11 +54,7 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
             MembershipRefusal::FencedInstance => ResponseError::FencedInstanceId,
             MembershipRefusal::GroupMaxSize => ResponseError::GroupMaxSizeReached,
         },
-        Error::Denied(d) => match d.resource_type {
-            ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
-            ResourceType::Group => ResponseError::GroupAuthorizationFailed,
-            ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
-        },
+        Error::Denied(d) => denied_error(d),
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::DiskFull { .. } => ResponseError::KafkaStorageError,
         Error::Storage(e) => {
@@ -68,6 +66,15 @@ pub(crate) fn kafka_error(err: &Error) -> ResponseError {
                 }
             }
         }
+    }
+}
+
+/// The Kafka error for a denial: by the type of the resource denied.
+pub(crate) fn denied_error(denied: &Denied) -> ResponseError {
+    match denied.resource_type {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+        ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
     }
 }
 
@@ -145,5 +152,16 @@ mod tests {
         assert_eq!(code(&Error::invalid("offsets[2].metadata", "too long")), 12);
         assert_eq!(code(&Error::invalid("group", "empty")), 24);
         assert_eq!(group_code(&Error::ShuttingDown), 15);
+        let denied = |resource_type| {
+            Error::Denied(Denied {
+                principal: None,
+                operation: brooklet_core::Operation::Read,
+                resource_type,
+                resource_name: String::new(),
+            })
+        };
+        assert_eq!(code(&denied(ResourceType::Topic)), 29, "TOPIC_AUTHORIZATION_FAILED");
+        assert_eq!(group_code(&denied(ResourceType::Group)), 30, "GROUP_AUTHORIZATION_FAILED");
+        assert_eq!(code(&denied(ResourceType::Cluster)), 31, "CLUSTER_AUTHORIZATION_FAILED");
     }
 }

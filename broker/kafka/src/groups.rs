@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use brooklet_core::{
     ClassicProtocol, CommittedOffset, Error, GroupKind, GroupState, JoinRequest, Leaving, MemberAssignment,
-    MembershipRefusal, SyncRequest, TopicPartition,
+    MembershipRefusal, Operation, Resource, SyncRequest, TopicPartition,
 };
 use bytes::{Buf, Bytes};
 use kafka_protocol::ResponseError;
@@ -46,7 +46,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
-use crate::error::group_code;
+use crate::authz::Caller;
+use crate::error::{denied_error, group_code};
 use crate::server::Context;
 
 /// The protocol type of Kafka consumers, whose metadata this module reads.
@@ -137,8 +138,10 @@ fn log_refusal(api: &str, group: &str, member: &str, client_id: Option<&str>, er
     }
 }
 
+/// A group's coordinator, for a caller that may describe the group.
 pub(crate) fn find_coordinator(
     ctx: &Context,
+    caller: &Caller<'_>,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -147,7 +150,10 @@ pub(crate) fn find_coordinator(
             0 if key.is_empty() => {
                 (ResponseError::InvalidRequest.code(), Some("the group id is empty".into()))
             }
-            0 => (0, None),
+            0 => match caller.check(ctx, Operation::Describe, Resource::Group(key)) {
+                Ok(()) => (0, None),
+                Err(denied) => (denied_error(&denied).code(), Some(denied.to_string())),
+            },
             // Not an error clients retry: a transactional producer fails
             // at once, as InitProducerId refuses it too.
             1 => (
@@ -233,8 +239,10 @@ fn versioned<T: Decodable>(bytes: &Bytes, check: impl Fn(i16, &[u8]) -> Result<(
     T::decode(&mut buf, version).ok()
 }
 
+/// Joins a group the caller may read.
 pub(crate) async fn join_group(
     ctx: &Context,
+    caller: &Caller<'_>,
     version: i16,
     client_id: &str,
     host: &str,
@@ -267,7 +275,11 @@ pub(crate) async fn join_group(
         require_known_member_id: version >= 4,
     };
     let mut response = JoinGroupResponse::default();
-    match ctx.core.groups().join(join, &ctx.stop).await {
+    let joined = match caller.check(ctx, Operation::Read, Resource::Group(&group)) {
+        Ok(()) => ctx.core.groups().join(join, &ctx.stop).await,
+        Err(denied) => Err(denied.into()),
+    };
+    match joined {
         Ok(joined) => {
             response.generation_id = joined.generation;
             response.protocol_type = Some(text(&joined.protocol_type));
@@ -307,8 +319,17 @@ pub(crate) async fn join_group(
     response
 }
 
-pub(crate) async fn sync_group(ctx: &Context, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
+/// Syncs a member of a group the caller may read.
+pub(crate) async fn sync_group(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: SyncGroupRequest,
+) -> SyncGroupResponse {
     let group = request.group_id.0.as_str().to_owned();
+    if let Err(denied) = caller.check(ctx, Operation::Read, Resource::Group(&group)) {
+        return SyncGroupResponse::default().with_error_code(denied_error(&denied).code());
+    }
     let protocol_type = request.protocol_type.as_ref().map(|t| t.as_str().to_owned());
     // Before v5 the request names no protocol type: the group's own is
     // read from its membership to decode the assignments.
@@ -350,8 +371,12 @@ pub(crate) async fn sync_group(ctx: &Context, version: i16, request: SyncGroupRe
     response
 }
 
-pub(crate) fn heartbeat(ctx: &Context, request: &HeartbeatRequest) -> HeartbeatResponse {
+/// A member's heartbeat, in a group the caller may read.
+pub(crate) fn heartbeat(ctx: &Context, caller: &Caller<'_>, request: &HeartbeatRequest) -> HeartbeatResponse {
     let group = request.group_id.0.as_str();
+    if let Err(denied) = caller.check(ctx, Operation::Read, Resource::Group(group)) {
+        return HeartbeatResponse::default().with_error_code(denied_error(&denied).code());
+    }
     let instance = request.group_instance_id.as_ref().map(StrBytes::as_str);
     let member_id = request.member_id.as_str();
     let result = ctx.core.groups().classic_heartbeat(group, member_id, instance, request.generation_id);
@@ -365,8 +390,17 @@ pub(crate) fn heartbeat(ctx: &Context, request: &HeartbeatRequest) -> HeartbeatR
     response
 }
 
-pub(crate) fn leave_group(ctx: &Context, version: i16, request: &LeaveGroupRequest) -> LeaveGroupResponse {
+/// Members leave a group the caller may read.
+pub(crate) fn leave_group(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: &LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group = request.group_id.0.as_str();
+    if let Err(denied) = caller.check(ctx, Operation::Read, Resource::Group(group)) {
+        return LeaveGroupResponse::default().with_error_code(denied_error(&denied).code());
+    }
     let leaving: Vec<Leaving> = if version <= 2 {
         vec![Leaving::member(request.member_id.as_str())]
     } else {
@@ -419,14 +453,45 @@ type Slot = Result<usize, i16>;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+/// Commits offsets for a group the caller may read, of topics it may read:
+/// a denied group refuses every partition, a denied topic its own.
+pub(crate) async fn offset_commit(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let group = request.group_id.0.as_str().to_owned();
+    if let Err(denied) = caller.check(ctx, Operation::Read, Resource::Group(&group)) {
+        let code = denied_error(&denied).code();
+        let topics = request
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
+            })
+            .collect();
+        return OffsetCommitResponse::default().with_topics(topics);
+    }
     let mut offsets = Vec::new();
     let mut slots: Vec<(TopicName, Vec<(i32, Slot)>)> = Vec::new();
     for t in &request.topics {
         let topic = t.name.0.as_str();
+        let denied = caller.check(ctx, Operation::Read, Resource::Topic(topic)).err();
         let mut partitions = Vec::new();
         for p in &t.partitions {
+            if let Some(denied) = &denied {
+                partitions.push((p.partition_index, Err(denied_error(denied).code())));
+                continue;
+            }
             let partition = u32::try_from(p.partition_index);
             let offset = match (&partition, p.committed_offset) {
                 (Ok(partition), logical @ (EARLIEST | LATEST)) => {
@@ -490,15 +555,28 @@ pub(crate) async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets, by topic: for the requested partitions
-/// (-1 where none is committed), or every committed one.
-type Fetched = Vec<(String, Vec<(i32, i64, String)>)>;
+/// A partition's committed offset as OffsetFetch answers it: -1 where none
+/// is committed or the topic is denied (`error_code`).
+struct FetchedOffset {
+    partition: i32,
+    offset: i64,
+    metadata: String,
+    error_code: i16,
+}
 
+/// One group's committed offsets, by topic: for the requested partitions,
+/// or every committed one of the topics the caller may describe.
+type Fetched = Vec<(String, Vec<FetchedOffset>)>;
+
+/// `group`'s committed offsets, if the caller may describe it; a requested
+/// topic the caller may not describe is refused in each partition.
 fn fetch_offsets(
     ctx: &Context,
+    caller: &Caller<'_>,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Fetched, Error> {
+    caller.check(ctx, Operation::Describe, Resource::Group(group))?;
     let committed = ctx.core.groups().committed(group, None)?;
     let mut by_topic: BTreeMap<String, BTreeMap<i32, (i64, String)>> = BTreeMap::new();
     for c in committed {
@@ -507,20 +585,27 @@ fn fetch_offsets(
             .or_default()
             .insert(c.partition as i32, (c.offset as i64, c.metadata.unwrap_or_default()));
     }
+    let offset =
+        |partition, offset, metadata, error_code| FetchedOffset { partition, offset, metadata, error_code };
     Ok(match wanted {
         None => by_topic
             .into_iter()
-            .map(|(topic, partitions)| (topic, partitions.into_iter().map(|(p, (o, m))| (p, o, m)).collect()))
+            .filter(|(topic, _)| caller.allows(ctx, Operation::Describe, Resource::Topic(topic)))
+            .map(|(topic, partitions)| {
+                (topic, partitions.into_iter().map(|(p, (o, m))| offset(p, o, m, 0)).collect())
+            })
             .collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(topic, partitions)| {
-                let known = by_topic.get(&topic);
+                let denied = caller.check(ctx, Operation::Describe, Resource::Topic(&topic)).err();
+                let known = by_topic.get(&topic).filter(|_| denied.is_none());
+                let error_code = denied.map_or(0, |d| denied_error(&d).code());
                 let out = partitions
                     .into_iter()
                     .map(|p| match known.and_then(|k| k.get(&p)) {
-                        Some((o, m)) => (p, *o, m.clone()),
-                        None => (p, -1, String::new()),
+                        Some((o, m)) => offset(p, *o, m.clone(), 0),
+                        None => offset(p, -1, String::new(), error_code),
                     })
                     .collect();
                 (topic, out)
@@ -529,7 +614,13 @@ fn fetch_offsets(
     })
 }
 
-pub(crate) fn offset_fetch(ctx: &Context, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+/// Committed offsets of groups and topics the caller may describe.
+pub(crate) fn offset_fetch(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     let leader_epoch = if version >= 5 { -1 } else { 0 };
     if version >= 8 {
         let groups = request
@@ -540,19 +631,20 @@ pub(crate) fn offset_fetch(ctx: &Context, version: i16, request: OffsetFetchRequ
                     ts.into_iter().map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes)).collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_offsets(ctx, g.group_id.0.as_str(), wanted) {
+                match fetch_offsets(ctx, caller, g.group_id.0.as_str(), wanted) {
                     Ok(fetched) => {
                         out.topics = fetched
                             .into_iter()
                             .map(|(topic, partitions)| {
                                 let partitions = partitions
                                     .into_iter()
-                                    .map(|(p, offset, metadata)| {
+                                    .map(|o| {
                                         OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(offset)
+                                            .with_partition_index(o.partition)
+                                            .with_committed_offset(o.offset)
                                             .with_committed_leader_epoch(leader_epoch)
-                                            .with_metadata(Some(StrBytes::from_string(metadata)))
+                                            .with_metadata(Some(StrBytes::from_string(o.metadata)))
+                                            .with_error_code(o.error_code)
                                     })
                                     .collect();
                                 OffsetFetchResponseTopics::default()
@@ -573,19 +665,20 @@ pub(crate) fn offset_fetch(ctx: &Context, version: i16, request: OffsetFetchRequ
         ts.into_iter().map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes)).collect::<Vec<_>>()
     });
     let mut response = OffsetFetchResponse::default();
-    match fetch_offsets(ctx, request.group_id.0.as_str(), wanted.clone()) {
+    match fetch_offsets(ctx, caller, request.group_id.0.as_str(), wanted.clone()) {
         Ok(fetched) => {
             response.topics = fetched
                 .into_iter()
                 .map(|(topic, partitions)| {
                     let partitions = partitions
                         .into_iter()
-                        .map(|(p, offset, metadata)| {
+                        .map(|o| {
                             OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(offset)
+                                .with_partition_index(o.partition)
+                                .with_committed_offset(o.offset)
                                 .with_committed_leader_epoch(leader_epoch)
-                                .with_metadata(Some(StrBytes::from_string(metadata)))
+                                .with_metadata(Some(StrBytes::from_string(o.metadata)))
+                                .with_error_code(o.error_code)
                         })
                         .collect();
                     OffsetFetchResponseTopic::default()
@@ -643,7 +736,13 @@ fn group_type(ctx: &Context, group: &str) -> (&'static str, String) {
     }
 }
 
-pub(crate) fn list_groups(ctx: &Context, version: i16, request: &ListGroupsRequest) -> ListGroupsResponse {
+/// The groups the caller may describe.
+pub(crate) fn list_groups(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    version: i16,
+    request: &ListGroupsRequest,
+) -> ListGroupsResponse {
     let listed = match ctx.core.groups().list() {
         Ok(listed) => listed,
         Err(e) => return ListGroupsResponse::default().with_error_code(group_code(&e)),
@@ -653,6 +752,7 @@ pub(crate) fn list_groups(ctx: &Context, version: i16, request: &ListGroupsReque
     };
     let out = listed
         .into_iter()
+        .filter(|(name, _, _)| caller.allows(ctx, Operation::Describe, Resource::Group(name)))
         .filter(|(_, state, _)| wanted(&request.states_filter, state_name(*state)))
         .filter_map(|(name, state, _)| {
             let (kind, protocol_type) = group_type(ctx, &name);
@@ -674,8 +774,10 @@ pub(crate) fn list_groups(ctx: &Context, version: i16, request: &ListGroupsReque
     ListGroupsResponse::default().with_groups(out)
 }
 
+/// Each group the caller may describe; the others are refused.
 pub(crate) fn describe_groups(
     ctx: &Context,
+    caller: &Caller<'_>,
     version: i16,
     request: &DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
@@ -686,6 +788,9 @@ pub(crate) fn describe_groups(
         .map(|id| {
             let name = id.0.as_str();
             let out = DescribedGroup::default().with_group_id(id.clone());
+            if let Err(denied) = caller.check(ctx, Operation::Describe, Resource::Group(name)) {
+                return out.with_error_code(denied_error(&denied).code());
+            }
             let info = match groups.membership(name) {
                 Ok(info) => info,
                 Err(e) => return out.with_error_code(group_code(&e)),
@@ -737,10 +842,19 @@ pub(crate) fn describe_groups(
 
 /// Deletes a group's committed offsets of some partitions; those of topics
 /// its live members subscribe to stay (GROUP_SUBSCRIBED_TO_TOPIC).
-pub(crate) async fn offset_delete(ctx: &Context, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+/// For a caller that may delete the group: a topic it may not read is
+/// refused in each partition.
+pub(crate) async fn offset_delete(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    request: &OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let group = request.group_id.0.as_str();
     let groups = ctx.core.groups();
     let refused = |code: i16| OffsetDeleteResponse::default().with_error_code(code);
+    if let Err(denied) = caller.check(ctx, Operation::Delete, Resource::Group(group)) {
+        return refused(denied_error(&denied).code());
+    }
     match groups.membership(group) {
         // Subscriptions are read from Kafka's consumer protocol only: live
         // members of another protocol cannot say which topics they use.
@@ -757,16 +871,18 @@ pub(crate) async fn offset_delete(ctx: &Context, request: &OffsetDeleteRequest) 
     let mut wanted = Vec::new();
     let mut slots: Vec<(TopicName, Vec<(i32, Slot)>)> = Vec::new();
     for t in &request.topics {
+        let denied = caller.check(ctx, Operation::Read, Resource::Topic(t.name.0.as_str())).err();
         let partitions = t
             .partitions
             .iter()
             .map(|p| {
-                let slot = match u32::try_from(p.partition_index) {
-                    Ok(partition) => {
+                let slot = match (&denied, u32::try_from(p.partition_index)) {
+                    (Some(denied), _) => Err(denied_error(denied).code()),
+                    (None, Ok(partition)) => {
                         wanted.push((t.name.0.as_str().to_owned(), partition));
                         Ok(wanted.len() - 1)
                     }
-                    Err(_) => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    (None, Err(_)) => Err(ResponseError::UnknownTopicOrPartition.code()),
                 };
                 (p.partition_index, slot)
             })
@@ -809,11 +925,20 @@ pub(crate) async fn offset_delete(ctx: &Context, request: &OffsetDeleteRequest) 
 }
 
 /// Deletes groups without live members: their committed offsets go.
-pub(crate) async fn delete_groups(ctx: &Context, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+/// Groups the caller may not delete are refused.
+pub(crate) async fn delete_groups(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    request: &DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in &request.groups_names {
         let group = id.0.as_str();
-        let error_code = match ctx.core.groups().delete(group).await {
+        let deleted = match caller.check(ctx, Operation::Delete, Resource::Group(group)) {
+            Ok(()) => ctx.core.groups().delete(group).await,
+            Err(denied) => Err(denied.into()),
+        };
+        let error_code = match deleted {
             Ok(()) => 0,
             Err(e) => {
                 log_refusal("DeleteGroups", group, "", None, &e);
@@ -1032,7 +1157,7 @@ mod tests {
 
     fn described(ctx: &Context) -> DescribedGroup {
         let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
-        describe_groups(ctx, 5, &request).groups.remove(0)
+        describe_groups(ctx, &Caller::NOBODY, 5, &request).groups.remove(0)
     }
 
     #[tokio::test(start_paused = true)]
@@ -1097,18 +1222,18 @@ mod tests {
         };
         let committed = |ctx: &Context| ctx.core.groups().committed("g", None).unwrap()[0].offset;
         for (offset, stored) in [(2, 2), (EARLIEST, 0), (LATEST, 3), (EARLIEST, 0)] {
-            let response = offset_commit(&ctx, commit(offset)).await;
+            let response = offset_commit(&ctx, &Caller::NOBODY, commit(offset)).await;
             assert_eq!(response.topics[0].partitions[0].error_code, 0, "commit of {offset}");
             assert_eq!(committed(&ctx), stored, "commit of {offset}");
         }
         // Any other negative offset is refused, and the commit stays.
-        let response = offset_commit(&ctx, commit(-3)).await;
+        let response = offset_commit(&ctx, &Caller::NOBODY, commit(-3)).await;
         assert_eq!(response.topics[0].partitions[0].error_code, ResponseError::OffsetOutOfRange.code());
         assert_eq!(committed(&ctx), 0);
         // A logical offset of a partition the topic lacks is refused as such.
         let mut unknown = commit(EARLIEST);
         unknown.topics[0].partitions[0].partition_index = 7;
-        let response = offset_commit(&ctx, unknown).await;
+        let response = offset_commit(&ctx, &Caller::NOBODY, unknown).await;
         assert_eq!(
             response.topics[0].partitions[0].error_code,
             ResponseError::UnknownTopicOrPartition.code()
@@ -1139,7 +1264,7 @@ mod tests {
         let names = ["idle", "live", "missing", "", "idle"];
         let request =
             DeleteGroupsRequest::default().with_groups_names(names.iter().map(|n| GroupId(s(n))).collect());
-        let results: Vec<(String, i16)> = delete_groups(&ctx, &request)
+        let results: Vec<(String, i16)> = delete_groups(&ctx, &Caller::NOBODY, &request)
             .await
             .results
             .into_iter()
@@ -1177,8 +1302,8 @@ mod tests {
         ctx.core.log().create_topic("t", 1, BTreeMap::new()).await.unwrap();
         // v5: a static member needs no member id round trip.
         let (ja, jb) = tokio::join!(
-            join_group(&ctx, 5, "c", "h", static_join("", "ia")),
-            join_group(&ctx, 5, "c", "h", static_join("", "ib"))
+            join_group(&ctx, &Caller::NOBODY, 5, "c", "h", static_join("", "ia")),
+            join_group(&ctx, &Caller::NOBODY, 5, "c", "h", static_join("", "ib"))
         );
         assert_eq!((ja.error_code, jb.error_code, ja.generation_id), (0, 0, 1));
         let mut instances: Vec<Option<StrBytes>> =
@@ -1203,16 +1328,16 @@ mod tests {
                 .with_assignment(Bytes::from("B")),
         ];
         let (sa, sb) = tokio::join!(
-            sync_group(&ctx, 3, sync(&a, "ia", assignments)),
-            sync_group(&ctx, 3, sync(&old_b, "ib", vec![]))
+            sync_group(&ctx, &Caller::NOBODY, 3, sync(&a, "ia", assignments)),
+            sync_group(&ctx, &Caller::NOBODY, 3, sync(&old_b, "ib", vec![]))
         );
         assert_eq!((sa.error_code, sb.assignment), (0, Bytes::from("B")));
 
         // b restarts: a new id, the same generation and assignment.
-        let jb = join_group(&ctx, 5, "c", "h", static_join("", "ib")).await;
+        let jb = join_group(&ctx, &Caller::NOBODY, 5, "c", "h", static_join("", "ib")).await;
         assert_eq!((jb.error_code, jb.generation_id, jb.leader.clone()), (0, 1, a.clone()));
         assert_ne!(jb.member_id, old_b);
-        let sb = sync_group(&ctx, 3, sync(&jb.member_id, "ib", vec![])).await;
+        let sb = sync_group(&ctx, &Caller::NOBODY, 3, sync(&jb.member_id, "ib", vec![])).await;
         assert_eq!((sb.error_code, sb.assignment), (0, Bytes::from("B")));
 
         // The old id, with its instance id: FENCED_INSTANCE_ID everywhere.
@@ -1225,16 +1350,24 @@ mod tests {
                 .with_member_id(member.clone())
                 .with_group_instance_id(instance)
         };
-        assert_eq!(heartbeat(&ctx, &hb(&old_b, Some(s("ib")))).error_code, fenced);
-        assert_eq!(heartbeat(&ctx, &hb(&old_b, None)).error_code, ResponseError::UnknownMemberId.code());
-        assert_eq!(heartbeat(&ctx, &hb(&jb.member_id, Some(s("ib")))).error_code, 0);
+        assert_eq!(heartbeat(&ctx, &Caller::NOBODY, &hb(&old_b, Some(s("ib")))).error_code, fenced);
         assert_eq!(
-            heartbeat(&ctx, &hb(&a, Some(s("ib")))).error_code,
+            heartbeat(&ctx, &Caller::NOBODY, &hb(&old_b, None)).error_code,
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(heartbeat(&ctx, &Caller::NOBODY, &hb(&jb.member_id, Some(s("ib")))).error_code, 0);
+        assert_eq!(
+            heartbeat(&ctx, &Caller::NOBODY, &hb(&a, Some(s("ib")))).error_code,
             fenced,
             "another member's instance id"
         );
-        assert_eq!(sync_group(&ctx, 3, sync(&old_b, "ib", vec![])).await.error_code, fenced);
-        assert_eq!(join_group(&ctx, 5, "c", "h", static_join(old_b.as_str(), "ib")).await.error_code, fenced);
+        assert_eq!(sync_group(&ctx, &Caller::NOBODY, 3, sync(&old_b, "ib", vec![])).await.error_code, fenced);
+        assert_eq!(
+            join_group(&ctx, &Caller::NOBODY, 5, "c", "h", static_join(old_b.as_str(), "ib"))
+                .await
+                .error_code,
+            fenced
+        );
         let commit = OffsetCommitRequest::default()
             .with_group_id(GroupId(s("g")))
             .with_generation_id_or_member_epoch(1)
@@ -1245,7 +1378,7 @@ mod tests {
                     .with_name(TopicName(s("t")))
                     .with_partitions(vec![OffsetCommitRequestPartition::default()]),
             ]);
-        let committed = offset_commit(&ctx, commit).await;
+        let committed = offset_commit(&ctx, &Caller::NOBODY, commit).await;
         assert_eq!(committed.topics[0].partitions[0].error_code, fenced);
         let leave = |members: Vec<MemberIdentity>| {
             LeaveGroupRequest::default().with_group_id(GroupId(s("g"))).with_members(members)
@@ -1253,13 +1386,13 @@ mod tests {
         let by = |member: &StrBytes, instance: &'static str| {
             MemberIdentity::default().with_member_id(member.clone()).with_group_instance_id(Some(s(instance)))
         };
-        let left = leave_group(&ctx, 3, &leave(vec![by(&old_b, "ib")]));
+        let left = leave_group(&ctx, &Caller::NOBODY, 3, &leave(vec![by(&old_b, "ib")]));
         assert_eq!(left.members[0].error_code, fenced);
 
         // DescribeGroups shows the instance ids from v4.
         let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
         for version in [3, 4] {
-            let d = describe_groups(&ctx, version, &request);
+            let d = describe_groups(&ctx, &Caller::NOBODY, version, &request);
             crate::frame::encode(ApiKey::DescribeGroups, version, 1, &d).expect("encodes for its version");
             let mut shown: Vec<Option<StrBytes>> =
                 d.groups[0].members.iter().map(|m| m.group_instance_id.clone()).collect();
@@ -1271,6 +1404,7 @@ mod tests {
         // A static member leaves by its instance id alone; the group rebalances.
         let left = leave_group(
             &ctx,
+            &Caller::NOBODY,
             3,
             &leave(vec![by(&StrBytes::default(), "ib"), by(&StrBytes::default(), "ix")]),
         );
@@ -1278,11 +1412,11 @@ mod tests {
             left.members.iter().map(|m| (m.group_instance_id.clone(), m.error_code)).collect();
         assert_eq!(codes, [(Some(s("ib")), 0), (Some(s("ix")), ResponseError::UnknownMemberId.code())]);
         assert_eq!(
-            heartbeat(&ctx, &hb(&a, Some(s("ia")))).error_code,
+            heartbeat(&ctx, &Caller::NOBODY, &hb(&a, Some(s("ia")))).error_code,
             ResponseError::RebalanceInProgress.code()
         );
         // An instance id Kafka's clients would not send is an invalid request.
-        let bad = join_group(&ctx, 5, "c", "h", static_join("", "a b")).await;
+        let bad = join_group(&ctx, &Caller::NOBODY, 5, "c", "h", static_join("", "a b")).await;
         assert_eq!(bad.error_code, ResponseError::InvalidRequest.code());
     }
 
@@ -1339,7 +1473,7 @@ mod tests {
         groups.join(join_request("connect", "connect", &[]), &ctx.stop).await.unwrap();
 
         let request = offset_delete_request("live", &[("t", &[0]), ("u", &[0, 3, -1]), ("gone", &[0])]);
-        let response = offset_delete(&ctx, &request).await;
+        let response = offset_delete(&ctx, &Caller::NOBODY, &request).await;
         assert_eq!(response.error_code, 0);
         let codes: Vec<(String, Vec<(i32, i16)>)> = response
             .topics
@@ -1366,21 +1500,26 @@ mod tests {
 
         let code = |r: OffsetDeleteResponse| (r.error_code, r.topics.len());
         assert_eq!(
-            code(offset_delete(&ctx, &offset_delete_request("connect", &[("u", &[0])])).await),
+            code(
+                offset_delete(&ctx, &Caller::NOBODY, &offset_delete_request("connect", &[("u", &[0])])).await
+            ),
             (ResponseError::NonEmptyGroup.code(), 0),
             "live members of another protocol: their topics are unknown"
         );
         assert_eq!(
-            code(offset_delete(&ctx, &offset_delete_request("missing", &[("t", &[0])])).await),
+            code(
+                offset_delete(&ctx, &Caller::NOBODY, &offset_delete_request("missing", &[("t", &[0])])).await
+            ),
             (ResponseError::GroupIdNotFound.code(), 0)
         );
         assert_eq!(
-            code(offset_delete(&ctx, &offset_delete_request("", &[("t", &[0])])).await),
+            code(offset_delete(&ctx, &Caller::NOBODY, &offset_delete_request("", &[("t", &[0])])).await),
             (ResponseError::InvalidGroupId.code(), 0)
         );
         // Once its member left, the group's remaining offset can go.
         groups.leave("live", &[Leaving::member(live.member_id)]).unwrap();
-        let response = offset_delete(&ctx, &offset_delete_request("live", &[("t", &[0])])).await;
+        let response =
+            offset_delete(&ctx, &Caller::NOBODY, &offset_delete_request("live", &[("t", &[0])])).await;
         assert_eq!((response.error_code, response.topics[0].partitions[0].error_code), (0, 0));
         assert!(groups.committed("live", None).unwrap().is_empty());
     }
@@ -1410,7 +1549,7 @@ mod tests {
         let list = |version: i16, types: &[&'static str]| -> Vec<(String, String, String, String)> {
             let request =
                 ListGroupsRequest::default().with_types_filter(types.iter().map(|t| s(t)).collect());
-            let response = list_groups(&ctx, version, &request);
+            let response = list_groups(&ctx, &Caller::NOBODY, version, &request);
             assert_eq!(response.error_code, 0);
             crate::frame::encode(ApiKey::ListGroups, version, 1, &response).expect("encodes for its version");
             response
@@ -1446,7 +1585,7 @@ mod tests {
         assert_eq!(list(4, &[])[2], row("left", "Empty", "consumer", ""), "no type before v5");
         let request =
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("left")), GroupId(s("idle"))]);
-        let described: Vec<(String, String)> = describe_groups(&ctx, 5, &request)
+        let described: Vec<(String, String)> = describe_groups(&ctx, &Caller::NOBODY, 5, &request)
             .groups
             .into_iter()
             .map(|g| (g.group_state.to_string(), g.protocol_type.to_string()))
@@ -1503,7 +1642,7 @@ mod tests {
         let message = "transactions are not supported by this broker yet";
         for version in 0..=3 {
             let request = FindCoordinatorRequest::default().with_key(s("tx-1")).with_key_type(1);
-            let response = find_coordinator(&ctx, version, request);
+            let response = find_coordinator(&ctx, &Caller::NOBODY, version, request);
             assert_eq!(response.error_code, refused, "v{version}");
             if version >= 1 {
                 assert_eq!(response.error_message, Some(s(message)), "v{version}");
@@ -1511,13 +1650,13 @@ mod tests {
         }
         let request =
             FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![s("tx-1")]);
-        let coordinators = find_coordinator(&ctx, 4, request).coordinators;
+        let coordinators = find_coordinator(&ctx, &Caller::NOBODY, 4, request).coordinators;
         assert_eq!(coordinators.len(), 1);
         assert_eq!(coordinators[0].error_code, refused);
         assert_eq!(coordinators[0].error_message, Some(s(message)));
         // A group's coordinator is this broker.
         let request = FindCoordinatorRequest::default().with_key(s("g"));
-        assert_eq!(find_coordinator(&ctx, 3, request).error_code, 0);
+        assert_eq!(find_coordinator(&ctx, &Caller::NOBODY, 3, request).error_code, 0);
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //!   a limit.
 //! - `sasl`: SaslHandshake and SaslAuthenticate (PLAIN, SCRAM-SHA-256/512)
 //!   when `--auth required`; nothing else is served before them.
+//! - `authz`: who sent a request; each API authorizes it for that principal
+//!   (per topic, partition or group, before any lookup), denials logged and
+//!   counted.
 //! - `error`: core errors → Kafka error codes, in one place.
 //! - `walk`: checks every array of a request against the bytes that must
 //!   hold it, before decoding (which would reserve memory for the count).
@@ -29,6 +32,7 @@
 
 mod admin;
 mod api;
+mod authz;
 mod codes;
 mod compression;
 mod error;

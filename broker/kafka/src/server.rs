@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::authz::Caller;
 use crate::codes::ErrorCodes;
 use crate::frame::{self, FrameError, Parsed};
 use crate::{admin, api, groups, sasl};
@@ -240,9 +241,8 @@ where
                 }
             }
         }
-        // The principal an authorizer will check requests against.
-        let _principal = session.principal();
-        if let Some(response) = metered(ctx, host, frame).await? {
+        let caller = Caller { principal: session.principal(), peer: Some(peer) };
+        if let Some(response) = metered(ctx, &caller, host, frame).await? {
             // At shutdown, a client that does not read its response must not
             // hold the broker up: the write is given up once it would wait.
             tokio::select! {
@@ -292,12 +292,17 @@ async fn read_frame(
 
 /// [`handle`], counted: the request by API and version with its duration,
 /// or the error of a frame whose API is known.
-async fn metered(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+async fn metered(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    host: &str,
+    frame: Bytes,
+) -> Result<Option<Bytes>, FrameError> {
     let started = Instant::now();
     // The API and version, read again from the frame (`handle` checks them).
     let key = frame.get(..4).map(|b| (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]])));
     let api = key.and_then(|(k, v)| ApiKey::try_from(k).ok().map(|api| (api, v)));
-    let handled = handle(ctx, host, frame).await;
+    let handled = handle(ctx, caller, host, frame).await;
     let Some((api, version)) = api else { return handled };
     let name = api_name(api);
     match &handled {
@@ -390,9 +395,14 @@ fn frame_error_reason(e: &FrameError) -> &'static str {
     }
 }
 
-/// One request's response frame, for a client at `host`; `None` for a
-/// produce with acks 0.
-pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+/// One request's response frame, for `caller` at `host` (as group members
+/// show it), authorized for it; `None` for a produce with acks 0.
+pub(crate) async fn handle(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    host: &str,
+    frame: Bytes,
+) -> Result<Option<Bytes>, FrameError> {
     let (api, version, header, body) = match frame::parse(frame)? {
         Parsed::Request { api, version, header, body } => (api, version, header, body),
         Parsed::UnsupportedApiVersions { correlation_id } => {
@@ -406,12 +416,12 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
         ApiKey::ApiVersions => respond(ctx, api, version, id, &api_versions(0))?,
         ApiKey::Metadata => {
             let request: MetadataRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &api::metadata(ctx, version, request).await)?
+            respond(ctx, api, version, id, &api::metadata(ctx, caller, version, request).await)?
         }
         ApiKey::Produce => {
             let request: ProduceRequest = frame::decode(api, version, body)?;
             let acks = request.acks;
-            let response = api::produce(ctx, version, request).await;
+            let response = api::produce(ctx, caller, version, request).await;
             if acks == 0 {
                 count_errors(ctx, api, &response);
                 // As Kafka does: the client hears of a refusal no other
@@ -425,80 +435,86 @@ pub(crate) async fn handle(ctx: &Context, host: &str, frame: Bytes) -> Result<Op
         }
         ApiKey::Fetch => {
             let request: FetchRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &api::fetch(ctx, version, request).await)?
+            respond(ctx, api, version, id, &api::fetch(ctx, caller, version, request).await)?
         }
         ApiKey::InitProducerId => {
             let request: InitProducerIdRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &api::init_producer_id(ctx, &request))?
+            respond(ctx, api, version, id, &api::init_producer_id(ctx, caller, &request))?
         }
         ApiKey::ListOffsets => {
             let request: ListOffsetsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &api::list_offsets(ctx, version, request))?
+            respond(ctx, api, version, id, &api::list_offsets(ctx, caller, version, request))?
         }
         ApiKey::CreateTopics => {
             let request: CreateTopicsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &admin::create_topics(ctx, version, request).await)?
+            respond(ctx, api, version, id, &admin::create_topics(ctx, caller, version, request).await)?
         }
         ApiKey::DeleteTopics => {
             let request: DeleteTopicsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &admin::delete_topics(ctx, version, request).await)?
+            respond(ctx, api, version, id, &admin::delete_topics(ctx, caller, version, request).await)?
         }
         ApiKey::DescribeConfigs => {
             let request: DescribeConfigsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &admin::describe_configs(ctx, version, &request))?
+            respond(ctx, api, version, id, &admin::describe_configs(ctx, caller, version, &request))?
         }
         ApiKey::FindCoordinator => {
             let request: FindCoordinatorRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::find_coordinator(ctx, version, request))?
+            respond(ctx, api, version, id, &groups::find_coordinator(ctx, caller, version, request))?
         }
         ApiKey::JoinGroup => {
             let request: JoinGroupRequest = frame::decode(api, version, body)?;
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
-            respond(ctx, api, version, id, &groups::join_group(ctx, version, client_id, host, request).await)?
+            respond(
+                ctx,
+                api,
+                version,
+                id,
+                &groups::join_group(ctx, caller, version, client_id, host, request).await,
+            )?
         }
         ApiKey::SyncGroup => {
             let request: SyncGroupRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::sync_group(ctx, version, request).await)?
+            respond(ctx, api, version, id, &groups::sync_group(ctx, caller, version, request).await)?
         }
         ApiKey::Heartbeat => {
             let request: HeartbeatRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::heartbeat(ctx, &request))?
+            respond(ctx, api, version, id, &groups::heartbeat(ctx, caller, &request))?
         }
         ApiKey::LeaveGroup => {
             let request: LeaveGroupRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::leave_group(ctx, version, &request))?
+            respond(ctx, api, version, id, &groups::leave_group(ctx, caller, version, &request))?
         }
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::offset_commit(ctx, request).await)?
+            respond(ctx, api, version, id, &groups::offset_commit(ctx, caller, request).await)?
         }
         ApiKey::OffsetFetch => {
             let request: OffsetFetchRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::offset_fetch(ctx, version, request))?
+            respond(ctx, api, version, id, &groups::offset_fetch(ctx, caller, version, request))?
         }
         ApiKey::ListGroups => {
             let request: ListGroupsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::list_groups(ctx, version, &request))?
+            respond(ctx, api, version, id, &groups::list_groups(ctx, caller, version, &request))?
         }
         ApiKey::DescribeGroups => {
             let request: DescribeGroupsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::describe_groups(ctx, version, &request))?
+            respond(ctx, api, version, id, &groups::describe_groups(ctx, caller, version, &request))?
         }
         ApiKey::DeleteGroups => {
             let request: DeleteGroupsRequest = frame::decode(api, version, body)?;
-            frame::encode(api, version, id, &groups::delete_groups(ctx, &request).await)?
+            respond(ctx, api, version, id, &groups::delete_groups(ctx, caller, &request).await)?
         }
         ApiKey::AlterConfigs => {
             let request: AlterConfigsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &admin::alter_configs(ctx, &request).await)?
+            respond(ctx, api, version, id, &admin::alter_configs(ctx, caller, &request).await)?
         }
         ApiKey::IncrementalAlterConfigs => {
             let request: IncrementalAlterConfigsRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &admin::incremental_alter_configs(ctx, &request).await)?
+            respond(ctx, api, version, id, &admin::incremental_alter_configs(ctx, caller, &request).await)?
         }
         ApiKey::OffsetDelete => {
             let request: OffsetDeleteRequest = frame::decode(api, version, body)?;
-            respond(ctx, api, version, id, &groups::offset_delete(ctx, &request).await)?
+            respond(ctx, api, version, id, &groups::offset_delete(ctx, caller, &request).await)?
         }
         // Authenticated already, or no authentication required (as Kafka
         // answers on a listener without SASL).

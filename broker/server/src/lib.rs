@@ -256,7 +256,7 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
             auth_required: config.auth == Auth::Required,
             certificate_principal: config.certificate_principal(),
             connections: config.connections,
-            authorizer,
+            authorizer: authorizer.clone(),
         };
         tracing::info!(addr = %bound, advertised = %format_args!("{}:{}", options.advertised_host, options.advertised_port), "kafka serving");
         let tls = config.tls.clone();
@@ -277,6 +277,9 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
             serving.set(false);
         }));
     }
+    // The authorizer holds a group-commit handle, whose task the shutdown
+    // waits for: only the adapters may keep it past here.
+    drop(authorizer);
     let grpc =
         brooklet_grpc::serve(core.clone(), metrics.clone(), listener, options, stop.clone(), tasks.clone());
     let signal = {

@@ -14,6 +14,7 @@ mod groups_api;
 mod groups_client;
 mod idempotence;
 mod kafka;
+mod kafka_acl;
 mod kafka_admin;
 mod kafka_client_groups;
 mod kafka_clients;
