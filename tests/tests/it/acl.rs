@@ -425,9 +425,9 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
         [
+            "deny User:* describe cluster",
             "allow User:alice read topic prefixed orders.",
             "allow User:alice write topic prefixed orders.",
-            "deny User:* describe cluster",
         ],
         "{out:?}"
     );

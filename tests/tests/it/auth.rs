@@ -24,7 +24,6 @@ async fn secured(dir: &std::path::Path) -> EmbeddedBroker {
     config.auth = Auth::Required;
     config.superusers = vec![ADMIN.into()];
     config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
-    config.superusers = vec![ADMIN.into()];
     EmbeddedBroker::start_with(config).await.expect("broker starts")
 }
 

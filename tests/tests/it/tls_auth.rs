@@ -27,7 +27,6 @@ async fn secured(dir: &Path, ca: &TestCa, clients: Option<&TestCa>) -> EmbeddedB
     config.auth = Auth::Required;
     config.superusers = vec![ADMIN.into()];
     config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
-    config.superusers = vec![ADMIN.into()];
     let tls = TlsConfig {
         cert: server.cert,
         key: server.key,
