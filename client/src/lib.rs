@@ -90,9 +90,9 @@
 //!   of partitions it owns. A consumer assigned by hand has no task.
 #![warn(missing_docs)]
 
+mod acl;
 mod admin;
 mod breaker;
-mod acl;
 mod connection;
 mod consumer;
 mod error;

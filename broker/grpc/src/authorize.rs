@@ -43,7 +43,9 @@ impl Services {
         operation: Operation,
         resource: Resource<'_>,
     ) -> Result<(), Status> {
-        self.authorizer.check(caller.principal.as_ref(), operation, resource).map_err(|d| self.denied(caller, d))
+        self.authorizer
+            .check(caller.principal.as_ref(), operation, resource)
+            .map_err(|d| self.denied(caller, d))
     }
 
     /// Whether `caller` may do `operation` on `resource`, for filtering a

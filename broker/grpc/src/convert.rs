@@ -5,8 +5,8 @@ use brooklet_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 
 use brooklet_core::{
-    Acl, CommittedOffset, Error, Operation, PatternType, Permission, ResourceType, GroupDescription, GroupKind, GroupState, Header, NewRecord, PartitionState,
-    StoredRecords, TopicInfo, TopicPartition,
+    Acl, CommittedOffset, Error, GroupDescription, GroupKind, GroupState, Header, NewRecord, Operation,
+    PartitionState, PatternType, Permission, ResourceType, StoredRecords, TopicInfo, TopicPartition,
 };
 
 use crate::wire;
@@ -142,17 +142,13 @@ pub(super) fn acl_in(acl: Option<pb::Acl>) -> Result<Acl, Error> {
     let operation = Operation::from_name(&acl.operation).ok_or_else(|| {
         Error::invalid(
             "acl.operation",
-            format!(
-                "`{}` is not one of read, write, create, delete, describe, alter, all",
-                acl.operation
-            ),
+            format!("`{}` is not one of read, write, create, delete, describe, alter, all", acl.operation),
         )
     })?;
     let permission = match acl.permission.as_str() {
         "" => Permission::Allow,
-        name => Permission::from_name(name).ok_or_else(|| {
-            Error::invalid("acl.permission", format!("`{name}` is not one of allow, deny"))
-        })?,
+        name => Permission::from_name(name)
+            .ok_or_else(|| Error::invalid("acl.permission", format!("`{name}` is not one of allow, deny")))?,
     };
     Acl::new(&acl.principal, resource_type, pattern, &acl.name, operation, permission).map_err(|e| match e {
         Error::InvalidArgument { field, reason } => Error::invalid(format!("acl.{field}"), reason),

@@ -296,7 +296,10 @@ impl pb::admin_service_server::AdminService for Services {
             name => Some(
                 ResourceType::from_name(name)
                     .ok_or_else(|| {
-                        Error::invalid("resource_type", format!("`{name}` is not one of topic, group, cluster"))
+                        Error::invalid(
+                            "resource_type",
+                            format!("`{name}` is not one of topic, group, cluster"),
+                        )
                     })
                     .map_err(status)?,
             ),
@@ -417,12 +420,11 @@ impl pb::producer_service_server::ProducerService for Services {
         // As in Kafka, an idempotent producer's id is for a principal that
         // may write the cluster, or some topic.
         let caller = Caller::of(&request);
-        if let Err(denied) =
-            self.authorizer.check(caller.principal.as_ref(), Operation::Write, Resource::Cluster)
+        let principal = caller.principal.as_ref();
+        if let Err(denied) = self.authorizer.check(principal, Operation::Write, Resource::Cluster)
+            && !self.authorizer.allows_any(principal, Operation::Write, ResourceType::Topic)
         {
-            if !self.authorizer.allows_any(caller.principal.as_ref(), Operation::Write, ResourceType::Topic) {
-                return Err(self.denied(&caller, denied));
-            }
+            return Err(self.denied(&caller, denied));
         }
         let id = self.core.log().new_producer_id().map_err(status)?;
         Ok(Response::new(pb::InitProducerIdResponse {

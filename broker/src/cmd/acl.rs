@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use brooklet_client::{
-    Admin, AdminBuilder, AclEntry, AclFilter, AclPattern, AclPermission, AclResourceType, Code,
+    AclEntry, AclFilter, AclPattern, AclPermission, AclResourceType, Admin, AdminBuilder, Code,
 };
 use brooklet_core::{Acl, Core, CoreConfig, Operation, PatternType, Permission, ResourceType};
 use tokio_util::task::TaskTracker;
@@ -16,11 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::{AclArgs, AclCommand, AclListArgs, BrokerArgs, stdout};
 
 /// The resource type and name that `--topic`, `--group` or `--cluster` chose.
-fn resource(
-    topic: Option<&str>,
-    group: Option<&str>,
-    cluster: bool,
-) -> Option<(AclResourceType, String)> {
+fn resource(topic: Option<&str>, group: Option<&str>, cluster: bool) -> Option<(AclResourceType, String)> {
     match (topic, group, cluster) {
         (Some(t), _, _) => Some((AclResourceType::Topic, t.to_owned())),
         (_, Some(g), _) => Some((AclResourceType::Group, g.to_owned())),

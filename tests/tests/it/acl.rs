@@ -98,7 +98,11 @@ fn allowed<T>(result: Result<T, Status>, what: &str) -> T {
 fn produce(topic: &str, value: &str) -> pb::ProduceRequest {
     pb::ProduceRequest {
         topic: topic.into(),
-        records: vec![pb::ProduceRecord { partition: Some(0), value: value.to_owned().into(), ..Default::default() }],
+        records: vec![pb::ProduceRecord {
+            partition: Some(0),
+            value: value.to_owned().into(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -184,7 +188,10 @@ async fn every_grpc_call_is_denied_until_an_acl_allows_it() {
         Some((ADMIN, ADMIN_PASSWORD)),
     )
     .await;
-    assert!(out.success && out.stdout.contains("added allow User:alice read topic literal orders"), "{out:?}");
+    assert!(
+        out.success && out.stdout.contains("added allow User:alice read topic literal orders"),
+        "{out:?}"
+    );
     let fetched = allowed(alice.consumer().fetch(fetch()).await, "fetch").into_inner();
     assert_eq!(fetched.high_watermark, 1);
     let mut stream = allowed(alice.consumer().subscribe(subscribe()).await, "subscribe").into_inner();
@@ -223,8 +230,10 @@ async fn every_grpc_call_is_denied_until_an_acl_allows_it() {
 
     // --- the cluster: status, users, ACLs.
     let status = || alice.req(pb::StatusRequest {});
-    let create_user = || alice.req(pb::CreateUserRequest { name: "carol".into(), password: "carol's pw".into() });
-    let set_password = || alice.req(pb::SetUserPasswordRequest { name: "carol".into(), password: "2nd pw".into() });
+    let create_user =
+        || alice.req(pb::CreateUserRequest { name: "carol".into(), password: "carol's pw".into() });
+    let set_password =
+        || alice.req(pb::SetUserPasswordRequest { name: "carol".into(), password: "2nd pw".into() });
     let delete_user = || alice.req(pb::DeleteUserRequest { name: "carol".into() });
     let acl = || pb::Acl {
         principal: "bob".into(),
@@ -364,7 +373,9 @@ async fn deny_wins_prefixes_match_and_entries_survive_a_restart() {
         root.create_topic(topic, brooklet_client::NewTopic::new(1)).await.unwrap();
     }
     root.create_acl(&entry(AclResourceType::Topic, "orders.", AclOperation::All).prefixed()).await.unwrap();
-    root.create_acl(&entry(AclResourceType::Topic, "orders.secret", AclOperation::Read).deny()).await.unwrap();
+    root.create_acl(&entry(AclResourceType::Topic, "orders.secret", AclOperation::Read).deny())
+        .await
+        .unwrap();
     root.create_acl(&AclEntry::allow("*", AclResourceType::Topic, "payments", AclOperation::Describe))
         .await
         .unwrap();
@@ -379,7 +390,10 @@ async fn deny_wins_prefixes_match_and_entries_survive_a_restart() {
                 who.req(pb::FetchRequest { topic: topic.into(), ..Default::default() })
             };
             allowed(alice.consumer().fetch(fetch(&alice, "orders.eu")).await, "the prefix allows");
-            denied(alice.consumer().fetch(fetch(&alice, "orders.secret")).await, "read topic `orders.secret`");
+            denied(
+                alice.consumer().fetch(fetch(&alice, "orders.secret")).await,
+                "read topic `orders.secret`",
+            );
             // The deny of read leaves alice's other operations on it alone.
             allowed(alice.producer().produce(alice.req(produce("orders.secret", "v"))).await, "write");
             let topics = |who: &As| who.req(pb::ListTopicsRequest {});
@@ -410,13 +424,25 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     // Offline: no broker runs on the directory.
     let nowhere = "http://127.0.0.1:1";
     let add = ["acl", "add", "--principal", "alice", "--topic", "orders.", "--prefixed"];
-    let out = cli(nowhere, &[&add[..], &["--operation", "read,write", "--data-dir", data]].concat(), None).await;
+    let out =
+        cli(nowhere, &[&add[..], &["--operation", "read,write", "--data-dir", data]].concat(), None).await;
     assert!(out.success, "{out:?}");
     assert!(out.stdout.contains("added allow User:alice read topic prefixed orders."), "{out:?}");
     assert!(out.stdout.contains("added allow User:alice write topic prefixed orders."), "{out:?}");
     let out = cli(
         nowhere,
-        &["acl", "add", "--principal", "*", "--cluster", "--operation", "describe", "--deny", "--data-dir", data],
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "*",
+            "--cluster",
+            "--operation",
+            "describe",
+            "--deny",
+            "--data-dir",
+            data,
+        ],
         None,
     )
     .await;
@@ -434,7 +460,9 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     let out = cli(nowhere, &["acl", "list", "--cluster", "--data-dir", data], None).await;
     assert_eq!(out.stdout.trim(), "deny User:* describe cluster", "{out:?}");
     // Exactly one resource; known operations.
-    let out = cli(nowhere, &["acl", "add", "--principal", "a", "--operation", "read", "--data-dir", data], None).await;
+    let out =
+        cli(nowhere, &["acl", "add", "--principal", "a", "--operation", "read", "--data-dir", data], None)
+            .await;
     assert_eq!(out.code, Some(2), "{out:?}");
     let out = cli(
         nowhere,
@@ -443,7 +471,8 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     )
     .await;
     assert_eq!(out.code, Some(2), "{out:?}");
-    let out = cli(nowhere, &["acl", "add", "--principal", "a", "--topic", "t", "--operation", "steal"], None).await;
+    let out =
+        cli(nowhere, &["acl", "add", "--principal", "a", "--topic", "t", "--operation", "steal"], None).await;
     assert!(!out.success && out.stderr.contains("steal"), "{out:?}");
 
     // Online, on the same data.
@@ -452,14 +481,19 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     let root = Some((ADMIN, ADMIN_PASSWORD));
     let out = cli(&endpoint, &["acl", "list", "--principal", "User:alice"], root).await;
     assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
-    let out = cli(&endpoint, &["acl", "add", "--principal", "bob", "--group", "g", "--operation", "read"], root).await;
+    let out =
+        cli(&endpoint, &["acl", "add", "--principal", "bob", "--group", "g", "--operation", "read"], root)
+            .await;
     assert!(out.success && out.stdout.contains("added allow User:bob read group literal g"), "{out:?}");
-    let out = cli(&endpoint, &["acl", "add", "--principal", "bob", "--group", "g", "--operation", "read"], root).await;
+    let out =
+        cli(&endpoint, &["acl", "add", "--principal", "bob", "--group", "g", "--operation", "read"], root)
+            .await;
     assert!(out.success && out.stdout.contains("exists allow User:bob read group literal g"), "{out:?}");
     let out = cli(&endpoint, &["acl", "list", "--group", "g"], root).await;
     assert_eq!(out.stdout.trim(), "allow User:bob read group literal g", "{out:?}");
     let remove = ["acl", "remove", "--principal", "alice", "--topic", "orders.", "--prefixed"];
-    let out = cli(&endpoint, &[&remove[..], &["--operation", "read", "--operation", "write"]].concat(), root).await;
+    let out =
+        cli(&endpoint, &[&remove[..], &["--operation", "read", "--operation", "write"]].concat(), root).await;
     assert!(out.success && out.stdout.contains("2 entries removed"), "{out:?}");
     let out = cli(&endpoint, &[&remove[..], &["--operation", "read"]].concat(), root).await;
     assert_eq!(out.code, Some(1), "nothing matched: {out:?}");
@@ -473,4 +507,3 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     assert!(!out.success && out.stderr.contains("UNAUTHENTICATED"), "{out:?}");
     broker.shutdown().await.unwrap();
 }
-
