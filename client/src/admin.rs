@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use brooklet_proto::v1;
 
+use crate::acl::{AclEntry, AclFilter};
 use crate::breaker::Breakers;
 use crate::connection::{CallOptions, Connection, ConnectionConfig};
 use crate::error::{Error, Op, Result};
@@ -461,6 +462,55 @@ impl Admin {
             })
             .await?;
         Ok(response.users.into_iter().map(|u| (u.name, u.mechanisms)).collect())
+    }
+
+    /// Adds an access-control entry: `true` if this call added it, `false`
+    /// if it was there already. Safe to retry.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the bad field (a principal that is
+    /// not a user name, a cluster entry with a name, a prefixed `*`…).
+    pub async fn create_acl(&self, entry: &AclEntry) -> Result<bool> {
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::CreateAcl) };
+        let request = v1::CreateAclRequest { acl: Some(entry.to_proto()) };
+        let response = self
+            .conn
+            .call(opts, request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.create_acl(req).await }
+            })
+            .await?;
+        Ok(response.created)
+    }
+
+    /// Removes an access-control entry; every field must match.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] with `NOT_FOUND` if there is no such entry;
+    /// [`Error::InvalidArgument`] naming a bad field.
+    pub async fn delete_acl(&self, entry: &AclEntry) -> Result<()> {
+        let request = v1::DeleteAclRequest { acl: Some(entry.to_proto()) };
+        self.conn
+            .call(CallOptions::new(Op::DeleteAcl), request, |req| {
+                let mut client = self.conn.admin();
+                async move { client.delete_acl(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The access-control entries `filter` matches, sorted as the broker
+    /// keeps them.
+    pub async fn list_acls(&self, filter: &AclFilter) -> Result<Vec<AclEntry>> {
+        let opts = CallOptions { retry: true, ..CallOptions::new(Op::ListAcls) };
+        let response = self
+            .conn
+            .call(opts, filter.to_proto(), |req| {
+                let mut client = self.conn.admin();
+                async move { client.list_acls(req).await }
+            })
+            .await?;
+        response.acls.into_iter().map(AclEntry::from_proto).collect()
     }
 
     /// Lists every topic, ordered by name.

@@ -305,6 +305,9 @@ pub(crate) enum Op {
     DeleteUser,
     ListUsers,
     SetUserPassword,
+    CreateAcl,
+    DeleteAcl,
+    ListAcls,
 }
 
 impl Op {
@@ -331,6 +334,9 @@ impl Op {
             Op::DeleteUser => "DeleteUser",
             Op::ListUsers => "ListUsers",
             Op::SetUserPassword => "SetUserPassword",
+            Op::CreateAcl => "CreateAcl",
+            Op::DeleteAcl => "DeleteAcl",
+            Op::ListAcls => "ListAcls",
         }
     }
 }

@@ -90,6 +90,7 @@
 //!   of partitions it owns. A consumer assigned by hand has no task.
 #![warn(missing_docs)]
 
+mod acl;
 mod admin;
 mod breaker;
 mod connection;
@@ -100,6 +101,7 @@ mod producer;
 mod record;
 mod tls;
 
+pub use acl::{AclEntry, AclFilter, AclOperation, AclPattern, AclPermission, AclResourceType};
 pub use admin::{
     Admin, AdminBuilder, BrokerStatus, CommittedOffset, GroupStatus, ListenerStatus, NewTopic,
     PartitionOffsets, TopicDescription, TopicInfo, TopicStatus,

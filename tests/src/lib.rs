@@ -593,3 +593,41 @@ pub async fn kafka_client_available(client: KafkaClient) -> bool {
     eprintln!("\n*** SKIPPED: {problem}; install it with `{}` (CI requires it) ***\n", client.install());
     false
 }
+
+/// `message` as a request carrying `user`'s Basic credentials, as a gRPC
+/// client of a broker with `--auth required` sends them.
+pub fn with_credentials<T>(message: T, user: &str, password: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    request.metadata_mut().insert("authorization", value.parse().expect("an ASCII header value"));
+    request
+}
+
+/// Standard base64 with padding (RFC 4648), for [`with_credentials`].
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_is_standard_and_padded() {
+        assert_eq!(super::base64(b"alice:pa:ss"), "YWxpY2U6cGE6c3M=");
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b"abc"), "YWJj");
+        assert_eq!(super::base64(b""), "");
+    }
+}

@@ -5,8 +5,8 @@ use brooklet_proto::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet};
 
 use brooklet_core::{
-    CommittedOffset, GroupDescription, GroupKind, GroupState, Header, NewRecord, PartitionState,
-    StoredRecords, TopicInfo, TopicPartition,
+    Acl, CommittedOffset, Error, GroupDescription, GroupKind, GroupState, Header, NewRecord, Operation,
+    PartitionState, PatternType, Permission, ResourceType, StoredRecords, TopicInfo, TopicPartition,
 };
 
 use crate::wire;
@@ -119,5 +119,50 @@ pub(super) fn group_description(group: String, d: GroupDescription) -> pb::Descr
                 member_id: p.owner.unwrap_or_default(),
             })
             .collect(),
+    }
+}
+
+/// The core's entry for `acl`, checked: an unknown name is an invalid
+/// argument naming its field; an empty pattern is literal, an empty
+/// permission allow.
+pub(super) fn acl_in(acl: Option<pb::Acl>) -> Result<Acl, Error> {
+    let acl = acl.ok_or_else(|| Error::invalid("acl", "is required"))?;
+    let resource_type = ResourceType::from_name(&acl.resource_type).ok_or_else(|| {
+        Error::invalid(
+            "acl.resource_type",
+            format!("`{}` is not one of topic, group, cluster", acl.resource_type),
+        )
+    })?;
+    let pattern = match acl.pattern.as_str() {
+        "" => PatternType::Literal,
+        name => PatternType::from_name(name).ok_or_else(|| {
+            Error::invalid("acl.pattern", format!("`{name}` is not one of literal, prefixed"))
+        })?,
+    };
+    let operation = Operation::from_name(&acl.operation).ok_or_else(|| {
+        Error::invalid(
+            "acl.operation",
+            format!("`{}` is not one of read, write, create, delete, describe, alter, all", acl.operation),
+        )
+    })?;
+    let permission = match acl.permission.as_str() {
+        "" => Permission::Allow,
+        name => Permission::from_name(name)
+            .ok_or_else(|| Error::invalid("acl.permission", format!("`{name}` is not one of allow, deny")))?,
+    };
+    Acl::new(&acl.principal, resource_type, pattern, &acl.name, operation, permission).map_err(|e| match e {
+        Error::InvalidArgument { field, reason } => Error::invalid(format!("acl.{field}"), reason),
+        other => other,
+    })
+}
+
+pub(super) fn acl_out(acl: &Acl) -> pb::Acl {
+    pb::Acl {
+        principal: acl.principal().to_owned(),
+        resource_type: acl.resource_type().name().to_owned(),
+        pattern: acl.pattern().name().to_owned(),
+        name: acl.name().to_owned(),
+        operation: acl.operation().name().to_owned(),
+        permission: acl.permission().name().to_owned(),
     }
 }

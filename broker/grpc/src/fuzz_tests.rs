@@ -36,7 +36,8 @@ fn services() -> &'static Fixture {
             let tasks = TaskTracker::new();
             let core = Core::open(&CoreConfig::new(dir.path()), None, &tasks).unwrap();
             core.log().create_topic("t", 3, Default::default()).await.unwrap();
-            Services::new(core, CancellationToken::new(), tasks, Metrics::new(), Vec::new())
+            let authorizer = brooklet_core::Authorizer::allow_all(core.acls().clone());
+            Services::new(core, CancellationToken::new(), tasks, Metrics::new(), Vec::new(), authorizer)
         });
         let producer_id = services.core.log().new_producer_id().unwrap().id;
         (rt, services, dir, producer_id)

@@ -11,6 +11,9 @@
 //!   `Arc<brooklet_tls::PeerIdentity>`.
 //! - `auth`: with `--auth required`, each request's Basic credentials are
 //!   checked and its `Principal` put in its extensions.
+//! - `authorize`: each call asks the core's `Authorizer` for the
+//!   (operation, resource) it needs before it looks anything up; denials
+//!   are logged and counted there.
 //! - `convert`: proto ⇄ core types; `status`: core errors → statuses, in one
 //!   place.
 //!
@@ -20,6 +23,7 @@
 
 mod admission;
 mod auth;
+mod authorize;
 mod connection;
 mod convert;
 #[cfg(test)]
@@ -43,11 +47,12 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use brooklet_core::{
-    Acks, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, ResetTo, SequenceGaps,
-    StoredRecords,
+    Acks, Authorizer, Committer, Core, Error, FetchOpts, Heartbeat, Idempotence, NewRecord, Operation,
+    ResetTo, Resource, ResourceType, SequenceGaps, StoredRecords,
 };
 use brooklet_metrics::Metrics;
 
+use crate::authorize::Caller;
 use crate::connection::ConnInfo;
 use crate::status::status;
 
@@ -74,6 +79,8 @@ struct Services {
     started: std::time::Instant,
     /// The broker's listeners, for Status.
     listeners: Vec<(&'static str, std::net::SocketAddr)>,
+    /// Decides what each caller may do: see `authorize`.
+    authorizer: Authorizer,
 }
 
 impl Services {
@@ -84,8 +91,9 @@ impl Services {
         tasks: TaskTracker,
         metrics: Metrics,
         listeners: Vec<(&'static str, std::net::SocketAddr)>,
+        authorizer: Authorizer,
     ) -> Services {
-        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now(), listeners }
+        Services { core, shutdown, tasks, metrics, started: std::time::Instant::now(), listeners, authorizer }
     }
 
     fn fetch_opts(&self, max_bytes: u32, max_wait_ms: u32) -> Result<FetchOpts, Error> {
@@ -111,7 +119,9 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Create, Resource::Topic(&req.name))?;
         let info = self
             .core
             .log()
@@ -125,7 +135,10 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        self.core.log().delete_topic(&request.into_inner().name).await.map_err(status)?;
+        let caller = Caller::of(&request);
+        let name = request.into_inner().name;
+        self.authorize(&caller, Operation::Delete, Resource::Topic(&name))?;
+        self.core.log().delete_topic(&name).await.map_err(status)?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
@@ -133,7 +146,9 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::AlterTopicConfigRequest>,
     ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Alter, Resource::Topic(&req.name))?;
         let info = self
             .core
             .log()
@@ -145,11 +160,14 @@ impl pb::admin_service_server::AdminService for Services {
 
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.authorize(&caller, Operation::Describe, Resource::Cluster)?;
         let disk = self.core.disk_usage().map_err(status)?;
         let mut topics = Vec::new();
-        for t in self.core.log().list_topics() {
+        let topic_list = self.core.log().list_topics().into_iter();
+        for t in topic_list.filter(|t| self.allows(&caller, Operation::Describe, Resource::Topic(&t.name))) {
             // A topic deleted since the listing is left out.
             let Ok((_, states)) = self.core.log().describe_topic(&t.name) else { continue };
             topics.push(pb::TopicStatus {
@@ -160,7 +178,10 @@ impl pb::admin_service_server::AdminService for Services {
             });
         }
         let mut groups = Vec::new();
-        for (group, state, members) in self.core.groups().list().map_err(status)? {
+        let group_list = self.core.groups().list().map_err(status)?.into_iter();
+        for (group, state, members) in
+            group_list.filter(|(g, ..)| self.allows(&caller, Operation::Describe, Resource::Group(g)))
+        {
             let total_lag =
                 self.core.groups().describe(&group).map_or(0, |d| d.partitions.iter().map(|p| p.lag).sum());
             groups.push(pb::GroupStatus {
@@ -193,10 +214,11 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let by = auth::principal_of(&request).cloned();
+        let caller = Caller::of(&request);
+        self.authorize(&caller, Operation::Alter, Resource::Cluster)?;
         let req = request.into_inner();
         self.core.users().add(&req.name, &req.password).await.map_err(status)?;
-        tracing::info!(user = %req.name, by = ?by.as_ref().map(|p| p.to_string()), "user created");
+        tracing::info!(user = %req.name, by = %caller.name(), "user created");
         Ok(Response::new(pb::CreateUserResponse {}))
     }
 
@@ -204,17 +226,19 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        let by = auth::principal_of(&request).cloned();
+        let caller = Caller::of(&request);
+        self.authorize(&caller, Operation::Alter, Resource::Cluster)?;
         let name = request.into_inner().name;
         self.core.users().delete(&name).await.map_err(status)?;
-        tracing::info!(user = %name, by = ?by.as_ref().map(|p| p.to_string()), "user deleted");
+        tracing::info!(user = %name, by = %caller.name(), "user deleted");
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
     async fn list_users(
         &self,
-        _request: Request<pb::ListUsersRequest>,
+        request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.authorize(&Caller::of(&request), Operation::Describe, Resource::Cluster)?;
         let users = self.core.users().list().map_err(status)?;
         let users =
             users.into_iter().map(|u| pb::UserInfo { name: u.name, mechanisms: u.mechanisms }).collect();
@@ -225,18 +249,88 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::SetUserPasswordRequest>,
     ) -> Result<Response<pb::SetUserPasswordResponse>, Status> {
-        let by = auth::principal_of(&request).cloned();
+        let caller = Caller::of(&request);
+        self.authorize(&caller, Operation::Alter, Resource::Cluster)?;
         let req = request.into_inner();
         self.core.users().set_password(&req.name, &req.password).await.map_err(status)?;
-        tracing::info!(user = %req.name, by = ?by.as_ref().map(|p| p.to_string()), "user password changed");
+        tracing::info!(user = %req.name, by = %caller.name(), "user password changed");
         Ok(Response::new(pb::SetUserPasswordResponse {}))
+    }
+
+    async fn create_acl(
+        &self,
+        request: Request<pb::CreateAclRequest>,
+    ) -> Result<Response<pb::CreateAclResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.authorize(&caller, Operation::Alter, Resource::Cluster)?;
+        let acl = convert::acl_in(request.into_inner().acl).map_err(status)?;
+        let created = self.core.acls().add(&acl).await.map_err(status)?;
+        if created {
+            tracing::info!(acl = %acl, by = %caller.name(), "acl created");
+        }
+        Ok(Response::new(pb::CreateAclResponse { created }))
+    }
+
+    async fn delete_acl(
+        &self,
+        request: Request<pb::DeleteAclRequest>,
+    ) -> Result<Response<pb::DeleteAclResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.authorize(&caller, Operation::Alter, Resource::Cluster)?;
+        let acl = convert::acl_in(request.into_inner().acl).map_err(status)?;
+        if !self.core.acls().remove(&acl).await.map_err(status)? {
+            return Err(status::acl_not_found(&acl));
+        }
+        tracing::info!(acl = %acl, by = %caller.name(), "acl deleted");
+        Ok(Response::new(pb::DeleteAclResponse {}))
+    }
+
+    async fn list_acls(
+        &self,
+        request: Request<pb::ListAclsRequest>,
+    ) -> Result<Response<pb::ListAclsResponse>, Status> {
+        self.authorize(&Caller::of(&request), Operation::Describe, Resource::Cluster)?;
+        let req = request.into_inner();
+        let resource_type = match req.resource_type.as_str() {
+            "" => None,
+            name => Some(
+                ResourceType::from_name(name)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "resource_type",
+                            format!("`{name}` is not one of topic, group, cluster"),
+                        )
+                    })
+                    .map_err(status)?,
+            ),
+        };
+        let principal = req.principal.strip_prefix("User:").unwrap_or(&req.principal);
+        let acls = self
+            .core
+            .acls()
+            .list()
+            .iter()
+            .filter(|a| principal.is_empty() || a.principal() == principal)
+            .filter(|a| resource_type.is_none_or(|t| a.resource_type() == t))
+            .filter(|a| req.name.is_empty() || a.name() == req.name)
+            .map(convert::acl_out)
+            .collect();
+        Ok(Response::new(pb::ListAclsResponse { acls }))
     }
 
     async fn list_topics(
         &self,
-        _request: Request<pb::ListTopicsRequest>,
+        request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
-        let topics = self.core.log().list_topics().into_iter().map(convert::topic_info).collect();
+        let caller = Caller::of(&request);
+        let topics = self
+            .core
+            .log()
+            .list_topics()
+            .into_iter()
+            .filter(|t| self.allows(&caller, Operation::Describe, Resource::Topic(&t.name)))
+            .map(convert::topic_info)
+            .collect();
         Ok(Response::new(pb::ListTopicsResponse { topics }))
     }
 
@@ -244,8 +338,10 @@ impl pb::admin_service_server::AdminService for Services {
         &self,
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
-        let (info, partitions) =
-            self.core.log().describe_topic(&request.into_inner().name).map_err(status)?;
+        let caller = Caller::of(&request);
+        let name = request.into_inner().name;
+        self.authorize(&caller, Operation::Describe, Resource::Topic(&name))?;
+        let (info, partitions) = self.core.log().describe_topic(&name).map_err(status)?;
         Ok(Response::new(pb::DescribeTopicResponse {
             topic: Some(convert::topic_info(info)),
             partitions: partitions.into_iter().map(convert::partition_info).collect(),
@@ -259,7 +355,9 @@ impl pb::producer_service_server::ProducerService for Services {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Write, Resource::Topic(&req.topic))?;
         let acks = match req.acks() {
             // The producer will not wait for this answer: no reason to wait
             // for a sync before giving it.
@@ -317,8 +415,17 @@ impl pb::producer_service_server::ProducerService for Services {
 
     async fn init_producer_id(
         &self,
-        _request: Request<pb::InitProducerIdRequest>,
+        request: Request<pb::InitProducerIdRequest>,
     ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        // As in Kafka, an idempotent producer's id is for a principal that
+        // may write the cluster, or some topic.
+        let caller = Caller::of(&request);
+        let principal = caller.principal.as_ref();
+        if let Err(denied) = self.authorizer.check(principal, Operation::Write, Resource::Cluster)
+            && !self.authorizer.allows_any(principal, Operation::Write, ResourceType::Topic)
+        {
+            return Err(self.denied(&caller, denied));
+        }
         let id = self.core.log().new_producer_id().map_err(status)?;
         Ok(Response::new(pb::InitProducerIdResponse {
             producer_id: id.id,
@@ -342,7 +449,9 @@ impl wire::consumer::consumer_service_server::ConsumerService for Services {
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<wire::FetchResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Read, Resource::Topic(&req.topic))?;
         let opts = self.fetch_opts(req.max_bytes, req.max_wait_ms).map_err(status)?;
         let span = tracing::info_span!("fetch", topic = %req.topic, partition = req.partition);
         let fetched = self
@@ -366,7 +475,9 @@ impl wire::consumer::consumer_service_server::ConsumerService for Services {
         &self,
         request: Request<pb::ListOffsetsRequest>,
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Describe, Resource::Topic(&req.topic))?;
         let found = self
             .core
             .log()
@@ -387,7 +498,10 @@ impl wire::consumer::consumer_service_server::ConsumerService for Services {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
+        // Checked once, as the stream opens.
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Read, Resource::Topic(&req.topic))?;
         let opts =
             FetchOpts { max_wait: SUBSCRIBE_POLL, ..self.fetch_opts(req.max_bytes, 0).map_err(status)? };
         // Validate the start before the stream opens, so a bad request fails
@@ -455,7 +569,14 @@ impl pb::group_service_server::GroupService for Services {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let host = ConnInfo::remote_of(&request).map(|a| a.to_string()).unwrap_or_default();
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Read, Resource::Group(&req.group))?;
+        // The topics a member subscribes to, as it names them (on join and
+        // when they change).
+        for topic in &req.topics {
+            self.authorize(&caller, Operation::Read, Resource::Topic(topic))?;
+        }
         let hb = Heartbeat {
             group: req.group,
             member_id: req.member_id,
@@ -478,14 +599,16 @@ impl pb::group_service_server::GroupService for Services {
 
     async fn list_groups(
         &self,
-        _request: Request<pb::ListGroupsRequest>,
+        request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let caller = Caller::of(&request);
         let groups = self
             .core
             .groups()
             .list()
             .map_err(status)?
             .into_iter()
+            .filter(|(group, ..)| self.allows(&caller, Operation::Describe, Resource::Group(group)))
             .map(|(group, state, members)| pb::GroupSummary {
                 group,
                 state: convert::group_state(state).into(),
@@ -499,7 +622,9 @@ impl pb::group_service_server::GroupService for Services {
         &self,
         request: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        let caller = Caller::of(&request);
         let group = request.into_inner().group;
+        self.authorize(&caller, Operation::Describe, Resource::Group(&group))?;
         let d = self.core.groups().describe(&group).map_err(status)?;
         Ok(Response::new(convert::group_description(group, d)))
     }
@@ -508,7 +633,10 @@ impl pb::group_service_server::GroupService for Services {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        self.core.groups().delete(&request.into_inner().group).await.map_err(status)?;
+        let caller = Caller::of(&request);
+        let group = request.into_inner().group;
+        self.authorize(&caller, Operation::Delete, Resource::Group(&group))?;
+        self.core.groups().delete(&group).await.map_err(status)?;
         Ok(Response::new(pb::DeleteGroupResponse {}))
     }
 
@@ -517,7 +645,10 @@ impl pb::group_service_server::GroupService for Services {
         request: Request<pb::ResetOffsetsRequest>,
     ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
         use pb::reset_offsets_request::To;
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Read, Resource::Group(&req.group))?;
+        self.authorize(&caller, Operation::Read, Resource::Topic(&req.topic))?;
         let to = match req.to {
             Some(To::Earliest(_)) => ResetTo::Earliest,
             Some(To::Latest(_)) => ResetTo::Latest,
@@ -540,7 +671,13 @@ impl pb::group_service_server::GroupService for Services {
         &self,
         request: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Read, Resource::Group(&req.group))?;
+        let topics: std::collections::BTreeSet<&str> = req.offsets.iter().map(|o| o.topic.as_str()).collect();
+        for topic in topics {
+            self.authorize(&caller, Operation::Read, Resource::Topic(topic))?;
+        }
         let offsets: Vec<_> = req.offsets.into_iter().map(convert::committed_offset).collect();
         let committer = (!req.member_id.is_empty())
             .then_some(Committer { member_id: &req.member_id, member_epoch: req.member_epoch });
@@ -553,11 +690,20 @@ impl pb::group_service_server::GroupService for Services {
         &self,
         request: Request<pb::FetchOffsetsRequest>,
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        self.authorize(&caller, Operation::Describe, Resource::Group(&req.group))?;
         let topic = (!req.topic.is_empty()).then_some(req.topic.as_str());
+        if let Some(topic) = topic {
+            self.authorize(&caller, Operation::Describe, Resource::Topic(topic))?;
+        }
         let offsets = self.core.groups().committed(&req.group, topic).map_err(status)?;
-        Ok(Response::new(pb::FetchOffsetsResponse {
-            offsets: offsets.into_iter().map(convert::partition_offset).collect(),
-        }))
+        // For every topic: only those the caller may describe.
+        let offsets = offsets
+            .into_iter()
+            .filter(|o| self.allows(&caller, Operation::Describe, Resource::Topic(&o.topic)))
+            .map(convert::partition_offset)
+            .collect();
+        Ok(Response::new(pb::FetchOffsetsResponse { offsets }))
     }
 }

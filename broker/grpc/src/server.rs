@@ -78,7 +78,14 @@ pub async fn serve(
         required: options.auth_required,
         certificate: options.certificate_principal,
     };
-    let services = Services::new(core, shutdown.clone(), tasks, metrics.clone(), options.listeners.clone());
+    let services = Services::new(
+        core,
+        shutdown.clone(),
+        tasks,
+        metrics.clone(),
+        options.listeners.clone(),
+        options.authorizer,
+    );
     let max_msg = options.max_request_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

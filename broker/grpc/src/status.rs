@@ -37,6 +37,12 @@ pub(crate) fn status(err: Error) -> Status {
     Status::new(code(&err), error_chain(&err))
 }
 
+/// NOT_FOUND for an access-control entry that does not exist (the core's
+/// `Acls::remove` answers false rather than an error).
+pub(crate) fn acl_not_found(acl: &brooklet_core::Acl) -> Status {
+    Status::new(Code::NotFound, format!("no such ACL: {acl}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

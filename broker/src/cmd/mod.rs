@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch for the `brooklet` binary.
 
+mod acl;
 mod bench;
 pub mod config_file;
 mod consume;
@@ -66,6 +67,78 @@ pub enum Command {
     /// from BROOKLET_NEW_PASSWORD or the first line of standard input.
     #[command(subcommand)]
     User(UserCommand),
+    /// Add, list and remove access-control entries (ACLs), which say who may
+    /// do what with --auth required (through the broker, or with --data-dir
+    /// on a stopped broker's data).
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+/// `brooklet acl …`.
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Add entries: one per operation. An entry already there is left as it is.
+    Add(AclArgs),
+    /// List entries, one per line, e.g. `allow User:alice write topic prefixed orders.`.
+    List(AclListArgs),
+    /// Remove entries: one per operation; fails if none matched.
+    Remove(AclArgs),
+}
+
+/// The entries `acl add` and `acl remove` name.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("resource").args(["topic", "group", "cluster"]).required(true)))]
+pub struct AclArgs {
+    /// The user (`alice` or `User:alice`), or `*` for every authenticated user.
+    #[arg(long, value_name = "USER")]
+    pub principal: String,
+    /// A topic: its name, a prefix with --prefixed, or `*` for every topic.
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// A consumer group: its id, a prefix with --prefixed, or `*` for every group.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// The cluster: users, ACLs, status, idempotent producer ids.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The name is a prefix: every topic or group starting with it.
+    #[arg(long)]
+    pub prefixed: bool,
+    /// Operations, repeated or comma-separated: read, write, create, delete,
+    /// describe, alter, all.
+    #[arg(long = "operation", value_name = "OP", value_delimiter = ',', required = true, value_parser = parse_acl_operation)]
+    pub operations: Vec<brooklet_client::AclOperation>,
+    /// Deny instead of allow (a deny wins over any allow).
+    #[arg(long)]
+    pub deny: bool,
+    /// Work on this stopped broker's data directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The filters of `acl list`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("resource").args(["topic", "group", "cluster"])))]
+pub struct AclListArgs {
+    /// Only this user's entries (`*`: those for every user).
+    #[arg(long, value_name = "USER")]
+    pub principal: Option<String>,
+    /// Only entries whose topic name or prefix is this.
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// Only entries whose group id or prefix is this.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Only cluster entries.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Work on this stopped broker's data directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn parse_acl_operation(s: &str) -> Result<brooklet_client::AclOperation, String> {
+    s.parse().map_err(|e: brooklet_client::Error| e.to_string())
 }
 
 /// `brooklet user …`.
@@ -582,6 +655,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(command) => group::run(command, broker).await,
         Command::Status => status::run(broker).await,
         Command::User(command) => user::run(command, broker).await,
+        Command::Acl(command) => acl::run(command, broker).await,
     }
 }
 

@@ -16,13 +16,14 @@ use crate::kafka::exchange;
 const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "correct horse battery";
 
-/// A broker with `--auth required`, a Kafka listener and the bootstrap user.
+/// A broker with `--auth required`, a Kafka listener and the bootstrap
+/// user, a superuser (allowed everything whatever the ACLs say).
 async fn secured(dir: &std::path::Path) -> EmbeddedBroker {
     let mut config = Config::new(dir);
     config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
     config.auth = Auth::Required;
-    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
     config.superusers = vec![ADMIN.into()];
+    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
     EmbeddedBroker::start_with(config).await.expect("broker starts")
 }
 
@@ -151,6 +152,7 @@ async fn the_cli_manages_users_through_the_broker_and_on_a_stopped_brokers_data(
 
     let mut config = Config::new(dir.path());
     config.auth = Auth::Required;
+    config.superusers = vec!["root".into()];
     let broker = EmbeddedBroker::start_with(config).await.unwrap();
     let endpoint = broker.endpoint();
     // Without credentials, and with a wrong password: refused.
@@ -166,6 +168,13 @@ async fn the_cli_manages_users_through_the_broker_and_on_a_stopped_brokers_data(
     let with_new = [root[0], root[1], ("BROOKLET_NEW_PASSWORD", "carol-pw")];
     let out = cli(&endpoint, &["user", "add", "carol"], &with_new, "").await;
     assert!(out.success && out.stdout.contains("created user carol"), "{out:?}");
+    // Listing users and the status need describe on the cluster.
+    let carol = [("BROOKLET_PASSWORD", "carol-pw")];
+    let out = cli(&endpoint, &["--user", "carol", "user", "list"], &carol, "").await;
+    assert!(!out.success && out.stderr.contains("PERMISSION_DENIED"), "{out:?}");
+    let acl = ["acl", "add", "--principal", "carol", "--cluster", "--operation", "describe"];
+    let out = cli(&endpoint, &acl, &root, "").await;
+    assert!(out.success, "{out:?}");
     let out =
         cli(&endpoint, &["--user", "carol", "user", "list"], &[("BROOKLET_PASSWORD", "carol-pw")], "").await;
     assert!(out.success && out.stdout.contains("carol") && out.stdout.contains("root"), "{out:?}");

@@ -1,5 +1,6 @@
 //! Brooklet's integration tests: one binary, one harness (`brooklet_tests`).
 
+mod acl;
 mod api;
 mod auth;
 mod bench_cli;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use brooklet_broker::{Auth, BootstrapUser, ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
-use brooklet_client::{Admin, Code, Error, TlsOptions};
+use brooklet_client::{AclEntry, AclOperation, AclResourceType, Admin, Code, Error, TlsOptions};
 use brooklet_tests::certs::{CertFiles, TestCa};
 use brooklet_tests::{Finished, KafkaClient, brooklet_bin, finish, kafka_client_available, kafka_scripts};
 use tokio::process::Command;
@@ -18,14 +18,15 @@ const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "correct horse battery";
 
 /// A broker with TLS, `--auth required`, a Kafka listener and the
-/// bootstrap user; client certificates of `clients` required when given.
+/// bootstrap user, a superuser; client certificates of `clients` required
+/// when given.
 async fn secured(dir: &Path, ca: &TestCa, clients: Option<&TestCa>) -> EmbeddedBroker {
     let server = ca.server("server");
     let mut config = Config::new(dir.join("data"));
     config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
     config.auth = Auth::Required;
-    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
     config.superusers = vec![ADMIN.into()];
+    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
     let tls = TlsConfig {
         cert: server.cert,
         key: server.key,
@@ -101,6 +102,10 @@ async fn grpc_authenticates_a_client_certificate_as_the_user_it_names() {
     // The bootstrap user's certificate is enough: no password.
     let root = admin(&broker, &ca, Some(&root), None);
     root.create_user("alice", "alice's password").await.expect("the admin is authenticated by certificate");
+    // Listing users needs describe on the cluster: alice's ACLs name her
+    // as her certificate does.
+    let describe_cluster = AclEntry::allow("alice", AclResourceType::Cluster, "", AclOperation::Describe);
+    root.create_acl(&describe_cluster).await.unwrap();
     let as_alice = admin(&broker, &ca, Some(&alice), None);
     as_alice.list_topics().await.expect("alice's certificate is served without a password");
     // A header, when sent, must be the certificate's user's, with the right password.
