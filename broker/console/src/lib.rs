@@ -105,3 +105,6 @@ impl Console {
         api::router(self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests;
