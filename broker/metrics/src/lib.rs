@@ -148,6 +148,55 @@ struct Inner {
     /// Held while a scrape refreshes the gauges computed at scrape time and
     /// encodes them, so that two scrapes never interleave a clear and a fill.
     scrape: Mutex<()>,
+    /// Broker-wide sums for [`Metrics::totals`]: a family cannot be summed
+    /// without a scrape.
+    totals: TotalCounters,
+}
+
+/// Upper bounds of the produce latency buckets of [`Totals`], in
+/// microseconds: 250 µs doubling to about 65 s; a last bucket counts the
+/// rest.
+pub const LATENCY_BOUNDS_MICROS: [u64; 19] = {
+    let mut bounds = [0u64; 19];
+    let mut i = 0;
+    while i < bounds.len() {
+        bounds[i] = 250 << i;
+        i += 1;
+    }
+    bounds
+};
+
+/// Buckets of [`Totals::produce_latency`]: one per bound and one above.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MICROS.len() + 1;
+
+#[derive(Debug, Default)]
+struct TotalCounters {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    produce_latency: [AtomicU64; LATENCY_BUCKETS],
+    group_commits: AtomicU64,
+    group_commit_micros: AtomicU64,
+}
+
+/// Broker-wide counters since start, read at once without a scrape: two
+/// readings a second apart give rates and latencies over that second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Records appended, every topic and protocol.
+    pub records_in: u64,
+    /// Records served by fetches, every topic and protocol.
+    pub records_out: u64,
+    /// Produce requests (gRPC and Kafka) by latency: bucket `i` counts
+    /// those at most [`LATENCY_BOUNDS_MICROS`]`[i]`, the last one the rest.
+    pub produce_latency: [u64; LATENCY_BUCKETS],
+    /// Group commits (flushes and syncs) completed.
+    pub group_commits: u64,
+    /// Their time together, in microseconds.
+    pub group_commit_micros: u64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn request_histogram() -> Histogram {
@@ -377,6 +426,7 @@ impl Metrics {
                 started: Instant::now(),
                 ready: AtomicBool::new(false),
                 scrape: Mutex::new(()),
+                totals: TotalCounters::default(),
             }),
         }
     }
@@ -387,6 +437,7 @@ impl Metrics {
         let labels = TopicLabels { topic: topic.to_owned() };
         self.inner.records_produced.get_or_create(&labels).inc_by(records);
         self.inner.bytes_produced.get_or_create(&labels).inc_by(bytes);
+        self.inner.totals.records_in.fetch_add(records, Ordering::Relaxed);
     }
 
     /// Counts `n` records of `bytes` (their encodings, as stored and sent)
@@ -396,6 +447,27 @@ impl Metrics {
             let labels = TopicLabels { topic: topic.to_owned() };
             self.inner.records_fetched.get_or_create(&labels).inc_by(n);
             self.inner.bytes_fetched.get_or_create(&labels).inc_by(bytes);
+            self.inner.totals.records_out.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a produce request served in `took`, whatever its protocol, for
+    /// [`Totals::produce_latency`].
+    fn produce_took(&self, took: Duration) {
+        let us = micros(took);
+        let bucket = LATENCY_BOUNDS_MICROS.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS - 1);
+        self.inner.totals.produce_latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The broker-wide totals since start (see [`Totals`]).
+    pub fn totals(&self) -> Totals {
+        let t = &self.inner.totals;
+        Totals {
+            records_in: t.records_in.load(Ordering::Relaxed),
+            records_out: t.records_out.load(Ordering::Relaxed),
+            produce_latency: std::array::from_fn(|i| t.produce_latency[i].load(Ordering::Relaxed)),
+            group_commits: t.group_commits.load(Ordering::Relaxed),
+            group_commit_micros: t.group_commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -425,6 +497,9 @@ impl Metrics {
     pub fn request_ended(&self, rpc: String, code: &'static str, took: Duration) {
         let m = &self.inner;
         m.requests_in_flight.dec();
+        if rpc.ends_with("/Produce") {
+            self.produce_took(took);
+        }
         m.request_duration.get_or_create(&RpcLabels { rpc: rpc.clone() }).observe(took.as_secs_f64());
         m.requests.get_or_create(&RpcCodeLabels { rpc, code }).inc();
     }
@@ -439,6 +514,9 @@ impl Metrics {
     /// set) at `version` (one the adapter implements), served in `took`.
     pub fn kafka_request(&self, api: &str, version: i16, took: Duration) {
         let m = &self.inner;
+        if api == "Produce" {
+            self.produce_took(took);
+        }
         m.kafka_request_duration
             .get_or_create(&KafkaApiLabels { api: api.to_owned() })
             .observe(took.as_secs_f64());
@@ -576,6 +654,8 @@ impl FlushObserver for Metrics {
     fn flushed(&self, batches: usize, took: Duration) {
         self.inner.group_commit_duration.observe(took.as_secs_f64());
         self.inner.group_commit_batches.observe(batches as f64);
+        self.inner.totals.group_commits.fetch_add(1, Ordering::Relaxed);
+        self.inner.totals.group_commit_micros.fetch_add(micros(took), Ordering::Relaxed);
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Config {
     /// parallel tests never compete for a port; `brooklet serve` defaults to
     /// 127.0.0.1:7071.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the web console at `/console/` on the metrics listener
+    /// (default `true`; `--console off`). Without [`Auth::Required`] it
+    /// stays on loopback unless [`Config::allow_insecure`].
+    pub console: bool,
     /// Where to serve Kafka's wire protocol; `None` (the default) serves
     /// none. [`crate::EmbeddedBroker`] binds it itself (use `127.0.0.1:0`).
     pub kafka_listen: Option<SocketAddr>,
@@ -95,6 +99,7 @@ impl Config {
             core: CoreConfig::new(data_dir),
             slow_request: Duration::from_secs(1),
             metrics_listen: None,
+            console: true,
             kafka_listen: None,
             kafka_advertised: None,
             kafka_auto_create_topics: true,
@@ -172,6 +177,28 @@ impl Config {
     /// authentication, unless [`Config::allow_insecure`] says so.
     pub fn check_exposure(&self, key: &str, addr: SocketAddr) -> Result<()> {
         exposure(key, addr, self.tls.is_some(), self.auth == Auth::Required, self.allow_insecure)
+    }
+
+    /// Refuses the console on the metrics listener's `addr` when that is
+    /// not a loopback address and users would not log in (no
+    /// [`Auth::Required`]), unless [`Config::allow_insecure`] says so. The
+    /// listener has no TLS, so only authentication is asked for.
+    pub fn check_console_exposure(&self, addr: SocketAddr) -> Result<()> {
+        if !self.console
+            || addr.ip().to_canonical().is_loopback()
+            || self.auth == Auth::Required
+            || self.allow_insecure
+        {
+            return Ok(());
+        }
+        Err(brooklet_core::Error::invalid(
+            "metrics_listen",
+            format!(
+                "--metrics-listen {addr} is reachable from other hosts and serves the console, but the broker \
+                 has no --auth required: add it, bind a loopback address, pass --console off, or pass \
+                 --allow-insecure"
+            ),
+        ))
     }
 
     /// How a verified client certificate authenticates its connection:
@@ -271,6 +298,21 @@ mod tests {
             check(exposed, true, true, false).expect("TLS and authentication");
             check(exposed, false, false, true).expect("--allow-insecure");
         }
+        // The console on the metrics listener needs only authentication.
+        let mut console = Config::new("unused");
+        let exposed = "0.0.0.0:7071".parse().unwrap();
+        let err = console.check_console_exposure(exposed).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid metrics_listen: --metrics-listen 0.0.0.0:7071 is reachable"),
+            "{err}"
+        );
+        assert!(err.contains("--console off"), "{err}");
+        console.check_console_exposure("127.0.0.1:7071".parse().unwrap()).expect("loopback");
+        console.auth = Auth::Required;
+        console.check_console_exposure(exposed).expect("users log in");
+        console.auth = Auth::None;
+        console.console = false;
+        console.check_console_exposure(exposed).expect("no console");
         // The Kafka listener is checked by `validate`.
         let mut config = kafka("0.0.0.0:9092", Some(("10.1.2.3", 9092)));
         config.allow_insecure = false;

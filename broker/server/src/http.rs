@@ -1,7 +1,8 @@
 //! The HTTP listener for operators: `/metrics` (Prometheus text format),
 //! `/healthz` (the process is up) and `/readyz` (storage open and every
 //! listener serving; 503 from the moment shutdown begins). `/readyz` names
-//! the listeners in its body.
+//! the listeners in its body. Unless `--console off`, the web console
+//! (`brooklet-console`) is mounted at `/console/`, and `/` redirects there.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub(crate) struct Http {
     pub(crate) core: Core,
     /// Every listener of the broker, this one included.
     pub(crate) listeners: Vec<Arc<Serving>>,
+    /// The web console, when it is on.
+    pub(crate) console: Option<brooklet_console::Console>,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (whose entry
@@ -63,11 +66,17 @@ pub(crate) fn spawn_http(
     tasks: &TaskTracker,
 ) {
     tracing::info!(addr = %serving.addr, "metrics serving");
-    let router = Router::new()
+    let console = state.console.clone();
+    let mut router = Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
+    if let Some(console) = console {
+        router = router
+            .route("/", get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/console/")]) }))
+            .merge(console.router());
+    }
     serving.set(true);
     tasks.spawn(async move {
         let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;

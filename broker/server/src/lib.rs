@@ -173,6 +173,10 @@ async fn open(config: Config, listeners: Listeners) -> Result<Opened, ServeError
         let bound = l.local_addr().map_err(listen_error("for Kafka"))?;
         config.check_exposure("kafka_listen", bound).map_err(ServeError::Config)?;
     }
+    if let Some(l) = &metrics_listener {
+        let bound = l.local_addr().map_err(listen_error("for metrics"))?;
+        config.check_console_exposure(bound).map_err(ServeError::Config)?;
+    }
     let metrics = Metrics::new();
     let storage_error =
         |source: Error| ServeError::Storage { dir: config.core.data_dir.display().to_string(), source };
@@ -218,11 +222,37 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
     // The metrics server outlives the gRPC drain, so that `/readyz` can
     // answer 503 while in-flight requests finish.
     let metrics_stop = CancellationToken::new();
+    let authorizer = Authorizer::new(core.acls().clone(), config.auth == Auth::Required, &config.superusers);
     if let (Some(l), Some(serving)) = (metrics_listener, metrics_serving) {
-        let http = http::Http { metrics: metrics.clone(), core: core.clone(), listeners: listening.clone() };
+        let console = config.console.then(|| {
+            let tls = config.tls.is_some();
+            let listeners = listening
+                .iter()
+                .map(|l| brooklet_console::ListenerInfo {
+                    name: l.name,
+                    addr: l.addr,
+                    tls: tls && l.name != "metrics",
+                })
+                .collect();
+            let console = brooklet_console::Console::new(brooklet_console::ConsoleOptions {
+                core: core.clone(),
+                metrics: metrics.clone(),
+                authorizer: authorizer.clone(),
+                auth_required: config.auth == Auth::Required,
+                listeners,
+            });
+            console.spawn_sampler(stop.clone(), &tasks);
+            tracing::info!(url = %format_args!("http://{}/console/", serving.addr), "console serving");
+            console
+        });
+        let http = http::Http {
+            metrics: metrics.clone(),
+            core: core.clone(),
+            listeners: listening.clone(),
+            console,
+        };
         http::spawn_http(http, l, serving, metrics_stop.clone(), &tasks);
     }
-    let authorizer = Authorizer::new(core.acls().clone(), config.auth == Auth::Required, &config.superusers);
     if authorizer.enforced() && config.superusers.is_empty() && core.acls().list().is_empty() {
         tracing::warn!(
             "--auth required with no ACLs and no --superusers: every request will be denied; name \

@@ -7,6 +7,7 @@ mod bench_cli;
 mod breaker;
 mod cli;
 mod client;
+mod console;
 mod crash;
 mod disk_full;
 mod exhaustion;
