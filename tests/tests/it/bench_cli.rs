@@ -12,11 +12,6 @@ use brooklet_tests::{BrokerProcess, Finished, TestBroker, brooklet_bin, eventual
 use serde_json::Value;
 use tokio::process::Command;
 
-#[allow(dead_code)]
-async fn brooklet(args: &[&str]) -> Finished {
-    brooklet_with(args, &[]).await
-}
-
 /// `brooklet ARGS` with the variables `env`, and none of the client
 /// commands' own from the environment the tests run in.
 async fn brooklet_with(args: &[&str], env: &[(&str, &str)]) -> Finished {
