@@ -1,18 +1,29 @@
 //! `brooklet bench` end to end: the real binary against a real `serve` child
-//! process, and the in-process storage and disk benches in a temporary
-//! directory. Small workloads; the tests check what was counted and the shape
+//! process (or an embedded broker, for TLS and authentication), and the
+//! in-process storage and disk benches in a temporary directory. Small workloads; the tests check what was counted and the shape
 //! of the output, never how fast anything was.
 
+use std::path::Path;
 use std::process::Stdio;
 
-use brooklet_broker::Config;
+use brooklet_broker::{Auth, BootstrapUser, ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
+use brooklet_tests::certs::{CertFiles, TestCa};
 use brooklet_tests::{BrokerProcess, Finished, TestBroker, brooklet_bin, eventually, finish};
 use serde_json::Value;
 use tokio::process::Command;
 
-async fn brooklet(args: &[&str]) -> Finished {
+/// `brooklet ARGS` with the variables `env`, and none of the client
+/// commands' own from the environment the tests run in.
+async fn brooklet_with(args: &[&str], env: &[(&str, &str)]) -> Finished {
     let child = Command::new(brooklet_bin())
         .args(args)
+        .env_remove("BROOKLET_BROKER")
+        .env_remove("BROOKLET_USER")
+        .env_remove("BROOKLET_PASSWORD")
+        .env_remove("BROOKLET_TLS_CA")
+        .env_remove("BROOKLET_TLS_CLIENT_CERT")
+        .env_remove("BROOKLET_TLS_CLIENT_KEY")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -24,10 +35,15 @@ async fn brooklet(args: &[&str]) -> Finished {
 
 /// Runs a bench with `--json` and returns the one JSON object it printed.
 async fn bench_json(args: &[&str]) -> Value {
+    bench_json_with(args, &[]).await
+}
+
+/// As [`bench_json`], with the variables `env`.
+async fn bench_json_with(args: &[&str], env: &[(&str, &str)]) -> Value {
     let mut all = vec!["bench"];
     all.extend_from_slice(args);
     all.push("--json");
-    let out = brooklet(&all).await;
+    let out = brooklet_with(&all, env).await;
     assert!(out.success, "brooklet {all:?} failed: {}", out.stderr);
     let stdout = out.stdout.trim();
     assert_eq!(stdout.lines().count(), 1, "exactly one JSON object on stdout: {stdout}");
@@ -338,7 +354,11 @@ async fn a_record_the_broker_refuses_stops_bench_produce_with_one_clear_line() {
 }
 
 async fn check_fails(args: &[&str], needle: &str) {
-    let out = brooklet(args).await;
+    check_fails_with(args, &[], needle).await;
+}
+
+async fn check_fails_with(args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let out = brooklet_with(args, env).await;
     assert!(!out.success, "brooklet {args:?} should fail");
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
     // Progress lines (`bench produce   1.0 s | …`, one a second) may come
@@ -346,4 +366,113 @@ async fn check_fails(args: &[&str], needle: &str) {
     let stderr: Vec<&str> = out.stderr.lines().filter(|l| !l.starts_with("bench ")).collect();
     assert_eq!(stderr.len(), 1, "one line of error for {args:?}: {}", out.stderr);
     assert!(stderr[0].contains(needle), "`{}` should mention `{needle}`", stderr[0]);
+}
+
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "correct horse battery";
+
+/// A broker serving TLS with the certificate `ca` signs, with `--auth
+/// required`, the bootstrap user `admin` and `--superusers admin`; client
+/// certificates of `clients` required when given.
+async fn secured(dir: &Path, ca: &TestCa, clients: Option<&TestCa>) -> EmbeddedBroker {
+    let server = ca.server("server");
+    let mut config = Config::new(dir.join("data"));
+    config.auth = Auth::Required;
+    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
+    config.superusers = vec![ADMIN.into()];
+    let tls = TlsConfig {
+        cert: server.cert,
+        key: server.key,
+        client_ca: clients.map(|c| c.path.clone()),
+        client_auth: if clients.is_some() { ClientAuth::Required } else { ClientAuth::None },
+    };
+    config.tls = Some(Tls::new(tls).expect("TLS files load"));
+    EmbeddedBroker::start_with(config).await.expect("broker starts")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+#[tokio::test]
+async fn bench_produce_and_consume_over_tls_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "main");
+    let broker = secured(dir.path(), &ca, None).await;
+    let ep = broker.endpoint();
+    assert!(ep.starts_with("https://"), "{ep}");
+    let ca_path = path(&ca.path);
+    let secure = ["--broker", ep.as_str(), "--timeout", "10", "--tls-ca", ca_path, "--user", ADMIN];
+    let password = [("BROOKLET_PASSWORD", ADMIN_PASSWORD)];
+
+    let mut args = vec!["produce", "--topic", "t", "--records", "300", "--record-size", "1024"];
+    args.extend_from_slice(&secure);
+    let produced = bench_json_with(&args, &password).await;
+    assert_eq!(produced["records"], 300, "{produced}");
+    assert_eq!(produced["bytes"], 300 * 1024);
+    assert_eq!(produced["config"]["tls"], true, "{produced}");
+    assert_eq!(produced["config"]["user"], ADMIN, "{produced}");
+    assert_figures(&produced);
+    let mut args = vec!["consume", "--topic", "t"];
+    args.extend_from_slice(&secure);
+    let consumed = bench_json_with(&args, &password).await;
+    assert_eq!(consumed["records"], 300, "{consumed}");
+    assert_eq!(consumed["config"]["tls"], true, "{consumed}");
+
+    // Each refusal is one line, at once: with a minute's --timeout, a bench
+    // that retried would outlast the harness's deadline.
+    let produce = |extra: &[&str]| -> Vec<String> {
+        let args = ["bench", "produce", "--topic", "t", "--records", "10", "--broker", ep.as_str()];
+        let args = args.iter().chain(&["--timeout", "60"]).chain(extra);
+        args.map(|a| a.to_string()).collect()
+    };
+    let check = |args: Vec<String>, env: &'static [(&'static str, &'static str)], needle: &'static str| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        check_fails_with(&args, env, needle).await;
+    };
+    const PASSWORD: &[(&str, &str)] = &[("BROOKLET_PASSWORD", ADMIN_PASSWORD)];
+    const WRONG: &[(&str, &str)] = &[("BROOKLET_PASSWORD", "wrong")];
+    let with_ca = ["--tls-ca", ca_path, "--user", ADMIN];
+    check(produce(&with_ca), WRONG, "invalid user name or password").await;
+    check(produce(&with_ca), &[], "needs its password in BROOKLET_PASSWORD").await;
+    check(produce(&with_ca[..2]), PASSWORD, "authentication required").await;
+    // Without --tls-ca the system's roots do not know the test CA.
+    check(produce(&with_ca[2..]), PASSWORD, "invalid peer certificate").await;
+    check(produce(&["--tls-client-cert", ca_path]), PASSWORD, "--tls-client-key").await;
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bench_e2e_over_mutual_tls_authenticates_as_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "main");
+    let clients = TestCa::new(dir.path(), "clients");
+    let broker = secured(dir.path(), &ca, Some(&clients)).await;
+    let ep = broker.endpoint();
+    let ca_path = path(&ca.path);
+    let admin = clients.client("admin", ADMIN);
+    let nobody = clients.client("nobody", "nobody");
+    let secure = |cert: &CertFiles| -> Vec<String> {
+        let flags = ["--broker", ep.as_str(), "--timeout", "10", "--tls-ca", ca_path];
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        flags.extend(["--tls-client-cert".into(), path(&cert.cert).into()]);
+        flags.extend(["--tls-client-key".into(), path(&cert.key).into()]);
+        flags
+    };
+
+    let flags = secure(&admin);
+    let mut args = vec!["e2e", "--topic", "e", "--records", "200"];
+    args.extend(flags.iter().map(String::as_str));
+    let e2e = bench_json(&args).await;
+    assert_eq!(e2e["acked"], 200, "{e2e}");
+    assert!(number(&e2e, "records") >= 200.0, "consumers received every record: {e2e}");
+    assert_eq!(e2e["config"]["tls"], true, "{e2e}");
+    assert!(e2e["config"]["user"].is_null(), "no password: the certificate names the user: {e2e}");
+
+    // A certificate the CA signed, of a user no ACL allows: denied.
+    let flags = secure(&nobody);
+    let mut args = vec!["bench", "produce", "--topic", "e", "--records", "10"];
+    args.extend(flags.iter().map(String::as_str));
+    check_fails(&args, "nobody").await;
+    broker.shutdown().await.unwrap();
 }

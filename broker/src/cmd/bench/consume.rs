@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use brooklet_client::{Admin, CommittedOffset, Consumer, Offset};
+use brooklet_client::{CommittedOffset, Offset};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::load::{self, Budget, Limit};
 use super::report::{Latency, Meter, Progress, Summary};
-use super::{BrokerArgs, ConsumeArgs};
+use super::{BrokerArgs, Connect, ConsumeArgs};
 use crate::cmd::count;
 
 /// Most consumers one run may start.
@@ -46,8 +46,8 @@ pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     if let Some(group) = &args.group {
         ensure!(!group.is_empty() && group.len() <= 255, "--group must be 1 to 255 bytes");
     }
-    let timeout = broker.timeout();
-    let admin = Admin::builder(&broker.url).request_timeout(timeout).build()?;
+    let connect = Connect::new(broker)?;
+    let admin = connect.admin()?;
     let described = admin.describe_topic(&args.topic).await?;
     let partitions = described.info.partitions;
     ensure!(
@@ -77,8 +77,7 @@ pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     for share in shares {
         let reader = Reader {
-            endpoint: broker.url.clone(),
-            timeout,
+            connect: connect.clone(),
             topic: args.topic.clone(),
             fetch_bytes: args.fetch_bytes,
             budget: Arc::clone(&budget),
@@ -113,7 +112,10 @@ pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
             ("consumers", args.consumers.into()),
             ("group", args.group.clone().into()),
             ("fetch_bytes", args.fetch_bytes.into()),
-        ],
+        ]
+        .into_iter()
+        .chain(connect.config())
+        .collect(),
         records,
         bytes: reads.iter().map(|r| r.bytes).sum(),
         elapsed,
@@ -137,8 +139,7 @@ pub async fn run(args: ConsumeArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
 /// One consumer's settings.
 #[derive(Debug)]
 struct Reader {
-    endpoint: String,
-    timeout: Duration,
+    connect: Connect,
     topic: String,
     fetch_bytes: u32,
     budget: Arc<Budget>,
@@ -152,8 +153,9 @@ impl Reader {
         if spans.is_empty() {
             return Ok(read);
         }
-        let mut consumer = Consumer::builder(&self.endpoint)
-            .request_timeout(self.timeout)
+        let mut consumer = self
+            .connect
+            .consumer()
             .max_bytes(self.fetch_bytes)
             // Every partition read has records waiting, so a fetch rarely
             // waits; this bounds how long one that does holds up the end.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure};
-use brooklet_client::{Admin, Consumer, Offset};
+use brooklet_client::Offset;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::load::{self, Budget};
 use super::produce::{self, DEFAULT_RUN, ProducerPlan};
 use super::report::{self, Latency, Meter, Progress, Summary};
-use super::{BrokerArgs, E2eArgs};
+use super::{BrokerArgs, Connect, E2eArgs};
 use crate::cmd::count;
 
 /// Most consumers one run may start.
@@ -44,7 +44,7 @@ pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
     super::check_count("--consumers", u64::from(args.consumers), u64::from(MAX_CONSUMERS))?;
     let mut plan = ProducerPlan::new(&args.producer, broker, true)?;
-    let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
+    let admin = plan.connect.admin()?;
     let default_partitions = plan.producers.max(args.consumers);
     plan.partitions =
         produce::ensure_topic(&admin, &plan.topic, args.producer.partitions, default_partitions).await?;
@@ -73,8 +73,7 @@ pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let mut consumers = JoinSet::new();
     for share in load::deal(&starts, args.consumers as usize) {
         let receiver = Receiver {
-            endpoint: plan.endpoint.clone(),
-            timeout: plan.timeout,
+            connect: plan.connect.clone(),
             topic: plan.topic.clone(),
             budget: Arc::clone(&consumer_budget),
             meter: Arc::clone(&received_meter),
@@ -95,8 +94,14 @@ pub async fn run(args: E2eArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
         }
     };
     target.send_replace(Some(produced.acked));
-    let received =
-        wait_for_consumers(consumers, &consumer_budget, &received_meter, produced.acked, plan.timeout).await;
+    let received = wait_for_consumers(
+        consumers,
+        &consumer_budget,
+        &received_meter,
+        produced.acked,
+        plan.connect.timeout,
+    )
+    .await;
     let elapsed = started.elapsed();
     progress.finish().await;
     let received = received?;
@@ -175,8 +180,7 @@ async fn wait_for_consumers(
 /// One consumer's settings.
 #[derive(Debug)]
 struct Receiver {
-    endpoint: String,
-    timeout: Duration,
+    connect: Connect,
     topic: String,
     budget: Arc<Budget>,
     meter: Arc<Meter>,
@@ -189,8 +193,7 @@ impl Receiver {
     /// together has received the target.
     async fn receive(self, starts: Vec<(u32, u64)>) -> anyhow::Result<Received> {
         let mut received = Received { records: 0, bytes: 0, latency: report::histogram() };
-        let mut consumer =
-            Consumer::builder(&self.endpoint).request_timeout(self.timeout).max_wait(FETCH_WAIT).build()?;
+        let mut consumer = self.connect.consumer().max_wait(FETCH_WAIT).build()?;
         for &(partition, offset) in &starts {
             consumer.seek(&self.topic, partition, Offset::At(offset))?;
         }

@@ -7,6 +7,10 @@
 //! Each prints one progress line a second to stderr, then a summary to stdout
 //! (text, or exactly one JSON object with `--json`).
 //!
+//! They reach the broker as every client command does (`--broker`,
+//! `--timeout`, `--tls-ca`, `--tls-client-cert`/`--tls-client-key`, `--user`
+//! with BROOKLET_PASSWORD), through one [`Connect`] made from those flags.
+//!
 //! Arguments are parsed by clap into the `*Args` structs here, then
 //! validated into each command's plan before anything touches the network or
 //! the disk. Every load loop is bounded by a record count or a deadline, and
@@ -24,7 +28,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure};
-use brooklet_client::Durability;
+use brooklet_client::{
+    Admin, AdminBuilder, Consumer, ConsumerBuilder, Durability, Producer, ProducerBuilder, TlsOptions,
+};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::BrokerArgs;
@@ -301,6 +307,77 @@ pub async fn run(command: BenchCommand, broker: BrokerArgs) -> anyhow::Result<()
         BenchCommand::E2e(args) => e2e::run(args, &broker).await,
         BenchCommand::Disk(args) => disk::run(args).await,
         BenchCommand::Storage(args) => storage::run(args).await,
+    }
+}
+
+/// How the benches reach the broker: its endpoint, the request timeout, and
+/// the TLS options and credentials every client they build carries. Read
+/// from [`BrokerArgs`] once, before any load starts, so that a missing
+/// password or a lone `--tls-client-cert` fails at once.
+#[derive(Clone, Debug)]
+pub struct Connect {
+    /// The broker's endpoint, as given to `--broker`.
+    pub endpoint: String,
+    /// How long a request may take, retries included.
+    pub timeout: Duration,
+    tls: Option<TlsOptions>,
+    /// User and password, from `--user` and BROOKLET_PASSWORD.
+    credentials: Option<(String, String)>,
+}
+
+impl Connect {
+    /// The settings of `--broker`, `--timeout`, the `--tls-*` flags and
+    /// `--user`.
+    pub fn new(broker: &BrokerArgs) -> anyhow::Result<Connect> {
+        Ok(Connect {
+            endpoint: broker.url.clone(),
+            timeout: broker.timeout(),
+            tls: broker.tls()?,
+            credentials: broker.authenticate(None, |_, user, password| Some((user, password)))?,
+        })
+    }
+
+    /// An admin client.
+    pub fn admin(&self) -> anyhow::Result<Admin> {
+        let builder = Admin::builder(&self.endpoint).request_timeout(self.timeout);
+        Ok(self.secure(builder, AdminBuilder::tls, AdminBuilder::credentials).build()?)
+    }
+
+    /// A producer's builder, for the caller to finish.
+    pub fn producer(&self) -> ProducerBuilder {
+        let builder = Producer::builder(&self.endpoint).request_timeout(self.timeout);
+        self.secure(builder, ProducerBuilder::tls, ProducerBuilder::credentials)
+    }
+
+    /// A consumer's builder, for the caller to finish.
+    pub fn consumer(&self) -> ConsumerBuilder {
+        let builder = Consumer::builder(&self.endpoint).request_timeout(self.timeout);
+        self.secure(builder, ConsumerBuilder::tls, ConsumerBuilder::credentials)
+    }
+
+    /// `builder` with the TLS options and credentials, where given.
+    fn secure<B>(
+        &self,
+        builder: B,
+        tls: fn(B, TlsOptions) -> B,
+        credentials: fn(B, String, String) -> B,
+    ) -> B {
+        let builder = match &self.tls {
+            Some(options) => tls(builder, options.clone()),
+            None => builder,
+        };
+        match &self.credentials {
+            Some((user, password)) => credentials(builder, user.clone(), password.clone()),
+            None => builder,
+        }
+    }
+
+    /// Whether the connection is TLS and who it authenticates as, for the
+    /// summary.
+    pub fn config(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let tls = self.tls.is_some() || self.endpoint.starts_with("https://");
+        let user = self.credentials.as_ref().map(|(user, _)| user.clone());
+        vec![("tls", tls.into()), ("user", user.into())]
     }
 }
 

@@ -23,7 +23,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use brooklet_client::{Admin, Delivery, Error as ClientError, NewTopic, Producer, ProducerRecord};
+use brooklet_client::{Admin, Delivery, Error as ClientError, NewTopic, ProducerRecord};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use super::load::{self, Budget, Limit, Pacer, Pool};
 use super::report::{self, Latency, Meter, Progress, Summary};
-use super::{AckMode, BrokerArgs, MAX_BATCH_BYTES, ProduceArgs, ProducerOpts};
+use super::{AckMode, BrokerArgs, Connect, MAX_BATCH_BYTES, ProduceArgs, ProducerOpts};
 
 /// How long a run lasts without `--records` or `--duration`.
 pub const DEFAULT_RUN: Limit = Limit::Duration(Duration::from_secs(10));
@@ -49,8 +49,8 @@ const KEY_POOL_SIZE: usize = 1024;
 /// Validated producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerPlan {
-    pub endpoint: String,
-    pub timeout: Duration,
+    /// How to reach the broker.
+    pub connect: Connect,
     pub topic: String,
     /// The topic's partition count, once known.
     pub partitions: u32,
@@ -95,8 +95,7 @@ impl ProducerPlan {
         }
         super::check_count("--max-in-flight", opts.max_in_flight as u64, 1 << 20)?;
         Ok(ProducerPlan {
-            endpoint: broker.url.clone(),
-            timeout: broker.timeout(),
+            connect: Connect::new(broker)?,
             topic: opts.topic.clone(),
             partitions: 0,
             producers: opts.producers,
@@ -113,7 +112,7 @@ impl ProducerPlan {
 
     /// The settings, for the summary.
     pub fn config(&self) -> Vec<(&'static str, Value)> {
-        vec![
+        let mut config = vec![
             ("topic", self.topic.clone().into()),
             ("partitions", self.partitions.into()),
             ("producers", self.producers.into()),
@@ -124,7 +123,9 @@ impl ProducerPlan {
             ("batch_bytes", self.batch_bytes.into()),
             ("rate", self.rate.map_or(Value::Null, Value::from)),
             ("max_in_flight", self.max_in_flight.into()),
-        ]
+        ];
+        config.extend(self.connect.config());
+        config
     }
 
     /// Bytes of one record: key and value.
@@ -239,8 +240,9 @@ async fn produce(
     budget: Arc<Budget>,
     meter: Arc<Meter>,
 ) -> anyhow::Result<Produced> {
-    let producer = Producer::builder(&plan.endpoint)
-        .request_timeout(plan.timeout)
+    let producer = plan
+        .connect
+        .producer()
         .linger(plan.linger)
         .max_batch_bytes(plan.batch_bytes)
         .acks(plan.acks.durability())
@@ -501,7 +503,7 @@ impl Future for Run {
 pub async fn run(args: ProduceArgs, broker: &BrokerArgs) -> anyhow::Result<()> {
     let limit = args.run.limit(Some(DEFAULT_RUN))?.unwrap_or(DEFAULT_RUN);
     let mut plan = ProducerPlan::new(&args.producer, broker, false)?;
-    let admin = Admin::builder(&plan.endpoint).request_timeout(plan.timeout).build()?;
+    let admin = plan.connect.admin()?;
     plan.partitions = ensure_topic(&admin, &plan.topic, args.producer.partitions, plan.producers).await?;
     let plan = Arc::new(plan);
 

@@ -245,7 +245,8 @@ impl Summary {
             );
         }
         for (key, _, text) in &self.extra {
-            let _ = writeln!(out, "  {key:<16}{text}");
+            // A key as long as the column still gets a space after it.
+            let _ = writeln!(out, "  {key:<15} {text}");
         }
         out
     }
