@@ -7,9 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use brooklet_client::{
-    AclEntry, AclFilter, AclPattern, AclPermission, AclResourceType, Admin, AdminBuilder, Code,
-};
+use brooklet_client::{AclEntry, AclFilter, AclPattern, AclPermission, AclResourceType, Code};
 use brooklet_core::{Acl, Core, CoreConfig, Operation, PatternType, Permission, ResourceType};
 use tokio_util::task::TaskTracker;
 
@@ -70,11 +68,7 @@ pub async fn run(command: AclCommand, broker: BrokerArgs) -> anyhow::Result<()> 
 }
 
 async fn online(command: AclCommand, broker: &BrokerArgs) -> anyhow::Result<()> {
-    let admin = broker.authenticate(
-        broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
-        |b, u, p| b.credentials(u, p),
-    )?;
-    let admin = admin.build()?;
+    let admin = broker.admin()?;
     let mut out = stdout();
     match command {
         AclCommand::Add(args) => {

@@ -11,20 +11,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use brooklet_client::{
-    Admin, AdminBuilder, CommittedOffset, Consumer, ConsumerBuilder, ConsumerRecord, Offset,
-};
+use brooklet_client::{Admin, CommittedOffset, Consumer, ConsumerBuilder, ConsumerRecord, Offset};
 
 use super::{BrokerArgs, ConsumeArgs, Format, From, count};
 
 pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     let timeout = broker.timeout();
-    let admin = broker
-        .authenticate(
-            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(timeout),
-            |b, u, p| b.credentials(u, p),
-        )?
-        .build()?;
+    let admin = broker.admin()?;
     let described = admin.describe_topic(&args.topic).await?;
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
         anyhow::bail!(

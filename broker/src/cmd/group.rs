@@ -1,30 +1,21 @@
 //! `brooklet group list|describe|reset-offsets|delete`.
 
-use brooklet_client::{Admin, AdminBuilder, ResetTo};
+use brooklet_client::ResetTo;
 
 use super::{BrokerArgs, GroupCommand, count, stdout};
-
-fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(broker
-        .authenticate(
-            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
-            |b, u, p| b.credentials(u, p),
-        )?
-        .build()?)
-}
 
 pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()> {
     let mut out = stdout();
     match command {
         GroupCommand::List => {
-            let groups = admin(&broker)?.list_groups().await?;
+            let groups = broker.admin()?.list_groups().await?;
             writeln!(out, "{:<40} {:<20} {:>7}", "GROUP", "STATE", "MEMBERS")?;
             for g in groups {
                 writeln!(out, "{:<40} {:<20} {:>7}", g.group, g.state.to_string(), g.members)?;
             }
         }
         GroupCommand::Describe { group } => {
-            let d = admin(&broker)?.describe_group(&group).await?;
+            let d = broker.admin()?.describe_group(&group).await?;
             let total: u64 = d.partitions.iter().map(|p| p.lag).sum();
             writeln!(
                 out,
@@ -110,14 +101,14 @@ pub async fn run(command: GroupCommand, broker: BrokerArgs) -> anyhow::Result<()
             }
         }
         GroupCommand::ResetOffsets { group, topic, to } => {
-            let offsets = admin(&broker)?.reset_offsets(&group, &topic, to).await?;
+            let offsets = broker.admin()?.reset_offsets(&group, &topic, to).await?;
             writeln!(out, "{:<30} {:>9} {:>12}", "TOPIC", "PARTITION", "NEW-OFFSET")?;
             for o in offsets {
                 writeln!(out, "{:<30} {:>9} {:>12}", o.topic, o.partition, o.offset)?;
             }
         }
         GroupCommand::Delete { group } => {
-            admin(&broker)?.delete_group(&group).await?;
+            broker.admin()?.delete_group(&group).await?;
             writeln!(out, "deleted group {group}")?;
         }
     }

@@ -248,6 +248,15 @@ impl BrokerArgs {
         Ok(set(builder, user.clone(), password))
     }
 
+    /// An admin client of `--broker`, with the TLS options, credentials and
+    /// request timeout of the flags.
+    pub fn admin(&self) -> anyhow::Result<brooklet_client::Admin> {
+        use brooklet_client::{Admin, AdminBuilder};
+        let builder =
+            self.tls_on(Admin::builder(&self.url), AdminBuilder::tls)?.request_timeout(self.timeout());
+        Ok(self.authenticate(builder, AdminBuilder::credentials)?.build()?)
+    }
+
     /// The client's TLS options, if any flag asked for one.
     pub fn tls(&self) -> anyhow::Result<Option<brooklet_client::TlsOptions>> {
         let mut tls = match &self.tls_ca {

@@ -1,16 +1,9 @@
 //! `brooklet status`: the broker at a glance.
 
-use brooklet_client::{Admin, AdminBuilder};
-
 use super::{BrokerArgs, stdout};
 
 pub async fn run(broker: BrokerArgs) -> anyhow::Result<()> {
-    let admin = broker
-        .authenticate(
-            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
-            |b, u, p| b.credentials(u, p),
-        )?
-        .build()?;
+    let admin = broker.admin()?;
     let s = admin.status().await?;
     let mut out = stdout();
     let secs = s.uptime.as_secs();

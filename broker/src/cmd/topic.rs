@@ -1,24 +1,15 @@
 //! `brooklet topic create|list|describe|delete`.
 
-use brooklet_client::{Admin, AdminBuilder, NewTopic};
+use brooklet_client::NewTopic;
 
 use super::{BrokerArgs, TopicCommand, count, stdout};
-
-fn admin(broker: &BrokerArgs) -> anyhow::Result<Admin> {
-    Ok(broker
-        .authenticate(
-            broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
-            |b, u, p| b.credentials(u, p),
-        )?
-        .build()?)
-}
 
 pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()> {
     let mut out = stdout();
     match command {
         TopicCommand::Create { name, partitions, config } => {
             let topic = config.into_iter().fold(NewTopic::new(partitions), |t, (k, v)| t.config(k, v));
-            let info = admin(&broker)?.create_topic(&name, topic).await?;
+            let info = broker.admin()?.create_topic(&name, topic).await?;
             writeln!(
                 out,
                 "created topic {} with {} (id {})",
@@ -28,14 +19,14 @@ pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()
             )?;
         }
         TopicCommand::List => {
-            let topics = admin(&broker)?.list_topics().await?;
+            let topics = broker.admin()?.list_topics().await?;
             writeln!(out, "{:<40} {:>10}  ID", "TOPIC", "PARTITIONS")?;
             for t in topics {
                 writeln!(out, "{:<40} {:>10}  {}", t.name, t.partitions, t.topic_id)?;
             }
         }
         TopicCommand::Describe { name } => {
-            let d = admin(&broker)?.describe_topic(&name).await?;
+            let d = broker.admin()?.describe_topic(&name).await?;
             writeln!(
                 out,
                 "topic {} (id {}), {}",
@@ -68,7 +59,7 @@ pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()
             }
             let set: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let remove: Vec<&str> = delete_config.iter().map(String::as_str).collect();
-            let info = admin(&broker)?.alter_topic_config(&name, &set, &remove).await?;
+            let info = broker.admin()?.alter_topic_config(&name, &set, &remove).await?;
             let entries: Vec<String> = info.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(
                 out,
@@ -77,7 +68,7 @@ pub async fn run(command: TopicCommand, broker: BrokerArgs) -> anyhow::Result<()
             )?;
         }
         TopicCommand::Delete { name } => {
-            admin(&broker)?.delete_topic(&name).await?;
+            broker.admin()?.delete_topic(&name).await?;
             writeln!(out, "deleted topic {name}")?;
         }
     }

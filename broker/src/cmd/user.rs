@@ -8,7 +8,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use brooklet_client::{Admin, AdminBuilder};
 use brooklet_core::{Core, CoreConfig};
 use tokio_util::task::TaskTracker;
 
@@ -49,11 +48,7 @@ pub async fn run(command: UserCommand, broker: BrokerArgs) -> anyhow::Result<()>
 }
 
 async fn online(command: UserCommand, broker: &BrokerArgs) -> anyhow::Result<()> {
-    let admin = broker.authenticate(
-        broker.tls_on(Admin::builder(&broker.url), AdminBuilder::tls)?.request_timeout(broker.timeout()),
-        |b, u, p| b.credentials(u, p),
-    )?;
-    let admin = admin.build()?;
+    let admin = broker.admin()?;
     let mut out = stdout();
     match command {
         UserCommand::Add { name, .. } => {
