@@ -27,7 +27,6 @@ async function main(page, problems) {
   await page.goto(url + "#/overview");
   await page.locator("main td", { hasText: /^Version$/ }).waitFor();
   await page.locator("main .uplot").first().waitFor();
-  await shot("overview");
   step("overview");
 
   // Create a topic through the form on the topics page.
@@ -90,6 +89,14 @@ async function main(page, problems) {
   await page.goto(url + "#/topics/doesnotexist");
   await page.locator("#error", { hasText: "doesnotexist" }).waitFor();
   step("a missing topic shows: " + (await page.locator("#error").innerText()));
+
+  // The overview again, once its charts have a few samples to draw.
+  const sampled = page.waitForResponse(async (r) => r.url().includes("/api/history") && (await r.json()).at_ms.length >= 3);
+  await page.locator("nav a", { hasText: "Overview" }).click();
+  await sampled;
+  await page.locator("main td", { hasText: /^Version$/ }).waitFor();
+  await shot("overview");
+  step("overview charted");
 
   if (problems.length) throw new Error(problems.join("; "));
   step("no dialog, no page error");

@@ -623,7 +623,8 @@ pub async fn browser_available() -> bool {
             .status();
         match tokio::time::timeout(DEADLINE, probe).await {
             Ok(Ok(status)) if status.success() => return true,
-            _ => "playwright-core cannot be loaded; install it with `npm ci --prefix tests/console`".to_string(),
+            _ => "playwright-core cannot be loaded; install it with `npm ci --prefix tests/console`"
+                .to_string(),
         }
     };
     if std::env::var_os("BROOKLET_REQUIRE_BROWSER").is_some_and(|v| v == "1") {

@@ -55,7 +55,12 @@ async fn a_browser_creates_sends_browses_and_sees_lag_and_markup_stays_text() {
         .groups()
         .commit_offsets(pb::CommitOffsetsRequest {
             group: "lagging".into(),
-            offsets: vec![pb::PartitionOffset { topic: "jobs".into(), partition: 0, offset: 2, metadata: None }],
+            offsets: vec![pb::PartitionOffset {
+                topic: "jobs".into(),
+                partition: 0,
+                offset: 2,
+                metadata: None,
+            }],
             member_id: String::new(),
             member_epoch: 0,
         })
@@ -78,9 +83,9 @@ async fn a_browser_creates_sends_browses_and_sees_lag_and_markup_stays_text() {
         shots.display()
     );
     let steps: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("ok: ")).collect();
-    assert_eq!(steps.len(), 8, "{stdout}");
+    assert_eq!(steps.len(), 9, "{stdout}");
     assert!(steps[6].contains("404") && steps[6].contains("doesnotexist"), "{stdout}");
-    assert_eq!(steps[7], "no dialog, no page error");
+    assert_eq!(steps[8], "no dialog, no page error");
 
     // What the browser did, seen from the broker.
     let topics = broker.admin().list_topics(pb::ListTopicsRequest::default()).await.unwrap().into_inner();
