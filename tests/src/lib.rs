@@ -594,6 +594,62 @@ pub async fn kafka_client_available(client: KafkaClient) -> bool {
     false
 }
 
+/// `tests/console`: the script that drives the web console in a browser,
+/// and playwright-core's `package.json`.
+pub fn console_scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console")
+}
+
+/// The Chromium the console's browser test drives: `BROOKLET_CHROMIUM`, else
+/// Debian's `/usr/bin/chromium`.
+pub fn chromium_path() -> PathBuf {
+    std::env::var_os("BROOKLET_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// Whether the console's browser test can run here: Chromium and
+/// playwright-core (`npm ci` in `tests/console`). `.ci/run` installs both
+/// and sets `BROOKLET_REQUIRE_BROWSER=1`, so that CI fails instead of
+/// skipping; elsewhere a missing one skips the test loudly.
+pub async fn browser_available() -> bool {
+    let problem = if !chromium_path().is_file() {
+        format!("{} is missing; install it with `apt-get install chromium`", chromium_path().display())
+    } else {
+        let probe = tokio::process::Command::new("node")
+            .args(["-e", "require('playwright-core')"])
+            .current_dir(console_scripts())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        match tokio::time::timeout(DEADLINE, probe).await {
+            Ok(Ok(status)) if status.success() => return true,
+            _ => "playwright-core cannot be loaded; install it with `npm ci --prefix tests/console`"
+                .to_string(),
+        }
+    };
+    if std::env::var_os("BROOKLET_REQUIRE_BROWSER").is_some_and(|v| v == "1") {
+        panic!("BROOKLET_REQUIRE_BROWSER=1 but {problem}");
+    }
+    eprintln!("\n*** SKIPPED: {problem} (CI requires it) ***\n");
+    false
+}
+
+/// `node script args…` run in `tests/console` (see [`console_scripts`]),
+/// its output piped, killed if dropped.
+pub fn console_script(script: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .env("BROOKLET_CHROMIUM", chromium_path())
+        .current_dir(console_scripts())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("node {script} starts: {e}"))
+}
+
 /// `message` as a request carrying `user`'s Basic credentials, as a gRPC
 /// client of a broker with `--auth required` sends them.
 pub fn with_credentials<T>(message: T, user: &str, password: &str) -> tonic::Request<T> {

@@ -134,6 +134,14 @@
     const opts = {
       title, width: 420, height: 200,
       series: [{}].concat(series.map((s, i) => ({ label: s, stroke: ["#2b6cb0", "#c05621", "#2f855a"][i % 3], spanGaps: true }))),
+      // From the first sample to the last, at least a minute wide: with
+      // one sample uPlot would stretch the time axis over years.
+      scales: { x: { time: true, range: (u, min, max) => {
+        const t = u.data[0];
+        if (!t || !t.length) return [min, max];
+        const last = t[t.length - 1];
+        return [Math.min(t[0], last - 60), last];
+      } } },
       axes: [{}, { size: 60 }],
     };
     const data = [[]].concat(series.map(() => []));

@@ -8,6 +8,7 @@ mod breaker;
 mod cli;
 mod client;
 mod console;
+mod console_browser;
 mod crash;
 mod disk_full;
 mod exhaustion;
