@@ -150,12 +150,7 @@ impl Console {
     fn check(&self, p: &Option<Principal>, op: Operation, resource: Resource<'_>) -> Result<(), ApiError> {
         let authz = &self.inner.options.authorizer;
         authz.check(p.as_ref(), op, resource).map_err(|denied| {
-            authz.log_denial(&denied, "console", None);
-            self.inner.options.metrics.authorization_denied(
-                "console",
-                op.name(),
-                resource.resource_type().name(),
-            );
+            authz.report_denial(&denied, "console", None);
             ApiError::from(denied)
         })
     }

@@ -459,14 +459,42 @@ impl Acls {
     }
 }
 
+/// Whether `entries` let `user` do `operation` on `resource`: some entry
+/// allows it and none denies it.
+fn decide(entries: &[Acl], user: &str, operation: Operation, resource: &Resource<'_>) -> bool {
+    let mut allowed = false;
+    for acl in entries.iter().filter(|a| a.matches(user, operation, resource)) {
+        match acl.permission {
+            Permission::Deny => return false,
+            Permission::Allow => allowed = true,
+        }
+    }
+    allowed
+}
+
+/// Counts a reported denial, with the protocol it came over (the metrics
+/// live outside the core).
+pub type DenialCounter = Arc<dyn Fn(&'static str, &Denied) + Send + Sync>;
+
 /// Decides whether a principal may do an operation on a resource: see the
 /// module docs. Cloning shares it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Authorizer {
     acls: Acls,
     enforced: bool,
     superusers: Arc<[String]>,
     logged: Arc<Mutex<HashMap<DenialKey, Logged>>>,
+    count: Option<DenialCounter>,
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("acls", &self.acls)
+            .field("enforced", &self.enforced)
+            .field("superusers", &self.superusers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Denials are logged at most once per principal, operation and resource
@@ -488,7 +516,14 @@ impl Authorizer {
     /// Checks requests against `acls` when `enforced` (with `--auth
     /// required`); `superusers` are allowed everything.
     pub fn new(acls: Acls, enforced: bool, superusers: &[String]) -> Authorizer {
-        Authorizer { acls, enforced, superusers: superusers.into(), logged: Arc::default() }
+        Authorizer { acls, enforced, superusers: superusers.into(), logged: Arc::default(), count: None }
+    }
+
+    /// This authorizer, with every denial [reported](Self::report_denial)
+    /// also given to `count`.
+    pub fn counting(mut self, count: DenialCounter) -> Authorizer {
+        self.count = Some(count);
+        self
     }
 
     /// Allows everything (authentication off).
@@ -538,42 +573,46 @@ impl Authorizer {
         operation: Operation,
         resource: Resource<'_>,
     ) -> bool {
-        if !self.enforced {
-            return true;
+        match self.settled(principal) {
+            Ok(principal) => decide(&self.acls.list(), principal.name(), operation, &resource),
+            Err(allowed) => allowed,
         }
-        let Some(principal) = principal else { return false };
-        if self.is_superuser(principal) {
-            return true;
+    }
+
+    /// The principal whose entries decide, or the decision without them:
+    /// allowed when nothing is checked or for a superuser, denied without a
+    /// principal.
+    fn settled<'p>(&self, principal: Option<&'p Principal>) -> Result<&'p Principal, bool> {
+        match principal {
+            _ if !self.enforced => Err(true),
+            None => Err(false),
+            Some(p) if self.is_superuser(p) => Err(true),
+            Some(p) => Ok(p),
         }
-        let entries = self.acls.list();
-        let mut allowed = false;
-        for acl in entries.iter().filter(|a| a.matches(principal.name(), operation, &resource)) {
-            match acl.permission {
-                Permission::Deny => return false,
-                Permission::Allow => allowed = true,
-            }
+    }
+
+    /// `Ok` if `principal` may get an idempotent producer's id: it may
+    /// write the cluster, or (as Kafka allows) some topic.
+    pub fn check_producer_id(&self, principal: Option<&Principal>) -> std::result::Result<(), Denied> {
+        if self.allows_any(principal, Operation::Write, ResourceType::Topic) {
+            return Ok(());
         }
-        allowed
+        self.check(principal, Operation::Write, Resource::Cluster)
     }
 
     /// Whether `principal` may do `operation` on some resource of
-    /// `resource_type` (for an operation Kafka allows on any topic, such as
-    /// an idempotent producer's id).
-    pub fn allows_any(
+    /// `resource_type`.
+    fn allows_any(
         &self,
         principal: Option<&Principal>,
         operation: Operation,
         resource_type: ResourceType,
     ) -> bool {
-        if !self.enforced {
-            return true;
-        }
-        let Some(principal) = principal else { return false };
-        if self.is_superuser(principal) {
-            return true;
-        }
-        let entries = self.acls.list();
-        entries.iter().any(|a| {
+        let principal = match self.settled(principal) {
+            Ok(principal) => principal,
+            Err(allowed) => return allowed,
+        };
+        self.acls.list().iter().any(|a| {
             a.permission == Permission::Allow
                 && a.resource_type == resource_type
                 && (a.principal == "*" || a.principal == principal.name())
@@ -581,11 +620,14 @@ impl Authorizer {
         })
     }
 
-    /// Logs `denied`, of a request from `peer` over `protocol` (`grpc`,
-    /// `kafka`): the principal, peer, operation and resource, at most once
-    /// every [`DENIAL_LOG_INTERVAL`] for the same principal, operation and
-    /// resource.
-    pub fn log_denial(&self, denied: &Denied, protocol: &'static str, peer: Option<SocketAddr>) {
+    /// Counts `denied`, of a request from `peer` over `protocol` (`grpc`,
+    /// `kafka`, `console`), and logs it: the principal, peer, operation and
+    /// resource, at most once every [`DENIAL_LOG_INTERVAL`] for the same
+    /// principal, operation and resource.
+    pub fn report_denial(&self, denied: &Denied, protocol: &'static str, peer: Option<SocketAddr>) {
+        if let Some(count) = &self.count {
+            count(protocol, denied);
+        }
         let key = (
             denied.principal.as_ref().map(|p| p.name().to_owned()),
             denied.operation,
@@ -649,18 +691,6 @@ mod tests {
         Acl::new(principal, t, p, name, op, perm).unwrap()
     }
 
-    /// Decides against `entries` without storage: the rules alone.
-    fn decide(entries: &[Acl], user: &str, op: Operation, resource: Resource<'_>) -> bool {
-        let mut allowed = false;
-        for a in entries.iter().filter(|a| a.matches(user, op, &resource)) {
-            match a.permission {
-                Permission::Deny => return false,
-                Permission::Allow => allowed = true,
-            }
-        }
-        allowed
-    }
-
     #[test]
     fn deny_wins_prefixes_and_wildcards_match_and_nothing_is_allowed_by_default() {
         use Operation::*;
@@ -674,27 +704,27 @@ mod tests {
             acl("bob", Group, Literal, "*", Read, Allow),
             acl("User:carol", Cluster, Literal, "", Alter, Allow),
         ];
-        assert!(decide(&entries, "alice", Write, Resource::Topic("orders.eu")));
-        assert!(decide(&entries, "alice", Describe, Resource::Topic("orders.eu")), "write implies describe");
-        assert!(!decide(&entries, "alice", Read, Resource::Topic("orders.eu")), "not read");
-        assert!(!decide(&entries, "alice", Write, Resource::Topic("orders.secret")), "deny wins");
-        assert!(!decide(&entries, "alice", Write, Resource::Topic("orders")), "a prefix is a prefix");
-        assert!(decide(&entries, "dave", Read, Resource::Topic("public")), "* is every user");
-        assert!(!decide(&entries, "dave", Read, Resource::Topic("publicity")), "literal is exact");
-        assert!(decide(&entries, "bob", Read, Resource::Group("any")), "* is every name");
-        assert!(!decide(&entries, "bob", Read, Resource::Topic("any")), "a group entry is not a topic one");
-        assert!(decide(&entries, "carol", Alter, Resource::Cluster), "User: is dropped");
-        assert!(decide(&entries, "carol", Describe, Resource::Cluster));
-        assert!(!decide(&entries, "carol", Create, Resource::Topic("x")));
-        assert!(decide(&entries, "nobody", Describe, Resource::Topic("public")), "read implies describe");
-        assert!(!decide(&[], "alice", Read, Resource::Topic("x")), "nothing is allowed by default");
+        assert!(decide(&entries, "alice", Write, &Resource::Topic("orders.eu")));
+        assert!(decide(&entries, "alice", Describe, &Resource::Topic("orders.eu")), "write implies describe");
+        assert!(!decide(&entries, "alice", Read, &Resource::Topic("orders.eu")), "not read");
+        assert!(!decide(&entries, "alice", Write, &Resource::Topic("orders.secret")), "deny wins");
+        assert!(!decide(&entries, "alice", Write, &Resource::Topic("orders")), "a prefix is a prefix");
+        assert!(decide(&entries, "dave", Read, &Resource::Topic("public")), "* is every user");
+        assert!(!decide(&entries, "dave", Read, &Resource::Topic("publicity")), "literal is exact");
+        assert!(decide(&entries, "bob", Read, &Resource::Group("any")), "* is every name");
+        assert!(!decide(&entries, "bob", Read, &Resource::Topic("any")), "a group entry is not a topic one");
+        assert!(decide(&entries, "carol", Alter, &Resource::Cluster), "User: is dropped");
+        assert!(decide(&entries, "carol", Describe, &Resource::Cluster));
+        assert!(!decide(&entries, "carol", Create, &Resource::Topic("x")));
+        assert!(decide(&entries, "nobody", Describe, &Resource::Topic("public")), "read implies describe");
+        assert!(!decide(&[], "alice", Read, &Resource::Topic("x")), "nothing is allowed by default");
         // A deny of read leaves describe alone; a deny of all does not.
         let entries = vec![
             acl("alice", Topic, Literal, "t", All, Allow),
             acl("alice", Topic, Literal, "t", Read, Deny),
         ];
-        assert!(decide(&entries, "alice", Describe, Resource::Topic("t")));
-        assert!(!decide(&entries, "alice", Read, Resource::Topic("t")));
+        assert!(decide(&entries, "alice", Describe, &Resource::Topic("t")));
+        assert!(!decide(&entries, "alice", Read, &Resource::Topic("t")));
     }
 
     #[test]
@@ -786,7 +816,7 @@ mod tests {
         assert!(!on.allows_any(Some(&bob), Operation::Write, ResourceType::Topic));
         // Logging a denial many times is rate-limited, not an error.
         for _ in 0..3 {
-            on.log_denial(&denied, "test", None);
+            on.report_denial(&denied, "test", None);
         }
         assert_eq!(on.logged.lock().values().map(|l| l.suppressed).sum::<u64>(), 2);
     }

@@ -39,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use acl::{
-    Acl, Acls, Authorizer, DENIAL_LOG_INTERVAL, Denied, MAX_ACL_NAME_BYTES, Operation, PatternType,
-    Permission, Resource, ResourceType,
+    Acl, Acls, Authorizer, DENIAL_LOG_INTERVAL, DenialCounter, Denied, MAX_ACL_NAME_BYTES, Operation,
+    PatternType, Permission, Resource, ResourceType,
 };
 pub use brooklet_storage::{
     FlushObserver, Header, Record, StorageError, StorageErrorKind, StoredRecords, error_chain, record_size,

@@ -56,8 +56,7 @@ impl Services {
 
     /// Logs and counts `denied`, and makes it a status.
     pub(crate) fn denied(&self, caller: &Caller, denied: Denied) -> Status {
-        self.authorizer.log_denial(&denied, "grpc", caller.peer);
-        self.metrics.authorization_denied("grpc", denied.operation.name(), denied.resource_type.name());
+        self.authorizer.report_denial(&denied, "grpc", caller.peer);
         status(Error::Denied(denied))
     }
 }

@@ -420,10 +420,7 @@ impl pb::producer_service_server::ProducerService for Services {
         // As in Kafka, an idempotent producer's id is for a principal that
         // may write the cluster, or some topic.
         let caller = Caller::of(&request);
-        let principal = caller.principal.as_ref();
-        if let Err(denied) = self.authorizer.check(principal, Operation::Write, Resource::Cluster)
-            && !self.authorizer.allows_any(principal, Operation::Write, ResourceType::Topic)
-        {
+        if let Err(denied) = self.authorizer.check_producer_id(caller.principal.as_ref()) {
             return Err(self.denied(&caller, denied));
         }
         let id = self.core.log().new_producer_id().map_err(status)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use brooklet_core::{
     Acks, Denied, Error, FetchOpts, Fetched, Idempotence, Log, Operation, ProduceRequest as CoreProduce,
-    Resource, ResourceType, SequenceGaps, TopicInfo,
+    Resource, SequenceGaps, TopicInfo,
 };
 use bytes::BytesMut;
 use futures::future::select_all;
@@ -606,9 +606,8 @@ pub(crate) fn init_producer_id(
     if request.transactional_id.is_some() {
         return refused(ResponseError::TransactionalIdAuthorizationFailed);
     }
-    if !caller.allows_any(ctx, Operation::Write, ResourceType::Topic)
-        && let Err(denied) = caller.check(ctx, Operation::Write, Resource::Cluster)
-    {
+    if let Err(denied) = ctx.options.authorizer.check_producer_id(caller.principal) {
+        caller.report(ctx, &denied);
         return refused(denied_error(&denied));
     }
     match ctx.core.log().new_producer_id() {

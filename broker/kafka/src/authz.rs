@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use brooklet_core::{Denied, Operation, Principal, Resource, ResourceType};
+use brooklet_core::{Denied, Operation, Principal, Resource};
 
 use crate::server::Context;
 
@@ -34,26 +34,17 @@ impl Caller<'_> {
         resource: Resource<'_>,
     ) -> Result<(), Denied> {
         let authorizer = &ctx.options.authorizer;
-        authorizer.check(self.principal, operation, resource).inspect_err(|denied| {
-            authorizer.log_denial(denied, "kafka", self.peer);
-            ctx.metrics.authorization_denied("kafka", operation.name(), resource.resource_type().name());
-        })
+        authorizer.check(self.principal, operation, resource).inspect_err(|denied| self.report(ctx, denied))
+    }
+
+    /// Logs and counts `denied`.
+    pub(crate) fn report(&self, ctx: &Context, denied: &Denied) {
+        ctx.options.authorizer.report_denial(denied, "kafka", self.peer);
     }
 
     /// Whether the caller may do `operation` on `resource`, for filtering
     /// a list: nothing is logged or counted.
     pub(crate) fn allows(&self, ctx: &Context, operation: Operation, resource: Resource<'_>) -> bool {
         ctx.options.authorizer.allows(self.principal, operation, resource)
-    }
-
-    /// Whether the caller may do `operation` on some resource of
-    /// `resource_type`.
-    pub(crate) fn allows_any(
-        &self,
-        ctx: &Context,
-        operation: Operation,
-        resource_type: ResourceType,
-    ) -> bool {
-        ctx.options.authorizer.allows_any(self.principal, operation, resource_type)
     }
 }

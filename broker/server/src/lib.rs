@@ -38,7 +38,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use brooklet_core::{Authorizer, Core};
+use brooklet_core::{Authorizer, Core, Denied};
 use brooklet_grpc::{GrpcError, GrpcOptions};
 use brooklet_metrics::Metrics;
 use tokio::net::TcpListener;
@@ -222,7 +222,14 @@ async fn serve(opened: Opened, shutdown: impl Future<Output = ()>) -> Result<(),
     // The metrics server outlives the gRPC drain, so that `/readyz` can
     // answer 503 while in-flight requests finish.
     let metrics_stop = CancellationToken::new();
-    let authorizer = Authorizer::new(core.acls().clone(), config.auth == Auth::Required, &config.superusers);
+    let authorizer = {
+        let metrics = metrics.clone();
+        Authorizer::new(core.acls().clone(), config.auth == Auth::Required, &config.superusers).counting(
+            Arc::new(move |protocol, denied: &Denied| {
+                metrics.authorization_denied(protocol, denied.operation.name(), denied.resource_type.name())
+            }),
+        )
+    };
     if let (Some(l), Some(serving)) = (metrics_listener, metrics_serving) {
         let console = config.console.then(|| {
             let tls = config.tls.is_some();
