@@ -53,14 +53,23 @@ async fn serve_create_produce_consume_restart() {
     assert_eq!(keyed.trim(), "1 record acknowledged (written)");
     let key_partition = brooklet_proto::partitioner::partition_for_key(b"k", 2);
 
+    // A `written` record becomes readable once the sync its append started
+    // completes, which may be after the producer has its answer.
+    let records: Vec<serde_json::Value> = eventually("the written record to be readable", || {
+        let ep = ep.clone();
+        async move {
+            let json = ok(&ep, &["consume", "orders", "--format", "json"], "").await;
+            let records: Vec<serde_json::Value> =
+                json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            (records.len() == 4).then_some(records)
+        }
+    })
+    .await;
     let text = ok(&ep, &["consume", "orders", "--partition", "1"], "").await;
     let expected: &[&str] =
         if key_partition == 1 { &["first", "second", "third", "v"] } else { &["first", "second", "third"] };
     assert_eq!(text.lines().collect::<Vec<_>>(), expected);
 
-    let json = ok(&ep, &["consume", "orders", "--format", "json"], "").await;
-    let records: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(records.len(), 4);
     let keyed: Vec<_> = records.iter().filter(|r| r["key"] == "k").collect();
     assert_eq!(keyed.len(), 1);
     assert_eq!(keyed[0]["value"], "v");
