@@ -230,16 +230,20 @@
       "Delete", async (data) => { await api(path + "/delete", formParams(data)); location.hash = "#/topics"; return "deleted"; });
     del.classList.add("danger");
     replace(main, el("h1", {}, "Topic ", el("span", {}, name)), el("p", {}, link("#/topics/" + encodeURIComponent(name) + "/records", "Browse records")), live, send, alter, del);
-    return async () => {
-      const t = await api(path);
+    const state = { offset: 0 };
+    const refresh = async () => {
+      const t = await api(path + "?" + new URLSearchParams({ offset: state.offset, limit: PAGE }));
       replace(live,
+        el("p", {}, t.partitions.total + " partitions, " + t.records + " records, " + fmtBytes(t.stored_bytes) + " stored"),
         el("h2", {}, "Partitions"),
-        table(["partition", "log start", "high watermark", "records"], t.partitions.map((p) => row(p.partition, p.log_start, p.high_watermark, p.high_watermark - p.log_start))),
+        pager(state, t.partitions.total, () => refresh().catch((e) => showError(e.message))),
+        table(["partition", "log start", "high watermark", "records"], t.partitions.items.map((p) => row(p.partition, p.log_start, p.high_watermark, p.high_watermark - p.log_start))),
         el("h2", {}, "Config"),
         table(["key", "value"], t.config.map((c) => row(c.key, c.value))),
         el("h2", {}, "Consumer groups"),
         table(["group", "state", "members", "lag"], t.groups.map((g) => row(link("#/groups/" + encodeURIComponent(g.id), g.id), g.state, g.members, g.lag))));
     };
+    return refresh;
   }
 
   function recordsView(main, name) {
@@ -284,29 +288,33 @@
 
   function groupView(main, id) {
     const path = "groups/" + encodeURIComponent(id);
+    const state = { offset: 0, filter: "" };
     const live = el("div", {});
+    const parts = el("div", {});
     const charts = el("div", { class: "charts" });
-    const lagChart = chart("Lag (records), since this page opened", ["lag"], charts);
-    const lagSeries = [[], []];
+    const lagChart = chart("Lag (records), last 10 minutes", ["lag"], charts);
+    const filter = el("input", { placeholder: "filter by topic", "aria-label": "filter partitions by topic" });
+    let refresh;
+    filter.addEventListener("input", () => { state.filter = filter.value; state.offset = 0; refresh().catch((e) => showError(e.message)); });
     const reset = actionForm("Reset offsets (only while the group has no members)", [
       input("topic", "topic", { required: "" }),
       el("label", {}, "to", el("select", { name: "to" }, ["earliest", "latest", "offset", "timestamp"].map((v) => el("option", { value: v }, v)))),
       input("offset or time (ms)", "value"),
     ], "Reset", async (data) => { const r = await api(path + "/reset", formParams(data)); return "reset " + r.offsets.length + " partitions"; });
-    replace(main, el("h1", {}, "Group ", el("span", {}, id)), live, charts, reset);
-    return async () => {
-      const g = await api(path);
-      const lag = g.partitions.reduce((s, p) => s + p.lag, 0);
-      lagSeries[0].push(Date.now() / 1000); lagSeries[1].push(lag);
-      if (lagSeries[0].length > 300) { lagSeries[0].shift(); lagSeries[1].shift(); }
-      lagChart.set(lagSeries);
+    replace(main, el("h1", {}, "Group ", el("span", {}, id)), live, charts, el("h2", {}, "Partitions"), filter, parts, reset);
+    const owns = (m) => m.assignment.map((a) => a.topic + "/" + a.partition).join(", ") + (m.owns > m.assignment.length ? " … and " + (m.owns - m.assignment.length) + " more" : "");
+    refresh = async () => {
+      const g = await api(path + "?" + new URLSearchParams({ offset: state.offset, limit: PAGE, filter: state.filter }));
+      lagChart.set([g.lag_history.at_ms.map((ms) => ms / 1000), g.lag_history.lag]);
       replace(live,
-        el("p", {}, "State " + g.state + ", epoch " + g.epoch + ", total lag ", el("strong", { class: "lag" }, String(lag))),
+        el("p", {}, "State " + g.state + ", epoch " + g.epoch + ", total lag ", el("strong", { class: "lag" }, String(g.lag))),
         el("h2", {}, "Members"),
-        table(["member", "client", "host", "owns"], g.members.map((m) => row(m.member_id, m.client_id, m.host, m.assignment.map((a) => a.topic + "/" + a.partition).join(", ")))),
-        el("h2", {}, "Partitions"),
-        table(["topic", "partition", "committed", "high watermark", "lag", "owner"], g.partitions.map((p) => row(link("#/topics/" + encodeURIComponent(p.topic), p.topic), p.partition, p.committed === null ? "–" : p.committed, p.high_watermark, p.lag, p.owner || "–"))));
+        table(["member", "client", "host", "partitions", "owns"], g.members.map((m) => row(m.member_id, m.client_id, m.host, m.owns, owns(m)))));
+      replace(parts,
+        pager(state, g.partitions.total, () => refresh().catch((e) => showError(e.message))),
+        table(["topic", "partition", "committed", "high watermark", "lag", "owner"], g.partitions.items.map((p) => row(link("#/topics/" + encodeURIComponent(p.topic), p.topic), p.partition, p.committed === null ? "–" : p.committed, p.high_watermark, p.lag, p.owner || "–"))));
     };
+    return refresh;
   }
 
   function loginView(main) {

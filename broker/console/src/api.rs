@@ -38,6 +38,8 @@ const DEFAULT_BROWSE_BYTES: u64 = 1024 * 1024;
 const MAX_SCAN_BYTES: u64 = 16 * 1024 * 1024;
 /// Most groups a topic's page describes to find its groups.
 const MAX_GROUPS_SCANNED: usize = 1000;
+/// Partitions a group's page lists for each member (it shows the count too).
+pub(crate) const MAX_ASSIGNMENT_SHOWN: usize = 20;
 /// Headers one sent record may carry.
 const MAX_SEND_HEADERS: usize = 64;
 /// Longest body the API reads.
@@ -292,6 +294,16 @@ fn page(q: &Fields) -> Result<(usize, usize), ApiError> {
     Ok((offset, limit))
 }
 
+/// One page of a list: `total` items, `items` from `offset`.
+fn paged(total: usize, offset: usize, limit: usize, items: Vec<Json>) -> Json {
+    Json::object([
+        ("total", total.into()),
+        ("offset", offset.into()),
+        ("limit", limit.into()),
+        ("items", Json::Array(items)),
+    ])
+}
+
 fn query(raw: Option<String>) -> Result<Fields, ApiError> {
     Fields::parse(raw.as_deref().unwrap_or(""))
 }
@@ -326,12 +338,7 @@ async fn topics(State(c): State<Console>, headers: HeaderMap, RawQuery(raw): Raw
             ]))
         })
         .collect();
-    ok(Json::object([
-        ("total", total.into()),
-        ("offset", offset.into()),
-        ("limit", limit.into()),
-        ("items", Json::Array(items)),
-    ]))
+    ok(paged(total, offset, limit, items))
 }
 
 fn config_json(config: &BTreeMap<String, String>) -> Json {
@@ -343,13 +350,24 @@ fn config_json(config: &BTreeMap<String, String>) -> Json {
     )
 }
 
-async fn topic(State(c): State<Console>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
+/// A topic, its config and groups, and one page (`offset`, `limit`) of its
+/// partitions.
+async fn topic(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let p = c.caller(&headers)?;
+    let (offset, limit) = page(&query(raw)?)?;
     c.check(&p, Operation::Describe, Resource::Topic(&name))?;
     let core = &c.inner.options.core;
     let (info, states) = core.log().describe_topic(&name)?;
+    let records: u64 = states.iter().map(|s| s.high_watermark.saturating_sub(s.log_start)).sum();
     let partitions = states
         .iter()
+        .skip(offset)
+        .take(limit)
         .map(|s| {
             Json::object([
                 ("partition", s.partition.into()),
@@ -378,7 +396,8 @@ async fn topic(State(c): State<Console>, headers: HeaderMap, Path(name): Path<St
     ok(Json::object([
         ("name", info.name.into()),
         ("id", info.id.to_string().into()),
-        ("partitions", Json::Array(partitions)),
+        ("records", records.into()),
+        ("partitions", paged(states.len(), offset, limit, partitions)),
         ("config", config_json(&info.config)),
         ("stored_bytes", core.log().stored_bytes(&name).unwrap_or(0).into()),
         ("groups", Json::Array(groups)),
@@ -654,41 +673,57 @@ async fn groups(State(c): State<Console>, headers: HeaderMap, RawQuery(raw): Raw
             ])
         })
         .collect();
-    ok(Json::object([
-        ("total", total.into()),
-        ("offset", offset.into()),
-        ("limit", limit.into()),
-        ("items", Json::Array(items)),
-    ]))
+    ok(paged(total, offset, limit, items))
 }
 
-async fn group(State(c): State<Console>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+/// A group: its members (each with the first [`MAX_ASSIGNMENT_SHOWN`]
+/// partitions it owns), its lag over the last minutes, and one page
+/// (`offset`, `limit`) of its partitions whose topic contains `filter`. Only
+/// topics the caller may describe are shown or counted.
+async fn group(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let p = c.caller(&headers)?;
+    let q = query(raw)?;
+    let (offset, limit) = page(&q)?;
+    let filter = q.get("filter").unwrap_or("");
     c.check(&p, Operation::Describe, Resource::Group(&id))?;
     let d = c.inner.options.core.groups().describe(&id)?;
+    let visible = |topic: &str| c.allows(&p, Operation::Describe, Resource::Topic(topic));
     let members = d
         .info
         .members
         .iter()
         .map(|m| {
-            let owns = m
-                .assignment
+            let mine: Vec<_> = m.assignment.iter().filter(|(t, _)| visible(t)).collect();
+            let owns = mine
                 .iter()
+                .take(MAX_ASSIGNMENT_SHOWN)
                 .map(|(t, part)| Json::object([("topic", t.clone().into()), ("partition", (*part).into())]))
                 .collect();
             Json::object([
                 ("member_id", m.member_id.clone().into()),
                 ("client_id", m.client_id.clone().into()),
                 ("host", m.host.clone().into()),
-                ("topics", Json::Array(m.topics.iter().map(|t| t.clone().into()).collect())),
+                (
+                    "topics",
+                    Json::Array(m.topics.iter().filter(|t| visible(t)).map(|t| t.clone().into()).collect()),
+                ),
+                ("owns", mine.len().into()),
                 ("assignment", Json::Array(owns)),
             ])
         })
         .collect();
-    let partitions = d
-        .partitions
+    let shown: Vec<_> = d.partitions.iter().filter(|l| visible(&l.topic)).collect();
+    let lag: u64 = shown.iter().map(|l| l.lag).sum();
+    let matching: Vec<_> = shown.into_iter().filter(|l| l.topic.contains(filter)).collect();
+    let partitions = matching
         .iter()
-        .filter(|l| c.allows(&p, Operation::Describe, Resource::Topic(&l.topic)))
+        .skip(offset)
+        .take(limit)
         .map(|l| {
             Json::object([
                 ("topic", l.topic.clone().into()),
@@ -700,13 +735,20 @@ async fn group(State(c): State<Console>, headers: HeaderMap, Path(id): Path<Stri
             ])
         })
         .collect();
+    let history = c.inner.history.group_lag(&id, visible);
+    let lag_history = Json::object([
+        ("at_ms", Json::Array(history.iter().map(|(at, _)| (*at).into()).collect())),
+        ("lag", Json::Array(history.iter().map(|(_, lag)| (*lag).into()).collect())),
+    ]);
     ok(Json::object([
-        ("id", id.into()),
+        ("id", id.clone().into()),
         ("state", format!("{:?}", d.info.state).into()),
         ("epoch", i64::from(d.info.epoch).into()),
         ("kind", d.info.kind.map(|k| format!("{k:?}")).into()),
+        ("lag", lag.into()),
+        ("lag_history", lag_history),
         ("members", Json::Array(members)),
-        ("partitions", Json::Array(partitions)),
+        ("partitions", paged(matching.len(), offset, limit, partitions)),
     ]))
 }
 

@@ -1,8 +1,10 @@
-//! The overview's charts: a task samples the broker's totals every second
-//! into a bounded ring (the last ten minutes), and each topic's high
-//! watermarks for its rate. Stopped with the server.
+//! The charts: a task samples the broker's totals every second into a
+//! bounded ring (the last ten minutes), each topic's high watermarks for its
+//! rate, and every few seconds each group's lag per topic (also the last ten
+//! minutes), so a group's page shows its lag from before it was opened.
+//! Stopped with the server.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use brooklet_core::Core;
@@ -15,6 +17,15 @@ pub(crate) const MAX_SAMPLES: usize = 600;
 
 /// How often the sampler reads the totals.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Groups' lag is sampled every this many intervals.
+pub(crate) const LAG_EVERY: u64 = 5;
+
+/// Lag samples kept per group: ten minutes, one every [`LAG_EVERY`] s.
+pub(crate) const MAX_LAG_SAMPLES: usize = 120;
+
+/// Most groups whose lag is sampled (the first, by name).
+pub(crate) const MAX_LAG_GROUPS: usize = 1000;
 
 /// One second of the broker.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,13 +45,25 @@ pub(crate) struct Sample {
     pub(crate) group_commit_ms: Option<f64>,
 }
 
-/// The samples and the per-topic rates. Locks, not channels: readers take a
-/// copy and the sampler writes once a second.
+/// A group's lag at one moment, per topic (so that a reader sums only the
+/// topics it may see).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct LagSample {
+    /// When it was taken, ms since the epoch.
+    pub(crate) at_ms: i64,
+    /// Lag summed over each topic's partitions.
+    pub(crate) by_topic: Vec<(String, u64)>,
+}
+
+/// The samples, the per-topic rates and the groups' lag. Locks, not
+/// channels: readers take a copy and the sampler writes once a second.
 #[derive(Debug, Default)]
 pub(crate) struct History {
     samples: Mutex<VecDeque<Sample>>,
     /// Records per second appended to each topic over the last interval.
     topic_rates: Mutex<HashMap<String, f64>>,
+    /// Each group's lag, oldest first.
+    group_lags: Mutex<HashMap<String, VecDeque<LagSample>>>,
 }
 
 impl History {
@@ -52,6 +75,31 @@ impl History {
     /// The rate of `topic`, records per second, if sampled.
     pub(crate) fn topic_rate(&self, topic: &str) -> Option<f64> {
         self.topic_rates.lock().get(topic).copied()
+    }
+
+    /// `group`'s lag over time, oldest first, summed over the topics
+    /// `visible` accepts: (ms since the epoch, records).
+    pub(crate) fn group_lag(&self, group: &str, visible: impl Fn(&str) -> bool) -> Vec<(i64, u64)> {
+        let lags = self.group_lags.lock();
+        let Some(samples) = lags.get(group) else { return Vec::new() };
+        samples
+            .iter()
+            .map(|s| (s.at_ms, s.by_topic.iter().filter(|(t, _)| visible(t)).map(|(_, lag)| lag).sum()))
+            .collect()
+    }
+
+    /// Adds one lag sample per group in `now`; groups absent from it are
+    /// forgotten.
+    pub(crate) fn push_lags(&self, now: HashMap<String, LagSample>) {
+        let mut lags = self.group_lags.lock();
+        lags.retain(|group, _| now.contains_key(group));
+        for (group, sample) in now {
+            let ring = lags.entry(group).or_default();
+            if ring.len() == MAX_LAG_SAMPLES {
+                ring.pop_front();
+            }
+            ring.push_back(sample);
+        }
     }
 
     fn push(&self, sample: Sample) {
@@ -67,10 +115,13 @@ impl History {
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<(tokio::time::Instant, Totals, HashMap<String, u64>)> = None;
-        loop {
+        for tick in 0u64.. {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = stop.cancelled() => return,
+            }
+            if tick % LAG_EVERY == 0 {
+                self.push_lags(group_lags(&core, now_ms()));
             }
             let now = tokio::time::Instant::now();
             let totals = metrics.totals();
@@ -90,6 +141,23 @@ impl History {
             last = Some((now, totals, watermarks));
         }
     }
+}
+
+/// Each group's lag per topic, for the first [`MAX_LAG_GROUPS`] groups.
+pub(crate) fn group_lags(core: &Core, at_ms: i64) -> HashMap<String, LagSample> {
+    let groups = core.groups();
+    let Ok(list) = groups.list() else { return HashMap::new() };
+    list.into_iter()
+        .take(MAX_LAG_GROUPS)
+        .filter_map(|(id, _, _)| {
+            let d = groups.describe(&id).ok()?;
+            let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
+            for l in d.partitions {
+                *by_topic.entry(l.topic).or_default() += l.lag;
+            }
+            Some((id, LagSample { at_ms, by_topic: by_topic.into_iter().collect() }))
+        })
+        .collect()
 }
 
 /// The sum of each topic's high watermarks.
@@ -171,6 +239,22 @@ mod tests {
         assert_eq!(s.group_commit_ms, Some(1.5));
         let idle = sample(&after, &after, 1.0, 8);
         assert_eq!((idle.produce_p50_ms, idle.group_commit_ms), (None, None));
+    }
+
+    #[test]
+    fn a_groups_lag_sums_the_visible_topics_keeps_ten_minutes_and_ends_with_the_group() {
+        let h = History::default();
+        let at = |at_ms| LagSample { at_ms, by_topic: vec![("a".into(), 2), ("b".into(), 5)] };
+        for i in 0..MAX_LAG_SAMPLES + 3 {
+            h.push_lags([("g".to_owned(), at(i as i64))].into());
+        }
+        let all = h.group_lag("g", |_| true);
+        assert_eq!(all.len(), MAX_LAG_SAMPLES);
+        assert_eq!(all[0], (3, 7));
+        assert_eq!(h.group_lag("g", |t| t == "a")[0], (3, 2), "topics the reader may not see are left out");
+        assert!(h.group_lag("other", |_| true).is_empty());
+        h.push_lags(HashMap::new());
+        assert!(h.group_lag("g", |_| true).is_empty(), "a deleted group's lag is forgotten");
     }
 
     #[test]

@@ -297,8 +297,13 @@ async fn a_group_shows_its_lag_and_resets_while_empty() {
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
     let g = c.get(&f, "/console/api/groups/g").await.json();
     assert_eq!(g["state"], "Empty");
-    assert_eq!(g["partitions"][0]["committed"], 1);
-    assert_eq!(g["partitions"][0]["lag"], 2);
+    assert_eq!(g["partitions"]["items"][0]["committed"], 1);
+    assert_eq!(g["partitions"]["items"][0]["lag"], 2);
+    assert_eq!(g["lag"], 2);
+    assert_eq!(g["lag_history"]["lag"], serde_json::json!([]), "not sampled yet");
+    f.console.inner.history.push_lags(crate::history::group_lags(&f.core, 1_000));
+    let g = c.get(&f, "/console/api/groups/g").await.json();
+    assert_eq!(g["lag_history"], serde_json::json!({"at_ms": [1_000], "lag": [2]}), "the sampler's lag");
     let list = c.get(&f, "/console/api/groups").await.json();
     assert_eq!(list["items"][0]["id"], "g");
     assert_eq!(list["items"][0]["lag"], 2);
@@ -309,6 +314,48 @@ async fn a_group_shows_its_lag_and_resets_while_empty() {
     assert_eq!(bad.error(), "invalid to: `sideways` is not one of earliest, latest, offset, timestamp");
     let out_of_range = c.post(&f, "/console/api/groups/g/reset", "topic=t&to=offset&value=9").await;
     assert_eq!(out_of_range.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_topics_and_a_groups_partitions_come_a_page_at_a_time() {
+    let f = fixture(false).await;
+    f.core.log().create_topic("wide", 250, BTreeMap::new()).await.unwrap();
+    f.core.log().create_topic("narrow", 3, BTreeMap::new()).await.unwrap();
+    let mut c = Client::session(&f).await;
+    let t = c.get(&f, "/console/api/topics/wide?offset=200&limit=100").await.json();
+    assert_eq!(
+        (t["partitions"]["total"].as_u64(), t["partitions"]["offset"].as_u64()),
+        (Some(250), Some(200))
+    );
+    let items = t["partitions"]["items"].as_array().unwrap();
+    assert_eq!((items.len(), items[0]["partition"].as_u64()), (50, Some(200)));
+    let first = c.get(&f, "/console/api/topics/wide").await.json();
+    assert_eq!(first["partitions"]["items"].as_array().unwrap().len(), 100, "the default page");
+
+    let joined = f
+        .core
+        .groups()
+        .heartbeat(brooklet_core::Heartbeat {
+            group: "g".into(),
+            member_id: String::new(),
+            member_epoch: 0,
+            topics: vec!["wide".into(), "narrow".into()],
+            owned: Default::default(),
+            client_id: "c1".into(),
+            host: "127.0.0.1".into(),
+            session_timeout: None,
+        })
+        .unwrap();
+    assert!(!joined.member_id.is_empty());
+    let g = c.get(&f, "/console/api/groups/g?filter=wide&offset=240").await.json();
+    assert_eq!(g["partitions"]["total"], 250, "the filter keeps the topics whose name contains it");
+    assert_eq!(g["partitions"]["items"].as_array().unwrap().len(), 10);
+    assert_eq!(g["partitions"]["items"][0]["partition"], 240);
+    let member = &g["members"][0];
+    assert_eq!(member["owns"], 253);
+    assert_eq!(member["assignment"].as_array().unwrap().len(), super::api::MAX_ASSIGNMENT_SHOWN);
+    let all = c.get(&f, "/console/api/groups/g").await.json();
+    assert_eq!(all["partitions"]["total"], 253);
 }
 
 #[tokio::test]
