@@ -67,6 +67,26 @@
     return (i ? n.toFixed(1) : n) + " " + units[i];
   }
 
+  // 12345 -> "12.3k": short enough for a chart's axis.
+  function fmtCount(n) {
+    if (n === null || n === undefined) return "";
+    const a = Math.abs(n);
+    if (a >= 1e9) return +(n / 1e9).toFixed(1) + "G";
+    if (a >= 1e6) return +(n / 1e6).toFixed(1) + "M";
+    if (a >= 1e3) return +(n / 1e3).toFixed(1) + "k";
+    return String(+n.toFixed(2));
+  }
+
+  // 3725 -> "1h 02m 05s".
+  function fmtDuration(s) {
+    const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+    const pad = (n) => String(n).padStart(2, "0");
+    if (d) return d + "d " + h + "h " + pad(m) + "m";
+    if (h) return h + "h " + pad(m) + "m " + pad(s % 60) + "s";
+    if (m) return m + "m " + pad(s % 60) + "s";
+    return s + " s";
+  }
+
   function table(headers, rows) {
     return el("table", {},
       el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
@@ -130,10 +150,14 @@
     return el("div", {}, el("span", { class: "kind" }, v.kind), el("pre", {}, text));
   }
 
-  function chart(title, series, container) {
+  // A live chart. `gaps`: a missing sample means "nothing happened" (no
+  // produce in that second), so the line breaks there instead of joining
+  // its neighbours.
+  function chart(title, series, container, gaps) {
+    const clock = (t, seconds) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: seconds ? "2-digit" : undefined, hour12: false });
     const opts = {
       title, width: 420, height: 200,
-      series: [{}].concat(series.map((s, i) => ({ label: s, stroke: ["#2b6cb0", "#c05621", "#2f855a"][i % 3], spanGaps: true }))),
+      series: [{}].concat(series.map((s, i) => ({ label: s, stroke: ["#2b6cb0", "#c05621", "#2f855a"][i % 3], spanGaps: !gaps, value: (u, v) => v === null ? "–" : fmtCount(v) }))),
       // From the first sample to the last, at least a minute wide: with
       // one sample uPlot would stretch the time axis over years.
       scales: { x: { time: true, range: (u, min, max) => {
@@ -142,7 +166,10 @@
         const last = t[t.length - 1];
         return [Math.min(t[0], last - 60), last];
       } } },
-      axes: [{}, { size: 60 }],
+      axes: [
+        { space: 80, values: (u, ticks, axis, space, incr) => ticks.map((t) => clock(t, incr < 60)) },
+        { size: 60, values: (u, ticks) => ticks.map(fmtCount) },
+      ],
     };
     const data = [[]].concat(series.map(() => []));
     const card = el("div", { class: "card" });
@@ -168,17 +195,27 @@
     const charts = el("div", { class: "charts" });
     replace(main, el("h1", {}, "Overview"), info, el("h2", {}, "Last 10 minutes"), charts);
     const rates = chart("Records per second", ["in", "out"], charts);
-    const latency = chart("Produce latency (ms)", ["p50", "p99"], charts);
-    const commit = chart("Group commit (ms)", ["mean"], charts);
+    const latency = chart("Produce latency (ms)", ["p50", "p99"], charts, true);
+    const commit = chart("Group commit (ms)", ["mean"], charts, true);
     return async () => {
-      const [o, h] = await Promise.all([api("overview"), api("history")]);
+      let o, h;
+      try {
+        [o, h] = await Promise.all([api("overview"), api("history")]);
+      } catch (e) {
+        if (e.status === 403) {
+          replace(main, el("h1", {}, "Overview"), el("p", {}, "This user may not describe the cluster, so the overview is hidden. ",
+            link("#/topics", "Topics"), " and ", link("#/groups", "Groups"), " show what it may see."));
+          return;
+        }
+        throw e;
+      }
       const t = h.at_ms.map((ms) => ms / 1000);
       rates.set([t, h.records_in, h.records_out]);
       latency.set([t, h.produce_p50_ms, h.produce_p99_ms]);
       commit.set([t, h.group_commit_ms]);
       replace(info, table(["", ""], [
         row("Version", o.version),
-        row("Uptime", o.uptime_s + " s"),
+        row("Uptime", fmtDuration(o.uptime_s)),
         row("Data directory", o.data_dir),
         row("Disk used", fmtBytes(o.disk_used_bytes)),
         row("Disk free", fmtBytes(o.disk_free_bytes)),
@@ -229,10 +266,19 @@
     const del = actionForm("Delete topic", [input("type the topic's name to confirm", "confirm", { required: "" })],
       "Delete", async (data) => { await api(path + "/delete", formParams(data)); location.hash = "#/topics"; return "deleted"; });
     del.classList.add("danger");
-    replace(main, el("h1", {}, "Topic ", el("span", {}, name)), el("p", {}, link("#/topics/" + encodeURIComponent(name) + "/records", "Browse records")), live, send, alter, del);
+    // The forms show once the topic has loaded, and go if it is deleted.
+    const actions = el("div", { hidden: "" }, el("p", {}, link("#/topics/" + encodeURIComponent(name) + "/records", "Browse records")), send, alter, del);
+    replace(main, el("h1", {}, "Topic ", el("span", {}, name)), live, actions);
     const state = { offset: 0 };
     const refresh = async () => {
-      const t = await api(path + "?" + new URLSearchParams({ offset: state.offset, limit: PAGE }));
+      let t;
+      try {
+        t = await api(path + "?" + new URLSearchParams({ offset: state.offset, limit: PAGE }));
+      } catch (e) {
+        if (e.status === 404) { actions.hidden = true; replace(live); }
+        throw e;
+      }
+      actions.hidden = false;
       replace(live,
         el("p", {}, t.partitions.total + " partitions, " + t.records + " records, " + fmtBytes(t.stored_bytes) + " stored"),
         el("h2", {}, "Partitions"),
@@ -248,7 +294,7 @@
 
   function recordsView(main, name) {
     const path = "topics/" + encodeURIComponent(name) + "/records";
-    const partition = el("input", { type: "number", min: "0", value: "0", name: "partition" });
+    const partition = el("input", { type: "number", min: "0", name: "partition", placeholder: "the key's, or 0" });
     const mode = el("select", { name: "mode" }, el("option", { value: "latest" }, "latest N"), el("option", { value: "offset" }, "from offset"), el("option", { value: "time_ms" }, "from time (ms)"));
     const at = el("input", { name: "at", value: "50" });
     const key = el("input", { name: "key", placeholder: "any key" });
@@ -258,12 +304,16 @@
     controls.addEventListener("submit", (ev) => { ev.preventDefault(); refresh().catch((e) => showError(e.message)); });
     replace(main, el("h1", {}, "Records of ", link("#/topics/" + encodeURIComponent(name), name)), controls, live);
     refresh = async () => {
-      const q = new URLSearchParams({ partition: partition.value || "0" });
+      const q = new URLSearchParams();
+      if (partition.value) q.set("partition", partition.value);
       if (mode.value === "latest") { q.set("latest", at.value || "50"); q.set("limit", at.value || "50"); } else q.set(mode.value, at.value || "0");
       if (key.value) q.set("key", key.value);
       const r = await api(path + "?" + q);
       replace(live,
-        el("p", {}, "Partition " + r.partition + " of " + r.partitions + ": offsets " + r.log_start + " to " + r.high_watermark + "; showing from " + r.from + ", next " + r.next_offset),
+        el("p", {}, "Partition " + r.partition + " (of " + r.partitions + "): " +
+          (r.high_watermark - r.log_start > 1 ? "records at offsets " + r.log_start + "–" + (r.high_watermark - 1)
+            : r.high_watermark > r.log_start ? "one record, at offset " + r.log_start : "no records") +
+          " (high watermark " + r.high_watermark + "); showing from offset " + r.from + ", next " + r.next_offset),
         table(["offset", "time", "key", "value", "headers"], r.records.map((rec) => el("tr", { class: "record" },
           el("td", { class: "num" }, String(rec.offset)),
           el("td", {}, new Date(rec.timestamp_ms).toISOString()),

@@ -388,7 +388,7 @@ async fn topic(
         }
         groups.push(Json::object([
             ("id", id.into()),
-            ("state", format!("{state:?}").into()),
+            ("state", format!("{state:?}").to_lowercase().into()),
             ("members", members.into()),
             ("lag", mine.iter().map(|l| l.lag).sum::<u64>().into()),
         ]));
@@ -483,9 +483,9 @@ pub(crate) fn rendered(bytes: Option<&[u8]>) -> Json {
     Json::object([("kind", kind.into()), ("text", text.into()), ("size", bytes.len().into())])
 }
 
-/// Browses a partition: `partition`, then `offset`, `time_ms` or `latest`
-/// (the last N), `key` to keep only records of that key, `limit` records
-/// and `max_bytes`.
+/// Browses a partition: `partition` (without it, the partition of `key`, or
+/// 0), then `offset`, `time_ms` or `latest` (the last N), `key` to keep only
+/// records of that key, `limit` records and `max_bytes`.
 async fn records(
     State(c): State<Console>,
     headers: HeaderMap,
@@ -499,10 +499,14 @@ async fn records(
     let partitions = log
         .partition_count(&name)
         .ok_or_else(|| brooklet_core::Error::TopicNotFound { topic: name.clone() })?;
-    let partition = q.number("partition", 0..=partitions - 1)?.unwrap_or(0);
+    let key = q.get("key").filter(|k| !k.is_empty());
+    // Without a partition, a key's records are where the producer's
+    // partitioner put them.
+    let default_partition =
+        key.map_or(0, |k| brooklet_partitioner::partition_for_key(k.as_bytes(), partitions));
+    let partition = q.number("partition", 0..=partitions - 1)?.unwrap_or(default_partition);
     let limit = q.number("limit", 1..=MAX_RECORDS)?.unwrap_or(DEFAULT_RECORDS);
     let max_bytes = q.number("max_bytes", 1..=MAX_BROWSE_BYTES)?.unwrap_or(DEFAULT_BROWSE_BYTES);
-    let key = q.get("key").filter(|k| !k.is_empty());
     let state = log.partition_state(&name, partition)?;
     let starts = [q.get("offset"), q.get("time_ms"), q.get("latest")]
         .iter()
@@ -667,7 +671,7 @@ async fn groups(State(c): State<Console>, headers: HeaderMap, RawQuery(raw): Raw
                 core.groups().describe(&id).ok().map(|d| d.partitions.iter().map(|l| l.lag).sum::<u64>());
             Json::object([
                 ("id", id.into()),
-                ("state", format!("{state:?}").into()),
+                ("state", format!("{state:?}").to_lowercase().into()),
                 ("members", members.into()),
                 ("lag", lag.into()),
             ])
@@ -742,9 +746,9 @@ async fn group(
     ]);
     ok(Json::object([
         ("id", id.clone().into()),
-        ("state", format!("{:?}", d.info.state).into()),
+        ("state", format!("{:?}", d.info.state).to_lowercase().into()),
         ("epoch", i64::from(d.info.epoch).into()),
-        ("kind", d.info.kind.map(|k| format!("{k:?}")).into()),
+        ("kind", d.info.kind.map(|k| format!("{k:?}").to_lowercase()).into()),
         ("lag", lag.into()),
         ("lag_history", lag_history),
         ("members", Json::Array(members)),

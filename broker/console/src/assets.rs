@@ -27,6 +27,11 @@ pub(crate) const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/console.css"),
     },
     Asset {
+        path: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../assets/favicon.svg"),
+    },
+    Asset {
         path: "vendor/uplot/uPlot.iife.min.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../assets/vendor/uplot/uPlot.iife.min.js"),

@@ -223,6 +223,22 @@ async fn records_are_rendered_as_text_json_or_hex_and_never_as_markup() {
     assert_eq!(both.error(), "invalid offset: give one of offset, time_ms and latest");
 }
 
+#[tokio::test]
+async fn a_key_alone_finds_its_records_in_the_partition_it_maps_to() {
+    let f = fixture(false).await;
+    f.core.log().create_topic("wide", 8, BTreeMap::new()).await.unwrap();
+    let keyed = NewRecord { partition: None, ..record(Some("user-7"), b"v") };
+    let (appended, _) = f.core.log().produce("wide", vec![keyed], None, None).await.unwrap();
+    let expected = brooklet_partitioner::partition_for_key(b"user-7", 8);
+    assert_eq!(appended[0].partition, expected);
+    let mut c = Client::default();
+    let found = c.get(&f, "/console/api/topics/wide/records?key=user-7").await.json();
+    assert_eq!(found["partition"], expected);
+    assert_eq!(found["records"][0]["value"]["text"], "v");
+    let unkeyed = c.get(&f, "/console/api/topics/wide/records").await.json();
+    assert_eq!(unkeyed["partition"], 0, "without a key or a partition, partition 0");
+}
+
 #[test]
 fn the_page_never_writes_html_from_data() {
     let js = crate::assets::CONSOLE_JS;
@@ -296,7 +312,7 @@ async fn a_group_shows_its_lag_and_resets_while_empty() {
     let reset = c.post(&f, "/console/api/groups/g/reset", "topic=t&to=offset&value=1").await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
     let g = c.get(&f, "/console/api/groups/g").await.json();
-    assert_eq!(g["state"], "Empty");
+    assert_eq!(g["state"], "empty");
     assert_eq!(g["partitions"]["items"][0]["committed"], 1);
     assert_eq!(g["partitions"]["items"][0]["lag"], 2);
     assert_eq!(g["lag"], 2);

@@ -76,6 +76,11 @@ pub(crate) fn spawn_http(
         router = router
             .route("/", get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/console/")]) }))
             .merge(console.router());
+    } else {
+        let off = || async { (StatusCode::NOT_FOUND, "the console is off (--console off)\n") };
+        for path in ["/console", "/console/", "/console/{*rest}"] {
+            router = router.route(path, get(off));
+        }
     }
     serving.set(true);
     tasks.spawn(async move {

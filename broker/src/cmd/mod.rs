@@ -452,8 +452,8 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC.
     #[arg(long, env = "BROOKLET_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
-    /// Address to serve Prometheus `/metrics`, `/healthz` and `/readyz` on
-    /// over HTTP, or `off`.
+    /// Address to serve Prometheus `/metrics`, `/healthz`, `/readyz` and
+    /// the web console (`/console/`) on over HTTP, or `off`.
     #[arg(long, env = "BROOKLET_METRICS_LISTEN", default_value = "127.0.0.1:7071", value_name = "ADDR|off", value_parser = parse_metrics_listen)]
     pub metrics_listen: MetricsListen,
     /// Serve the web console at `/console/` on the metrics listener: `on`

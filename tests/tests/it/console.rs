@@ -67,7 +67,10 @@ async fn the_console_is_served_beside_the_metrics_and_charts_the_broker() {
 async fn console_off_serves_only_the_metrics() {
     let (_dir, broker) = broker(false).await;
     let addr = broker.metrics_addr().expect("metrics are served");
-    assert_eq!(get(addr, "/console/").await.0, 404);
+    for path in ["/console", "/console/", "/console/api/topics"] {
+        let (status, _, body) = get(addr, path).await;
+        assert_eq!((status, body.as_str()), (404, "the console is off (--console off)\n"), "{path}");
+    }
     assert_eq!(get(addr, "/").await.0, 404);
     assert_eq!(get(addr, "/metrics").await.0, 200);
     broker.shutdown().await;
