@@ -457,10 +457,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOKLET_METRICS_LISTEN", default_value = "127.0.0.1:7071", value_name = "ADDR|off", value_parser = parse_metrics_listen)]
     pub metrics_listen: MetricsListen,
     /// Serve the web console at `/console/` on the metrics listener: `on`
-    /// or `off`. Without `--auth required` it stays on a loopback address
-    /// unless `--allow-insecure`.
-    #[arg(long, env = "BROOKLET_CONSOLE", default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
-    pub console: String,
+    /// or `off` (also `true` or `false`). Without `--auth required` it stays
+    /// on a loopback address unless `--allow-insecure`.
+    #[arg(long, env = "BROOKLET_CONSOLE", default_value = "on", value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    pub console: bool,
     /// Most partitions a topic may have.
     #[arg(long, env = "BROOKLET_MAX_PARTITIONS", default_value_t = 1024)]
     pub max_partitions: u32,

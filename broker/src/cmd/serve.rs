@@ -43,7 +43,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         core,
         slow_request: Duration::from_millis(args.slow_request_ms),
         metrics_listen: args.metrics_listen.0,
-        console: args.console == "on",
+        console: args.console,
         kafka_listen: args.kafka_listen,
         kafka_advertised: args.kafka_advertised.clone(),
         kafka_auto_create_topics: args.kafka_auto_create_topics,
@@ -143,7 +143,7 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "data_dir = {:?}", a.data_dir.display().to_string())?;
     writeln!(out, "listen = \"{}\"", a.listen)?;
     writeln!(out, "metrics_listen = \"{metrics}\"")?;
-    writeln!(out, "console = \"{}\"", a.console)?;
+    writeln!(out, "console = \"{}\"", if a.console { "on" } else { "off" })?;
     writeln!(out, "max_partitions = {}", a.max_partitions)?;
     writeln!(out, "max_record_bytes = {}", a.max_record_bytes)?;
     writeln!(out, "cache_mb = {}", a.cache_mb)?;

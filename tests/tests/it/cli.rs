@@ -209,7 +209,11 @@ async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("brooklet.toml");
-    std::fs::write(&file, "cache_mb = 128\nmax_connections = 7\nlisten = \"127.0.0.1:7333\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "cache_mb = 128\nmax_connections = 7\nlisten = \"127.0.0.1:7333\"\nconsole = false\n",
+    )
+    .unwrap();
     let file = file.to_str().unwrap();
     let out = run_with_env(
         &["serve", "--config", file, "--listen", "127.0.0.1:7444", "--print-config"],
@@ -222,6 +226,7 @@ async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
     assert!(lines.contains(&"max_connections = 9"), "the environment beats the file: {}", out.stdout);
     assert!(lines.contains(&"listen = \"127.0.0.1:7444\""), "a flag beats both: {}", out.stdout);
     assert!(lines.contains(&"max_partitions = 1024"), "a default otherwise: {}", out.stdout);
+    assert!(lines.contains(&"console = \"off\""), "a boolean reads as on or off: {}", out.stdout);
 
     // An unknown key or a bad value stops start-up with exit code 2, naming it.
     for (text, needle) in
