@@ -77,6 +77,8 @@
     return String(+n.toFixed(2));
   }
 
+  function plural(n, noun) { return n + " " + noun + (n === 1 ? "" : "s"); }
+
   // 3725 -> "1h 02m 05s".
   function fmtDuration(s) {
     const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
@@ -266,8 +268,10 @@
     const del = actionForm("Delete topic", [input("type the topic's name to confirm", "confirm", { required: "" })],
       "Delete", async (data) => { await api(path + "/delete", formParams(data)); location.hash = "#/topics"; return "deleted"; });
     del.classList.add("danger");
-    // The forms show once the topic has loaded, and go if it is deleted.
-    const actions = el("div", { hidden: "" }, el("p", {}, link("#/topics/" + encodeURIComponent(name) + "/records", "Browse records")), send, alter, del);
+    // The forms show once the topic has loaded, and go if it is deleted;
+    // only those the user may use.
+    const browse = el("p", {}, link("#/topics/" + encodeURIComponent(name) + "/records", "Browse records"));
+    const actions = el("div", { hidden: "" }, browse, send, alter, del);
     replace(main, el("h1", {}, "Topic ", el("span", {}, name)), live, actions);
     const state = { offset: 0 };
     const refresh = async () => {
@@ -279,8 +283,9 @@
         throw e;
       }
       actions.hidden = false;
+      browse.hidden = !t.may.read; send.hidden = !t.may.write; alter.hidden = !t.may.alter; del.hidden = !t.may.delete;
       replace(live,
-        el("p", {}, t.partitions.total + " partitions, " + t.records + " records, " + fmtBytes(t.stored_bytes) + " stored"),
+        el("p", {}, plural(t.partitions.total, "partition") + ", " + plural(t.records, "record") + ", " + fmtBytes(t.stored_bytes) + " stored"),
         el("h2", {}, "Partitions"),
         pager(state, t.partitions.total, () => refresh().catch((e) => showError(e.message))),
         table(["partition", "log start", "high watermark", "records"], t.partitions.items.map((p) => row(p.partition, p.log_start, p.high_watermark, p.high_watermark - p.log_start))),
@@ -355,6 +360,7 @@
     const owns = (m) => m.assignment.map((a) => a.topic + "/" + a.partition).join(", ") + (m.owns > m.assignment.length ? " … and " + (m.owns - m.assignment.length) + " more" : "");
     refresh = async () => {
       const g = await api(path + "?" + new URLSearchParams({ offset: state.offset, limit: PAGE, filter: state.filter }));
+      reset.hidden = !g.may.reset;
       lagChart.set([g.lag_history.at_ms.map((ms) => ms / 1000), g.lag_history.lag]);
       replace(live,
         el("p", {}, "State " + g.state + ", epoch " + g.epoch + ", total lag ", el("strong", { class: "lag" }, String(g.lag))),

@@ -350,8 +350,9 @@ fn config_json(config: &BTreeMap<String, String>) -> Json {
     )
 }
 
-/// A topic, its config and groups, and one page (`offset`, `limit`) of its
-/// partitions.
+/// A topic, its config and groups, one page (`offset`, `limit`) of its
+/// partitions, and what the caller `may` do to it (the page offers only
+/// that; every action is checked again when it comes).
 async fn topic(
     State(c): State<Console>,
     headers: HeaderMap,
@@ -393,9 +394,17 @@ async fn topic(
             ("lag", mine.iter().map(|l| l.lag).sum::<u64>().into()),
         ]));
     }
+    let topic = Resource::Topic(&name);
+    let may = Json::object([
+        ("read", c.allows(&p, Operation::Read, topic).into()),
+        ("write", c.allows(&p, Operation::Write, topic).into()),
+        ("alter", c.allows(&p, Operation::Alter, topic).into()),
+        ("delete", c.allows(&p, Operation::Delete, topic).into()),
+    ]);
     ok(Json::object([
-        ("name", info.name.into()),
+        ("name", info.name.clone().into()),
         ("id", info.id.to_string().into()),
+        ("may", may),
         ("records", records.into()),
         ("partitions", paged(states.len(), offset, limit, partitions)),
         ("config", config_json(&info.config)),
@@ -744,8 +753,10 @@ async fn group(
         ("at_ms", Json::Array(history.iter().map(|(at, _)| (*at).into()).collect())),
         ("lag", Json::Array(history.iter().map(|(_, lag)| (*lag).into()).collect())),
     ]);
+    let may = Json::object([("reset", c.allows(&p, Operation::Read, Resource::Group(&id)).into())]);
     ok(Json::object([
         ("id", id.clone().into()),
+        ("may", may),
         ("state", format!("{:?}", d.info.state).to_lowercase().into()),
         ("epoch", i64::from(d.info.epoch).into()),
         ("kind", d.info.kind.map(|k| format!("{k:?}").to_lowercase()).into()),

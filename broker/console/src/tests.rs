@@ -424,6 +424,12 @@ async fn a_user_sees_and_does_only_what_the_acls_allow() {
     let names: Vec<&str> =
         list["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["app.orders", "app.payments"]);
+    let orders = c.get(&f, "/console/api/topics/app.orders").await.json();
+    assert_eq!(
+        orders["may"],
+        serde_json::json!({"read": false, "write": true, "alter": false, "delete": false}),
+        "the page offers only what the user may do"
+    );
     let secret = c.get(&f, "/console/api/topics/secret").await;
     assert_eq!(secret.status, StatusCode::FORBIDDEN);
     assert_eq!(secret.error(), "User:alice is not allowed to describe topic `secret`");
