@@ -123,7 +123,14 @@ async fn client_commands_fail_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
     let ep = server.endpoint.clone();
-    fails(&ep, &["consume", "missing"], "\"missing\" does not exist").await;
+    // A missing topic: the hint is the command that creates it.
+    let missing = "topic \"missing\" does not exist: create it first (brooklet topic create missing)";
+    fails(&ep, &["consume", "missing"], missing).await;
+    fails(&ep, &["topic", "describe", "missing"], missing).await;
+    let out = brooklet(&ep, &["produce", "missing"], "a\n").await;
+    assert!(!out.success, "producing to a missing topic fails");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "one line of error: {}", out.stderr);
+    assert!(out.stderr.contains(missing), "{}", out.stderr);
     fails(&ep, &["topic", "create", "bad name"], "name").await;
     fails(&ep, &["topic", "create", "t", "--config", "retention=1"], "retention").await;
     ok(&ep, &["topic", "create", "t"], "").await;
@@ -490,4 +497,21 @@ async fn serve_refuses_to_advertise_an_unspecified_kafka_address() {
     let out = run_with_env(&args, &[]).await;
     assert!(!out.success, "refused at start-up: {}", out.stderr);
     assert!(out.stderr.contains("`0.0.0.0:9092` is not an address clients can connect to"), "{}", out.stderr);
+}
+
+/// A second `serve` on a data directory a broker is using says so in one
+/// line, and fails.
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_directory_says_another_broker_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path()).await;
+    let data = dir.path().to_str().unwrap();
+    let args = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "off"];
+    let out = run_with_env(&args, &[]).await;
+    assert_eq!(out.code, Some(1), "fails: {}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        format!("error: another broker is using the data directory {data} (its database is locked)"),
+    );
+    first.terminate().await;
 }
