@@ -71,10 +71,17 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The error's chain on one line, as `{e:#}` prints it, except that a broker
-/// that cannot be reached is told in a few words: the client's `Unavailable`
-/// error carries tonic's whole transport chain, some 400 characters of debug
-/// output. That chain goes to the debug log (`--log-level debug`).
+/// The error's chain on one line, as `{e:#}` prints it, except for a few
+/// errors told in a CLI user's words:
+///
+/// - a broker that cannot be reached, in a few words: the client's
+///   `Unavailable` error carries tonic's whole transport chain, some 400
+///   characters of debug output. That chain goes to the debug log
+///   (`--log-level debug`);
+/// - a missing topic, with the command that creates it (the client's own
+///   message names its Rust API);
+/// - a data directory another broker holds, alone: the context above it
+///   would only name the directory again.
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts = Vec::new();
     for cause in e.chain() {
@@ -85,6 +92,17 @@ fn one_line(e: &anyhow::Error) -> String {
                 "cannot reach the broker at {endpoint}{why}: is `brooklet serve` running there?"
             ));
             break;
+        }
+        if let Some(brooklet_client::Error::TopicNotFound { topic }) = cause.downcast_ref() {
+            parts.push(format!(
+                "topic {topic:?} does not exist: create it first (brooklet topic create {topic})"
+            ));
+            break;
+        }
+        if let Some(locked @ brooklet_broker::Error::Storage(brooklet_core::StorageError::Locked { .. })) =
+            cause.downcast_ref()
+        {
+            return locked.to_string();
         }
         parts.push(cause.to_string());
     }

@@ -34,6 +34,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use self::membership::{Command, Handle, Settings, View};
 use self::positions::{Position, Positions, Target};
@@ -558,6 +559,17 @@ struct RoundOutcome {
     result: Result<Vec<(u64, ConsumerRecord)>>,
 }
 
+/// How `fetch_records` ended.
+enum Fetch {
+    /// Records arrived (positions already moved past them).
+    Records(Vec<(u64, ConsumerRecord)>),
+    /// The group task published a new assignment: fetch again, with the
+    /// partitions it names.
+    Changed,
+    /// The round's wait is over, or every long-poll ended without records.
+    Done,
+}
+
 /// The consumer's fetching state between calls.
 #[derive(Default)]
 struct Fetching {
@@ -892,11 +904,17 @@ impl Consumer {
     /// without a fetch. Otherwise partitions are fetched concurrently. When
     /// any is behind, `poll` fetches without waiting and returns what all of
     /// them had. When all are caught up, it waits up to `max_wait` and
-    /// returns the first records to arrive, or an empty `Vec` if none did. A
-    /// subscribed consumer that owns nothing waits up to `max_wait` for an
-    /// assignment and returns an empty `Vec`; one whose assignment changes
-    /// while it waits returns early, so the next `poll` reads the new
-    /// partitions.
+    /// returns the first records to arrive, or an empty `Vec` if none did.
+    ///
+    /// A subscribed consumer waits the same way for its assignment: one that
+    /// owns nothing yet (the first `poll` after
+    /// [`subscribe`](Consumer::subscribe), say) waits up to `max_wait` for
+    /// partitions, and once they arrive reads them within the same `poll`,
+    /// so a first `poll` on a group whose topic has records returns them. A
+    /// change of assignment while `poll` waits does not end the wait either:
+    /// the new partitions are fetched within it. So `poll` returns an empty
+    /// `Vec` only when no records arrived within `max_wait` (or when the
+    /// group task ended, which the next `poll` reports).
     ///
     /// # Cancel safety
     /// Cancel-safe: dropped before it completes (in `tokio::select!`, say),
@@ -1200,38 +1218,53 @@ impl<C: BorrowMut<Consumer> + Unpin> Stream for ConsumerStream<C> {
 }
 
 impl Reader {
-    /// One round of fetches: resolves symbolic positions, then fetches (see
-    /// `fetch_records`). A subscribed consumer that owns nothing waits up to
-    /// `max_wait` for an assignment instead. Positions move past the records
-    /// returned only as the round ends, in the same step that returns them.
+    /// One round of fetches, ending with records or once `max_wait` has
+    /// passed: resolves symbolic positions, then fetches (see
+    /// `fetch_records`). A subscribed consumer that owns nothing waits for
+    /// an assignment; when its assignment changes, the round goes on with
+    /// the new partitions, within the same wait. Positions move past the
+    /// records returned only as the round ends, in the same step that
+    /// returns them.
     async fn round(
         &self,
         long_polls: &mut LongPolls,
         mut changes: Option<watch::Receiver<View>>,
     ) -> Result<Vec<(u64, ConsumerRecord)>> {
-        if self.positions.lock().is_empty() {
-            // A member that owns nothing yet waits for an assignment (an
-            // assigned-by-hand consumer without partitions never gets here).
-            let _ = tokio::time::timeout(self.max_wait, assignment_changed(&mut changes)).await;
-            return Ok(Vec::new());
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            if self.positions.lock().is_empty() {
+                // A member that owns nothing yet waits for an assignment (an
+                // assigned-by-hand consumer without partitions never gets here).
+                match tokio::time::timeout_at(deadline, assignment_changed(&mut changes)).await {
+                    Ok(true) => continue,
+                    // The wait is over, or the group task ended: the next
+                    // poll reports why.
+                    Ok(false) | Err(_) => return Ok(Vec::new()),
+                }
+            }
+            self.resolve_pending().await?;
+            match self.fetch_records(long_polls, &mut changes, deadline).await? {
+                Fetch::Records(records) => return Ok(records),
+                Fetch::Changed => {}
+                Fetch::Done => return Ok(Vec::new()),
+            }
         }
-        self.resolve_pending().await?;
-        self.fetch_records(long_polls, &mut changes).await
     }
 
     /// Answers of earlier long-polls first; then a fetch of every partition
-    /// that is behind; then, with all caught up, a long-poll of each and the
-    /// first records to arrive.
+    /// that is behind; then, with all caught up, a long-poll of each (until
+    /// `deadline`) and the first records to arrive.
     async fn fetch_records(
         &self,
         long_polls: &mut LongPolls,
         changes: &mut Option<watch::Receiver<View>>,
-    ) -> Result<Vec<(u64, ConsumerRecord)>> {
+        deadline: Instant,
+    ) -> Result<Fetch> {
         let ready = long_polls.take_ready();
         if !ready.is_empty() {
             let records = self.apply(ready).await?;
             if !records.is_empty() {
-                return Ok(records);
+                return Ok(Fetch::Records(records));
             }
         }
         let (targets, behind) = self.positions.lock().targets();
@@ -1240,28 +1273,37 @@ impl Reader {
             let fetched = futures::future::join_all(self.fetches(targets, Duration::ZERO)).await;
             let records = self.apply(fetched).await?;
             if !records.is_empty() {
-                return Ok(records);
+                return Ok(Fetch::Records(records));
             }
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Ok(Fetch::Done);
         }
         let (targets, _) = self.positions.lock().targets();
         for target in targets {
             if long_polls.is_running(&target) {
                 continue;
             }
-            let fetch = fetch(self.admin.conn.clone(), target.clone(), self.max_bytes, self.max_wait);
+            let fetch = fetch(self.admin.conn.clone(), target.clone(), self.max_bytes, wait);
             long_polls.start(Box::pin(fetch), target);
         }
         loop {
             tokio::select! {
                 fetched = long_polls.running.next() => {
-                    let Some(fetched) = fetched else { return Ok(Vec::new()) };
+                    let Some(fetched) = fetched else { return Ok(Fetch::Done) };
                     long_polls.finished(&fetched);
                     let records = self.apply(vec![fetched]).await?;
                     if !records.is_empty() {
-                        return Ok(records);
+                        return Ok(Fetch::Records(records));
                     }
                 }
-                () = assignment_changed(changes) => return Ok(Vec::new()),
+                alive = assignment_changed(changes) => {
+                    return Ok(if alive { Fetch::Changed } else { Fetch::Done });
+                }
+                // Long-polls of an earlier round may outlast this one's
+                // wait; they stay running for the next round.
+                () = tokio::time::sleep_until(deadline) => return Ok(Fetch::Done),
             }
         }
     }
@@ -1399,15 +1441,12 @@ impl Reader {
     }
 }
 
-/// Resolves when the group task publishes a new membership view (or ends);
-/// never without a task.
-async fn assignment_changed(view: &mut Option<watch::Receiver<View>>) {
+/// Resolves when the group task publishes a new membership view: `true`
+/// while the task goes on, `false` once it ended or failed (the next poll
+/// reports why). Never resolves without a task.
+async fn assignment_changed(view: &mut Option<watch::Receiver<View>>) -> bool {
     match view {
-        // A task that ended makes this resolve at once; the next poll
-        // reports why.
-        Some(view) => {
-            let _ = view.changed().await;
-        }
+        Some(view) => view.changed().await.is_ok() && view.borrow_and_update().failed.is_none(),
         None => std::future::pending().await,
     }
 }

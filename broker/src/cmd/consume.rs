@@ -4,21 +4,29 @@
 //! With `--group` and no `--partition` it joins the group, which assigns its
 //! partitions; with `--partition` it reads that partition and commits under
 //! the group (allowed while the group has no live members). Either way a
-//! group commits exactly what was printed, and ctrl-c stops cleanly: the
-//! consumer commits and leaves its group. So does a standard output that
-//! fails, such as a pipe whose reader left (`| head`), which then exits 0.
+//! group commits exactly what was printed, and SIGINT (ctrl-c) or SIGTERM
+//! stops cleanly: the consumer commits and leaves its group, and exits 0.
+//! So does a standard output that fails, such as a pipe whose reader left
+//! (`| head`): noticed at once while waiting for records, at the next
+//! write otherwise; that too exits 0.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use brooklet_client::{Admin, CommittedOffset, Consumer, ConsumerBuilder, ConsumerRecord, Offset};
 
-use super::{BrokerArgs, ConsumeArgs, Format, From, count};
+use super::{BrokerArgs, ConsumeArgs, Format, From, count, stop};
 
 pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
+    // Before anything else, so that a signal from now on stops the command
+    // cleanly rather than ending the process.
+    let mut stopped = std::pin::pin!(stop::signal());
     let timeout = broker.timeout();
     let admin = broker.admin()?;
-    let described = admin.describe_topic(&args.topic).await?;
+    let described = tokio::select! {
+        described = admin.describe_topic(&args.topic) => described?,
+        _ = &mut stopped => return Ok(()),
+    };
     if let Some(p) = args.partition.filter(|p| *p >= described.info.partitions) {
         anyhow::bail!(
             "topic `{}` has {}; there is no partition {p}",
@@ -49,7 +57,15 @@ pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     };
     if member {
         consumer.subscribe(&[args.topic.as_str()])?;
-        let assigned = consumer.await_joined().await?;
+        let joined = tokio::select! {
+            joined = consumer.await_joined() => Some(joined?),
+            _ = &mut stopped => None,
+        };
+        let Some(assigned) = joined else {
+            // Stopped while joining: leave, with nothing printed to commit.
+            consumer.close().await?;
+            return Ok(());
+        };
         if args.from.is_some() {
             for (topic, p) in assigned {
                 consumer.seek(&topic, p, start)?;
@@ -75,18 +91,23 @@ pub async fn run(args: ConsumeArgs, broker: BrokerArgs) -> anyhow::Result<()> {
     // end, or cut by --count), per partition: a member gives it back before
     // committing, since its consumer commits what `poll` returned.
     let mut unprinted: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     // A write that fails (the reader closed the pipe, the disk is full)
-    // stops the reading like ctrl-c: what was printed before it is still
-    // committed, and the error is returned after.
+    // stops the reading like a signal: what was printed before it is still
+    // committed, and the error is returned after. A reader that leaves
+    // while the consumer waits for records counts as such a write.
     let mut written: std::io::Result<()> = Ok(());
+    let mut reader_gone = std::pin::pin!(stop::stdout_reader_gone());
     'read: loop {
         if !args.follow && caught_up(&consumer, &args.topic, &end) {
             break;
         }
         let records = tokio::select! {
             records = consumer.poll() => records?,
-            _ = &mut interrupted => break,
+            _ = &mut stopped => break,
+            () = &mut reader_gone => {
+                written = Err(std::io::ErrorKind::BrokenPipe.into());
+                break;
+            }
         };
         for record in &records {
             let cut = args.count.is_some_and(|c| printed >= c);

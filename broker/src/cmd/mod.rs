@@ -8,6 +8,7 @@ mod group;
 mod produce;
 mod serve;
 mod status;
+mod stop;
 mod topic;
 mod user;
 

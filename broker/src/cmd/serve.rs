@@ -70,7 +70,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.core.data_dir.display()))?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    Ok(brooklet_broker::run(config, listener, shutdown_signal()).await?)
+    let shutdown = async {
+        let signal = super::stop::signal().await;
+        tracing::info!("received {signal}");
+    };
+    Ok(brooklet_broker::run(config, listener, shutdown).await?)
 }
 
 /// The first user, from `BROOKLET_BOOTSTRAP_USER` and
@@ -186,32 +190,4 @@ fn print_config(a: &ServeArgs) -> anyhow::Result<()> {
         writeln!(out, "superusers = \"{}\"", a.superusers.join(","))?;
     }
     Ok(())
-}
-
-/// Resolves on the first SIGINT (ctrl-c) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("received SIGINT"),
-        _ = term => tracing::info!("received SIGTERM"),
-    }
 }

@@ -29,6 +29,13 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The database is locked by another process: another broker runs on
+    /// the same data directory.
+    #[error("another broker is using the data directory {} (its database is locked)", dir.display())]
+    Locked {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
     /// The storage engine failed (a reported bug, an unsupported operation,
     /// damage it found itself, or the flusher has stopped).
     #[error("storage {op} failed: {reason}")]
@@ -69,7 +76,7 @@ impl StorageError {
     pub fn kind(&self) -> StorageErrorKind {
         match self {
             StorageError::Io { source, .. } if is_disk_full(source) => StorageErrorKind::DiskFull,
-            StorageError::Io { .. } => StorageErrorKind::Io,
+            StorageError::Io { .. } | StorageError::Locked { .. } => StorageErrorKind::Io,
             StorageError::Engine { corrupt: true, .. }
             | StorageError::Corrupt { .. }
             | StorageError::Metadata { .. } => StorageErrorKind::Corrupt,

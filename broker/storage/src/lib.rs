@@ -231,10 +231,8 @@ fn open_db(config: &StorageConfig) -> Result<sled::Db, StorageError> {
             // sled says so only in its message.
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if started.elapsed() >= LOCK_WAIT {
-                    return Err(StorageError::io(
-                        "to lock the database (is another broker using this data directory?)",
-                        e,
-                    ));
+                    tracing::debug!(error = %e, "the database stayed locked");
+                    return Err(StorageError::Locked { dir: config.path.clone() });
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

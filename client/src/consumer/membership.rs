@@ -392,10 +392,14 @@ impl Member {
             // Report the release at once: the new owner waits for it.
             self.next_beat = Instant::now();
         }
+        // Published only when it changed: a `poll` waiting for records
+        // looks at the assignment again on each change.
         let member_id = self.member_id.clone();
-        self.view.send_modify(|view| {
+        self.view.send_if_modified(|view| {
+            let changed = view.member_id.as_ref() != Some(&member_id) || view.assignment != assignment;
             view.member_id = Some(member_id);
             view.assignment = assignment;
+            changed
         });
         Ok(())
     }

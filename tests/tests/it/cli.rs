@@ -123,7 +123,14 @@ async fn client_commands_fail_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
     let ep = server.endpoint.clone();
-    fails(&ep, &["consume", "missing"], "\"missing\" does not exist").await;
+    // A missing topic: the hint is the command that creates it.
+    let missing = "topic \"missing\" does not exist: create it first (brooklet topic create missing)";
+    fails(&ep, &["consume", "missing"], missing).await;
+    fails(&ep, &["topic", "describe", "missing"], missing).await;
+    let out = brooklet(&ep, &["produce", "missing"], "a\n").await;
+    assert!(!out.success, "producing to a missing topic fails");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "one line of error: {}", out.stderr);
+    assert!(out.stderr.contains(missing), "{}", out.stderr);
     fails(&ep, &["topic", "create", "bad name"], "name").await;
     fails(&ep, &["topic", "create", "t", "--config", "retention=1"], "retention").await;
     ok(&ep, &["topic", "create", "t"], "").await;
@@ -495,4 +502,102 @@ async fn serve_refuses_to_advertise_an_unspecified_kafka_address() {
     let out = run_with_env(&args, &[]).await;
     assert!(!out.success, "refused at start-up: {}", out.stderr);
     assert!(out.stderr.contains("`0.0.0.0:9092` is not an address clients can connect to"), "{}", out.stderr);
+}
+
+/// A second `serve` on a data directory a broker is using says so in one
+/// line, and fails.
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_directory_says_another_broker_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path()).await;
+    let data = dir.path().to_str().unwrap();
+    let args = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "off"];
+    let out = run_with_env(&args, &[]).await;
+    assert_eq!(out.code, Some(1), "fails: {}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        format!("error: another broker is using the data directory {data} (its database is locked)"),
+    );
+    first.terminate().await;
+}
+
+/// `kill -TERM` (`timeout`, a service manager's stop) ends `consume --group
+/// --follow` as ctrl-c does: it commits what it printed, leaves the group at
+/// once and exits 0, so the group's offsets can be reset right after.
+#[tokio::test]
+async fn sigterm_stops_a_following_group_consumer_as_ctrl_c_does() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    ok(&ep, &["topic", "create", "jobs", "--partitions", "2"], "").await;
+    ok(&ep, &["produce", "jobs", "--partition", "1"], "a\nb\nc\n").await;
+    let mut child = Command::new(brooklet_bin())
+        .args(["consume", "jobs", "--group", "g", "--follow", "--broker", &ep, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for expected in ["a", "b", "c"] {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
+        assert_eq!(line.as_deref(), Some(expected));
+    }
+    // All printed: the consumer is a member of g, waiting for more. Its
+    // reader stays (one that leaves stops it too, see below).
+
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(status.success(), "kill -TERM {pid}");
+    let out = finish(child).await;
+    assert!(out.success, "exits 0 as on ctrl-c, got {:?}: {}", out.code, out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    drop(lines);
+
+    let admin = brooklet_client::Admin::connect(ep.as_str()).unwrap();
+    let committed = admin.fetch_offsets("g", Some("jobs")).await.unwrap();
+    let on_1: Vec<u64> = committed.iter().filter(|c| c.partition == 1).map(|c| c.offset).collect();
+    assert_eq!(on_1, [3], "what was printed is committed: {committed:?}");
+    // Left at once: resetting needs a group without live members.
+    let reset = ok(&ep, &["group", "reset-offsets", "g", "--topic", "jobs", "--to", "earliest"], "").await;
+    assert!(reset.lines().any(|l| l.starts_with("jobs") && l.contains(" 1 ")), "{reset}");
+    broker.shutdown().await;
+}
+
+/// `brooklet consume t --follow | head -1`: once `head` has its line and
+/// exits, the consumer, waiting for records that do not come, notices the
+/// reader is gone, commits what it printed, leaves and exits 0, without
+/// waiting for a record to write.
+#[tokio::test]
+async fn a_following_consumer_whose_reader_leaves_ends_without_waiting_for_a_record() {
+    let broker = TestBroker::start().await;
+    let ep = broker.endpoint();
+    ok(&ep, &["topic", "create", "quiet"], "").await;
+    ok(&ep, &["produce", "quiet"], "a\nb\n").await;
+    let mut child = Command::new(brooklet_bin())
+        .args(["consume", "quiet", "--group", "g", "--follow", "--broker", &ep, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
+    assert_eq!(first.as_deref(), Some("a"));
+    drop(lines);
+    // No record comes: only the reader leaving can end it.
+    let out = finish(child).await;
+    assert!(out.success, "exits 0, got {:?}: {}", out.code, out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+
+    // Both records went into the pipe before the reader left: printed, so committed.
+    let admin = brooklet_client::Admin::connect(ep.as_str()).unwrap();
+    let committed = admin.fetch_offsets("g", Some("quiet")).await.unwrap();
+    assert_eq!(committed.iter().map(|c| c.offset).collect::<Vec<_>>(), [2], "{committed:?}");
+    let described = ok(&ep, &["group", "describe", "g"], "").await;
+    assert!(described.contains("group g is empty"), "left the group: {described}");
+    broker.shutdown().await;
 }

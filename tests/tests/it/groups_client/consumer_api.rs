@@ -149,6 +149,35 @@ async fn a_dropped_member_leaves_so_the_survivor_takes_its_partitions_at_once() 
     broker.shutdown().await;
 }
 
+/// The README's consumer: a new member of a new group, over a topic that
+/// already has records, gets them from its first `poll`. The assignment
+/// arriving does not end that poll's wait: it reads the partitions it was
+/// just given. The wait is long so that only an empty answer fails the
+/// test, however slow the machine.
+#[tokio::test]
+async fn the_first_poll_of_a_new_member_returns_the_records_already_there() {
+    let (_dir, broker, admin) = start().await;
+    let endpoint = broker.endpoint();
+    admin.create_topic("waiting", NewTopic::new(3)).await.unwrap();
+    let producer = Producer::builder(&endpoint).build().unwrap();
+    for partition in 0..3 {
+        produce(&producer, "waiting", partition, (0..2).map(|i| (partition * 10 + i).to_string())).await;
+    }
+    producer.close().await.unwrap();
+
+    let mut c =
+        Consumer::builder(&endpoint).group("billing").max_wait(Duration::from_secs(30)).build().unwrap();
+    c.subscribe(&["waiting"]).unwrap();
+    let first = c.poll().await.unwrap();
+    let mut got = values(&first);
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 10, 11, 20, 21], "the first poll returns every record already there");
+    c.commit().await.unwrap();
+    assert_eq!(committed(&admin, "billing", "waiting").await, BTreeMap::from([(0, 2), (1, 2), (2, 2)]));
+    c.close().await.unwrap();
+    broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_bounded_poll_returns_at_most_max_poll_records_and_a_commit_stores_exactly_those() {
     let (_dir, broker, admin) = start().await;
