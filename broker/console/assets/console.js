@@ -86,7 +86,7 @@
     if (d) return d + "d " + h + "h " + pad(m) + "m";
     if (h) return h + "h " + pad(m) + "m " + pad(s % 60) + "s";
     if (m) return m + "m " + pad(s % 60) + "s";
-    return s + " s";
+    return s + "s";
   }
 
   function table(headers, rows) {

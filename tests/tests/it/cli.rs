@@ -189,6 +189,8 @@ async fn consumer_groups_from_the_command_line() {
 
     let status = ok(&ep, &["status"], "").await;
     assert!(status.starts_with("brooklet "), "{status}");
+    let disk = status.lines().find(|l| l.starts_with("data dir ")).unwrap_or_default();
+    assert!(disk.contains("iB used, ") || disk.contains(" B used, "), "binary units: {status}");
     assert!(
         status.lines().any(|l| l.starts_with("jobs") && l.split_whitespace().nth(2) == Some("6")),
         "{status}"
