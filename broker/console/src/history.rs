@@ -27,6 +27,10 @@ pub(crate) const MAX_LAG_SAMPLES: usize = 120;
 /// Most groups whose lag is sampled (the first, by name).
 pub(crate) const MAX_LAG_GROUPS: usize = 1000;
 
+/// Most partitions one lag sample reads, over all groups: groups past it
+/// wait for a later version of the console rather than slow the broker.
+pub(crate) const MAX_LAG_PARTITIONS: usize = 100_000;
+
 /// One second of the broker.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Sample {
@@ -121,7 +125,11 @@ impl History {
                 () = stop.cancelled() => return,
             }
             if tick % LAG_EVERY == 0 {
-                self.push_lags(group_lags(&core, now_ms()));
+                // Reading every group's offsets blocks: off the async workers.
+                let reading = core.clone();
+                if let Ok(lags) = tokio::task::spawn_blocking(move || group_lags(&reading, now_ms())).await {
+                    self.push_lags(lags);
+                }
             }
             let now = tokio::time::Instant::now();
             let totals = metrics.totals();
@@ -143,21 +151,26 @@ impl History {
     }
 }
 
-/// Each group's lag per topic, for the first [`MAX_LAG_GROUPS`] groups.
+/// Each group's lag per topic, for the first [`MAX_LAG_GROUPS`] groups, up
+/// to [`MAX_LAG_PARTITIONS`] partitions in all.
 pub(crate) fn group_lags(core: &Core, at_ms: i64) -> HashMap<String, LagSample> {
     let groups = core.groups();
     let Ok(list) = groups.list() else { return HashMap::new() };
-    list.into_iter()
-        .take(MAX_LAG_GROUPS)
-        .filter_map(|(id, _, _)| {
-            let d = groups.describe(&id).ok()?;
-            let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
-            for l in d.partitions {
-                *by_topic.entry(l.topic).or_default() += l.lag;
-            }
-            Some((id, LagSample { at_ms, by_topic: by_topic.into_iter().collect() }))
-        })
-        .collect()
+    let mut lags = HashMap::new();
+    let mut partitions = 0;
+    for (id, _, _) in list.into_iter().take(MAX_LAG_GROUPS) {
+        if partitions >= MAX_LAG_PARTITIONS {
+            break;
+        }
+        let Ok(d) = groups.describe(&id) else { continue };
+        partitions += d.partitions.len();
+        let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
+        for l in d.partitions {
+            *by_topic.entry(l.topic).or_default() += l.lag;
+        }
+        lags.insert(id, LagSample { at_ms, by_topic: by_topic.into_iter().collect() });
+    }
+    lags
 }
 
 /// The sum of each topic's high watermarks.
