@@ -236,6 +236,11 @@ async fn settings_come_from_flags_then_environment_then_file_then_defaults() {
     assert!(lines.contains(&"listen = \"127.0.0.1:7444\""), "a flag beats both: {}", out.stdout);
     assert!(lines.contains(&"max_partitions = 1024"), "a default otherwise: {}", out.stdout);
     assert!(lines.contains(&"console = \"off\""), "a boolean reads as on or off: {}", out.stdout);
+    for (flag, shown) in [("off", "off"), ("on", "on"), ("false", "off")] {
+        let out = run_with_env(&["serve", "--console", flag, "--print-config"], &[]).await;
+        assert!(out.success, "--console {flag}: {}", out.stderr);
+        assert!(out.stdout.contains(&format!("console = \"{shown}\"")), "--console {flag}: {}", out.stdout);
+    }
 
     // An unknown key or a bad value stops start-up with exit code 2, naming it.
     for (text, needle) in
