@@ -460,7 +460,7 @@ pub struct ServeArgs {
     /// Serve the web console at `/console/` on the metrics listener: `on`
     /// or `off` (also `true` or `false`). Without `--auth required` it stays
     /// on a loopback address unless `--allow-insecure`.
-    #[arg(long, env = "BROOKLET_CONSOLE", default_value = "on", value_name = "on|off", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "BROOKLET_CONSOLE", default_value = "on", value_name = "on|off", action = clap::ArgAction::Set, hide_possible_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub console: bool,
     /// Most partitions a topic may have.
     #[arg(long, env = "BROOKLET_MAX_PARTITIONS", default_value_t = 1024)]
