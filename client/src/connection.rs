@@ -142,9 +142,9 @@ impl ConnectionConfig {
                 if tls.is_none() {
                     tls = Some(self.tls.clone().unwrap_or_default().client_config()?);
                 }
-                endpoint = endpoint.tls_config(tls.clone().unwrap_or_default()).map_err(|err| {
-                    self.tls.clone().unwrap_or_default().unusable(&err, error_chain(&err))
-                })?;
+                endpoint = endpoint
+                    .tls_config(tls.clone().unwrap_or_default())
+                    .map_err(|err| self.tls.clone().unwrap_or_default().unusable(&err, error_chain(&err)))?;
             }
             channels.push(endpoint.connect_lazy());
             uris.push(Arc::<str>::from(uri));

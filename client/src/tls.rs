@@ -134,7 +134,8 @@ impl TlsOptions {
         let mut next = Some(error);
         while let Some(err) = next {
             if format!("{err:?}").contains("UnsupportedCertVersion") {
-                let message = format!("{what}: X.509 v1 certificates are not supported, make a v3 certificate");
+                let message =
+                    format!("{what}: X.509 v1 certificates are not supported, make a v3 certificate");
                 return Error::InvalidArgument { message };
             }
             next = err.source();
@@ -252,10 +253,15 @@ fn certificate_reason(reason: &rustls::CertificateError) -> String {
 fn from_alert(alert: &str) -> Option<TlsFailure> {
     match alert {
         "CertificateRequired" => Some(TlsFailure::ClientCertificateRequired),
-        "BadCertificate" | "UnsupportedCertificate" | "CertificateRevoked" | "CertificateExpired"
-        | "CertificateUnknown" | "UnknownCA" | "AccessDenied" | "HandshakeFailure" | "DecryptError" => {
-            Some(TlsFailure::ClientCertificateRefused { alert: alert.to_owned() })
-        }
+        "BadCertificate"
+        | "UnsupportedCertificate"
+        | "CertificateRevoked"
+        | "CertificateExpired"
+        | "CertificateUnknown"
+        | "UnknownCA"
+        | "AccessDenied"
+        | "HandshakeFailure"
+        | "DecryptError" => Some(TlsFailure::ClientCertificateRefused { alert: alert.to_owned() }),
         _ => None,
     }
 }

@@ -240,14 +240,18 @@ async fn tls_mistakes_are_one_line_that_names_the_fix_and_are_not_retried() {
         let stderr = out.stderr.trim_end();
         assert_eq!(stderr.lines().count(), 1, "{endpoint} {flags:?}: one line: {stderr}");
         assert!(stderr.contains(expected), "{endpoint} {flags:?}: {stderr}");
-        assert!(!stderr.contains("brooklet serve") && !stderr.contains("invalid broker endpoint"), "{stderr}");
+        assert!(
+            !stderr.contains("brooklet serve") && !stderr.contains("invalid broker endpoint"),
+            "{stderr}"
+        );
         let tries = accepted.load(Ordering::SeqCst);
         assert!(tries <= 2, "{endpoint} {flags:?}: {tries} connections");
     }
 
     // The Rust client reports the failure as such, without retrying for
     // its request timeout.
-    let untrusted = Admin::builder(format!("https://{open_proxy}")).request_timeout(DEADLINE).build().unwrap();
+    let untrusted =
+        Admin::builder(format!("https://{open_proxy}")).request_timeout(DEADLINE).build().unwrap();
     let err = untrusted.list_topics().await.unwrap_err();
     let Error::Tls { failure: TlsFailure::UntrustedBroker { reason }, .. } = &err else {
         panic!("expected an untrusted certificate, got {err:?}");
