@@ -265,3 +265,34 @@ fn from_alert(alert: &str) -> Option<TlsFailure> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_io(error: impl Into<Box<dyn StdError + Send + Sync>>) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+    }
+
+    #[test]
+    fn tls_failures_are_told_from_rustls_errors_and_alerts() {
+        let untrusted = in_io(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        assert_eq!(
+            failure(&untrusted, "https://b:1"),
+            Some(TlsFailure::UntrustedBroker { reason: "UnknownIssuer".to_owned() })
+        );
+        let plaintext = in_io(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType));
+        assert_eq!(failure(&plaintext, "https://b:1"), Some(TlsFailure::NotTls));
+        // After the handshake an alert arrives as text only.
+        let required = in_io("received fatal alert: CertificateRequired");
+        assert_eq!(failure(&required, "https://b:1"), Some(TlsFailure::ClientCertificateRequired));
+        let refused = rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA);
+        assert_eq!(
+            failure(&refused, "https://b:1"),
+            Some(TlsFailure::ClientCertificateRefused { alert: "UnknownCA".to_owned() })
+        );
+        // A refused port is not a TLS failure.
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(failure(&io, "https://b:1"), None);
+    }
+}
