@@ -78,6 +78,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
 ///   `Unavailable` error carries tonic's whole transport chain, some 400
 ///   characters of debug output. That chain goes to the debug log
 ///   (`--log-level debug`);
+/// - a TLS failure, with the flag that fixes it (the client's own message
+///   names its Rust API);
 /// - a missing topic, with the command that creates it (the client's own
 ///   message names its Rust API);
 /// - a data directory another broker holds, alone: the context above it
@@ -93,6 +95,11 @@ fn one_line(e: &anyhow::Error) -> String {
             ));
             break;
         }
+        if let Some(brooklet_client::Error::Tls { endpoint, failure, .. }) = cause.downcast_ref() {
+            tracing::debug!(error = format!("{e:#}"), "TLS with the broker failed");
+            parts.push(tls_failure(endpoint, failure));
+            break;
+        }
         if let Some(brooklet_client::Error::TopicNotFound { topic }) = cause.downcast_ref() {
             parts.push(format!(
                 "topic {topic:?} does not exist: create it first (brooklet topic create {topic})"
@@ -104,9 +111,46 @@ fn one_line(e: &anyhow::Error) -> String {
         {
             return locked.to_string();
         }
-        parts.push(cause.to_string());
+        // A cause its parent's message already quotes (`cannot read FILE:
+        // {source}` with the source also in the chain) is printed once.
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|parent: &String| parent.contains(&text)) {
+            parts.push(text);
+        }
     }
     parts.join(": ")
+}
+
+/// A TLS failure in the CLI's words: what is wrong, and the flag that fixes
+/// it.
+fn tls_failure(endpoint: &str, failure: &brooklet_client::TlsFailure) -> String {
+    use brooklet_client::TlsFailure;
+    match failure {
+        TlsFailure::UntrustedBroker { reason } if reason == "UnknownIssuer" => format!(
+            "the certificate of the broker at {endpoint} is not trusted (UnknownIssuer): pass its CA with \
+             --tls-ca FILE"
+        ),
+        TlsFailure::UntrustedBroker { reason } => format!(
+            "the certificate of the broker at {endpoint} is not trusted ({reason}): renew it, or connect \
+             to a host name it is issued for"
+        ),
+        TlsFailure::ClientCertificateRequired => format!(
+            "the broker at {endpoint} requires a client certificate: pass --tls-client-cert and \
+             --tls-client-key"
+        ),
+        TlsFailure::ClientCertificateRefused { alert } => format!(
+            "the broker at {endpoint} refused the client certificate ({alert}): pass one signed by a CA in \
+             the broker's --tls-client-ca"
+        ),
+        TlsFailure::NotTls => {
+            format!("the broker at {endpoint} did not answer TLS: if it serves plaintext, use http://")
+        }
+        TlsFailure::NotPlaintext => format!(
+            "the broker at {endpoint} did not answer gRPC over plaintext: if it serves TLS, use https:// \
+             and --tls-ca"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// The first I/O error in `error`'s chain, e.g. `connection refused`, without

@@ -142,7 +142,9 @@ impl ConnectionConfig {
                 if tls.is_none() {
                     tls = Some(self.tls.clone().unwrap_or_default().client_config()?);
                 }
-                endpoint = endpoint.tls_config(tls.clone().unwrap_or_default()).map_err(invalid)?;
+                endpoint = endpoint
+                    .tls_config(tls.clone().unwrap_or_default())
+                    .map_err(|err| self.tls.clone().unwrap_or_default().unusable(&err, error_chain(&err)))?;
             }
             channels.push(endpoint.connect_lazy());
             uris.push(Arc::<str>::from(uri));
@@ -459,6 +461,11 @@ impl Connection {
             if !is_connection_failure(&status) {
                 attempt.succeeded(true);
                 return Err(Error::from_status(status, &context(endpoint)));
+            }
+            if let Some(failure) = status.source().and_then(|source| crate::tls::failure(source, endpoint)) {
+                // Reached, and refused for a reason no retry changes.
+                attempt.succeeded(false);
+                return Err(Error::Tls { endpoint: endpoint.to_string(), failure, source: Arc::new(status) });
             }
             attempt.failed(&status);
             tried |= 1 << index;

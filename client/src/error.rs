@@ -171,6 +171,22 @@ pub enum Error {
         /// The HTTP status it answered with, e.g. 404.
         http_status: u16,
     },
+
+    /// The broker's endpoint was reached but TLS failed, or did not match
+    /// the endpoint's scheme: its certificate is not trusted, it asks for a
+    /// client certificate, it refused the one presented, or it speaks TLS
+    /// to an `http://` endpoint (or plaintext to an `https://` one). The
+    /// client does not retry it: the next attempt would fail the same way.
+    #[error("broker at {endpoint}: {failure}")]
+    Tls {
+        /// The endpoint that failed.
+        endpoint: String,
+        /// What went wrong.
+        failure: crate::TlsFailure,
+        /// The TLS or HTTP/2 error it was told from.
+        #[source]
+        source: Arc<dyn StdError + Send + Sync>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -115,7 +115,7 @@ pub use error::{Code, Error, Result};
 pub use group::{GroupDescription, GroupMember, GroupState, GroupSummary, PartitionLag, ResetTo, TimeOffset};
 pub use producer::{Delivery, Producer, ProducerBuilder};
 pub use record::{ConsumerRecord, Durability, Header, IntoBytes, ProducerRecord, RecordMetadata};
-pub use tls::TlsOptions;
+pub use tls::{TlsFailure, TlsOptions};
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! verified against, and the certificate the client presents when the
 //! broker asks for one. Files are read when the client is built.
 
+use std::error::Error as StdError;
 use std::path::PathBuf;
 
 use rustls_pki_types::pem::PemObject;
@@ -120,6 +121,29 @@ impl TlsOptions {
     }
 }
 
+impl TlsOptions {
+    /// The error for a configuration tonic refused when it built the TLS
+    /// connector: rustls checks the client certificate there (a v1
+    /// certificate is refused), so it names the certificate. `reason` is
+    /// tonic's error with its sources, on one line.
+    pub(crate) fn unusable(&self, error: &(dyn StdError + 'static), reason: String) -> Error {
+        let what = match &self.identity {
+            Some((cert, _)) => format!("{} is not usable", cert.name("client certificate")),
+            None => "the TLS settings are not usable".to_owned(),
+        };
+        let mut next = Some(error);
+        while let Some(err) = next {
+            if format!("{err:?}").contains("UnsupportedCertVersion") {
+                let message =
+                    format!("{what}: X.509 v1 certificates are not supported, make a v3 certificate");
+                return Error::InvalidArgument { message };
+            }
+            next = err.source();
+        }
+        Error::InvalidArgument { message: format!("{what}: {reason}") }
+    }
+}
+
 /// Checks that `pem` holds at least one PEM certificate.
 fn certificates(pem: &[u8], name: &str) -> Result<()> {
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -131,4 +155,144 @@ fn certificates(pem: &[u8], name: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Why TLS with a broker failed, as [`Error::Tls`] reports it. None of
+/// these goes away by retrying.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The broker's certificate could not be verified.
+    #[error(
+        "the broker's certificate is not trusted ({reason}): trust its CA with TlsOptions::ca_file, or \
+         renew a certificate that expired or does not name the host"
+    )]
+    UntrustedBroker {
+        /// Why, as rustls says it: `UnknownIssuer`, `Expired`,
+        /// `NotValidForName`, …
+        reason: String,
+    },
+    /// The broker asks for a client certificate and none was presented.
+    #[error("the broker requires a client certificate: present one with TlsOptions::identity_files")]
+    ClientCertificateRequired,
+    /// The broker refused the client certificate presented.
+    #[error(
+        "the broker refused the client certificate (TLS alert {alert}): present one signed by a CA the \
+         broker trusts for clients"
+    )]
+    ClientCertificateRefused {
+        /// The TLS alert the broker sent, e.g. `UnknownCA`, `BadCertificate`.
+        alert: String,
+    },
+    /// An `https://` endpoint answered without TLS.
+    #[error("it did not answer TLS: if the broker serves plaintext, use http://")]
+    NotTls,
+    /// An `http://` endpoint answered something other than HTTP/2, such as
+    /// a TLS alert.
+    #[error("it did not answer gRPC over plaintext: if the broker serves TLS, use https://")]
+    NotPlaintext,
+}
+
+/// The TLS failure behind a failed call to `endpoint`, if that is what it
+/// was: told from the rustls error or alert, or the HTTP/2 error, in
+/// `error`'s chain.
+pub(crate) fn failure(error: &(dyn StdError + 'static), endpoint: &str) -> Option<TlsFailure> {
+    let mut next = Some(error);
+    while let Some(err) = next {
+        // rustls' errors reach here inside an `io::Error`, whose `source`
+        // skips them; an alert received after the handshake (TLS 1.3 sends
+        // a client certificate's refusal then) only as its text.
+        let inner = err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        for candidate in [Some(err), inner.map(|e| e as &(dyn StdError + 'static))].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return from_rustls(tls);
+            }
+            if let Some(alert) = candidate.to_string().strip_prefix("received fatal alert: ") {
+                return from_alert(alert);
+            }
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>()
+            && endpoint.starts_with("http://")
+            && h2.is_go_away()
+            && h2.is_library()
+            && matches!(h2.reason(), Some(h2::Reason::FRAME_SIZE_ERROR | h2::Reason::PROTOCOL_ERROR))
+        {
+            // The bytes that came back were not HTTP/2 frames: most likely
+            // a TLS alert from a listener that expected a ClientHello.
+            return Some(TlsFailure::NotPlaintext);
+        }
+        next = err.source();
+    }
+    None
+}
+
+fn from_rustls(error: &rustls::Error) -> Option<TlsFailure> {
+    match error {
+        rustls::Error::InvalidCertificate(reason) => {
+            Some(TlsFailure::UntrustedBroker { reason: certificate_reason(reason) })
+        }
+        rustls::Error::AlertReceived(alert) => from_alert(&format!("{alert:?}")),
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => Some(TlsFailure::NotTls),
+        _ => None,
+    }
+}
+
+/// The variant's name alone (`NotValidForName`, not its context's
+/// fields), else rustls' text.
+fn certificate_reason(reason: &rustls::CertificateError) -> String {
+    let debug = format!("{reason:?}");
+    let name: String = debug.chars().take_while(char::is_ascii_alphanumeric).collect();
+    let name = name.strip_suffix("Context").unwrap_or(&name);
+    match reason {
+        rustls::CertificateError::Other(other) => other.to_string(),
+        _ if !name.is_empty() => name.to_owned(),
+        _ => reason.to_string(),
+    }
+}
+
+fn from_alert(alert: &str) -> Option<TlsFailure> {
+    match alert {
+        "CertificateRequired" => Some(TlsFailure::ClientCertificateRequired),
+        "BadCertificate"
+        | "UnsupportedCertificate"
+        | "CertificateRevoked"
+        | "CertificateExpired"
+        | "CertificateUnknown"
+        | "UnknownCA"
+        | "AccessDenied"
+        | "HandshakeFailure"
+        | "DecryptError" => Some(TlsFailure::ClientCertificateRefused { alert: alert.to_owned() }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_io(error: impl Into<Box<dyn StdError + Send + Sync>>) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+    }
+
+    #[test]
+    fn tls_failures_are_told_from_rustls_errors_and_alerts() {
+        let untrusted = in_io(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        assert_eq!(
+            failure(&untrusted, "https://b:1"),
+            Some(TlsFailure::UntrustedBroker { reason: "UnknownIssuer".to_owned() })
+        );
+        let plaintext = in_io(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType));
+        assert_eq!(failure(&plaintext, "https://b:1"), Some(TlsFailure::NotTls));
+        // After the handshake an alert arrives as text only.
+        let required = in_io("received fatal alert: CertificateRequired");
+        assert_eq!(failure(&required, "https://b:1"), Some(TlsFailure::ClientCertificateRequired));
+        let refused = rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA);
+        assert_eq!(
+            failure(&refused, "https://b:1"),
+            Some(TlsFailure::ClientCertificateRefused { alert: "UnknownCA".to_owned() })
+        );
+        // A refused port is not a TLS failure.
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(failure(&io, "https://b:1"), None);
+    }
 }

@@ -161,14 +161,23 @@ impl Config {
                         ),
                     ));
                 }
+                self.kafka_listen.map_or(Ok(()), |listen| self.check_exposure("kafka_listen", listen))
             }
-            (None, Some(listen)) => check_kafka_bound(listen)?,
-            (None, None) => {}
+            // Both refusals of a Kafka listener on every interface at once,
+            // not one per attempt to start.
+            (None, Some(listen)) => {
+                all_of([check_kafka_bound(listen), self.check_exposure("kafka_listen", listen)])
+            }
+            (None, None) => Ok(()),
         }
-        if let Some(listen) = self.kafka_listen {
-            self.check_exposure("kafka_listen", listen)?;
-        }
-        Ok(())
+    }
+
+    /// [`validate`](Self::validate), and the gRPC listener's address
+    /// `listen` by [`check_exposure`](Self::check_exposure): what `brooklet
+    /// serve` checks before it binds, with every refusal of the listeners
+    /// in the one error.
+    pub fn check_start(&self, listen: SocketAddr) -> Result<()> {
+        all_of([self.validate(), self.check_exposure("listen", listen)])
     }
 
     /// Refuses to serve the listener `key` (`listen`, `kafka_listen`) on
@@ -207,6 +216,29 @@ impl Config {
         let certificates = self.tls.as_ref().is_some_and(|t| t.config().client_auth == ClientAuth::Required);
         (certificates && self.auth == Auth::Required).then_some(self.tls_principal_from)
     }
+}
+
+/// The refusals among `checks` as one: their settings joined with `, `,
+/// their reasons with `; `. An error other than a refused setting is
+/// returned as it is.
+fn all_of<const N: usize>(checks: [Result<()>; N]) -> Result<()> {
+    let (mut fields, mut reasons) = (Vec::new(), Vec::new());
+    for check in checks {
+        match check {
+            Ok(()) => {}
+            Err(brooklet_core::Error::InvalidArgument { field, reason }) => {
+                if !fields.contains(&field) {
+                    fields.push(field);
+                }
+                reasons.push(reason);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(brooklet_core::Error::invalid(fields.join(", "), reasons.join("; ")))
 }
 
 /// The rule of [`Config::check_exposure`].
@@ -272,6 +304,26 @@ mod tests {
             assert!(err.contains("kafka_advertised") && err.contains("not an address clients"), "{err}");
         }
         kafka("127.0.0.1:9092", None).validate().expect("a specific address is advertised as bound");
+    }
+
+    #[test]
+    fn a_kafka_listener_on_every_interface_is_refused_for_all_its_reasons_at_once() {
+        let mut config = kafka("0.0.0.0:9092", None);
+        config.allow_insecure = false;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("invalid kafka_advertised, kafka_listen: "), "{err}");
+        assert!(err.contains("set --kafka-advertised HOST:PORT"), "{err}");
+        assert!(err.contains("; --kafka-listen 0.0.0.0:9092 is reachable from other hosts"), "{err}");
+        // With the gRPC listener's refusal too.
+        let err = config.check_start("0.0.0.0:7070".parse().unwrap()).unwrap_err().to_string();
+        assert!(
+            err.contains("--kafka-advertised") && err.contains("; --listen 0.0.0.0:7070 is reachable"),
+            "{err}"
+        );
+        config.check_start("127.0.0.1:7070".parse().unwrap()).unwrap_err();
+        config.allow_insecure = true;
+        config.kafka_advertised = Some(("10.1.2.3".to_owned(), 9092));
+        config.check_start("0.0.0.0:7070".parse().unwrap()).expect("allowed and advertised");
     }
 
     #[test]

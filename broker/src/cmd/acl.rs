@@ -121,6 +121,12 @@ fn core_acl(entry: &AclEntry) -> anyhow::Result<Acl> {
 
 /// The same commands on a stopped broker's data directory.
 async fn offline(command: AclCommand, dir: &Path) -> anyhow::Result<()> {
+    // The first entries are made before the broker's first start: `add`
+    // creates the directory, as `serve` does, once its entries are valid.
+    if let AclCommand::Add(args) = &command {
+        entries(args)?.iter().try_for_each(|entry| core_acl(entry).map(drop))?;
+        super::create_data_dir(dir)?;
+    }
     anyhow::ensure!(dir.is_dir(), "data directory {} does not exist", dir.display());
     let tasks = TaskTracker::new();
     let core = Core::open(&CoreConfig::new(PathBuf::from(dir)), None, &tasks)

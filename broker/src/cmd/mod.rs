@@ -544,6 +544,8 @@ pub struct ServeArgs {
     pub kafka_default_partitions: u32,
     /// Whether clients authenticate: `none`, or `required` (gRPC with
     /// `authorization: Basic`, Kafka with SASL PLAIN or SCRAM-SHA-256/512).
+    /// BROOKLET_BOOTSTRAP_USER and BROOKLET_BOOTSTRAP_PASSWORD (both or
+    /// neither) create that user at start when no user exists yet.
     #[arg(long, env = "BROOKLET_AUTH", default_value = "none", value_parser = ["none", "required"])]
     pub auth: String,
     /// PEM certificate chain: serve TLS on the gRPC and Kafka listeners
@@ -638,6 +640,13 @@ pub fn output_error(e: std::io::Error) -> anyhow::Error {
 /// `n` and `noun`, singular for one: `1 partition`, `3 partitions`.
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("{n} {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// Creates the data directory `dir` if it does not exist yet, as `serve`
+/// and the offline commands that write (`user add`, `acl add`) do.
+pub fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
 /// Logs go to stderr so that `consume` can print records on stdout.

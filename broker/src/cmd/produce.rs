@@ -73,6 +73,11 @@ pub async fn run(args: ProduceArgs, broker: BrokerArgs) -> anyhow::Result<()> {
             writeln!(stdout(), "{} {done} ({guarantee})", count(acked, "record"))?;
             Ok(())
         }
+        // No guarantee to name when nothing was acknowledged.
+        Some(e) if acked == 0 => {
+            Err(anyhow::Error::new(e)
+                .context(format!("0 of {} {done}; first failure", count(read, "record"))))
+        }
         Some(e) => Err(anyhow::Error::new(e)
             .context(format!("{acked} of {} {done} ({guarantee}); first failure", count(read, "record")))),
     }

@@ -62,12 +62,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_per_address: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
         },
     };
-    config.validate()?;
-    // Checked before binding; `run` checks the bound address again.
-    config.check_exposure("listen", args.listen)?;
+    // Checked before binding; `run` checks the bound addresses again.
+    config.check_start(args.listen)?;
     reload_on_sighup(config.tls.clone());
-    std::fs::create_dir_all(&config.core.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.core.data_dir.display()))?;
+    super::create_data_dir(&config.core.data_dir)?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let shutdown = async {

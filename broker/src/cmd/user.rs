@@ -75,6 +75,16 @@ async fn online(command: UserCommand, broker: &BrokerArgs) -> anyhow::Result<()>
 
 /// The same commands on a stopped broker's data directory.
 async fn offline(command: UserCommand, dir: &Path) -> anyhow::Result<()> {
+    // The first user is made before the broker's first start: `add`
+    // creates the directory, as `serve` does, once it has the password.
+    // The other commands need users, so a missing directory is a mistake.
+    let password = match &command {
+        UserCommand::Add { name, .. } | UserCommand::SetPassword { name, .. } => Some(new_password(name)?),
+        UserCommand::List { .. } | UserCommand::Delete { .. } => None,
+    };
+    if matches!(command, UserCommand::Add { .. }) {
+        super::create_data_dir(dir)?;
+    }
     anyhow::ensure!(dir.is_dir(), "data directory {} does not exist", dir.display());
     let tasks = TaskTracker::new();
     let core = Core::open(&CoreConfig::new(PathBuf::from(dir)), None, &tasks)
@@ -83,11 +93,11 @@ async fn offline(command: UserCommand, dir: &Path) -> anyhow::Result<()> {
     let result = async {
         match command {
             UserCommand::Add { name, .. } => {
-                core.users().add(&name, &new_password(&name)?).await?;
+                core.users().add(&name, password.as_deref().unwrap_or_default()).await?;
                 writeln!(out, "created user {name} in {}", dir.display())?;
             }
             UserCommand::SetPassword { name, .. } => {
-                core.users().set_password(&name, &new_password(&name)?).await?;
+                core.users().set_password(&name, password.as_deref().unwrap_or_default()).await?;
                 writeln!(out, "changed the password of user {name} in {}", dir.display())?;
             }
             UserCommand::Delete { name, .. } => {

@@ -420,9 +420,18 @@ async fn deny_wins_prefixes_match_and_entries_survive_a_restart() {
 #[tokio::test]
 async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    // Offline: no broker runs on the directory.
+    let data_dir = dir.path().join("brooklet-data");
+    let data = data_dir.to_str().unwrap();
+    // Offline: no broker runs on the directory, which does not exist yet:
+    // `list` refuses it, `add` creates it (not before its entries are valid).
     let nowhere = "http://127.0.0.1:1";
+    let out = cli(nowhere, &["acl", "list", "--data-dir", data], None).await;
+    assert!(!out.success && out.stderr.contains("does not exist"), "{out:?}");
+    let invalid = ["acl", "add", "--principal", "a", "--cluster", "--prefixed", "--operation", "read"];
+    let out = cli(nowhere, &[&invalid[..], &["--data-dir", data]].concat(), None).await;
+    assert!(out.stderr.contains("--prefixed goes with --topic or --group"), "{out:?}");
+    assert!(!out.success, "{out:?}");
+    assert!(!data_dir.exists(), "an invalid entry created the directory");
     let add = ["acl", "add", "--principal", "alice", "--topic", "orders.", "--prefixed"];
     let out =
         cli(nowhere, &[&add[..], &["--operation", "read,write", "--data-dir", data]].concat(), None).await;
@@ -476,7 +485,7 @@ async fn the_cli_manages_acls_through_the_broker_and_on_a_stopped_brokers_data()
     assert!(!out.success && out.stderr.contains("steal"), "{out:?}");
 
     // Online, on the same data.
-    let broker = secured(dir.path()).await;
+    let broker = secured(&data_dir).await;
     let endpoint = broker.endpoint();
     let root = Some((ADMIN, ADMIN_PASSWORD));
     let out = cli(&endpoint, &["acl", "list", "--principal", "User:alice"], root).await;

@@ -142,15 +142,25 @@ async fn cli(endpoint: &str, args: &[&str], env: &[(&str, &str)], stdin: &str) -
 #[tokio::test]
 async fn the_cli_manages_users_through_the_broker_and_on_a_stopped_brokers_data() {
     let dir = tempfile::tempdir().unwrap();
-    // The first user, on a data directory no broker runs on, password on stdin.
-    let data = dir.path().to_str().unwrap();
+    // The first user, before the broker's first start: its data directory
+    // does not exist yet. Commands that only read or change users refuse
+    // it; `add` creates it, password on stdin.
+    let data_dir = dir.path().join("brooklet-data");
+    let data = data_dir.to_str().unwrap();
+    for args in
+        [&["user", "list", "--data-dir", data][..], &["user", "set-password", "root", "--data-dir", data]]
+    {
+        let out = cli("http://127.0.0.1:1", args, &[], "root-password\n").await;
+        assert!(!out.success && out.stderr.contains("does not exist"), "{args:?}: {out:?}");
+        assert!(!data_dir.exists(), "{args:?} created the directory");
+    }
     let out =
         cli("http://127.0.0.1:1", &["user", "add", "root", "--data-dir", data], &[], "root-password\n").await;
     assert!(out.success, "{out:?}");
     let out = cli("http://127.0.0.1:1", &["user", "list", "--data-dir", data], &[], "").await;
     assert!(out.stdout.contains("root") && out.stdout.contains("SCRAM-SHA-512"), "{out:?}");
 
-    let mut config = Config::new(dir.path());
+    let mut config = Config::new(&data_dir);
     config.auth = Auth::Required;
     config.superusers = vec!["root".into()];
     let broker = EmbeddedBroker::start_with(config).await.unwrap();

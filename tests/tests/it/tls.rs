@@ -5,12 +5,15 @@
 //! the certificate for new connections while open ones go on. Certificates
 //! are made by the tests (`brooklet_tests::certs`).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use brooklet_broker::{ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
-use brooklet_client::{Admin, NewTopic, TlsOptions};
+use brooklet_client::{Admin, Error, NewTopic, TlsFailure, TlsOptions};
 use brooklet_tests::certs::{CertFiles, TestCa};
 use brooklet_tests::{
     BrokerProcess, DEADLINE, Finished, KafkaClient, brooklet_bin, finish, kafka_client_available,
@@ -18,8 +21,8 @@ use brooklet_tests::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Short, so that a refused handshake (which the client retries as a
-/// connection failure) ends the call soon.
+/// Short, so that a call a broker never answers ends soon (a refused
+/// handshake fails at once, without retries).
 const REFUSED_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A broker serving TLS with `server` on gRPC and Kafka.
@@ -118,7 +121,7 @@ async fn required_client_certificates_refuse_a_client_without_one() {
 
     let anonymous = admin(&broker, TlsOptions::new().ca_file(&ca.path));
     let err = refused(&anonymous).await;
-    assert!(err.contains("unreachable"), "{err}");
+    assert!(err.contains("the broker requires a client certificate"), "{err}");
     // A certificate of a CA the broker does not trust is refused too.
     let stranger = ca.client("stranger", "stranger");
     let untrusted =
@@ -136,6 +139,116 @@ async fn required_client_certificates_refuse_a_client_without_one() {
     assert_eq!(half.code, Some(1), "{}", half.stderr);
     assert!(half.stderr.contains("--tls-client-cert and --tls-client-key go together"), "{}", half.stderr);
     broker.shutdown().await.unwrap();
+}
+
+/// A self-signed X.509 v1 client certificate, which rcgen cannot make: made
+/// by `openssl x509 -req -signkey` (no extensions), valid until 2126.
+const V1_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBHDCBwwIUAIn0v37Ly5lGl8mIeaKzCpPsjQIwCgYIKoZIzj0EAwIwEDEOMAwG\nA1UEAwwFYWxpY2UwIBcNMjYxMjA3MDgxNDU0WhgPMjEyNjExMTMwODE0NTRaMBAx\nDjAMBgNVBAMMBWFsaWNlMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6wtT7snL\nSWaDlD46gEHUt53ksXGSJzz0m4zPwngt8BWiSAPkQE0GBQ6Bg7bcY5x7WGxFJY5Z\n+1lkLdX8/VRc9zAKBggqhkjOPQQDAgNIADBFAiAlB2KW60NM2C4rmSIf5uuA6inx\nx2qE8w4LeI1XIiuWhwIhAK/HqGPLqqlSzyyprPdQFdQhit4DZQILuHKI/8wQahe9\n-----END CERTIFICATE-----\n";
+/// The private key of [`V1_CERT`].
+const V1_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg2FcxM7OfWnJnFFSx\nnkOT+ExYsy2d/VXkrJlETGdTD5mhRANCAATrC1PuyctJZoOUPjqAQdS3neSxcZIn\nPPSbjM/CeC3wFaJIA+RATQYFDoGDttxjnHtYbEUljln7WWQt1fz9VFz3\n-----END PRIVATE KEY-----\n";
+
+/// A TCP forwarder to `target` on a port of its own, and the number of
+/// connections it accepted: how many times a client tried.
+async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut broker) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Each TLS mistake is one line that says what is wrong and which flag
+/// fixes it.
+///
+/// A certificate the client does not trust is not retried: the client
+/// connects once (its channel may connect once more before the command
+/// exits), where retries made five to ten connections, each a warning in
+/// the broker's log. The broker's refusals (a client certificate missing or
+/// refused, TLS spoken to an `http://` client) arrive as a TLS alert after
+/// the client has written; the broker's close can reset the connection
+/// before the client reads that alert, and such an attempt counts as a
+/// failure to connect, so those are not counted here.
+#[tokio::test]
+async fn tls_mistakes_are_one_line_that_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, clients) = (TestCa::new(dir.path(), "main"), TestCa::new(dir.path(), "clients"));
+    let server = ca.server("server");
+    let open = tls_broker(&dir.path().join("open"), &server, None).await;
+    let mutual = tls_broker(&dir.path().join("mutual"), &server, Some(&clients)).await;
+    let ca_path = ca.path.to_str().unwrap();
+    let stranger = ca.client("stranger", "stranger");
+    let (v1_cert, v1_key) = (dir.path().join("v1.pem"), dir.path().join("v1.key"));
+    std::fs::write(&v1_cert, V1_CERT).unwrap();
+    std::fs::write(&v1_key, V1_KEY).unwrap();
+
+    let (proxy, accepted) = counting_proxy(open.addr()).await;
+    let out = cli(&format!("https://{proxy}"), &["--timeout", "30", "topic", "list"]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: the certificate of the broker at https://{proxy} is not trusted (UnknownIssuer): pass \
+             its CA with --tls-ca FILE"
+        )
+    );
+    let tries = accepted.load(Ordering::SeqCst);
+    assert!(tries <= 2, "{tries} connections");
+
+    let mutual_ep = mutual.endpoint();
+    let (cert, key) = (stranger.cert.to_str().unwrap(), stranger.key.to_str().unwrap());
+    let (v1_cert, v1_key) = (v1_cert.to_str().unwrap(), v1_key.to_str().unwrap());
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        (
+            format!("http://{}", open.addr()),
+            vec![],
+            "did not answer gRPC over plaintext: if it serves TLS, use https:// and --tls-ca",
+        ),
+        (
+            mutual_ep.clone(),
+            vec!["--tls-ca", ca_path],
+            "requires a client certificate: pass --tls-client-cert and --tls-client-key",
+        ),
+        (
+            mutual_ep.clone(),
+            vec!["--tls-ca", ca_path, "--tls-client-cert", cert, "--tls-client-key", key],
+            "refused the client certificate",
+        ),
+        (
+            mutual_ep.clone(),
+            vec!["--tls-ca", ca_path, "--tls-client-cert", v1_cert, "--tls-client-key", v1_key],
+            "v1.pem is not usable: X.509 v1 certificates are not supported, make a v3 certificate",
+        ),
+    ];
+    for (endpoint, flags, expected) in cases {
+        let args = [&flags[..], &["--timeout", "30", "topic", "list"]].concat();
+        let out = cli(&endpoint, &args).await;
+        assert_eq!(out.code, Some(1), "{endpoint} {flags:?}: {}", out.stderr);
+        let stderr = out.stderr.trim_end();
+        assert_eq!(stderr.lines().count(), 1, "{endpoint} {flags:?}: one line: {stderr}");
+        assert!(stderr.contains(expected), "{endpoint} {flags:?}: {stderr}");
+        assert!(!stderr.contains("invalid broker endpoint"), "{stderr}");
+    }
+
+    // The Rust client reports the failure as such, without retrying for
+    // its request timeout.
+    let untrusted = Admin::builder(open.endpoint()).request_timeout(DEADLINE).build().unwrap();
+    let err = untrusted.list_topics().await.unwrap_err();
+    let Error::Tls { failure: TlsFailure::UntrustedBroker { reason }, .. } = &err else {
+        panic!("expected an untrusted certificate, got {err:?}");
+    };
+    assert_eq!(reason, "UnknownIssuer");
+    open.shutdown().await.unwrap();
+    mutual.shutdown().await.unwrap();
 }
 
 #[tokio::test]

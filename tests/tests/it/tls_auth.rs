@@ -308,6 +308,12 @@ async fn serve_refuses_listeners_off_loopback_without_tls_and_auth_unless_allowe
     let kafka = [&data[..], &["--listen", "127.0.0.1:0", "--kafka-listen", "0.0.0.0:0"]].concat();
     let kafka = [&kafka[..], &["--kafka-advertised", "127.0.0.1:9092"]].concat();
     refused(&serve(dir.path(), &kafka, &[]).await, "--kafka-listen");
+    // Every interface without an advertised address: both refusals at once,
+    // on one line.
+    let everywhere = [&data[..], &["--listen", "127.0.0.1:0", "--kafka-listen", "0.0.0.0:0"]].concat();
+    let out = serve(dir.path(), &everywhere, &[]).await;
+    refused(&out, "--kafka-listen");
+    assert!(out.stderr.contains("set --kafka-advertised HOST:PORT"), "{out:?}");
     // Authentication alone is not enough.
     refused(&serve(dir.path(), &grpc, &[("BROOKLET_AUTH", "required")]).await, "--listen");
 
