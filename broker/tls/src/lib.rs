@@ -34,7 +34,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long a client has to finish its handshake; past it the connection is
 /// closed, so a silent client cannot hold a place under the connection limit.
@@ -233,9 +233,11 @@ impl Tls {
             }
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        let accepting = acceptor.accept(stream).into_fallible();
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepting).await {
             Err(_) => return Err(HandshakeError::TimedOut),
-            Ok(Err(source)) => {
+            Ok(Err((source, stream))) => {
+                linger(stream).await;
                 let hint = if plaintext_client(&source) { " (is the client using plaintext?)" } else { "" };
                 return Err(HandshakeError::Failed { source, hint });
             }
@@ -249,6 +251,30 @@ impl Tls {
             .and_then(|cert| PeerIdentity::from_der(cert.as_ref()));
         Ok((stream, peer))
     }
+}
+
+/// How long a failed handshake's connection is kept to deliver its alert.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Closes a connection whose handshake failed so that the client reads the
+/// alert saying why (a missing or refused certificate): the alert is
+/// already written; closing with the client's unread bytes would reset the
+/// connection and could discard it. So: end the writing side, then read
+/// and drop what the client sends until it closes, for at most [`LINGER`]
+/// and 64 KiB.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let drain = async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Whether a handshake failed on bytes that are no TLS record at all.
