@@ -532,6 +532,30 @@ async fn a_second_serve_on_the_same_data_directory_says_another_broker_uses_it()
     first.terminate().await;
 }
 
+/// `brooklet consume TOPIC --group g --follow` as a child process, once it
+/// has printed `expected`: the child and the rest of its output.
+async fn following_consumer(
+    ep: &str,
+    topic: &str,
+    expected: &[&str],
+) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
+    let mut child = Command::new(brooklet_bin())
+        .args(["consume", topic, "--group", "g", "--follow", "--broker", ep, "--timeout", "5"])
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("brooklet runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for expected in expected {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
+        assert_eq!(line.as_deref(), Some(*expected));
+    }
+    (child, lines)
+}
+
 /// `kill -TERM` (`timeout`, a service manager's stop) ends `consume --group
 /// --follow` as ctrl-c does: it commits what it printed, leaves the group at
 /// once and exits 0, so the group's offsets can be reset right after.
@@ -541,20 +565,7 @@ async fn sigterm_stops_a_following_group_consumer_as_ctrl_c_does() {
     let ep = broker.endpoint();
     ok(&ep, &["topic", "create", "jobs", "--partitions", "2"], "").await;
     ok(&ep, &["produce", "jobs", "--partition", "1"], "a\nb\nc\n").await;
-    let mut child = Command::new(brooklet_bin())
-        .args(["consume", "jobs", "--group", "g", "--follow", "--broker", &ep, "--timeout", "5"])
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("brooklet runs");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for expected in ["a", "b", "c"] {
-        let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
-        assert_eq!(line.as_deref(), Some(expected));
-    }
+    let (child, lines) = following_consumer(&ep, "jobs", &["a", "b", "c"]).await;
     // All printed: the consumer is a member of g, waiting for more. Its
     // reader stays (one that leaves stops it too, see below).
 
@@ -586,20 +597,7 @@ async fn a_following_consumer_whose_reader_leaves_ends_without_waiting_for_a_rec
     let ep = broker.endpoint();
     ok(&ep, &["topic", "create", "quiet"], "").await;
     ok(&ep, &["produce", "quiet"], "a\nb\n").await;
-    let mut child = Command::new(brooklet_bin())
-        .args(["consume", "quiet", "--group", "g", "--follow", "--broker", &ep, "--timeout", "5"])
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("brooklet runs");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for expected in ["a", "b"] {
-        let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();
-        assert_eq!(line.as_deref(), Some(expected));
-    }
+    let (child, lines) = following_consumer(&ep, "quiet", &["a", "b"]).await;
     // Both records were read, so the consumer is waiting for more, and no
     // record comes: only the reader leaving can end it.
     drop(lines);
