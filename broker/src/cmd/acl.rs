@@ -4,12 +4,11 @@
 //! operation; each printed on one line in the broker's form, e.g. `allow
 //! User:alice write topic prefixed orders.`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use brooklet_client::{AclEntry, AclFilter, AclPattern, AclPermission, AclResourceType, Code};
-use brooklet_core::{Acl, Core, CoreConfig, Operation, PatternType, Permission, ResourceType};
-use tokio_util::task::TaskTracker;
+use brooklet_core::{Acl, Operation, PatternType, Permission, ResourceType};
 
 use super::{AclArgs, AclCommand, AclListArgs, BrokerArgs, stdout};
 
@@ -123,16 +122,15 @@ fn core_acl(entry: &AclEntry) -> anyhow::Result<Acl> {
 async fn offline(command: AclCommand, dir: &Path) -> anyhow::Result<()> {
     // The first entries are made before the broker's first start: `add`
     // creates the directory, as `serve` does, once its entries are valid.
-    if let AclCommand::Add(args) = &command {
-        entries(args)?.iter().try_for_each(|entry| core_acl(entry).map(drop))?;
-        super::create_data_dir(dir)?;
-    }
-    anyhow::ensure!(dir.is_dir(), "data directory {} does not exist", dir.display());
-    let tasks = TaskTracker::new();
-    let core = Core::open(&CoreConfig::new(PathBuf::from(dir)), None, &tasks)
-        .with_context(|| format!("cannot open {} (is a broker running on it?)", dir.display()))?;
-    let mut out = stdout();
-    let result = async {
+    let create = match &command {
+        AclCommand::Add(args) => {
+            entries(args)?.iter().try_for_each(|entry| core_acl(entry).map(drop))?;
+            true
+        }
+        AclCommand::Remove(_) | AclCommand::List(_) => false,
+    };
+    super::offline_core(dir, create, async |core| {
+        let mut out = stdout();
         match command {
             AclCommand::Add(args) => {
                 for entry in entries(&args)? {
@@ -166,11 +164,6 @@ async fn offline(command: AclCommand, dir: &Path) -> anyhow::Result<()> {
             }
         }
         anyhow::Ok(())
-    }
-    .await;
-    core.flush()?;
-    drop(core);
-    tasks.close();
-    tasks.wait().await;
-    result
+    })
+    .await
 }

@@ -649,6 +649,31 @@ pub fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
+/// Runs `work` on the core of a stopped broker's data directory `dir`
+/// (`user` and `acl` with `--data-dir`), then flushes and closes it. With
+/// `create`, a missing directory is made first (the first user and entries
+/// come before the first start); otherwise it is an error.
+pub async fn offline_core(
+    dir: &std::path::Path,
+    create: bool,
+    work: impl AsyncFnOnce(&brooklet_core::Core) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if create {
+        create_data_dir(dir)?;
+    }
+    anyhow::ensure!(dir.is_dir(), "data directory {} does not exist", dir.display());
+    let tasks = tokio_util::task::TaskTracker::new();
+    let core = brooklet_core::Core::open(&brooklet_core::CoreConfig::new(dir.to_path_buf()), None, &tasks)
+        .with_context(|| format!("cannot open {} (is a broker running on it?)", dir.display()))?;
+    let result = work(&core).await;
+    core.flush()?;
+    drop(core);
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
 /// Logs go to stderr so that `consume` can print records on stdout.
 pub fn init_tracing(cli: &Cli) {
     // A client command reports its failure itself, in one line: the client's

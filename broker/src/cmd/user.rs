@@ -5,11 +5,9 @@
 //! the command line.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
-use brooklet_core::{Core, CoreConfig};
-use tokio_util::task::TaskTracker;
 
 use super::{BrokerArgs, UserCommand, stdout};
 
@@ -82,15 +80,9 @@ async fn offline(command: UserCommand, dir: &Path) -> anyhow::Result<()> {
         UserCommand::Add { name, .. } | UserCommand::SetPassword { name, .. } => Some(new_password(name)?),
         UserCommand::List { .. } | UserCommand::Delete { .. } => None,
     };
-    if matches!(command, UserCommand::Add { .. }) {
-        super::create_data_dir(dir)?;
-    }
-    anyhow::ensure!(dir.is_dir(), "data directory {} does not exist", dir.display());
-    let tasks = TaskTracker::new();
-    let core = Core::open(&CoreConfig::new(PathBuf::from(dir)), None, &tasks)
-        .with_context(|| format!("cannot open {} (is a broker running on it?)", dir.display()))?;
-    let mut out = stdout();
-    let result = async {
+    let create = matches!(command, UserCommand::Add { .. });
+    super::offline_core(dir, create, async |core| {
+        let mut out = stdout();
         match command {
             UserCommand::Add { name, .. } => {
                 core.users().add(&name, password.as_deref().unwrap_or_default()).await?;
@@ -112,11 +104,6 @@ async fn offline(command: UserCommand, dir: &Path) -> anyhow::Result<()> {
             }
         }
         anyhow::Ok(())
-    }
-    .await;
-    core.flush()?;
-    drop(core);
-    tasks.close();
-    tasks.wait().await;
-    result
+    })
+    .await
 }
