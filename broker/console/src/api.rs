@@ -12,7 +12,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use brooklet_core::{FetchOpts, Header, NewRecord, Operation, Principal, ResetTo, Resource};
+use brooklet_core::{FetchOpts, GroupKind, Header, NewRecord, Operation, Principal, ResetTo, Resource};
 use tokio_util::sync::CancellationToken;
 
 use crate::Console;
@@ -389,7 +389,7 @@ async fn topic(
         }
         groups.push(Json::object([
             ("id", id.into()),
-            ("state", format!("{state:?}").to_lowercase().into()),
+            ("state", state.name().into()),
             ("members", members.into()),
             ("lag", mine.iter().map(|l| l.lag).sum::<u64>().into()),
         ]));
@@ -680,7 +680,7 @@ async fn groups(State(c): State<Console>, headers: HeaderMap, RawQuery(raw): Raw
                 core.groups().describe(&id).ok().map(|d| d.partitions.iter().map(|l| l.lag).sum::<u64>());
             Json::object([
                 ("id", id.into()),
-                ("state", format!("{state:?}").to_lowercase().into()),
+                ("state", state.name().into()),
                 ("members", members.into()),
                 ("lag", lag.into()),
             ])
@@ -757,9 +757,18 @@ async fn group(
     ok(Json::object([
         ("id", id.clone().into()),
         ("may", may),
-        ("state", format!("{:?}", d.info.state).to_lowercase().into()),
+        ("state", d.info.state.name().into()),
         ("epoch", i64::from(d.info.epoch).into()),
-        ("kind", d.info.kind.map(|k| format!("{k:?}").to_lowercase()).into()),
+        (
+            "kind",
+            d.info
+                .kind
+                .map(|k| match k {
+                    GroupKind::Broker => "broker",
+                    GroupKind::Classic => "classic",
+                })
+                .into(),
+        ),
         ("lag", lag.into()),
         ("lag_history", lag_history),
         ("members", Json::Array(members)),

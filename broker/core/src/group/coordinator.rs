@@ -102,6 +102,20 @@ pub enum GroupState {
     CompletingRebalance,
 }
 
+impl GroupState {
+    /// The state as the CLI and the console name it: `empty`, `stable`,
+    /// `reconciling`, `preparing-rebalance`, `completing-rebalance`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "empty",
+            GroupState::Stable => "stable",
+            GroupState::Reconciling => "reconciling",
+            GroupState::PreparingRebalance => "preparing-rebalance",
+            GroupState::CompletingRebalance => "completing-rebalance",
+        }
+    }
+}
+
 /// A member as DescribeGroup shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberInfo {
