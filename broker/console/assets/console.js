@@ -181,6 +181,9 @@
     return { set(d) { plot.setData(d); } };
   }
 
+  // Runs a view's refresh now, out of the poll, showing what fails.
+  function refreshNow(refresh) { refresh().catch((e) => showError(e.message)); }
+
   function pager(state, total, onChange) {
     const from = total ? state.offset + 1 : 0;
     const to = Math.min(state.offset + PAGE, total);
@@ -233,7 +236,7 @@
     const list = el("div", {});
     const filter = el("input", { placeholder: "filter by name", "aria-label": "filter" });
     let refresh;
-    filter.addEventListener("input", () => { state.filter = filter.value; state.offset = 0; refresh().catch((e) => showError(e.message)); });
+    filter.addEventListener("input", () => { state.filter = filter.value; state.offset = 0; refreshNow(refresh); });
     const create = actionForm("Create topic", [
       input("name", "name", { required: "" }), input("partitions", "partitions", { type: "number", min: "1", value: "1" }),
       input("config (KEY=VALUE per line)", "config", { multiline: true }),
@@ -246,7 +249,7 @@
     refresh = async () => {
       const q = new URLSearchParams({ offset: state.offset, limit: PAGE, filter: state.filter });
       const r = await api("topics?" + q);
-      replace(list, pager(state, r.total, () => refresh().catch((e) => showError(e.message))), table(["name", "partitions", "records", "stored", "records/s"],
+      replace(list, pager(state, r.total, () => refreshNow(refresh)), table(["name", "partitions", "records", "stored", "records/s"],
         r.items.map((t) => row(link("#/topics/" + encodeURIComponent(t.name), t.name), t.partitions, t.records, fmtBytes(t.stored_bytes), t.rate === null ? "–" : t.rate.toFixed(1)))));
     };
     return refresh;
@@ -287,7 +290,7 @@
       replace(live,
         el("p", {}, plural(t.partitions.total, "partition") + ", " + plural(t.records, "record") + ", " + fmtBytes(t.stored_bytes) + " stored"),
         el("h2", {}, "Partitions"),
-        pager(state, t.partitions.total, () => refresh().catch((e) => showError(e.message))),
+        pager(state, t.partitions.total, () => refreshNow(refresh)),
         table(["partition", "log start", "high watermark", "records"], t.partitions.items.map((p) => row(p.partition, p.log_start, p.high_watermark, p.high_watermark - p.log_start))),
         el("h2", {}, "Config"),
         table(["key", "value"], t.config.map((c) => row(c.key, c.value))),
@@ -306,7 +309,7 @@
     const live = el("div", {});
     let refresh;
     const controls = el("form", {}, el("label", {}, "partition", partition), el("label", {}, "start", mode), el("label", {}, "N / offset / time", at), el("label", {}, "key", key), el("button", { type: "submit" }, "Show"));
-    controls.addEventListener("submit", (ev) => { ev.preventDefault(); refresh().catch((e) => showError(e.message)); });
+    controls.addEventListener("submit", (ev) => { ev.preventDefault(); refreshNow(refresh); });
     replace(main, el("h1", {}, "Records of ", link("#/topics/" + encodeURIComponent(name), name)), controls, live);
     refresh = async () => {
       const q = new URLSearchParams();
@@ -335,7 +338,7 @@
     replace(main, el("h1", {}, "Consumer groups"), list);
     const refresh = async () => {
       const r = await api("groups?" + new URLSearchParams({ offset: state.offset, limit: PAGE }));
-      replace(list, pager(state, r.total, () => refresh().catch((e) => showError(e.message))), table(["group", "state", "members", "lag"],
+      replace(list, pager(state, r.total, () => refreshNow(refresh)), table(["group", "state", "members", "lag"],
         r.items.map((g) => row(link("#/groups/" + encodeURIComponent(g.id), g.id), g.state, g.members, g.lag === null ? "–" : g.lag))));
     };
     return refresh;
@@ -350,7 +353,7 @@
     const lagChart = chart("Lag (records), last 10 minutes", ["lag"], charts);
     const filter = el("input", { placeholder: "filter by topic", "aria-label": "filter partitions by topic" });
     let refresh;
-    filter.addEventListener("input", () => { state.filter = filter.value; state.offset = 0; refresh().catch((e) => showError(e.message)); });
+    filter.addEventListener("input", () => { state.filter = filter.value; state.offset = 0; refreshNow(refresh); });
     const reset = actionForm("Reset offsets (only while the group has no members)", [
       input("topic", "topic", { required: "" }),
       el("label", {}, "to", el("select", { name: "to" }, ["earliest", "latest", "offset", "timestamp"].map((v) => el("option", { value: v }, v)))),
@@ -367,7 +370,7 @@
         el("h2", {}, "Members"),
         table(["member", "client", "host", "partitions", "owns"], g.members.map((m) => row(m.member_id, m.client_id, m.host, m.owns, owns(m)))));
       replace(parts,
-        pager(state, g.partitions.total, () => refresh().catch((e) => showError(e.message))),
+        pager(state, g.partitions.total, () => refreshNow(refresh)),
         table(["topic", "partition", "committed", "high watermark", "lag", "owner"], g.partitions.items.map((p) => row(link("#/topics/" + encodeURIComponent(p.topic), p.topic), p.partition, p.committed === null ? "–" : p.committed, p.high_watermark, p.lag, p.owner || "–"))));
     };
     return refresh;
