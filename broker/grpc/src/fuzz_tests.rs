@@ -7,8 +7,6 @@
 //! `PROPTEST_CASES` sets the cases per property (256 by default); failures
 //! proptest finds are kept in `proptest-regressions/` and replayed first.
 
-use std::sync::OnceLock;
-
 use brooklet_core::{Core, CoreConfig};
 use brooklet_metrics::Metrics;
 use brooklet_proto::v1 as pb;
@@ -22,14 +20,18 @@ use tonic::{Code, Request};
 use crate::Services;
 use pb::producer_service_server::ProducerService as _;
 
-/// A runtime, the services over a core with topic `t` (3 partitions), the
-/// directory, and a producer id the core issued; shared by the cases of a
-/// run.
-type Fixture = (tokio::runtime::Runtime, Services, tempfile::TempDir, u64);
+/// A runtime, the services over a core with topic `t` (3 partitions), a
+/// producer id the core issued, and the directory: built by each test, shared
+/// by its cases, and removed when the test ends.
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    services: Services,
+    producer_id: u64,
+    _dir: tempfile::TempDir,
+}
 
-fn services() -> &'static Fixture {
-    static SERVICES: OnceLock<Fixture> = OnceLock::new();
-    SERVICES.get_or_init(|| {
+impl Fixture {
+    fn new() -> Fixture {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let services = rt.block_on(async {
@@ -40,31 +42,44 @@ fn services() -> &'static Fixture {
             Services::new(core, CancellationToken::new(), tasks, Metrics::new(), Vec::new(), authorizer)
         });
         let producer_id = services.core.log().new_producer_id().unwrap().id;
-        (rt, services, dir, producer_id)
-    })
+        Fixture { rt, services, producer_id, _dir: dir }
+    }
+
+    /// Produces `request`; a refusal must be a status a client can act on,
+    /// and an invalid argument must name a field of the request.
+    fn produce(&self, request: pb::ProduceRequest) {
+        let Err(status) = self.rt.block_on(self.services.produce(Request::new(request))) else { return };
+        let message = status.message();
+        assert!(
+            !matches!(status.code(), Code::Unknown | Code::Internal | Code::DataLoss | Code::Ok),
+            "{status:?}"
+        );
+        assert!(!message.is_empty(), "{status:?}");
+        if status.code() == Code::InvalidArgument {
+            let field =
+                message.strip_prefix("invalid ").and_then(|m| m.split(':').next()).unwrap_or_default();
+            let root = field.split(['[', '.']).next().unwrap_or_default();
+            assert!(FIELDS.contains(&root), "`{message}` names no field of the request");
+        }
+    }
+}
+
+/// Runs `test` on the cases of `strategy` as `proptest!` does (its config,
+/// shrinking and regressions), with a fixture the test owns.
+fn check<S: Strategy>(strategy: S, test: impl Fn(S::Value)) {
+    let config = ProptestConfig { source_file: Some(file!()), ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(e) = runner.run(&strategy, |value| {
+        test(value);
+        Ok(())
+    }) {
+        panic!("{e}");
+    }
 }
 
 /// The fields of `ProduceRequest` and of its records that an invalid
 /// argument may name.
 const FIELDS: &[&str] = &["topic", "records", "acks", "producer_id", "producer_epoch", "base_sequences"];
-
-/// Produces `request`; a refusal must be a status a client can act on, and
-/// an invalid argument must name a field of the request.
-fn produce(request: pb::ProduceRequest) {
-    let (rt, services, ..) = services();
-    let Err(status) = rt.block_on(services.produce(Request::new(request))) else { return };
-    let message = status.message();
-    assert!(
-        !matches!(status.code(), Code::Unknown | Code::Internal | Code::DataLoss | Code::Ok),
-        "{status:?}"
-    );
-    assert!(!message.is_empty(), "{status:?}");
-    if status.code() == Code::InvalidArgument {
-        let field = message.strip_prefix("invalid ").and_then(|m| m.split(':').next()).unwrap_or_default();
-        let root = field.split(['[', '.']).next().unwrap_or_default();
-        assert!(FIELDS.contains(&root), "`{message}` names no field of the request");
-    }
-}
 
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
     proptest::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
@@ -88,12 +103,12 @@ fn record() -> impl Strategy<Value = pb::ProduceRecord> {
         })
 }
 
-fn request() -> impl Strategy<Value = pb::ProduceRequest> {
+fn request(producer_id: u64) -> impl Strategy<Value = pb::ProduceRequest> {
     (
         prop_oneof![8 => Just("t".to_string()), 1 => Just("missing".to_string()), 1 => ".{0,8}"],
         proptest::collection::vec(record(), 0..6),
         prop_oneof![0..4i32, any::<i32>()],
-        prop_oneof![6 => Just(0u64), 3 => Just(services().3), 1 => any::<u64>()],
+        prop_oneof![6 => Just(0u64), 3 => Just(producer_id), 1 => any::<u64>()],
         prop_oneof![8 => Just(0u32), 1 => any::<u32>()],
         proptest::collection::btree_map(0..4u32, prop_oneof![0..10u64, any::<u64>()], 0..4),
     )
@@ -109,27 +124,27 @@ fn request() -> impl Strategy<Value = pb::ProduceRequest> {
         })
 }
 
-proptest! {
-    #[test]
-    fn arbitrary_produce_requests_are_appended_or_refused_naming_a_field(request in request()) {
-        produce(request);
-    }
+#[test]
+fn arbitrary_produce_requests_are_appended_or_refused_naming_a_field() {
+    let fixture = Fixture::new();
+    check(request(fixture.producer_id), |request| fixture.produce(request));
+}
 
-    #[test]
-    fn produce_requests_decoded_from_arbitrary_bytes_are_appended_or_refused(
-        bytes in proptest::collection::vec(any::<u8>(), 0..128),
-    ) {
+#[test]
+fn produce_requests_decoded_from_arbitrary_bytes_are_appended_or_refused() {
+    let fixture = Fixture::new();
+    check(proptest::collection::vec(any::<u8>(), 0..128), |bytes| {
         if let Ok(request) = pb::ProduceRequest::decode(&bytes[..]) {
-            produce(request);
+            fixture.produce(request);
         }
-    }
+    });
+}
 
-    #[test]
-    fn produce_requests_decoded_from_mutated_encodings_are_appended_or_refused(
-        request in request(),
-        flips in proptest::collection::vec((0.0..1.0f64, 0..8u8), 1..4),
-        cut in 0.0..=1.0f64,
-    ) {
+#[test]
+fn produce_requests_decoded_from_mutated_encodings_are_appended_or_refused() {
+    let fixture = Fixture::new();
+    let flips = proptest::collection::vec((0.0..1.0f64, 0..8u8), 1..4);
+    check((request(fixture.producer_id), flips, 0.0..=1.0f64), |(request, flips, cut)| {
         let mut encoded = request.encode_to_vec();
         for (at, bit) in flips {
             if !encoded.is_empty() {
@@ -139,7 +154,7 @@ proptest! {
         }
         encoded.truncate((cut * encoded.len() as f64) as usize);
         if let Ok(request) = pb::ProduceRequest::decode(&encoded[..]) {
-            produce(request);
+            fixture.produce(request);
         }
-    }
+    });
 }

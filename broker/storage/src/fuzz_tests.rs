@@ -9,7 +9,6 @@
 //! and the inputs in `corpus/batches/` are replayed on every run.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -121,10 +120,16 @@ fn decode_all(value: &[u8]) {
     }
 }
 
-/// A topic store in a temporary directory, shared by the cases of a run.
-fn store() -> &'static Mutex<(tempfile::TempDir, Storage, TopicStore)> {
-    static STORE: OnceLock<Mutex<(tempfile::TempDir, Storage, TopicStore)>> = OnceLock::new();
-    STORE.get_or_init(|| {
+/// A topic store in a temporary directory: built by each test, shared by
+/// its cases, and removed when the test ends.
+struct Fixture {
+    store: TopicStore,
+    _storage: Storage,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(&StorageConfig {
             path: dir.path().to_path_buf(),
@@ -135,39 +140,53 @@ fn store() -> &'static Mutex<(tempfile::TempDir, Storage, TopicStore)> {
         .unwrap();
         let meta = TopicMeta { name: "t".into(), id: "id".into(), partitions: 1, config: BTreeMap::new() };
         let store = storage.create_topic(&meta).unwrap();
-        Mutex::new((dir, storage, store))
-    })
+        Fixture { store, _storage: storage, _dir: dir }
+    }
+
+    /// Stores `value` as partition 0's batch at `base`, after a valid batch
+    /// at offset 0, and reads the partition every way a topic is read: each
+    /// read succeeds or says the batch is corrupt.
+    fn read_stored(&self, value: Vec<u8>, base: u64) {
+        let store = &self.store;
+        store.tree.clear().unwrap();
+        let first = EncodedBatch::encode(
+            &[Record { value: Some(Bytes::from_static(b"v")), ..Record::default() }],
+            None,
+        );
+        store.tree.insert(keys::batch(0, 0), first.into_value(0)).unwrap();
+        store.tree.insert(keys::batch(0, base.max(1)), value).unwrap();
+        let corrupt = |what: &str, e: crate::StorageError| {
+            assert_eq!(e.kind(), StorageErrorKind::Corrupt, "{what}: {e}");
+        };
+        if let Err(e) = store.read(0, 0, u64::MAX, 1 << 20) {
+            corrupt("read", e);
+        }
+        for batch in store.batches(0, 0, u64::MAX).unwrap() {
+            if let Err(e) = batch {
+                corrupt("batches", e);
+            }
+        }
+        for header in store.headers(0, 0, u64::MAX).unwrap() {
+            if let Err(e) = header {
+                corrupt("headers", e);
+            }
+        }
+        if let Err(e) = store.bounds(0) {
+            corrupt("bounds", e);
+        }
+    }
 }
 
-/// Stores `value` as partition 0's batch at `base`, after a valid batch at
-/// offset 0, and reads the partition every way a topic is read: each read
-/// succeeds or says the batch is corrupt.
-fn read_stored(value: Vec<u8>, base: u64) {
-    let guard = store().lock().unwrap_or_else(|e| e.into_inner());
-    let store = &guard.2;
-    store.tree.clear().unwrap();
-    let first =
-        EncodedBatch::encode(&[Record { value: Some(Bytes::from_static(b"v")), ..Record::default() }], None);
-    store.tree.insert(keys::batch(0, 0), first.into_value(0)).unwrap();
-    store.tree.insert(keys::batch(0, base.max(1)), value).unwrap();
-    let corrupt = |what: &str, e: crate::StorageError| {
-        assert_eq!(e.kind(), StorageErrorKind::Corrupt, "{what}: {e}");
-    };
-    if let Err(e) = store.read(0, 0, u64::MAX, 1 << 20) {
-        corrupt("read", e);
-    }
-    for batch in store.batches(0, 0, u64::MAX).unwrap() {
-        if let Err(e) = batch {
-            corrupt("batches", e);
-        }
-    }
-    for header in store.headers(0, 0, u64::MAX).unwrap() {
-        if let Err(e) = header {
-            corrupt("headers", e);
-        }
-    }
-    if let Err(e) = store.bounds(0) {
-        corrupt("bounds", e);
+/// Runs `test` on the cases of `strategy` as `proptest!` does (its config,
+/// shrinking and regressions), with a fixture the test owns.
+fn check<S: Strategy>(strategy: S, test: impl Fn(S::Value)) {
+    let config = ProptestConfig { source_file: Some(file!()), ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(e) = runner.run(&strategy, |value| {
+        test(value);
+        Ok(())
+    }) {
+        panic!("{e}");
     }
 }
 
@@ -177,27 +196,29 @@ fn the_corpus_of_stored_values_is_read_or_refused_as_corrupt() {
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(!files.is_empty(), "{} holds no input", dir.display());
+    let fixture = Fixture::new();
     for path in files {
         let value = std::fs::read(&path).unwrap();
         decode_all(&value);
-        read_stored(value, 5);
+        fixture.read_stored(value, 5);
     }
 }
 
-proptest! {
-    #[test]
-    fn valid_stored_values_decode_and_read(value in stored_value()) {
+#[test]
+fn valid_stored_values_decode_and_read() {
+    let fixture = Fixture::new();
+    check(stored_value(), |value| {
         batch::decode(Bytes::from(value.clone())).unwrap();
         let base = batch::read_header(&value).unwrap().base_offset;
-        read_stored(value, base);
-    }
+        fixture.read_stored(value, base);
+    });
+}
 
-    #[test]
-    fn arbitrary_stored_values_are_decoded_or_corrupt(
-        mut value in proptest::collection::vec(any::<u8>(), 0..200),
-        version_one in any::<bool>(),
-        fixed in any::<bool>(),
-    ) {
+#[test]
+fn arbitrary_stored_values_are_decoded_or_corrupt() {
+    let fixture = Fixture::new();
+    let cases = (proptest::collection::vec(any::<u8>(), 0..200), any::<bool>(), any::<bool>());
+    check(cases, |(mut value, version_one, fixed)| {
         if version_one && !value.is_empty() {
             value[0] = 1;
         }
@@ -205,20 +226,20 @@ proptest! {
             fix(&mut value);
         }
         decode_all(&value);
-        read_stored(value, 7);
-    }
+        fixture.read_stored(value, 7);
+    });
+}
 
-    #[test]
-    fn mutated_stored_values_are_decoded_or_corrupt(
-        value in stored_value(),
-        mutations in proptest::collection::vec(mutation(), 1..4),
-        fixed in any::<bool>(),
-    ) {
+#[test]
+fn mutated_stored_values_are_decoded_or_corrupt() {
+    let fixture = Fixture::new();
+    let cases = (stored_value(), proptest::collection::vec(mutation(), 1..4), any::<bool>());
+    check(cases, |(value, mutations, fixed)| {
         let mut value = mutate(value, &mutations);
         if fixed {
             fix(&mut value);
         }
         decode_all(&value);
-        read_stored(value, 3);
-    }
+        fixture.read_stored(value, 3);
+    });
 }
