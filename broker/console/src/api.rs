@@ -36,8 +36,6 @@ pub(crate) const MAX_BROWSE_BYTES: u64 = 4 * 1024 * 1024;
 const DEFAULT_BROWSE_BYTES: u64 = 1024 * 1024;
 /// Most stored bytes one browse reads while filtering by key.
 const MAX_SCAN_BYTES: u64 = 16 * 1024 * 1024;
-/// Most groups a topic's page describes to find its groups.
-const MAX_GROUPS_SCANNED: usize = 1000;
 /// Partitions a group's page lists for each member (it shows the count too).
 pub(crate) const MAX_ASSIGNMENT_SHOWN: usize = 20;
 /// Headers one sent record may carry.
@@ -377,23 +375,20 @@ async fn topic(
             ])
         })
         .collect();
-    let mut groups = Vec::new();
-    for (id, state, members) in core.groups().list()?.into_iter().take(MAX_GROUPS_SCANNED) {
-        if !c.allows(&p, Operation::Describe, Resource::Group(&id)) {
-            continue;
-        }
-        let Ok(d) = core.groups().describe(&id) else { continue };
-        let mine: Vec<_> = d.partitions.iter().filter(|l| l.topic == name).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        groups.push(Json::object([
-            ("id", id.into()),
-            ("state", state.name().into()),
-            ("members", members.into()),
-            ("lag", mine.iter().map(|l| l.lag).sum::<u64>().into()),
-        ]));
-    }
+    let groups = core
+        .groups()
+        .on_topic(&name)?
+        .into_iter()
+        .filter(|g| c.allows(&p, Operation::Describe, Resource::Group(&g.group)))
+        .map(|g| {
+            Json::object([
+                ("id", g.group.into()),
+                ("state", g.state.name().into()),
+                ("members", g.members.into()),
+                ("lag", g.lag.into()),
+            ])
+        })
+        .collect();
     let topic = Resource::Topic(&name);
     let may = Json::object([
         ("read", c.allows(&p, Operation::Read, topic).into()),

@@ -333,6 +333,60 @@ async fn a_group_shows_its_lag_and_resets_while_empty() {
 }
 
 #[tokio::test]
+async fn a_topics_page_finds_its_groups_among_thousands() {
+    let f = fixture(false).await;
+    f.core.log().create_topic("t", 2, BTreeMap::new()).await.unwrap();
+    f.core.log().create_topic("other", 1, BTreeMap::new()).await.unwrap();
+    // 1,200 groups on another topic, committed together, sort before the
+    // two that read `t`.
+    let mut commits = tokio::task::JoinSet::new();
+    for i in 0..1200 {
+        let core = f.core.clone();
+        commits.spawn(async move {
+            let offset = brooklet_core::CommittedOffset {
+                topic: "other".into(),
+                partition: 0,
+                offset: 0,
+                metadata: None,
+            };
+            core.groups().commit(&format!("g{i:04}"), None, &[offset]).await
+        });
+    }
+    while let Some(committed) = commits.join_next().await {
+        committed.unwrap().unwrap();
+    }
+    let produce = |n: usize| {
+        let records = (0..n).map(|_| record(None, b"v")).collect();
+        f.core.log().produce("t", records, None, None)
+    };
+    produce(1).await.unwrap();
+    f.core.groups().reset_offsets("zz-committed", "t", brooklet_core::ResetTo::Latest).await.unwrap();
+    produce(2).await.unwrap();
+    f.core
+        .groups()
+        .heartbeat(brooklet_core::Heartbeat {
+            group: "zz-live".into(),
+            topics: vec!["t".into()],
+            client_id: "c1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+
+    let mut c = Client::session(&f).await;
+    let topic = c.get(&f, "/console/api/topics/t").await.json();
+    let groups: Vec<_> = topic["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["id"].as_str().unwrap(), g["members"].as_u64().unwrap(), g["lag"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(groups, [("zz-committed", 0, 2), ("zz-live", 1, 3)], "only the groups that read `t`");
+    assert_eq!(topic["groups"][0]["state"], "empty");
+    let other = c.get(&f, "/console/api/topics/other").await.json();
+    assert_eq!(other["groups"].as_array().unwrap().len(), 1200);
+}
+
+#[tokio::test]
 async fn a_topics_and_a_groups_partitions_come_a_page_at_a_time() {
     let f = fixture(false).await;
     f.core.log().create_topic("wide", 250, BTreeMap::new()).await.unwrap();

@@ -53,7 +53,7 @@ pub use error::{Error, GroupKind, MembershipRefusal, ProducerRefusal, Result};
 pub use group::{
     ClassicProtocol, CommittedOffset, Committer, GroupConfig, GroupDescription, GroupInfo, GroupState,
     Groups, Heartbeat, HeartbeatReply, JoinRequest, Joined, JoinedMember, Leaving, MAX_GROUP_ID_BYTES,
-    MAX_METADATA_BYTES, MemberAssignment, MemberInfo, PartitionLag, ResetTo, SyncRequest, Synced,
+    MAX_METADATA_BYTES, MemberAssignment, MemberInfo, PartitionLag, ResetTo, SyncRequest, Synced, TopicGroup,
     TopicPartition,
 };
 pub use log::{

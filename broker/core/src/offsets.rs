@@ -31,9 +31,9 @@ impl Offsets {
         Ok(self.store.committed_offsets(group, topic)?)
     }
 
-    /// Every group with at least one committed offset.
-    pub(crate) fn groups(&self) -> Result<Vec<String>> {
-        Ok(self.store.groups_with_offsets()?)
+    /// Every group with at least one committed offset, on `topic` or on any.
+    pub(crate) fn groups(&self, topic: Option<&str>) -> Result<Vec<String>> {
+        Ok(self.store.groups_with_offsets(topic)?)
     }
 
     /// Deletes `group`'s committed offsets of these partitions, on disk when

@@ -476,13 +476,14 @@ impl OffsetStore {
         Ok(out)
     }
 
-    /// Every group with at least one committed offset.
-    pub fn groups_with_offsets(&self) -> Result<Vec<String>, StorageError> {
+    /// Every group with at least one committed offset, on `topic` or on
+    /// any topic.
+    pub fn groups_with_offsets(&self, topic: Option<&str>) -> Result<Vec<String>, StorageError> {
         let mut groups: Vec<String> = Vec::new();
         for entry in self.tree.iter().keys() {
             let key = entry.map_err(sled_err("read offsets"))?;
-            if let Some((group, _, _)) =
-                keys::parse_committed_offset(&key).filter(|(g, _, _)| groups.last() != Some(g))
+            if let Some((group, _, _)) = keys::parse_committed_offset(&key)
+                .filter(|(g, t, _)| groups.last() != Some(g) && topic.is_none_or(|topic| topic == t))
             {
                 groups.push(group);
             }

@@ -35,7 +35,7 @@ use coordinator::Coordinator;
 pub use coordinator::{GroupConfig, GroupInfo, GroupState, Heartbeat, HeartbeatReply, MemberInfo};
 
 use crate::error::{Error, GroupKind, MembershipRefusal, Result};
-use crate::log::Log;
+use crate::log::{Log, PartitionState};
 use crate::offsets::Offsets;
 pub use brooklet_storage::CommittedOffset;
 
@@ -94,6 +94,25 @@ pub struct GroupDescription {
     pub info: GroupInfo,
     /// Positions and lag, by topic and partition.
     pub partitions: Vec<PartitionLag>,
+}
+
+/// A group that subscribes to a topic or committed offsets on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicGroup {
+    /// Group id.
+    pub group: String,
+    /// State.
+    pub state: GroupState,
+    /// Live members.
+    pub members: usize,
+    /// Lag summed over the topic's partitions.
+    pub lag: u64,
+}
+
+/// Records between `committed` (or the log start, if it is earlier or
+/// absent) and the partition's high watermark.
+fn lag(state: &PartitionState, committed: Option<u64>) -> u64 {
+    state.high_watermark.saturating_sub(committed.unwrap_or(state.log_start).max(state.log_start))
 }
 
 /// Consumer groups over a log.
@@ -405,10 +424,50 @@ impl Groups {
             live.extend(members.classic.list());
             live.into_iter().map(|(name, state, members)| (name, (state, members))).collect()
         };
-        for name in self.offsets.groups()? {
+        for name in self.offsets.groups(None)? {
             groups.entry(name).or_insert((GroupState::Empty, 0));
         }
         Ok(groups.into_iter().map(|(name, (state, members))| (name, state, members)).collect())
+    }
+
+    /// Every group with a member subscribed to `topic` or with committed
+    /// offsets on it, by id: its state, member count and lag on the topic.
+    /// Only those groups are read, whatever the number of groups.
+    pub fn on_topic(&self, topic: &str) -> Result<Vec<TopicGroup>> {
+        let (_, states) = self.log.describe_topic(topic)?;
+        let (live, mut groups) =
+            {
+                let members = self.members.lock();
+                let mut live = members.broker.list();
+                live.extend(members.classic.list());
+                let live: BTreeMap<String, (GroupState, usize)> =
+                    live.into_iter().map(|(name, state, count)| (name, (state, count))).collect();
+                let subscribed: BTreeSet<String> =
+                    live.keys()
+                        .filter(|name| {
+                            members.describe(name).members.iter().any(|m| {
+                                m.topics.contains(topic) || m.assignment.iter().any(|(t, _)| t == topic)
+                            })
+                        })
+                        .cloned()
+                        .collect();
+                (live, subscribed)
+            };
+        groups.extend(self.offsets.groups(Some(topic))?);
+        groups
+            .into_iter()
+            .map(|group| {
+                let committed: BTreeMap<u32, u64> = self
+                    .offsets
+                    .committed(&group, Some(topic))?
+                    .into_iter()
+                    .map(|c| (c.partition, c.offset))
+                    .collect();
+                let lag = states.iter().map(|s| lag(s, committed.get(&s.partition).copied())).sum();
+                let (state, members) = live.get(&group).copied().unwrap_or((GroupState::Empty, 0));
+                Ok(TopicGroup { group, state, members, lag })
+            })
+            .collect()
     }
 
     /// A group's members and, per partition it subscribes to or committed
@@ -437,14 +496,13 @@ impl Groups {
             for s in states {
                 let tp = (topic.clone(), s.partition);
                 let committed = committed_at.remove(&tp);
-                let from = committed.unwrap_or(s.log_start).max(s.log_start);
                 partitions.push(PartitionLag {
                     owner: owners.remove(&tp),
                     topic: topic.clone(),
                     partition: s.partition,
                     committed,
                     high_watermark: s.high_watermark,
-                    lag: s.high_watermark.saturating_sub(from),
+                    lag: lag(&s, committed),
                 });
             }
         }
