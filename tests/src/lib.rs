@@ -316,6 +316,42 @@ pub fn brooklet_bin() -> PathBuf {
     .clone()
 }
 
+/// `brooklet ARGS` as a child process: stdin closed, stdout and stderr
+/// piped, killed if dropped, a backtrace if it panics, and none of the
+/// client commands' settings (`BROOKLET_BROKER`, `BROOKLET_USER`,
+/// `BROOKLET_TLS_CA`, ...) from the environment the tests run in.
+pub fn brooklet_command(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(brooklet_bin());
+    command.args(args).env("RUST_BACKTRACE", "1");
+    for var in [
+        "BROOKLET_BROKER",
+        "BROOKLET_USER",
+        "BROOKLET_PASSWORD",
+        "BROOKLET_NEW_PASSWORD",
+        "BROOKLET_TLS_CA",
+        "BROOKLET_TLS_CLIENT_CERT",
+        "BROOKLET_TLS_CLIENT_KEY",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `command` with `input` on its standard input, to completion.
+pub async fn finish_with_input(mut command: tokio::process::Command, input: &str) -> Finished {
+    use tokio::io::AsyncWriteExt;
+    let mut child = command.stdin(std::process::Stdio::piped()).spawn().expect("the command runs");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    stdin.write_all(input.as_bytes()).await.expect("input written");
+    drop(stdin);
+    finish(child).await
+}
+
 /// The README's Rust snippets, compiled as doc-tests so they cannot drift
 /// from the crates' APIs.
 #[doc = include_str!("../../README.md")]

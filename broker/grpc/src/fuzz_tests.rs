@@ -64,19 +64,6 @@ impl Fixture {
     }
 }
 
-/// Runs `test` on the cases of `strategy` as `proptest!` does (its config,
-/// shrinking and regressions), with a fixture the test owns.
-fn check<S: Strategy>(strategy: S, test: impl Fn(S::Value)) {
-    let config = ProptestConfig { source_file: Some(file!()), ..ProptestConfig::default() };
-    let mut runner = proptest::test_runner::TestRunner::new(config);
-    if let Err(e) = runner.run(&strategy, |value| {
-        test(value);
-        Ok(())
-    }) {
-        panic!("{e}");
-    }
-}
-
 /// The fields of `ProduceRequest` and of its records that an invalid
 /// argument may name.
 const FIELDS: &[&str] = &["topic", "records", "acks", "producer_id", "producer_epoch", "base_sequences"];
@@ -127,13 +114,13 @@ fn request(producer_id: u64) -> impl Strategy<Value = pb::ProduceRequest> {
 #[test]
 fn arbitrary_produce_requests_are_appended_or_refused_naming_a_field() {
     let fixture = Fixture::new();
-    check(request(fixture.producer_id), |request| fixture.produce(request));
+    proptest!(|(request in request(fixture.producer_id))| fixture.produce(request));
 }
 
 #[test]
 fn produce_requests_decoded_from_arbitrary_bytes_are_appended_or_refused() {
     let fixture = Fixture::new();
-    check(proptest::collection::vec(any::<u8>(), 0..128), |bytes| {
+    proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..128))| {
         if let Ok(request) = pb::ProduceRequest::decode(&bytes[..]) {
             fixture.produce(request);
         }
@@ -144,7 +131,7 @@ fn produce_requests_decoded_from_arbitrary_bytes_are_appended_or_refused() {
 fn produce_requests_decoded_from_mutated_encodings_are_appended_or_refused() {
     let fixture = Fixture::new();
     let flips = proptest::collection::vec((0.0..1.0f64, 0..8u8), 1..4);
-    check((request(fixture.producer_id), flips, 0.0..=1.0f64), |(request, flips, cut)| {
+    proptest!(|(request in request(fixture.producer_id), flips in flips, cut in 0.0..=1.0f64)| {
         let mut encoded = request.encode_to_vec();
         for (at, bit) in flips {
             if !encoded.is_empty() {

@@ -177,19 +177,6 @@ impl Fixture {
     }
 }
 
-/// Runs `test` on the cases of `strategy` as `proptest!` does (its config,
-/// shrinking and regressions), with a fixture the test owns.
-fn check<S: Strategy>(strategy: S, test: impl Fn(S::Value)) {
-    let config = ProptestConfig { source_file: Some(file!()), ..ProptestConfig::default() };
-    let mut runner = proptest::test_runner::TestRunner::new(config);
-    if let Err(e) = runner.run(&strategy, |value| {
-        test(value);
-        Ok(())
-    }) {
-        panic!("{e}");
-    }
-}
-
 #[test]
 fn the_corpus_of_stored_values_is_read_or_refused_as_corrupt() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/batches");
@@ -207,7 +194,7 @@ fn the_corpus_of_stored_values_is_read_or_refused_as_corrupt() {
 #[test]
 fn valid_stored_values_decode_and_read() {
     let fixture = Fixture::new();
-    check(stored_value(), |value| {
+    proptest!(|(value in stored_value())| {
         batch::decode(Bytes::from(value.clone())).unwrap();
         let base = batch::read_header(&value).unwrap().base_offset;
         fixture.read_stored(value, base);
@@ -217,8 +204,8 @@ fn valid_stored_values_decode_and_read() {
 #[test]
 fn arbitrary_stored_values_are_decoded_or_corrupt() {
     let fixture = Fixture::new();
-    let cases = (proptest::collection::vec(any::<u8>(), 0..200), any::<bool>(), any::<bool>());
-    check(cases, |(mut value, version_one, fixed)| {
+    let bytes = proptest::collection::vec(any::<u8>(), 0..200);
+    proptest!(|(mut value in bytes, version_one in any::<bool>(), fixed in any::<bool>())| {
         if version_one && !value.is_empty() {
             value[0] = 1;
         }
@@ -233,8 +220,8 @@ fn arbitrary_stored_values_are_decoded_or_corrupt() {
 #[test]
 fn mutated_stored_values_are_decoded_or_corrupt() {
     let fixture = Fixture::new();
-    let cases = (stored_value(), proptest::collection::vec(mutation(), 1..4), any::<bool>());
-    check(cases, |(value, mutations, fixed)| {
+    let mutations = proptest::collection::vec(mutation(), 1..4);
+    proptest!(|(value in stored_value(), mutations in mutations, fixed in any::<bool>())| {
         let mut value = mutate(value, &mutations);
         if fixed {
             fix(&mut value);

@@ -6,17 +6,15 @@
 //! on a stopped broker's data directory.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use brooklet_broker::{Auth, BootstrapUser, Config, EmbeddedBroker};
 use brooklet_client::{AclEntry, AclFilter, AclOperation, AclResourceType, Admin};
 use brooklet_proto::v1 as pb;
-use brooklet_tests::{Finished, brooklet_bin, finish, with_credentials};
+use brooklet_tests::{Finished, brooklet_command, finish, with_credentials};
 use pb::admin_service_client::AdminServiceClient;
 use pb::consumer_service_client::ConsumerServiceClient;
 use pb::group_service_client::GroupServiceClient;
 use pb::producer_service_client::ProducerServiceClient;
-use tokio::process::Command;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -120,16 +118,8 @@ fn entry(resource_type: AclResourceType, name: &str, operation: AclOperation) ->
 }
 
 async fn cli(endpoint: &str, args: &[&str], user: Option<(&str, &str)>) -> Finished {
-    let mut command = Command::new(brooklet_bin());
-    command
-        .args(["--broker", endpoint])
-        .args(args)
-        .env_remove("BROOKLET_USER")
-        .env_remove("BROOKLET_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = brooklet_command(&["--broker", endpoint]);
+    command.args(args);
     if let Some((user, password)) = user {
         command.args(["--user", user]).env("BROOKLET_PASSWORD", password);
     }

@@ -8,7 +8,9 @@ use std::process::Stdio;
 
 use brooklet_broker::{Auth, BootstrapUser, Config, EmbeddedBroker};
 use brooklet_client::{Admin, Code, Error};
-use brooklet_tests::{DEADLINE, KafkaClient, brooklet_bin, finish, kafka_client_available, kafka_scripts};
+use brooklet_tests::{
+    DEADLINE, KafkaClient, brooklet_command, finish, finish_with_input, kafka_client_available, kafka_scripts,
+};
 use tokio::process::Command;
 
 use crate::kafka::exchange;
@@ -119,24 +121,9 @@ async fn the_bootstrap_user_is_created_only_when_no_user_exists() {
 }
 
 async fn cli(endpoint: &str, args: &[&str], env: &[(&str, &str)], stdin: &str) -> brooklet_tests::Finished {
-    use tokio::io::AsyncWriteExt;
-    let mut command = Command::new(brooklet_bin());
-    command
-        .args(["--broker", endpoint])
-        .args(args)
-        .env_remove("BROOKLET_USER")
-        .env_remove("BROOKLET_PASSWORD")
-        .env_remove("BROOKLET_NEW_PASSWORD")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    finish(child).await
+    let mut command = brooklet_command(&["--broker", endpoint]);
+    command.args(args).envs(env.iter().copied());
+    finish_with_input(command, stdin).await
 }
 
 #[tokio::test]

@@ -4,32 +4,16 @@
 //! of the output, never how fast anything was.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use brooklet_broker::{Auth, BootstrapUser, ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
 use brooklet_tests::certs::{CertFiles, TestCa};
-use brooklet_tests::{BrokerProcess, Finished, TestBroker, brooklet_bin, eventually, finish};
+use brooklet_tests::{BrokerProcess, Finished, TestBroker, brooklet_command, eventually, finish};
 use serde_json::Value;
-use tokio::process::Command;
 
 /// `brooklet ARGS` with the variables `env`, and none of the client
 /// commands' own from the environment the tests run in.
 async fn brooklet_with(args: &[&str], env: &[(&str, &str)]) -> Finished {
-    let child = Command::new(brooklet_bin())
-        .args(args)
-        .env_remove("BROOKLET_BROKER")
-        .env_remove("BROOKLET_USER")
-        .env_remove("BROOKLET_PASSWORD")
-        .env_remove("BROOKLET_TLS_CA")
-        .env_remove("BROOKLET_TLS_CLIENT_CERT")
-        .env_remove("BROOKLET_TLS_CLIENT_KEY")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("brooklet runs");
+    let child = brooklet_command(args).envs(env.iter().copied()).spawn().expect("brooklet runs");
     finish(child).await
 }
 

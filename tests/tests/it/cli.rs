@@ -4,25 +4,16 @@
 use std::process::Stdio;
 
 use brooklet_tests::{
-    BrokerProcess as Server, DEADLINE, Finished as Output, TestBroker, brooklet_bin, eventually, finish,
+    BrokerProcess as Server, DEADLINE, Finished as Output, TestBroker, brooklet_bin, brooklet_command,
+    eventually, finish, finish_with_input,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
 
 async fn brooklet(endpoint: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(brooklet_bin())
-        .args(args)
-        .args(["--broker", endpoint, "--timeout", "5"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("brooklet runs");
-    let mut input = child.stdin.take().expect("stdin piped");
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    finish(child).await
+    let mut command = brooklet_command(args);
+    command.args(["--broker", endpoint, "--timeout", "5"]);
+    finish_with_input(command, stdin).await
 }
 
 async fn ok(endpoint: &str, args: &[&str], stdin: &str) -> String {
@@ -207,11 +198,8 @@ async fn consumer_groups_from_the_command_line() {
 
 /// Runs `brooklet` with `args` and extra environment, without a broker.
 async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(brooklet_bin());
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
+    let mut command = brooklet_command(args);
+    command.envs(env.iter().copied());
     finish(command.spawn().expect("brooklet runs")).await
 }
 
@@ -402,14 +390,9 @@ async fn counts_of_one_are_singular() {
 async fn with_stdout_closed(endpoint: &str, args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let child = Command::new(brooklet_bin())
-        .args(args)
+    let child = brooklet_command(args)
         .args(["--broker", endpoint, "--timeout", "5"])
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
         .stdout(writer)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("brooklet runs");
     finish(child).await
@@ -457,13 +440,7 @@ async fn a_consumer_whose_reader_leaves_commits_what_it_printed_and_exits_0() {
     let records: String = (0..2000).map(|i| value(i) + "\n").collect();
     ok(&ep, &["produce", "long"], &records).await;
 
-    let mut child = Command::new(brooklet_bin())
-        .args(["consume", "long", "--group", "g", "--broker", &ep, "--timeout", "5"])
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
+    let mut child = brooklet_command(&["consume", "long", "--group", "g", "--broker", &ep, "--timeout", "5"])
         .spawn()
         .expect("brooklet runs");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -539,15 +516,10 @@ async fn following_consumer(
     topic: &str,
     expected: &[&str],
 ) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
-    let mut child = Command::new(brooklet_bin())
-        .args(["consume", topic, "--group", "g", "--follow", "--broker", ep, "--timeout", "5"])
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("brooklet runs");
+    let mut child =
+        brooklet_command(&["consume", topic, "--group", "g", "--follow", "--broker", ep, "--timeout", "5"])
+            .spawn()
+            .expect("brooklet runs");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for expected in expected {
         let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("a line in time").unwrap();

@@ -16,7 +16,7 @@ use brooklet_broker::{ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
 use brooklet_client::{Admin, Error, NewTopic, TlsFailure, TlsOptions};
 use brooklet_tests::certs::{CertFiles, TestCa};
 use brooklet_tests::{
-    BrokerProcess, DEADLINE, Finished, KafkaClient, brooklet_bin, finish, kafka_client_available,
+    BrokerProcess, DEADLINE, Finished, KafkaClient, brooklet_command, finish, kafka_client_available,
     kafka_scripts,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,18 +58,7 @@ async fn refused(admin: &Admin) -> String {
 
 /// `brooklet ARGS` against `endpoint`, to completion.
 async fn cli(endpoint: &str, args: &[&str]) -> Finished {
-    let child = tokio::process::Command::new(brooklet_bin())
-        .args(["--broker", endpoint])
-        .args(args)
-        .env_remove("BROOKLET_TLS_CA")
-        .env_remove("BROOKLET_TLS_CLIENT_CERT")
-        .env_remove("BROOKLET_TLS_CLIENT_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("brooklet runs");
+    let child = brooklet_command(&["--broker", endpoint]).args(args).spawn().expect("brooklet runs");
     finish(child).await
 }
 
@@ -379,16 +368,12 @@ async fn serve_refuses_bad_tls_settings_with_one_line_and_exit_code_2() {
         ),
     ];
     for (args, expected) in cases {
-        let child = tokio::process::Command::new(brooklet_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--data-dir"])
-            .arg(&data)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let child =
+            brooklet_command(&["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "off", "--data-dir"])
+                .arg(&data)
+                .args(&args)
+                .spawn()
+                .unwrap();
         let out = finish(child).await;
         assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
         assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);

@@ -11,7 +11,9 @@ use std::process::Stdio;
 use brooklet_broker::{Auth, BootstrapUser, ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
 use brooklet_client::{AclEntry, AclOperation, AclResourceType, Admin, Code, Error, TlsOptions};
 use brooklet_tests::certs::{CertFiles, TestCa};
-use brooklet_tests::{Finished, KafkaClient, brooklet_bin, finish, kafka_client_available, kafka_scripts};
+use brooklet_tests::{
+    Finished, KafkaClient, brooklet_command, finish, kafka_client_available, kafka_scripts,
+};
 use tokio::process::Command;
 
 const ADMIN: &str = "admin";
@@ -66,19 +68,9 @@ async fn refused(admin: &Admin) -> (Code, String) {
 
 /// `brooklet --broker ENDPOINT ARGS` with `env`.
 async fn cli(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Finished {
-    let child = Command::new(brooklet_bin())
-        .args(["--broker", endpoint])
+    let child = brooklet_command(&["--broker", endpoint])
         .args(args)
-        .env_remove("BROOKLET_USER")
-        .env_remove("BROOKLET_PASSWORD")
-        .env_remove("BROOKLET_TLS_CA")
-        .env_remove("BROOKLET_TLS_CLIENT_CERT")
-        .env_remove("BROOKLET_TLS_CLIENT_KEY")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("brooklet runs");
     finish(child).await
@@ -269,17 +261,12 @@ async fn sasl_and_basic_credentials_are_served_over_tls() {
 
 /// `brooklet serve ARGS` with `env`, its data in `dir`.
 async fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Finished {
-    let child = Command::new(brooklet_bin())
-        .args(["serve", "--metrics-listen", "off"])
+    let child = brooklet_command(&["serve", "--metrics-listen", "off"])
         .args(args)
         .env_remove("BROOKLET_ALLOW_INSECURE")
         .env_remove("BROOKLET_AUTH")
         .envs(env.iter().copied())
         .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("brooklet runs");
     finish(child).await
