@@ -28,6 +28,36 @@ pub struct CertFiles {
 }
 
 impl TestCa {
+    /// A broker's config with data in `data`: TLS with a server certificate
+    /// of this CA (and client certificates of `clients` required, when
+    /// given), `--auth required`, and `admin` with `password` as its first
+    /// user and a superuser.
+    pub fn secured_config(
+        &self,
+        data: PathBuf,
+        clients: Option<&TestCa>,
+        admin: &str,
+        password: &str,
+    ) -> brooklet_broker::Config {
+        let server = self.server("server");
+        let mut config = brooklet_broker::Config::new(data);
+        config.auth = brooklet_broker::Auth::Required;
+        config.superusers = vec![admin.into()];
+        config.bootstrap_user =
+            Some(brooklet_broker::BootstrapUser { name: admin.into(), password: password.into() });
+        let tls = brooklet_broker::TlsConfig {
+            cert: server.cert,
+            key: server.key,
+            client_ca: clients.map(|c| c.path.clone()),
+            client_auth: match clients {
+                Some(_) => brooklet_broker::ClientAuth::Required,
+                None => brooklet_broker::ClientAuth::None,
+            },
+        };
+        config.tls = Some(brooklet_broker::Tls::new(tls).expect("TLS files load"));
+        config
+    }
+
     /// A new CA called `name`, its certificate written in `dir`.
     pub fn new(dir: &Path, name: &str) -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use brooklet_broker::{Auth, BootstrapUser, ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
+use brooklet_broker::{Config, EmbeddedBroker};
 use brooklet_tests::certs::{CertFiles, TestCa};
 use brooklet_tests::{BrokerProcess, Finished, TestBroker, brooklet_command, eventually, finish};
 use serde_json::Value;
@@ -359,18 +359,7 @@ const ADMIN_PASSWORD: &str = "correct horse battery";
 /// required`, the bootstrap user `admin` and `--superusers admin`; client
 /// certificates of `clients` required when given.
 async fn secured(dir: &Path, ca: &TestCa, clients: Option<&TestCa>) -> EmbeddedBroker {
-    let server = ca.server("server");
-    let mut config = Config::new(dir.join("data"));
-    config.auth = Auth::Required;
-    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
-    config.superusers = vec![ADMIN.into()];
-    let tls = TlsConfig {
-        cert: server.cert,
-        key: server.key,
-        client_ca: clients.map(|c| c.path.clone()),
-        client_auth: if clients.is_some() { ClientAuth::Required } else { ClientAuth::None },
-    };
-    config.tls = Some(Tls::new(tls).expect("TLS files load"));
+    let config = ca.secured_config(dir.join("data"), clients, ADMIN, ADMIN_PASSWORD);
     EmbeddedBroker::start_with(config).await.expect("broker starts")
 }
 

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use brooklet_broker::{Auth, BootstrapUser, ClientAuth, Config, EmbeddedBroker, Tls, TlsConfig};
+use brooklet_broker::EmbeddedBroker;
 use brooklet_client::{AclEntry, AclOperation, AclResourceType, Admin, Code, Error, TlsOptions};
 use brooklet_tests::certs::{CertFiles, TestCa};
 use brooklet_tests::{
@@ -23,19 +23,8 @@ const ADMIN_PASSWORD: &str = "correct horse battery";
 /// bootstrap user, a superuser; client certificates of `clients` required
 /// when given.
 async fn secured(dir: &Path, ca: &TestCa, clients: Option<&TestCa>) -> EmbeddedBroker {
-    let server = ca.server("server");
-    let mut config = Config::new(dir.join("data"));
+    let mut config = ca.secured_config(dir.join("data"), clients, ADMIN, ADMIN_PASSWORD);
     config.kafka_listen = Some("127.0.0.1:0".parse().unwrap());
-    config.auth = Auth::Required;
-    config.superusers = vec![ADMIN.into()];
-    config.bootstrap_user = Some(BootstrapUser { name: ADMIN.into(), password: ADMIN_PASSWORD.into() });
-    let tls = TlsConfig {
-        cert: server.cert,
-        key: server.key,
-        client_ca: clients.map(|c| c.path.clone()),
-        client_auth: if clients.is_some() { ClientAuth::Required } else { ClientAuth::None },
-    };
-    config.tls = Some(Tls::new(tls).expect("TLS files load"));
     EmbeddedBroker::start_with(config).await.expect("broker starts")
 }
 
