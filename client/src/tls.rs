@@ -119,9 +119,7 @@ impl TlsOptions {
         }
         Ok(config)
     }
-}
 
-impl TlsOptions {
     /// The error for a configuration tonic refused when it built the TLS
     /// connector: rustls checks the client certificate there (a v1
     /// certificate is refused), so it names the certificate. `reason` is

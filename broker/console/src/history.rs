@@ -27,8 +27,8 @@ pub(crate) const MAX_LAG_SAMPLES: usize = 120;
 /// Most groups whose lag is sampled (the first, by name).
 pub(crate) const MAX_LAG_GROUPS: usize = 1000;
 
-/// Most partitions one lag sample reads, over all groups: groups past it
-/// wait for a later version of the console rather than slow the broker.
+/// Most partitions one lag sample reads, over all groups: the groups past
+/// it are not sampled, so that sampling never slows the broker.
 pub(crate) const MAX_LAG_PARTITIONS: usize = 100_000;
 
 /// One second of the broker.
